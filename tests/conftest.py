@@ -1,0 +1,29 @@
+"""Shared test fixtures: quiet progress bars, seeded torch, the shared CIFAR-10 subset (or a skip)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("LOSSART_QUIET", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-subset.npz"
+
+
+@pytest.fixture(autouse=True)
+def _seeded_torch():
+    import torch
+
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def cifar_subset_path() -> Path:
+    """The shared real CIFAR-10 subset; skipped where ../shared is absent (a user's clone)."""
+    if not SHARED_CIFAR.is_file():
+        pytest.skip(f"shared CIFAR-10 subset not found at {SHARED_CIFAR} (only CI and dev machines have ../shared)")
+    return SHARED_CIFAR
