@@ -1,0 +1,378 @@
+"""The grid engine core: loss and accuracy at many points of a plane in weight space, exact BN.
+
+A grid point (x, y) stands for the weights `w = origin + x*û + y*v̂`. At every point the model is
+evaluated on the whole evaluation subset with batch normalization using that subset's own
+statistics under those weights ("exact BN", DESIGN.md): identical to `evaluate_exact_bn`, never
+stored running statistics.
+
+Two strategies, picked per device (`strategy="auto"`):
+
+- ``point`` (CPU): one point at a time. The point's weights are written into one preallocated flat
+  buffer (the parameter dict handed to `functional_call` is a fixed set of views into it), then one
+  forward pass over the subset in channels-last layout under `inference_mode`. On CPUs a single
+  channels-last pass runs convolutions near the machine's matmul rate; batching points would turn
+  them into grouped convolutions, measured at a quarter of that.
+- ``vmap`` (CUDA): a block of B points per launch. The [B, P] weight block is built on the device
+  and evaluated with `torch.func.vmap(functional_call)`; each vmapped slice normalizes with its own
+  batch statistics (BN modules run without running statistics, so nothing is shared between
+  points). B comes from free device memory unless given.
+
+Both build a point's weights with the same float32 operations, `(origin + x*û) + y*v̂` with the
+products and sums rounded separately, so the weights behind a grid cell are bitwise what
+`origin + x*u_hat + y*v_hat` gives in torch, on any device and in either strategy.
+
+When the subset's activations do not fit the memory budget, the per-point strategy evaluates the
+subset in chunks with exact BN over the whole subset (`lossart.grid.chunked_bn`): statistics are
+gathered layer by layer across chunks, so values match the one-pass result up to float rounding,
+at the price of roughly (number of BN layers)/2 extra partial forward passes.
+
+Dropout and other train-only behaviour stay off: the model runs in eval mode with BN modules that
+have no running statistics, which makes BN use batch statistics (and makes evaluation
+deterministic, unlike a whole-model `model.train()`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
+
+from lossart.errors import LossartError
+from lossart.weights import ParamLayout
+
+DTYPES = ("float32", "tf32", "bfloat16")
+STRATEGIES = ("auto", "point", "vmap")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to evaluate: device, precision, strategy and memory limits (None = chosen here)."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    strategy: str = "auto"
+    batch_points: int | None = None  # points per vmap launch; None = from free memory
+    chunk: int | None = None  # subset chunk for the per-point strategy; None = whole subset if it fits
+    memory_fraction: float = 0.5  # share of free memory the engine may plan to use
+
+
+@dataclass(frozen=True)
+class PointResults:
+    """Loss and accuracy at each evaluated point (accuracy NaN for regression)."""
+
+    loss: np.ndarray  # float32 [N]
+    accuracy: np.ndarray  # float32 [N]
+
+
+def resolve_device(name: str) -> torch.device:
+    """A torch device that exists here, or a one-line error naming `--device`."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise LossartError(f"--device {name!r}: expected cpu, cuda or cuda:i") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LossartError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise LossartError(
+                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    elif device.type != "cpu":
+        raise LossartError(f"--device {name!r}: expected cpu, cuda or cuda:i")
+    return device
+
+
+def point_weights(
+    origin: torch.Tensor, u_hat: torch.Tensor, v_hat: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor
+) -> torch.Tensor:
+    """The [B, P] weight block of points (xs[b], ys[b]): `(origin + x*û) + y*v̂`, float32."""
+    xs = xs.to(device=origin.device, dtype=origin.dtype)
+    ys = ys.to(device=origin.device, dtype=origin.dtype)
+    block = torch.outer(xs, u_hat)
+    block.add_(origin)
+    block.add_(torch.outer(ys, v_hat))
+    return block
+
+
+def evaluation_copy(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    """A private copy of `model` whose BN layers always normalize with batch statistics.
+
+    BN modules lose their running statistics (so training-mode behaviour is the only behaviour and
+    vmap never writes a shared buffer); the rest of the model is in eval mode (no dropout).
+    """
+    m = copy.deepcopy(model).to(device)
+    replace_all_batch_norm_modules_(m)
+    m.eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    if channels_last:
+        m = m.to(memory_format=torch.channels_last)
+    return m
+
+
+def loss_and_accuracy(
+    outputs: torch.Tensor, targets: torch.Tensor, task: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss and accuracy as 0-d float32 tensors (vmap-friendly: no `.item()`)."""
+    outputs = outputs.float()
+    if task == "regression":
+        loss = F.mse_loss(outputs.reshape(targets.shape), targets)
+        return loss, torch.full((), float("nan"), device=outputs.device)
+    loss = F.cross_entropy(outputs, targets)
+    acc = (outputs.argmax(dim=-1) == targets).float().mean()
+    return loss, acc
+
+
+@contextlib.contextmanager
+def precision(dtype: str, device: torch.device) -> Iterator[None]:
+    """Run the body in the requested precision: autocast for bf16, TF32 switches for tf32."""
+    if dtype not in DTYPES:
+        raise LossartError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    if dtype == "float32":
+        yield
+    elif dtype == "bfloat16":
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            yield
+    else:  # tf32
+        if device.type != "cuda":
+            raise LossartError("--dtype tf32 needs a CUDA device (TF32 is an NVIDIA tensor-core format)")
+        old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def count_flops(model: nn.Module, layout: ParamLayout, flat: torch.Tensor, x: torch.Tensor) -> int:
+    """FLOPs of one forward pass over `x` (matmuls and convolutions, as FlopCounterMode counts)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = evaluation_copy(model, torch.device("cpu"), channels_last=False)
+    params = layout.unflatten(flat.detach().float().cpu())
+    probe = x[: min(len(x), 16)].detach().float().cpu()
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        functional_call(m, params, (probe,))
+    # FLOPs of these models are linear in the batch; scale the probe up to the whole subset.
+    return int(round(counter.get_total_flops() * len(x) / len(probe)))
+
+
+def activation_bytes_per_sample(model: nn.Module, params: dict, x: torch.Tensor) -> int:
+    """Peak activation bytes per sample of one forward pass, estimated from a 2-sample probe.
+
+    Sums the two largest module outputs (what is alive at the widest point of a forward pass
+    under inference_mode) and doubles it for the temporaries inside layers.
+    """
+    sizes: list[int] = []
+
+    def hook(_m, _i, out):
+        if isinstance(out, torch.Tensor):
+            sizes.append(out.numel() * out.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.inference_mode():
+            functional_call(model, params, (x[:2],))
+    finally:
+        for h in handles:
+            h.remove()
+    sizes.sort(reverse=True)
+    top = sum(sizes[:2]) if sizes else x[:2].numel() * 4
+    return max(1, (2 * top + x[:2].numel() * x.element_size()) // 2)
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory available for activations on `device` right now."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+class GridEngine:
+    """Evaluates a model at points of one plane after another; holds the subset on the device.
+
+    Build once per model and subset, call `set_plane` per frame, `evaluate(xs, ys)` per tile.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layout: ParamLayout,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        task: str = "classification",
+        config: EngineConfig | None = None,
+    ) -> None:
+        self.config = config or EngineConfig()
+        if self.config.dtype not in DTYPES:
+            raise LossartError(f"--dtype {self.config.dtype!r}: expected one of {', '.join(DTYPES)}")
+        if self.config.strategy not in STRATEGIES:
+            raise LossartError(f"strategy {self.config.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        self.device = resolve_device(self.config.device)
+        if self.config.dtype == "tf32" and self.device.type != "cuda":
+            raise LossartError("--dtype tf32 needs a CUDA device (TF32 is an NVIDIA tensor-core format)")
+        self.layout = layout
+        self.task = task
+        self.strategy = self.config.strategy
+        if self.strategy == "auto":
+            self.strategy = "vmap" if self.device.type == "cuda" else "point"
+        images = x.dim() == 4
+        self.channels_last = images and self.strategy == "point"
+        self.model = evaluation_copy(model, self.device, self.channels_last)
+        x = x.to(self.device, dtype=torch.float32)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        self.x = x
+        self.y = y.to(self.device)
+        self.origin = self.u_hat = self.v_hat = None
+        # The per-point strategy's weight buffer and the fixed parameter views into it.
+        self._buf = torch.zeros(layout.numel, device=self.device)
+        self._tmp = torch.empty_like(self._buf)
+        self._params = layout.unflatten(self._buf)
+        self._bytes_per_sample = activation_bytes_per_sample(self.model, self._params, self.x)
+        self.chunk = self._choose_chunk()
+        self.batch_points = self._choose_batch_points() if self.strategy == "vmap" else 1
+        self._flops: int | None = None
+        self._reference_model = model
+
+    # ---------------------------------------------------------------- planning
+
+    def _budget(self) -> int:
+        return int(free_memory_bytes(self.device) * self.config.memory_fraction)
+
+    def _choose_chunk(self) -> int | None:
+        n = len(self.x)
+        if self.config.chunk is not None:
+            if self.config.chunk <= 0:
+                raise LossartError(f"chunk {self.config.chunk}: expected a positive number of samples")
+            return None if self.config.chunk >= n else self.config.chunk
+        fits = self._budget() // self._bytes_per_sample
+        return None if fits >= n else max(1, int(fits))
+
+    def _choose_batch_points(self) -> int:
+        if self.config.batch_points is not None:
+            if self.config.batch_points <= 0:
+                raise LossartError(f"--batch-points {self.config.batch_points}: expected a positive number")
+            return self.config.batch_points
+        per_point = self._bytes_per_sample * len(self.x) + 3 * 4 * self.layout.numel
+        return int(max(1, min(1024, self._budget() // per_point)))
+
+    @property
+    def flops_per_point(self) -> int:
+        """Forward-pass FLOPs over the whole subset at one point (counted once, then cached)."""
+        if self._flops is None:
+            flat = self.origin if self.origin is not None else self._buf
+            self._flops = count_flops(self._reference_model, self.layout, flat, self.x)
+        return self._flops
+
+    def describe(self) -> str:
+        parts = [f"{self.strategy} on {self.device}", self.config.dtype, f"subset {len(self.x)}"]
+        if self.strategy == "vmap":
+            parts.append(f"{self.batch_points} points/launch")
+        if self.chunk:
+            parts.append(f"exact-BN chunks of {self.chunk}")
+        return ", ".join(parts)
+
+    # ---------------------------------------------------------------- evaluation
+
+    def set_plane(self, origin: torch.Tensor, u_hat: torch.Tensor, v_hat: torch.Tensor) -> None:
+        """The plane the next points lie in: origin (w1) and orthonormal directions, flat [P]."""
+        for name, t in (("origin", origin), ("u_hat", u_hat), ("v_hat", v_hat)):
+            if t.dim() != 1 or t.numel() != self.layout.numel:
+                raise LossartError(
+                    f"plane {name} has shape {tuple(t.shape)}, expected ({self.layout.numel},)"
+                )
+        self.origin = origin.detach().to(self.device, torch.float32).contiguous()
+        self.u_hat = u_hat.detach().to(self.device, torch.float32).contiguous()
+        self.v_hat = v_hat.detach().to(self.device, torch.float32).contiguous()
+
+    def weights_at(self, x: float, y: float) -> torch.Tensor:
+        """The flat weights of point (x, y), built exactly as `evaluate` builds them."""
+        self._write_point(x, y)
+        return self._buf.clone()
+
+    def _write_point(self, x: float, y: float) -> None:
+        if self.origin is None:
+            raise LossartError("grid engine: set_plane must be called before evaluating points")
+        xt = torch.tensor(x, dtype=torch.float32)
+        yt = torch.tensor(y, dtype=torch.float32)
+        torch.mul(self.u_hat, xt.item(), out=self._buf)
+        self._buf.add_(self.origin)
+        torch.mul(self.v_hat, yt.item(), out=self._tmp)
+        self._buf.add_(self._tmp)
+
+    def evaluate(self, xs, ys) -> PointResults:
+        """Loss and accuracy at points (xs[k], ys[k]) of the current plane."""
+        xs = torch.as_tensor(np.asarray(xs, dtype=np.float64)).reshape(-1)
+        ys = torch.as_tensor(np.asarray(ys, dtype=np.float64)).reshape(-1)
+        if xs.shape != ys.shape:
+            raise LossartError(f"grid engine: {len(xs)} x coordinates but {len(ys)} y coordinates")
+        if self.origin is None:
+            raise LossartError("grid engine: set_plane must be called before evaluating points")
+        loss = np.empty(len(xs), dtype=np.float32)
+        acc = np.empty(len(xs), dtype=np.float32)
+        with torch.inference_mode(), precision(self.config.dtype, self.device):
+            if self.strategy == "point":
+                for k in range(len(xs)):
+                    loss[k], acc[k] = self._evaluate_point(float(xs[k]), float(ys[k]))
+            else:
+                for start in range(0, len(xs), self.batch_points):
+                    stop = min(len(xs), start + self.batch_points)
+                    lo, ac = self._evaluate_block(xs[start:stop], ys[start:stop])
+                    loss[start:stop], acc[start:stop] = lo, ac
+        return PointResults(loss, acc)
+
+    def _evaluate_point(self, x: float, y: float) -> tuple[float, float]:
+        self._write_point(x, y)
+        if self.chunk:
+            from lossart.grid.chunked_bn import chunked_exact_bn_outputs
+
+            out = chunked_exact_bn_outputs(self.model, self._params, self.x, self.chunk)
+        else:
+            out = functional_call(self.model, self._params, (self.x,))
+        lo, ac = loss_and_accuracy(out, self.y, self.task)
+        return lo.item(), ac.item()
+
+    def _evaluate_block(self, xs: torch.Tensor, ys: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        xs32 = xs.to(torch.float32)
+        ys32 = ys.to(torch.float32)
+        block = point_weights(self.origin, self.u_hat, self.v_hat, xs32, ys32)
+        params = self.layout.unflatten(block)
+        model, x, y, task = self.model, self.x, self.y, self.task
+
+        def one(p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            return loss_and_accuracy(functional_call(model, p, (x,)), y, task)
+
+        lo, ac = vmap(one)(params)
+        return lo.float().cpu().numpy(), ac.float().cpu().numpy()
+
+
+def grid_axis(lo: float, hi: float, n: int) -> np.ndarray:
+    """Sample positions of one grid axis per bundle.md: `lo + j*(hi-lo)/(n-1)` (float64)."""
+    if n == 1:
+        return np.array([lo], dtype=np.float64)
+    j = np.arange(n, dtype=np.float64)
+    return lo + j * ((hi - lo) / (n - 1))
+
+
+def effective_gflops(flops_per_point: int, points_per_second: float) -> float:
+    return flops_per_point * points_per_second / 1e9
+
