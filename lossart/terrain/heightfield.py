@@ -1,0 +1,296 @@
+"""Loss grids to heightfields: log transform, tail clipping, smoothing, one range, sampling.
+
+Pure numpy/scipy functions (no torch, no I/O) so the math is testable on synthetic grids and the
+same code serves the bundle writer, the previews and the mesh export. Conventions follow
+docs/bundle.md: an array `z[i, j]` sits at plane coordinates `x = x0 + j*(x1-x0)/(W-1)`,
+`y = y0 + i*(y1-y0)/(H-1)`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from lossart.errors import LossartError
+
+TRANSFORMS = ("log10",)
+#: Gaussian kernels are cut at this many sigmas (scipy's default), in space and across frames.
+TRUNCATE = 4.0
+#: Above this many finite losses, the cap quantile is taken over an even subsample of each frame.
+QUANTILE_SAMPLE_LIMIT = 20_000_000
+
+
+@dataclass(frozen=True)
+class TerrainConfig:
+    """How loss grids become heights; every field is recorded in the bundle manifest.
+
+    - `loss_floor`: losses below it are raised to it before the log (log10(0) is -inf).
+    - `loss_cap` / `cap_quantile`: the high tail is clipped at `loss_cap`, or, where that is None,
+      at this quantile of all finite losses over all frames (one cap for the whole video).
+      Non-finite losses (diverged points) are filled with the cap: they are high-loss points.
+    - `sigma`: Gaussian smoothing in grid cells (0: none); `frame_sigma`: in frames (0: none).
+    - `upsample`: integer factor; (n-1)*upsample+1 samples per axis by cubic interpolation,
+      so the original samples keep their places. Interpolation, never new data.
+    - `path_samples`: points in each frame's dense path polyline.
+    """
+
+    transform: str = "log10"
+    loss_floor: float = 1e-4
+    loss_cap: float | None = None
+    cap_quantile: float | None = 0.99
+    sigma: float = 1.0
+    frame_sigma: float = 0.0
+    upsample: int = 1
+    path_samples: int = 200
+
+    def __post_init__(self) -> None:
+        if self.transform not in TRANSFORMS:
+            raise LossartError(f"--transform: expected one of {TRANSFORMS}, got {self.transform!r}")
+        if not (math.isfinite(self.loss_floor) and self.loss_floor > 0):
+            raise LossartError(f"--floor: expected a positive number, got {self.loss_floor}")
+        if self.loss_cap is not None and not (
+            math.isfinite(self.loss_cap) and self.loss_cap > self.loss_floor
+        ):
+            raise LossartError(
+                f"--loss-cap: expected a number above the floor {self.loss_floor}, got {self.loss_cap}"
+            )
+        if self.loss_cap is None and self.cap_quantile is None:
+            raise LossartError(
+                "--loss-cap or --cap-quantile: one of them is needed to clip the tail"
+            )
+        if self.cap_quantile is not None and not (0.0 < self.cap_quantile <= 1.0):
+            raise LossartError(
+                f"--cap-quantile: expected a number in (0, 1], got {self.cap_quantile}"
+            )
+        if not (self.sigma >= 0 and math.isfinite(self.sigma)):
+            raise LossartError(f"--sigma: expected a number >= 0, got {self.sigma}")
+        if not (self.frame_sigma >= 0 and math.isfinite(self.frame_sigma)):
+            raise LossartError(f"--frame-sigma: expected a number >= 0, got {self.frame_sigma}")
+        if int(self.upsample) != self.upsample or self.upsample < 1:
+            raise LossartError(f"--upsample: expected an integer >= 1, got {self.upsample}")
+        if int(self.path_samples) != self.path_samples or self.path_samples < 2:
+            raise LossartError(f"--path-samples: expected an integer >= 2, got {self.path_samples}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- the transform
+
+
+def resolve_loss_cap(losses: Iterable[np.ndarray], config: TerrainConfig) -> float:
+    """The one loss cap for all frames: `config.loss_cap`, else the quantile of finite losses.
+
+    Exact while the frames hold at most QUANTILE_SAMPLE_LIMIT finite values together; above
+    that, each frame contributes an even stride of its values (an approximation of the quantile's
+    rank by well under 0.1%, stated in docs/bundle.md). The cap is never below the floor's
+    next representable step, so the log range is never empty.
+    """
+    if config.loss_cap is not None:
+        return float(config.loss_cap)
+    frames = [np.asarray(loss) for loss in losses]
+    total = sum(f.size for f in frames)
+    stride = max(1, math.ceil(total / QUANTILE_SAMPLE_LIMIT))
+    parts = []
+    for f in frames:
+        flat = f.reshape(-1)[::stride]
+        parts.append(flat[np.isfinite(flat)])
+    finite = np.concatenate(parts) if parts else np.empty(0)
+    if finite.size == 0:
+        raise LossartError("loss grids: no finite loss in any frame; cannot choose a loss cap")
+    cap = float(np.quantile(finite.astype(np.float64), config.cap_quantile))
+    floor = float(config.loss_floor)
+    return cap if cap > floor else float(np.nextafter(np.float32(floor), np.float32(np.inf)))
+
+
+def log_heights(loss: np.ndarray, loss_floor: float, loss_cap: float) -> tuple[np.ndarray, int]:
+    """log10 of the loss clipped to [floor, cap]; non-finite points are filled with the cap.
+
+    Returns the float32 heights and the number of non-finite points filled (counted per frame,
+    recorded in the manifest). Never returns NaN.
+    """
+    loss = np.asarray(loss, dtype=np.float32)
+    bad = ~np.isfinite(loss)
+    nonfinite = int(bad.sum())
+    clipped = np.clip(np.where(bad, np.float32(loss_cap), loss), loss_floor, loss_cap)
+    return np.log10(clipped, dtype=np.float32), nonfinite
+
+
+def fill_nonfinite(loss: np.ndarray, loss_cap: float) -> np.ndarray:
+    """The loss with non-finite points (diverged) replaced by the cap, as the heights treat them."""
+    loss = np.asarray(loss, dtype=np.float32)
+    return np.where(np.isfinite(loss), loss, np.float32(loss_cap))
+
+
+def smooth_space(z: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing with `sigma` in grid cells; edges continue the border value."""
+    if sigma <= 0:
+        return np.asarray(z, dtype=np.float32)
+    return ndimage.gaussian_filter(
+        np.asarray(z, dtype=np.float32), sigma=sigma, mode="nearest", truncate=TRUNCATE
+    )
+
+
+def frame_kernel(frame_sigma: float) -> np.ndarray:
+    """Normalized Gaussian weights over frame offsets -r..r (r = TRUNCATE*sigma, as scipy)."""
+    if frame_sigma <= 0:
+        return np.ones(1)
+    radius = int(TRUNCATE * frame_sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (offsets / frame_sigma) ** 2)
+    return w / w.sum()
+
+
+def frame_neighbours(index: int, count: int, frame_sigma: float) -> list[tuple[int, float]]:
+    """(frame, weight) pairs that make frame `index` smoothed across frames.
+
+    Out-of-range neighbours repeat the first/last frame (scipy's mode="nearest"), so a calm
+    video keeps its first and last frames' levels. Lets a writer stream frames through a
+    small window instead of holding the whole stack.
+    """
+    kernel = frame_kernel(frame_sigma)
+    radius = (len(kernel) - 1) // 2
+    pairs: dict[int, float] = {}
+    for k, w in zip(range(index - radius, index + radius + 1), kernel):
+        j = min(max(k, 0), count - 1)
+        pairs[j] = pairs.get(j, 0.0) + float(w)
+    return sorted(pairs.items())
+
+
+def smooth_frames(stack: np.ndarray, frame_sigma: float) -> np.ndarray:
+    """Gaussian smoothing of a [F, H, W] stack along the frame axis (mode="nearest")."""
+    stack = np.asarray(stack, dtype=np.float32)
+    if frame_sigma <= 0 or stack.shape[0] == 1:
+        return stack
+    out = np.zeros_like(stack)
+    for i in range(stack.shape[0]):
+        for j, w in frame_neighbours(i, stack.shape[0], frame_sigma):
+            out[i] += np.float32(w) * stack[j]
+    return out
+
+
+def upsample(z: np.ndarray, factor: int) -> np.ndarray:
+    """Cubic-spline interpolation to (n-1)*factor+1 samples per axis; corners stay put.
+
+    The original samples land on every `factor`-th output sample with their values kept
+    (spline interpolation passes through its data), so extent and coordinates are unchanged.
+    """
+    z = np.asarray(z, dtype=np.float32)
+    if factor == 1:
+        return z
+    h, w = z.shape
+    out_shape = ((h - 1) * factor + 1, (w - 1) * factor + 1)
+    zoom = tuple((o - 1) / (n - 1) if n > 1 else 1.0 for o, n in zip(out_shape, z.shape))
+    out = ndimage.zoom(z, zoom, order=3, mode="nearest", grid_mode=False, prefilter=True)
+    return out.astype(np.float32, copy=False)
+
+
+def frame_heights(
+    loss: np.ndarray, config: TerrainConfig, loss_cap: float
+) -> tuple[np.ndarray, int]:
+    """One frame's heights before cross-frame smoothing: log transform, then spatial smoothing."""
+    z, nonfinite = log_heights(loss, config.loss_floor, loss_cap)
+    return smooth_space(z, config.sigma), nonfinite
+
+
+def stream_heights(
+    load_loss: Callable[[int], np.ndarray], count: int, config: TerrainConfig, loss_cap: float
+) -> Iterator[tuple[int, np.ndarray, int]]:
+    """(position, final heights, non-finite count) for positions 0..count-1, in order.
+
+    Each loss grid is loaded once; only the 2r+1 spatially smoothed frames that cross-frame
+    smoothing needs are held at a time, so memory does not grow with the number of frames.
+    Equal to `heightfields` on the whole stack.
+    """
+    radius = (len(frame_kernel(config.frame_sigma)) - 1) // 2
+    cache: dict[int, tuple[np.ndarray, int]] = {}
+    for position in range(count):
+        neighbours = frame_neighbours(position, count, config.frame_sigma)
+        for j, _ in neighbours:
+            if j not in cache:
+                cache[j] = frame_heights(load_loss(j), config, loss_cap)
+        if len(neighbours) == 1:
+            z = cache[position][0]
+        else:
+            z = np.zeros_like(cache[position][0])
+            for j, w in neighbours:
+                z += np.float32(w) * cache[j][0]
+        yield position, upsample(z, config.upsample), cache[position][1]
+        for j in [j for j in cache if j < position + 1 - radius]:
+            del cache[j]  # no later frame reaches back this far
+
+
+def heightfields(
+    losses: list[np.ndarray], config: TerrainConfig
+) -> tuple[list[np.ndarray], list[int], float]:
+    """All frames at once (small inputs, tests): heights, non-finite counts, resolved loss cap."""
+    cap = resolve_loss_cap(losses, config)
+    pairs = [frame_heights(loss, config, cap) for loss in losses]
+    stack = smooth_frames(np.stack([z for z, _ in pairs]), config.frame_sigma)
+    heights = [upsample(z, config.upsample) for z in stack]
+    return heights, [n for _, n in pairs], cap
+
+
+def height_range(z_min: float, z_max: float) -> tuple[float, float]:
+    """The manifest's range: a flat terrain gets a small non-empty range so quantizing works."""
+    if not (math.isfinite(z_min) and math.isfinite(z_max)):
+        raise LossartError(f"heights: range [{z_min}, {z_max}] is not finite")
+    if z_max <= z_min:
+        pad = max(1e-6, abs(z_min) * 1e-6)
+        return float(z_min - pad), float(z_max + pad)
+    return float(z_min), float(z_max)
+
+
+# ---------------------------------------------------------------- quantizing for PNG
+
+
+def quantize16(z: np.ndarray, z_min: float, z_max: float) -> np.ndarray:
+    """Heights to uint16 over [z_min, z_max]: p = round((z - z_min)/(z_max - z_min) * 65535)."""
+    scale = 65535.0 / (z_max - z_min)
+    p = np.rint((np.asarray(z, dtype=np.float64) - z_min) * scale)
+    return np.clip(p, 0, 65535).astype(np.uint16)
+
+
+def dequantize16(p: np.ndarray, z_min: float, z_max: float) -> np.ndarray:
+    """uint16 PNG values back to heights: z = z_min + p/65535*(z_max - z_min)."""
+    return (z_min + np.asarray(p, dtype=np.float64) / 65535.0 * (z_max - z_min)).astype(np.float32)
+
+
+# ---------------------------------------------------------------- sampling in plane coordinates
+
+
+def grid_coords(n: int, lo: float, hi: float) -> np.ndarray:
+    """The n sample coordinates of one axis: lo + k*(hi-lo)/(n-1)."""
+    if n == 1:
+        return np.array([lo], dtype=np.float64)
+    return lo + np.arange(n, dtype=np.float64) * ((hi - lo) / (n - 1))
+
+
+def sample_bilinear(
+    field: np.ndarray,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    xy: np.ndarray,
+) -> np.ndarray:
+    """Bilinear values of `field` [H, W] at plane points `xy` [N, 2]; outside points clamp to the edge."""
+    field = np.asarray(field, dtype=np.float64)
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    h, w = field.shape
+    (x0, x1), (y0, y1) = x_range, y_range
+    fj = (xy[:, 0] - x0) / (x1 - x0) * (w - 1) if w > 1 else np.zeros(len(xy))
+    fi = (xy[:, 1] - y0) / (y1 - y0) * (h - 1) if h > 1 else np.zeros(len(xy))
+    fj = np.clip(fj, 0, w - 1)
+    fi = np.clip(fi, 0, h - 1)
+    j0 = np.minimum(np.floor(fj).astype(np.int64), max(w - 2, 0))
+    i0 = np.minimum(np.floor(fi).astype(np.int64), max(h - 2, 0))
+    j1 = np.minimum(j0 + 1, w - 1)
+    i1 = np.minimum(i0 + 1, h - 1)
+    tj = fj - j0
+    ti = fi - i0
+    top = field[i0, j0] * (1 - tj) + field[i0, j1] * tj
+    bottom = field[i1, j0] * (1 - tj) + field[i1, j1] * tj
+    return top * (1 - ti) + bottom * ti
