@@ -184,8 +184,10 @@ def upsample(z: np.ndarray, factor: int) -> np.ndarray:
         return z
     h, w = z.shape
     out_shape = ((h - 1) * factor + 1, (w - 1) * factor + 1)
-    zoom = tuple((o - 1) / (n - 1) if n > 1 else 1.0 for o, n in zip(out_shape, z.shape))
+    # scipy sizes the output round(n*zoom) and, with grid_mode=False, maps corner to corner.
+    zoom = tuple(o / n for o, n in zip(out_shape, z.shape))
     out = ndimage.zoom(z, zoom, order=3, mode="nearest", grid_mode=False, prefilter=True)
+    assert out.shape == out_shape, (out.shape, out_shape)
     return out.astype(np.float32, copy=False)
 
 
