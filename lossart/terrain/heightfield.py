@@ -82,29 +82,44 @@ class TerrainConfig:
 # ---------------------------------------------------------------- the transform
 
 
-def resolve_loss_cap(losses: Iterable[np.ndarray], config: TerrainConfig) -> float:
-    """The one loss cap for all frames: `config.loss_cap`, else the quantile of finite losses.
+def quantile_stride(total: int) -> int:
+    """Every how-many-th loss value the cap quantile looks at (1 up to QUANTILE_SAMPLE_LIMIT)."""
+    return max(1, math.ceil(total / QUANTILE_SAMPLE_LIMIT))
 
-    Exact while the frames hold at most QUANTILE_SAMPLE_LIMIT finite values together; above
-    that, each frame contributes an even stride of its values (an approximation of the quantile's
-    rank by well under 0.1%, stated in docs/bundle.md). The cap is never below the floor's
-    next representable step, so the log range is never empty.
+
+def cap_samples(loss: np.ndarray, stride: int) -> np.ndarray:
+    """The finite values among every `stride`-th loss of one frame."""
+    flat = np.asarray(loss).reshape(-1)[::stride]
+    return flat[np.isfinite(flat)]
+
+
+def cap_from_samples(samples: list[np.ndarray], config: TerrainConfig) -> float:
+    """The loss cap: `config.loss_cap`, else the `cap_quantile` of the finite samples.
+
+    Never at or below the floor (the log range would be empty).
     """
     if config.loss_cap is not None:
         return float(config.loss_cap)
-    frames = [np.asarray(loss) for loss in losses]
-    total = sum(f.size for f in frames)
-    stride = max(1, math.ceil(total / QUANTILE_SAMPLE_LIMIT))
-    parts = []
-    for f in frames:
-        flat = f.reshape(-1)[::stride]
-        parts.append(flat[np.isfinite(flat)])
-    finite = np.concatenate(parts) if parts else np.empty(0)
+    finite = np.concatenate(samples) if samples else np.empty(0)
     if finite.size == 0:
         raise LossartError("loss grids: no finite loss in any frame; cannot choose a loss cap")
     cap = float(np.quantile(finite.astype(np.float64), config.cap_quantile))
     floor = float(config.loss_floor)
     return cap if cap > floor else float(np.nextafter(np.float32(floor), np.float32(np.inf)))
+
+
+def resolve_loss_cap(losses: Iterable[np.ndarray], config: TerrainConfig) -> float:
+    """The one loss cap for all frames: `config.loss_cap`, else the quantile of finite losses.
+
+    Exact while the frames hold at most QUANTILE_SAMPLE_LIMIT values together; above that, each
+    frame contributes an even stride of its values (an approximation of the quantile's rank by
+    well under 0.1%, stated in docs/bundle.md).
+    """
+    if config.loss_cap is not None:
+        return float(config.loss_cap)
+    frames = [np.asarray(loss) for loss in losses]
+    stride = quantile_stride(sum(f.size for f in frames))
+    return cap_from_samples([cap_samples(f, stride) for f in frames], config)
 
 
 def log_heights(loss: np.ndarray, loss_floor: float, loss_cap: float) -> tuple[np.ndarray, int]:

@@ -1,0 +1,110 @@
+"""Quick-look maps of a bundle without Blender: one PNG per frame (matplotlib, Agg).
+
+Colormap over the bundle's one height range (frames compare directly), contour lines, the path
+drawn, endpoints and bends marked. One figure is reused for every frame (only its artists
+change), which makes hundreds of frames affordable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lossart.atomic import atomic_path
+from lossart.progress import progress
+from lossart.terrain.bundle import Bundle, read_bundle
+
+CMAP = "magma"
+CONTOURS = 14
+
+
+def _title(frame: dict, kind: str) -> str:
+    if kind == "plane3":
+        return "plane through three optima"
+    loss = frame.get("train_loss")
+    loss_s = f", train loss {loss:.4g}" if loss is not None else ""
+    return f"frame {frame['index']}: step {frame['step']}, epoch {frame['epoch']:.2f}{loss_s}"
+
+
+def write_previews(
+    root: str | os.PathLike, out: str | os.PathLike | None = None, dpi: int = 100
+) -> list[Path]:
+    """RUN/terrain/preview/frame_XXXXX.png for every frame of the bundle at `root`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bundle: Bundle = read_bundle(root)
+    out_dir = Path(out) if out is not None else bundle.root / "preview"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    g, h = bundle.grid, bundle.height
+    extent = (*g["x_range"], *g["y_range"])
+    levels = np.linspace(h["z_min"], h["z_max"], CONTOURS + 2)[1:-1]
+    xs = np.linspace(g["x_range"][0], g["x_range"][1], g["width"])
+    ys = np.linspace(g["y_range"][0], g["y_range"][1], g["height"])
+
+    fig, ax = plt.subplots(figsize=(7.2, 6.0), layout="constrained")
+    image = ax.imshow(
+        bundle.heights(0),
+        origin="lower",
+        extent=extent,
+        cmap=CMAP,
+        vmin=h["z_min"],
+        vmax=h["z_max"],
+        interpolation="bilinear",
+        aspect="equal",
+    )
+    fig.colorbar(image, ax=ax, label=f"{h['transform']} loss (smoothed, sigma {h['sigma']:g})")
+    (path_line,) = ax.plot([], [], color="#7fffd4", lw=2.0, label="curve")
+    (bend_marks,) = ax.plot([], [], "x", color="#7fffd4", ms=8, mew=2, label="bend")
+    (point_marks,) = ax.plot([], [], "o", color="white", mec="black", ms=8, label="optima")
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_xlabel("plane x")
+    ax.set_ylabel("plane y")
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.6)
+    labels: list = []
+    contours = None
+    written: list[Path] = []
+    bar = progress(len(bundle.frames), desc="terrain previews", unit="frame")
+    try:
+        for pos, frame in enumerate(bundle.frames):
+            z = bundle.heights(pos)
+            image.set_data(z)
+            if contours is not None:
+                contours.remove()
+            contours = ax.contour(
+                xs, ys, z, levels=levels, colors="white", linewidths=0.5, alpha=0.45
+            )
+            path = np.asarray(frame["path"], dtype=np.float64).reshape(-1, 3)
+            path_line.set_data(path[:, 0], path[:, 1])
+            bends = np.asarray(frame["bends"], dtype=np.float64).reshape(-1, 2)
+            bend_marks.set_data(bends[:, 0], bends[:, 1])
+            pts = frame["points"]
+            point_marks.set_data([p["xy"][0] for p in pts], [p["xy"][1] for p in pts])
+            for label in labels:
+                label.remove()
+            labels = [
+                ax.annotate(
+                    f"{p['name']} ({p['loss']:.3g})",
+                    p["xy"],
+                    xytext=(6, 6),
+                    textcoords="offset points",
+                    color="white",
+                    fontsize=8,
+                )
+                for p in pts
+            ]
+            ax.set_title(_title(frame, bundle.manifest["kind"]), fontsize=10)
+            target = out_dir / f"frame_{frame['index']:05d}.png"
+            with atomic_path(target) as tmp:
+                fig.savefig(tmp, dpi=dpi, format="png")
+            written.append(target)
+            bar.update(1)
+    finally:
+        bar.close()
+        plt.close(fig)
+    return written
