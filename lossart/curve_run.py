@@ -1,0 +1,169 @@
+"""A trained (or training) curve on disk: what `lossart curve` writes and every later stage reads.
+
+```
+RUN/run.json                      kind "curve", model/data specs, curve, training settings
+RUN/endpoints/w1.pt, w2.pt        the endpoint checkpoints (copied in)
+RUN/curve/frames.json             {"curve": {...}, "total_steps": S, "frames_requested": F,
+                                   "frame_spacing": ..., "train_loss": "<what it means>",
+                                   "frames": [{"index", "step", "epoch", "train_loss", "file"}]}
+RUN/curve/frames/frame_00000.pt   {"bends": Tensor[k, P] float32}
+RUN/curve/final.pt                {"bends": Tensor[k, P]} once training has finished
+RUN/curve/state.pt                resume state (bends, optimizer, step, recent losses, frames)
+```
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lossart.curves import CurveSpec
+from lossart.errors import LossartError
+from lossart.runs import Run, open_run
+from lossart.weights import ParamLayout
+
+FRAMES_JSON = "frames.json"
+
+
+@dataclass
+class FrameRecord:
+    """One snapshot of the bends during curve training."""
+
+    index: int
+    step: int
+    epoch: float
+    train_loss: float
+    path: Path
+
+    @property
+    def bends(self) -> torch.Tensor:
+        """The frame's bends `[k, P]`, read from disk on each access (frames can be many)."""
+        return load_bends(self.path)
+
+    def to_dict(self, curve_dir: Path) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "step": self.step,
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "file": self.path.relative_to(curve_dir).as_posix(),
+        }
+
+
+def load_bends(path: Path) -> torch.Tensor:
+    if not path.is_file():
+        raise LossartError(f"{path}: bends file missing (rerun `lossart curve` to finish the run)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        bends = data["bends"]
+    except Exception as exc:  # torch raises many kinds on a torn or foreign file
+        raise LossartError(f"{path}: not a lossart bends file ({type(exc).__name__})") from None
+    if not isinstance(bends, torch.Tensor) or bends.dim() != 2:
+        raise LossartError(f"{path}: expected 'bends' as a [k, P] tensor")
+    return bends
+
+
+@dataclass
+class CurveRun:
+    """Everything needed to evaluate any frame of a curve: endpoints, bends, model and data."""
+
+    run: Run
+    spec: CurveSpec
+    model_spec: Any
+    data_spec: Any
+    w1: torch.Tensor
+    w2: torch.Tensor
+    frames: list[FrameRecord]
+    total_steps: int
+    frames_requested: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Training finished: every requested frame is recorded and final.pt exists."""
+        return len(self.frames) == self.frames_requested and self.final_path.is_file()
+
+    @property
+    def final_path(self) -> Path:
+        return self.run.curve / "final.pt"
+
+    @property
+    def final_bends(self) -> torch.Tensor:
+        """The trained bends (final.pt); refuses an unfinished run."""
+        if not self.final_path.is_file():
+            raise LossartError(f"{self.run.root}: curve training has not finished (no curve/final.pt)")
+        return load_bends(self.final_path)
+
+    def build_model(self) -> nn.Module:
+        """A fresh model of the run's architecture (its own weights are irrelevant: evaluation is
+        functional at flat weight vectors)."""
+        from lossart.models import create_model
+
+        return create_model(self.model_spec)
+
+    def layout(self) -> ParamLayout:
+        return ParamLayout.of(self.build_model())
+
+
+def frames_json(run: Run) -> Path:
+    return run.curve / FRAMES_JSON
+
+
+def read_frames(run: Run) -> tuple[dict[str, Any], list[FrameRecord]]:
+    path = frames_json(run)
+    if not path.is_file():
+        raise LossartError(f"{run.root}: no curve/frames.json (run `lossart curve` first)")
+    try:
+        data = json.loads(path.read_text())
+        frames = [
+            FrameRecord(
+                int(f["index"]),
+                int(f["step"]),
+                float(f["epoch"]),
+                float(f["train_loss"]),
+                run.curve / f["file"],
+            )
+            for f in data["frames"]
+        ]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise LossartError(f"{path}: not a valid frames file ({type(exc).__name__}: {exc})") from None
+    return data, frames
+
+
+def load_curve_run(run: Run | str | Path) -> CurveRun:
+    """Open a curve run folder: specs, flat endpoints, and the frame records recorded so far."""
+    from lossart.checkpoint import load_checkpoint
+    from lossart.data import DataSpec
+    from lossart.models import ModelSpec, create_model
+
+    if not isinstance(run, Run):
+        run = open_run(run)
+    meta = run.read()
+    if meta.get("kind") != "curve":
+        raise LossartError(f"{run.root}: not a curve run (run.json kind is {meta.get('kind')!r})")
+    model_spec = ModelSpec.from_dict(meta["model"])
+    data_spec = DataSpec.from_dict(meta["data"])
+    ck1 = load_checkpoint(run.endpoints / "w1.pt", expect_model=model_spec)
+    ck2 = load_checkpoint(run.endpoints / "w2.pt", expect_model=model_spec)
+    layout = ParamLayout.of(create_model(model_spec))
+    w1 = layout.flatten(ck1.state_dict).float().clone()
+    w2 = layout.flatten(ck2.state_dict).float().clone()
+    data, frames = read_frames(run)
+    spec = CurveSpec.from_dict(data["curve"])
+    return CurveRun(
+        run=run,
+        spec=spec,
+        model_spec=model_spec,
+        data_spec=data_spec,
+        w1=w1,
+        w2=w2,
+        frames=frames,
+        total_steps=int(data["total_steps"]),
+        frames_requested=int(data.get("frames_requested", len(frames))),
+        info=meta,
+    )

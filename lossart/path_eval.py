@@ -1,0 +1,274 @@
+"""Loss and accuracy along the trained curve and along the straight segment (`lossart eval-curve`).
+
+The seed's central evidence: the straight line between two independently trained optima crosses
+a high-loss barrier, while the trained curve does not. Both paths are evaluated at the same evenly
+spaced t, with BN statistics recomputed at every point:
+
+- train subset: one training-mode pass over the whole fixed subset (exact BN, DESIGN.md);
+- test set: BN statistics of that same train-subset pass (the running statistics it leaves with
+  momentum None, i.e. what Garipov's `update_bn` computes), then the test set in eval mode — so
+  test numbers never use test-batch statistics.
+
+The barrier of a path is the largest train loss along it minus the mean of the endpoints' train
+losses (reported for test loss too).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from lossart.atomic import atomic_path, write_json
+from lossart.curve_run import CurveRun, load_curve_run
+from lossart.curves import curve_points
+from lossart.errors import LossartError
+from lossart.evaluation import task_accuracy, task_loss
+from lossart.progress import progress
+from lossart.runs import Run, now_iso, open_run
+from lossart.weights import ParamLayout
+
+
+@dataclass(frozen=True)
+class PointEval:
+    t: float
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+
+
+@dataclass
+class PathEval:
+    """One path (\"curve\" or \"segment\") evaluated at evenly spaced t."""
+
+    name: str
+    points: list[PointEval]
+
+    @property
+    def barrier(self) -> float:
+        """Max train loss along the path minus the mean of its endpoints' train losses."""
+        return _barrier([p.train_loss for p in self.points])
+
+    @property
+    def test_barrier(self) -> float:
+        return _barrier([p.test_loss for p in self.points])
+
+
+def _barrier(losses: list[float]) -> float:
+    return max(losses) - (losses[0] + losses[-1]) / 2
+
+
+@dataclass
+class CurveEvaluation:
+    """What `evaluate_curve_run` returns: both paths and where the outputs were written."""
+
+    curve: PathEval
+    segment: PathEval
+    train_subset: int
+    test_size: int
+    files: dict[str, str] = field(default_factory=dict)
+
+    def table(self) -> str:
+        """A small text table: per t, train/test loss of the curve and of the segment."""
+        lines = [
+            f"{'t':>5}  {'curve train':>11} {'curve test':>10} {'acc':>6}   "
+            f"{'segment train':>13} {'segment test':>12} {'acc':>6}"
+        ]
+        for c, s in zip(self.curve.points, self.segment.points):
+            lines.append(
+                f"{c.t:5.2f}  {c.train_loss:11.4f} {c.test_loss:10.4f} {_pct(c.test_acc):>6}   "
+                f"{s.train_loss:13.4f} {s.test_loss:12.4f} {_pct(s.test_acc):>6}"
+            )
+        lines.append(
+            f"barrier (train loss): curve {self.curve.barrier:.4f}, segment {self.segment.barrier:.4f}"
+            f"  (test: curve {self.curve.test_barrier:.4f}, segment {self.segment.test_barrier:.4f})"
+        )
+        return "\n".join(lines)
+
+
+def _pct(a: float) -> str:
+    return "-" if math.isnan(a) else f"{100 * a:.1f}%"
+
+
+class BNEvaluator:
+    """Loss/accuracy of one model at many flat weight vectors with recomputed BN statistics."""
+
+    def __init__(self, model: nn.Module, layout: ParamLayout, task: str) -> None:
+        self.model, self.layout, self.task = model, layout, task
+        self.bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+
+    def _fresh_buffers(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, b in self.model.named_buffers():
+            if name.endswith("running_mean") or name.endswith("num_batches_tracked"):
+                out[name] = torch.zeros_like(b)
+            elif name.endswith("running_var"):
+                out[name] = torch.ones_like(b)
+            else:
+                out[name] = b.clone()
+        return out
+
+    @torch.no_grad()
+    def evaluate(
+        self, flat: torch.Tensor, train: tuple[torch.Tensor, torch.Tensor],
+        test: tuple[torch.Tensor, torch.Tensor], chunk: int = 1000,
+    ) -> tuple[float, float, float, float]:
+        """(train loss, train acc, test loss, test acc) at `flat`."""
+        params = self.layout.unflatten(flat)
+        buffers = self._fresh_buffers()
+        momenta = [m.momentum for m in self.bns]
+        try:
+            for m in self.bns:
+                m.momentum = None  # cumulative average: one pass leaves the pass's statistics
+            self.model.train()
+            out = functional_call(self.model, {**buffers, **params}, (train[0],))
+            tr_loss = task_loss(out, train[1], self.task).item()
+            tr_acc = task_accuracy(out, train[1], self.task)
+            self.model.eval()
+            total, correct, n = 0.0, 0.0, 0
+            for xs, ys in zip(test[0].split(chunk), test[1].split(chunk)):
+                o = functional_call(self.model, {**buffers, **params}, (xs,))
+                total += task_loss(o, ys, self.task).item() * len(xs)
+                correct += task_accuracy(o, ys, self.task) * len(xs)
+                n += len(xs)
+        finally:
+            for m, mom in zip(self.bns, momenta):
+                m.momentum = mom
+            self.model.train()
+        return tr_loss, tr_acc, total / n, correct / n
+
+
+def evaluate_paths(
+    curve_run: CurveRun,
+    points: int = 21,
+    subset: int | None = 2000,
+    device: str = "cpu",
+    seed: int = 0,
+    bends: torch.Tensor | None = None,
+) -> CurveEvaluation:
+    """Both paths of a curve run at `points` evenly spaced t (no files written)."""
+    from lossart.data import eval_subset, load_dataset
+
+    if points < 2:
+        raise LossartError(f"--points: expected at least 2, got {points}")
+    if subset is not None and subset < 2:
+        raise LossartError(f"--subset: expected at least 2 examples, got {subset}")
+    ds = load_dataset(curve_run.data_spec)
+    train = eval_subset(ds, "train", subset, seed=seed, device=device)
+    test = eval_subset(ds, "test", subset, seed=seed, device=device)
+    model = curve_run.build_model().to(device)
+    ev = BNEvaluator(model, ParamLayout.of(model), ds.task)
+    w1, w2 = curve_run.w1.to(device), curve_run.w2.to(device)
+    bends = (curve_run.final_bends if bends is None else bends).to(device)
+    ts = torch.linspace(0, 1, points, dtype=torch.float64)
+    curve_w = curve_points(curve_run.spec, w1, bends, w2, ts)
+    seg_w = torch.where(
+        (ts == 0).to(device)[:, None], w1,
+        torch.where((ts == 1).to(device)[:, None], w2,
+                    (1 - ts.float().to(device))[:, None] * w1 + ts.float().to(device)[:, None] * w2),
+    )
+    cache: dict[float, tuple[float, float, float, float]] = {}
+    results: dict[str, list[PointEval]] = {"curve": [], "segment": []}
+    bar = progress(total=2 * points - 2, desc="eval-curve", unit="pt")
+    try:
+        for name, ws in (("curve", curve_w), ("segment", seg_w)):
+            for t, w in zip(ts.tolist(), ws):
+                if t in (0.0, 1.0) and t in cache:  # endpoints are the same weights on both paths
+                    r = cache[t]
+                else:
+                    r = ev.evaluate(w, train, test)
+                    bar.update(1)
+                    if t in (0.0, 1.0):
+                        cache[t] = r
+                results[name].append(PointEval(t, *r))
+    finally:
+        bar.close()
+    return CurveEvaluation(
+        PathEval("curve", results["curve"]), PathEval("segment", results["segment"]),
+        train_subset=int(train[0].shape[0]), test_size=int(test[0].shape[0]),
+    )
+
+
+def evaluate_curve_run(
+    run: Run | str | Path,
+    points: int = 21,
+    subset: int | None = 2000,
+    device: str = "cpu",
+    seed: int = 0,
+) -> CurveEvaluation:
+    """Evaluate a finished curve run and write RUN/analyses/eval_curve.{csv,json,png}."""
+    run = run if isinstance(run, Run) else open_run(run)
+    cr = load_curve_run(run)
+    result = evaluate_paths(cr, points, subset, device, seed)
+    out = run.analyses
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"csv": out / "eval_curve.csv", "json": out / "eval_curve.json", "png": out / "eval_curve.png"}
+    _write_csv(result, files["csv"])
+    write_json(
+        files["json"],
+        {
+            "created": now_iso(),
+            "curve": cr.spec.to_dict(),
+            "points": points,
+            "train_subset": result.train_subset,
+            "test_size": result.test_size,
+            "subset_seed": seed,
+            "bn": "train subset statistics at every point (exact BN); test in eval mode with them",
+            "barrier": {"curve": result.curve.barrier, "segment": result.segment.barrier},
+            "test_barrier": {"curve": result.curve.test_barrier, "segment": result.segment.test_barrier},
+            "paths": {p.name: [asdict(x) for x in p.points] for p in (result.curve, result.segment)},
+        },
+    )
+    plot_paths(result, files["png"], title=f"{run.root.name}: {cr.spec.kind} curve vs segment")
+    result.files = {k: str(v) for k, v in files.items()}
+    run.record_command("eval-curve")
+    return result
+
+
+def _write_csv(result: CurveEvaluation, path: Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "t", "train_loss", "train_acc", "test_loss", "test_acc"])
+        for p in (result.curve, result.segment):
+            for x in p.points:
+                w.writerow([p.name, f"{x.t:.6g}", repr(x.train_loss), repr(x.train_acc),
+                            repr(x.test_loss), repr(x.test_acc)])
+
+
+def plot_paths(result: CurveEvaluation, path: Path, title: str = "") -> None:
+    """Loss (and accuracy, for classification) against t for both paths, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    has_acc = not math.isnan(result.curve.points[0].train_acc)
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6, 4), squeeze=False)
+    styles = {"curve": "tab:blue", "segment": "tab:red"}
+    for p in (result.curve, result.segment):
+        ts = [x.t for x in p.points]
+        c = styles[p.name]
+        label = f"{p.name} (barrier {p.barrier:.3f})"
+        axes[0, 0].plot(ts, [x.train_loss for x in p.points], "-o", color=c, ms=3, label=f"{label}, train")
+        axes[0, 0].plot(ts, [x.test_loss for x in p.points], "--", color=c, label=f"{p.name}, test")
+        if has_acc:
+            axes[0, 1].plot(ts, [100 * x.train_acc for x in p.points], "-o", color=c, ms=3, label=f"{p.name}, train")
+            axes[0, 1].plot(ts, [100 * x.test_acc for x in p.points], "--", color=c, label=f"{p.name}, test")
+    axes[0, 0].set(xlabel="t", ylabel="loss", yscale="log", title="loss along the path")
+    axes[0, 0].legend(fontsize=8)
+    if has_acc:
+        axes[0, 1].set(xlabel="t", ylabel="accuracy (%)", title="accuracy along the path")
+        axes[0, 1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
