@@ -111,7 +111,7 @@ def versions() -> dict[str, str]:
 
     return {
         "lossart": __version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a TorchVersion object would not load weights_only
         "numpy": numpy.__version__,
         "python": sys.version.split()[0],
     }
