@@ -57,7 +57,7 @@ class Checkpoint:
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
             "seed": int(self.seed),
             "metrics": dict(self.metrics),
-            "versions": dict(self.versions),
+            "versions": {k: str(v) for k, v in self.versions.items()},  # plain str, not TorchVersion
             "extra": dict(self.extra),
         }
 

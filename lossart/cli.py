@@ -29,6 +29,112 @@ def command(add: Callable[[argparse._SubParsersAction], None]):
 
 # ---------------------------------------------------------------- foundation: models, train
 
+
+def _model_args(pairs: list[str]) -> dict:
+    """`--model-arg key=value` pairs to constructor kwargs (values parsed as JSON when they can be)."""
+    import json
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise LossartError(f"--model-arg {pair!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@command
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the model zoo (name, parameters, description)")
+    p.set_defaults(run=_run_models)
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from lossart.models import list_models
+
+    rows = list_models()
+    width = max(len(r.name) for r in rows)
+    print(f"{'name':<{width}}  {'params':>11}  description")
+    for r in rows:
+        print(f"{r.name:<{width}}  {r.params:>11,d}  {r.description}")
+    print("(parameters at CIFAR-10 shapes; your own model: --model package.module:factory)")
+    return 0
+
+
+@command
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train one endpoint (optimum) and write its checkpoint",
+        description="Train one optimum with SGD. Rerunning the same command resumes from OUT.partial.",
+    )
+    p.add_argument("--model", help="registry name (see `lossart models`) or package.module:factory; "
+                   "default: the dataset's (smallcnn for shapes, resnet20 for CIFAR-like images)")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra model constructor argument (repeatable), e.g. width=32")
+    p.add_argument("--data", default="shapes",
+                   help="shapes | blobs2d | wave1d | cifar10 | cifar100 | mnist | fashion-mnist | svhn | "
+                   "npz:PATH | folder:PATH (default: shapes)")
+    p.add_argument("--data-root", default="data", help="folder of torchvision datasets (default: data)")
+    p.add_argument("--download", action="store_true", help="download a torchvision dataset if missing")
+    p.add_argument("--image-size", type=int, help="image side for folder:PATH datasets (default 64)")
+    p.add_argument("--epochs", type=int, help="default: per dataset (12 for shapes, 200 for CIFAR-like)")
+    p.add_argument("--batch-size", type=int, help="default: per dataset")
+    p.add_argument("--lr", type=float, help="base learning rate; default: per dataset")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--wd", type=float, help="weight decay; default: per dataset")
+    p.add_argument("--schedule", default="garipov", choices=["garipov", "cosine", "constant"],
+                   help="garipov: flat for half, linear to 1%% at 90%% (default); cosine; constant")
+    p.add_argument("--seed", type=int, default=0, help="seed: different seeds give independent optima")
+    p.add_argument("--no-augment", action="store_true", help="train without crop/flip augmentation")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    p.add_argument("--out", required=True, help="checkpoint to write, e.g. a.pt")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from lossart.data import parse_data_spec
+    from lossart.train import TrainConfig, train_endpoint
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise LossartError(f"--device {device}: CUDA is not available here; use --device cpu")
+    cfg = TrainConfig(
+        data=parse_data_spec(args.data, args.data_root, args.download, args.image_size),
+        model=args.model,
+        model_kwargs=_model_args(args.model_arg),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        wd=args.wd,
+        schedule=args.schedule,
+        seed=args.seed,
+        augment=not args.no_augment,
+        device=device,
+        channels_last=args.channels_last,
+        out=args.out,
+    )
+    ckpt = train_endpoint(cfg)
+    m = ckpt.metrics
+    acc = ""
+    if m.get("test_accuracy") == m.get("test_accuracy"):  # not NaN: classification
+        acc = f"test accuracy {m['test_accuracy']:.4f}, train accuracy {m['train_accuracy']:.4f}, "
+    print(
+        f"wrote {args.out}: {ckpt.model.name}, {acc}test loss {m['test_loss']:.4f}, "
+        f"train loss {m['train_loss']:.4f} ({ckpt.extra.get('wall_s', 0.0):.1f} s training)"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------- curves: curve, eval-curve
 
 # ---------------------------------------------------------------- grid engine: grid, plane
