@@ -181,7 +181,9 @@ class _Checker:
                     )
             h["z_min"] = self.need(height, "z_min", "height", _is_num, "a finite number")
             h["z_max"] = self.need(height, "z_max", "height", _is_num, "a finite number")
-            if h["z_min"] is not None and h["z_max"] is not None and not h["z_min"] < h["z_max"]:
+            if h["z_min"] is None or h["z_max"] is None:
+                h["z_min"] = h["z_max"] = None  # range checks need both
+            elif not h["z_min"] < h["z_max"]:
                 self.bad("height", f"z_min {h['z_min']} must be below z_max {h['z_max']}")
                 h["z_min"] = h["z_max"] = None
             self.need(height, "png_bits", "height", lambda v: v == 16, "16")

@@ -1,0 +1,427 @@
+"""The terrain bundle: writer, reader, 16-bit PNG round trip, validator, meshes, and
+`lossart terrain` end to end on a hand-built tiny run folder that follows the contracts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lossart.cli import main
+from lossart.errors import LossartError
+from lossart.terrain.bundle import read_bundle, read_png16, write_png16
+from lossart.terrain.heightfield import TerrainConfig, dequantize16, quantize16, sample_bilinear
+from lossart.terrain.mesh import export_frame_mesh
+from lossart.terrain.path import curve_polyline
+from lossart.terrain.synthetic import synthetic_bundle, synthetic_loss
+from lossart.terrain.validate import validate_bundle
+
+
+@pytest.fixture
+def bundle(tmp_path) -> Path:
+    return synthetic_bundle(tmp_path / "terrain", frames=3, size=33)
+
+
+def edit_manifest(root: Path, change) -> None:
+    path = root / "manifest.json"
+    m = json.loads(path.read_text())
+    change(m)
+    path.write_text(json.dumps(m))
+
+
+# ---------------------------------------------------------------- writer and reader
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(kind="plane3"),
+        dict(curve_kind="polychain", frames=4),
+        dict(frames=1),
+        dict(config=TerrainConfig(upsample=2, frame_sigma=1.0, path_samples=30)),
+    ],
+)
+def test_synthetic_bundles_are_valid(tmp_path, kwargs):
+    root = synthetic_bundle(tmp_path / "b", **kwargs)
+    report = validate_bundle(root)
+    assert report.ok, report.problems
+    b = read_bundle(root)
+    assert b.manifest["schema_version"] == 1
+    assert len(b.frames) == (1 if kwargs.get("kind") == "plane3" else kwargs.get("frames", 3))
+
+
+def test_heights_share_one_range_and_nonfinite_is_counted(bundle):
+    b = read_bundle(bundle)
+    h = b.height
+    zs = [b.heights(i) for i in range(len(b.frames))]
+    assert min(z.min() for z in zs) == pytest.approx(h["z_min"])
+    assert max(z.max() for z in zs) == pytest.approx(h["z_max"])
+    assert all(z.dtype == np.float32 and np.isfinite(z).all() for z in zs)
+    assert b.frames[0]["nonfinite"] == 4 and b.frames[1]["nonfinite"] == 0
+
+
+def test_png_round_trip_is_lossless_to_half_a_step(bundle, tmp_path):
+    b = read_bundle(bundle)
+    h = b.height
+    step = (h["z_max"] - h["z_min"]) / 65535
+    for i in range(len(b.frames)):
+        z = b.heights(i)
+        p = read_png16(b.root / b.frames[i]["heights_png"])
+        assert p.dtype == np.uint16 and p.shape == z.shape
+        np.testing.assert_array_equal(p, quantize16(z, h["z_min"], h["z_max"]))  # exact codes
+        assert np.abs(b.png_heights(i) - z).max() <= step / 2 * (1 + 1e-3) + 1e-7
+    values = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    write_png16(tmp_path / "all.png", values)
+    np.testing.assert_array_equal(read_png16(tmp_path / "all.png"), values)
+    assert np.abs(dequantize16(values, -1.0, 2.0)[0, :2] - [-1.0, -1.0 + 3 / 65535]).max() < 1e-6
+
+
+def test_path_follows_the_curve_on_the_surface(bundle):
+    b = read_bundle(bundle)
+    g = b.grid
+    for i, frame in enumerate(b.frames):
+        path = np.array(frame["path"])
+        cp = np.array(frame["control_points"])
+        assert len(path) == b.manifest["path_samples"]
+        np.testing.assert_allclose(path[:, :2], curve_polyline(cp, "bezier", len(path)), atol=1e-5)
+        surface = sample_bilinear(b.heights(i), g["x_range"], g["y_range"], path[:, :2])
+        np.testing.assert_allclose(path[:, 2], surface, atol=1e-5)
+        assert frame["bends"] == frame["control_points"][1:-1]
+        names = {p["name"]: p for p in frame["points"]}
+        assert names["w1"]["xy"] == frame["control_points"][0]
+        assert names["w1"]["loss"] == pytest.approx(0.01, abs=1e-6)  # the synthetic minimum
+
+
+def test_rewrite_removes_stale_frames(tmp_path):
+    root = synthetic_bundle(tmp_path / "b", frames=4)
+    synthetic_bundle(root, frames=2)
+    assert sorted(p.name for p in (root / "heights").iterdir()) == [
+        "frame_00000.npy",
+        "frame_00000.png",
+        "frame_00001.npy",
+        "frame_00001.png",
+    ]
+    assert validate_bundle(root).ok
+
+
+def test_reader_refuses_newer_schema_and_other_files(bundle, tmp_path):
+    edit_manifest(bundle, lambda m: m.update(schema_version=2))
+    with pytest.raises(LossartError, match="schema_version 2 is newer"):
+        read_bundle(bundle)
+    with pytest.raises(LossartError, match="no manifest.json"):
+        read_bundle(tmp_path)
+
+
+# ---------------------------------------------------------------- the validator
+
+
+def _drop_npy(root):
+    (root / "heights" / "frame_00001.npy").unlink()
+
+
+def _wrong_shape(root):
+    np.save(root / "heights" / "frame_00002.npy", np.zeros((10, 12), np.float32))
+
+
+def _nan(root):
+    z = np.load(root / "heights" / "frame_00000.npy")
+    z[3, 4] = np.nan
+    np.save(root / "heights" / "frame_00000.npy", z)
+
+
+def _grid_size(root):
+    edit_manifest(root, lambda m: m["grid"].update(width=40))
+
+
+def _order(root):
+    edit_manifest(root, lambda m: m["frames"][2].update(index=0))
+
+
+def _outside(root):
+    edit_manifest(root, lambda m: m["frames"][1]["path"][5].__setitem__(0, 99.0))
+
+
+def _png(root):
+    z = np.load(root / "heights" / "frame_00001.npy")
+    write_png16(root / "heights" / "frame_00001.png", np.zeros(z.shape, np.uint16))
+
+
+def _z_off_surface(root):
+    edit_manifest(root, lambda m: m["frames"][0]["points"][0].update(z=5.0))
+
+
+def _missing_key(root):
+    edit_manifest(root, lambda m: m["height"].pop("z_max"))
+
+
+@pytest.mark.parametrize(
+    "breaker, message",
+    [
+        (_drop_npy, "frame 1: heights_npy file heights/frame_00001.npy is missing"),
+        (_wrong_shape, "frame 2: heights/frame_00002.npy has shape (10, 12)"),
+        (_nan, "frame 0: heights/frame_00000.npy has 1 NaN/inf heights"),
+        (_grid_size, "grid: width 40 must be"),
+        (_order, "frames out of order: index 0 after 1"),
+        (_outside, "frame 1: path: 1 point(s) outside the window"),
+        (_png, "frame 1: heights/frame_00001.png differs"),
+        (_z_off_surface, "point w1"),
+        (_missing_key, "height: missing key 'z_max'"),
+    ],
+)
+def test_validator_names_what_is_wrong(bundle, breaker, message, capsys):
+    breaker(bundle)
+    report = validate_bundle(bundle)
+    assert not report.ok
+    assert any(message in p for p in report.problems), report.problems
+    assert main(["validate", str(bundle)]) == 1
+    assert message in capsys.readouterr().out
+
+
+def test_validate_cli_exit_codes(bundle, capsys):
+    assert main(["validate", str(bundle)]) == 0
+    assert "valid terrain bundle, 3 frame(s) of 33x33" in capsys.readouterr().out
+    edit_manifest(bundle, lambda m: m.update(schema_version=7))
+    assert main(["validate", str(bundle / "manifest.json")]) == 2
+    assert "newer than this lossart knows" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- meshes
+
+
+def read_ply(path: Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    data = path.read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    header = data[:end].decode().splitlines()
+    counts = {ln.split()[1]: int(ln.split()[2]) for ln in header if ln.startswith("element")}
+    vdt = np.dtype(
+        [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1")]
+    )
+    if "format ascii 1.0" in header:
+        rows = data[end:].decode().split("\n")
+        v = np.array([r.split() for r in rows[: counts["vertex"]]], dtype=np.float64)
+        f = np.array(
+            [r.split() for r in rows[counts["vertex"] : counts["vertex"] + counts["face"]]],
+            dtype=np.int64,
+        )
+        return counts, v[:, :3], f[:, 1:]
+    v = np.frombuffer(data, dtype=vdt, count=counts["vertex"], offset=end)
+    fdt = np.dtype([("n", "u1"), ("v", "<i4", (3,))])
+    f = np.frombuffer(data, dtype=fdt, count=counts["face"], offset=end + v.nbytes)
+    assert (f["n"] == 3).all() and end + v.nbytes + f.nbytes == len(data)
+    return counts, np.column_stack([v["x"], v["y"], v["z"]]), f["v"]
+
+
+@pytest.mark.parametrize("ascii", [False, True])
+def test_ply_export_holds_the_heights(bundle, ascii):
+    path = export_frame_mesh(bundle, 1, fmt="ply", ascii=ascii)
+    counts, verts, faces = read_ply(path)
+    z = read_bundle(bundle).heights(1)
+    assert counts == {"vertex": z.size, "face": 2 * 32 * 32}
+    np.testing.assert_allclose(verts[:, 2], z.ravel(), atol=1e-6)
+    assert faces.max() == z.size - 1
+    # triangles face up (+z): counter-clockwise seen from above
+    a, b, c = (verts[faces[:, k], :2] for k in range(3))
+    cross = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    assert (cross > 0).all()
+
+
+def test_glb_export_is_a_well_formed_gltf(bundle):
+    path = export_frame_mesh(bundle, 2, fmt="gltf")
+    data = path.read_bytes()
+    magic, version, length = struct.unpack_from("<4sII", data, 0)
+    assert (magic, version, length) == (b"glTF", 2, len(data))
+    jlen, jtype = struct.unpack_from("<I4s", data, 12)
+    gltf = json.loads(data[20 : 20 + jlen])
+    blen, btype = struct.unpack_from("<I4s", data, 20 + jlen)
+    assert jtype == b"JSON" and btype == b"BIN\0" and blen == gltf["buffers"][0]["byteLength"]
+    pos_acc, col_acc, idx_acc = gltf["accessors"]
+    assert pos_acc["count"] == col_acc["count"] == 33 * 33 and idx_acc["count"] == 3 * 2 * 32 * 32
+    binary = data[28 + jlen :]
+    view = gltf["bufferViews"][0]
+    pos = np.frombuffer(
+        binary, np.float32, count=3 * pos_acc["count"], offset=view["byteOffset"]
+    ).reshape(-1, 3)
+    np.testing.assert_allclose(pos.min(0), pos_acc["min"])
+    np.testing.assert_allclose(pos[:, 1], read_bundle(bundle).heights(2).ravel(), atol=1e-6)  # y-up
+
+
+def test_mesh_export_rejects_unknown_frame_and_format(bundle):
+    with pytest.raises(LossartError, match="no frame 9"):
+        export_frame_mesh(bundle, 9)
+    with pytest.raises(LossartError, match="--mesh-format"):
+        export_frame_mesh(bundle, 0, fmt="obj")
+
+
+# ---------------------------------------------------------------- lossart terrain on a run folder
+
+SIZE = 21
+
+
+def make_curve_run(root: Path, frames: int = 3, size: int = SIZE) -> Path:
+    """A tiny curve run per docs/architecture.md: run.json, endpoints, frames, grids."""
+    import torch
+
+    from lossart.checkpoint import Checkpoint, save_checkpoint
+    from lossart.curve_run import load_curve_run
+    from lossart.data import DataSpec
+    from lossart.models import ModelSpec, create_model
+    from lossart.plane import control_points_2d, curve_window, frame_plane
+    from lossart.runs import Run
+
+    run = Run(root)
+    spec = ModelSpec("mlp", num_classes=2, input_shape=(2,), kwargs={"width": 4, "depth": 1})
+    data = DataSpec("blobs2d")
+    run.write({"kind": "curve", "model": spec.to_dict(), "data": data.to_dict()})
+    g = torch.Generator().manual_seed(0)
+    states = []
+    for name in ("w1", "w2"):
+        model = create_model(spec)
+        sd = {k: torch.randn(v.shape, generator=g) for k, v in model.state_dict().items()}
+        states.append(sd)
+        save_checkpoint(
+            Checkpoint(model=spec, data=data, state_dict=sd), run.endpoints / f"{name}.pt"
+        )
+    (run.curve / "frames").mkdir(parents=True)
+    w1 = torch.cat([v.flatten() for v in states[0].values()])
+    w2 = torch.cat([v.flatten() for v in states[1].values()])
+    records = []
+    for i in range(frames):
+        bend = (w1 + w2) / 2 + (0.5 + 0.5 * i) * torch.randn(w1.shape, generator=g)
+        torch.save({"bends": bend[None]}, run.curve / "frames" / f"frame_{i:05d}.pt")
+        records.append(
+            {
+                "index": i,
+                "step": 10 * i,
+                "epoch": 0.5 * i,
+                "train_loss": 1.0 / (i + 1),
+                "file": f"frames/frame_{i:05d}.pt",
+            }
+        )
+    (run.curve / "frames.json").write_text(
+        json.dumps(
+            {"curve": {"kind": "bezier", "bends": 1}, "total_steps": 10 * frames, "frames": records}
+        )
+    )
+    curve_run = load_curve_run(run)
+    window = curve_window(curve_run)
+    xs = np.linspace(*window.x_range, size)
+    ys = np.linspace(*window.y_range, size)
+    run.grids.mkdir()
+    for i in range(frames):
+        cp = control_points_2d(
+            frame_plane(curve_run, i), curve_run.w1, curve_run.frames[i].bends, curve_run.w2
+        )
+        loss = synthetic_loss(cp, size, "bezier", window.x_range, window.y_range)
+        if i == 1:
+            loss[0, :3] = np.nan
+        np.savez(run.grids / f"frame_{i:05d}.npz", loss=loss, accuracy=1 - loss / 3, xs=xs, ys=ys)
+    (run.grids / "grid.json").write_text(
+        json.dumps(
+            {"resolution": [size, size], "window": window.to_dict(), "frames": list(range(frames))}
+        )
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def curve_run_dir(tmp_path_factory) -> Path:
+    return make_curve_run(tmp_path_factory.mktemp("run") / "run")
+
+
+@pytest.fixture
+def run_dir(curve_run_dir, tmp_path) -> Path:
+    target = tmp_path / "run"
+    shutil.copytree(curve_run_dir, target)
+    return target
+
+
+def test_terrain_command_end_to_end(run_dir, capsys):
+    args = [
+        "terrain",
+        str(run_dir),
+        "--sigma",
+        "0.8",
+        "--path-samples",
+        "50",
+        "--preview",
+        "--export-mesh",
+        "2",
+        "--mesh-format",
+        "gltf",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "3 frame(s) of 21x21" in out and "3 non-finite grid point(s)" in out
+    terrain = run_dir / "terrain"
+    assert main(["validate", str(terrain)]) == 0
+    b = read_bundle(terrain)
+    m = b.manifest
+    assert m["kind"] == "curve" and m["curve"] == {"kind": "bezier", "bends": 1}
+    assert m["source_run"] == str(run_dir.resolve())
+    assert [f["step"] for f in m["frames"]] == [0, 10, 20]
+    assert m["frames"][1]["nonfinite"] == 3 and m["frames"][2]["train_loss"] == pytest.approx(1 / 3)
+    for frame in m["frames"]:
+        cp = np.array(frame["control_points"])
+        assert cp[0] == pytest.approx([0.0, 0.0], abs=1e-6) and cp[-1][1] == pytest.approx(
+            0.0, abs=1e-5
+        )
+        assert frame["points"][0]["loss"] < 0.2  # w1 sits in the synthetic well
+    assert sorted(p.name for p in (terrain / "preview").iterdir()) == [
+        f"frame_{i:05d}.png" for i in range(3)
+    ]
+    assert (terrain / "mesh" / "frame_00002.glb").is_file()
+    history = json.loads((run_dir / "run.json").read_text())["commands"]
+    assert history[-1]["command"] == "terrain"
+
+
+def test_single_frame_run(tmp_path):
+    run = make_curve_run(tmp_path / "one", frames=1, size=9)
+    assert main(["terrain", str(run), "--frame-sigma", "2"]) == 0
+    assert validate_bundle(run / "terrain").ok
+
+
+def _all_nan(run):
+    with np.load(run / "grids" / "frame_00001.npz") as d:
+        arrays = dict(d)
+    arrays["loss"][:] = np.nan
+    np.savez(run / "grids" / "frame_00001.npz", **arrays)
+
+
+def _mismatch(run):
+    np.savez(
+        run / "grids" / "frame_00002.npz",
+        loss=np.ones((5, 6), np.float32),
+        accuracy=np.ones((5, 6), np.float32),
+        xs=np.linspace(0, 1, 6),
+        ys=np.linspace(0, 1, 5),
+    )
+
+
+def _missing(run):
+    (run / "grids" / "frame_00001.npz").unlink()
+
+
+def _no_grids(run):
+    shutil.rmtree(run / "grids")
+
+
+@pytest.mark.parametrize(
+    "breaker, message",
+    [
+        (_all_nan, "frame_00001.npz: every loss of frame 1 is NaN/inf"),
+        (_mismatch, "frame_00002.npz: grid is 6x5 but frame 0's is 21x21"),
+        (_missing, "frame_00001.npz: grid of frame 1 is missing"),
+        (_no_grids, "no grids/ folder"),
+    ],
+)
+def test_terrain_bad_input_is_one_clear_line(run_dir, breaker, message, capsys):
+    breaker(run_dir)
+    assert main(["terrain", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (run_dir / "terrain" / "manifest.json").exists()
