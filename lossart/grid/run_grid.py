@@ -1,0 +1,406 @@
+"""`lossart grid RUN`: every selected frame's loss grid, tile by tile, resumable, many workers.
+
+The run says what the planes are (`grid_source`): a curve run has one plane per recorded frame
+(`frame_plane`) and one window for all frames (`curve_window`); a plane-of-three run (`lossart
+plane`) has one plane, frame 0. `grid.json` fixes the grid (resolution, window, subset, precision,
+tile rows); a rerun with different settings is refused unless `overwrite`, and flags left out
+take the values already recorded, so `lossart grid RUN` alone resumes whatever was started.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lossart.atomic import write_json
+from lossart.errors import LossartError
+from lossart.grid.engine import EngineConfig, GridEngine, grid_axis
+from lossart.grid.lock import GridLock
+from lossart.grid.tiles import (
+    TileLayout,
+    assemble_frame,
+    default_tile_rows,
+    frame_grid_path,
+    tile_path,
+    write_tile,
+)
+from lossart.grid.workers import Workers, parse_shard
+from lossart.progress import progress
+from lossart.runs import Run, now_iso, open_run, versions
+from lossart.weights import ParamLayout
+
+GRID_FORMAT = "lossart-grid"
+DEFAULT_RESOLUTION = 41
+DEFAULT_SUBSET = 1024
+MAX_SIDE = 20000  # per axis, without --force
+MAX_DAYS = 7.0  # estimated time for this process's share, without --force
+SPEC_KEYS = ("kind", "resolution", "window", "subset", "split", "subset_seed", "dtype", "tile")
+
+
+@dataclass
+class GridConfig:
+    """What `lossart grid` was asked; None means: the value in grid.json, else the default."""
+
+    frames: str | None = None  # "0:600:10", "3", "1,5,9"; None = every recorded frame
+    resolution: tuple[int, int] | None = None  # (W, H)
+    subset: int | None = None
+    split: str | None = None
+    margin: float = 0.2
+    tile_rows: int | None = None
+    device: str = "cpu"
+    dtype: str | None = None
+    batch_points: int | None = None
+    shard: str | None = None
+    overwrite: bool = False
+    force: bool = False
+    quiet: bool | None = None  # None = LOSSART_QUIET decides
+
+
+@dataclass
+class GridSummary:
+    """What one `grid_run` call did."""
+
+    frames: list[int]
+    assembled: list[int]
+    tiles_computed: int
+    points_computed: int
+    seconds: float
+    flops_per_point: int
+    engine: str
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def points_per_second(self) -> float:
+        return self.points_computed / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class GridSource:
+    """The planes a run's grids live in, and the model and data to evaluate there."""
+
+    kind: str
+    model: nn.Module
+    data_spec: Any
+    frames: list[int]
+    plane: Callable[[int], Any]  # frame index -> Plane (origin, u_hat, v_hat)
+    window: Callable[[float], Any]  # margin -> Window
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """`--resolution 41` or `WxH` to (W, H)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise LossartError(f"--resolution {text!r}: expected N or WxH, e.g. 41 or 64x48") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 2:
+        raise LossartError(f"--resolution {text!r}: expected at least 2 points per side (N or WxH)")
+    return parts[0], parts[1]
+
+
+def select_frames(available: list[int], text: str | None) -> list[int]:
+    """Frame indices from `--frames` (`a:b:c` as a range of indices, `i`, or `i,j,k`)."""
+    if text is None:
+        return list(available)
+    have = set(available)
+    try:
+        if ":" in text:
+            parts = [p.strip() for p in text.split(":")]
+            if len(parts) > 3:
+                raise ValueError
+            start = int(parts[0]) if parts[0] else 0
+            stop = int(parts[1]) if len(parts) > 1 and parts[1] else max(available) + 1
+            step = int(parts[2]) if len(parts) > 2 and parts[2] else 1
+            if step <= 0:
+                raise ValueError
+            chosen = [i for i in range(start, stop, step) if i in have]
+        else:
+            chosen = [int(p) for p in text.split(",")]
+            missing = [i for i in chosen if i not in have]
+            if missing:
+                raise LossartError(
+                    f"--frames {text!r}: frame {missing[0]} is not recorded (frames {min(available)}..{max(available)})"
+                )
+    except ValueError:
+        raise LossartError(f"--frames {text!r}: expected start:stop:step, i, or i,j,k") from None
+    if not chosen:
+        raise LossartError(f"--frames {text!r}: selects none of the recorded frames {min(available)}..{max(available)}")
+    return sorted(set(chosen))
+
+
+def grid_source(run: Run) -> GridSource:
+    """The planes and model of a curve run or a plane-of-three run."""
+    kind = run.read().get("kind")
+    if kind == "curve":
+        from lossart.curve_run import load_curve_run
+        from lossart.plane import curve_window, frame_plane
+
+        cr = load_curve_run(run)
+        if not cr.frames:
+            raise LossartError(f"{run.root}: the run has no recorded curve frames (run `lossart curve` first)")
+        positions = {f.index: k for k, f in enumerate(cr.frames)}
+        return GridSource(
+            "curve",
+            cr.build_model(),
+            cr.data_spec,
+            [f.index for f in cr.frames],
+            lambda i: frame_plane(cr, positions[i]),
+            lambda margin: curve_window(cr, margin),
+        )
+    if kind == "plane3":
+        from lossart.grid.plane3 import plane3_source
+
+        return plane3_source(run)
+    raise LossartError(f"{run.root}: grids need a curve run or a plane run (run.json kind is {kind!r})")
+
+
+def _subset(data_spec: Any, split: str, size: int | None, device: str) -> tuple[torch.Tensor, torch.Tensor, str, int]:
+    from lossart.data import load_dataset
+    from lossart.data.batches import eval_subset
+
+    ds = load_dataset(data_spec)
+    n = len(ds.split(split)[0])
+    if size is None:
+        size = min(DEFAULT_SUBSET, n)
+    if size < 1:
+        raise LossartError(f"--subset {size}: expected at least 1 sample")
+    if size > n:
+        raise LossartError(f"--subset {size}: the {split} split of {data_spec.name!r} has only {n} samples")
+    x, y = eval_subset(ds, split=split, size=size, seed=0, device=device)
+    return x, y, ds.task, size
+
+
+def _read_spec(run: Run) -> dict[str, Any] | None:
+    import json
+
+    path = run.grids / "grid.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LossartError(f"{path}: not valid JSON ({exc}); fix it or pass --overwrite") from None
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [f"{k} {old.get(k)} vs {new.get(k)}" for k in SPEC_KEYS if old.get(k) != new.get(k)]
+
+
+def _clear(run: Run) -> None:
+    """Remove grid results (not locks) for --overwrite."""
+    shutil.rmtree(run.grids / "tiles", ignore_errors=True)
+    for p in run.grids.glob("frame_*.npz"):
+        p.unlink(missing_ok=True)
+    (run.grids / "grid.json").unlink(missing_ok=True)
+
+
+def _check_size(spec: dict[str, Any], points: int, engine: GridEngine, force: bool) -> None:
+    """Refuse absurd grids before computing them (say how long and how much memory)."""
+    if force:
+        return
+    w, h = spec["resolution"]
+    if max(w, h) > MAX_SIDE:
+        raise LossartError(
+            f"--resolution {w}x{h}: over {MAX_SIDE} points per side; "
+            f"one frame's arrays alone take {w * h * 8 / 2**30:.1f} GiB (pass --force to run it anyway)"
+        )
+    if points < 5000:
+        return
+    cx, cy = (sum(spec["window"]["x_range"]) / 2, sum(spec["window"]["y_range"]) / 2)
+    n = max(1, min(4, engine.batch_points))
+    engine.evaluate([cx] * n, [cy] * n)  # warm-up
+    t0 = time.perf_counter()
+    engine.evaluate([cx] * n, [cy] * n)
+    rate = n / max(1e-9, time.perf_counter() - t0)
+    seconds = points / rate
+    if seconds > MAX_DAYS * 86400:
+        raise LossartError(
+            f"--resolution {w}x{h}: {points:,} points at the measured {rate:.2f} points/s would take "
+            f"{seconds / 86400:.1f} days in this process ({engine.flops_per_point / 1e9:.2f} GFLOP "
+            f"per point); use more workers, a smaller grid or subset, or pass --force"
+        )
+
+
+def grid_run(run_path: Any, cfg: GridConfig) -> GridSummary:
+    """Compute (or resume) the grids of the selected frames of a run; returns what was done."""
+    workers = Workers.from_env(parse_shard(cfg.shard))
+    if cfg.overwrite and workers.shard is not None:
+        raise LossartError("--overwrite with --shard: clear the grids with one unsharded run first")
+    device = workers.device_name(cfg.device)
+    from lossart.grid.engine import resolve_device
+
+    resolve_device(device)
+    workers.start(device)
+    try:
+        return _grid_run(run_path, cfg, workers, device)
+    finally:
+        workers.stop()
+
+
+def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> GridSummary:
+    started = time.perf_counter()
+    run = run_path if isinstance(run_path, Run) else open_run(run_path)
+    source = grid_source(run)
+    frames = select_frames(source.frames, cfg.frames)
+    old = None if cfg.overwrite else _read_spec(run)
+    old = old or {}
+
+    resolution = cfg.resolution or tuple(old.get("resolution") or (DEFAULT_RESOLUTION,) * 2)
+    w, h = int(resolution[0]), int(resolution[1])
+    if min(w, h) < 2:
+        raise LossartError(f"--resolution {w}x{h}: expected at least 2 points per side")
+    split = cfg.split or old.get("split", "train")
+    dtype = cfg.dtype or old.get("dtype", "float32")
+    subset_size = cfg.subset if cfg.subset is not None else old.get("subset")
+    x, y, task, subset_size = _subset(source.data_spec, split, subset_size, device)
+    window = source.window(cfg.margin)
+    if cfg.tile_rows is not None and cfg.tile_rows < 1:
+        raise LossartError(f"--tile-rows {cfg.tile_rows}: expected at least 1")
+    rows = cfg.tile_rows or old.get("tile") or default_tile_rows(w, h)
+    rows = min(int(rows), h)
+
+    layout = ParamLayout.of(source.model)
+    engine = GridEngine(
+        source.model, layout, x, y, task,
+        EngineConfig(device=device, dtype=dtype, batch_points=cfg.batch_points),
+    )  # fmt: skip
+    spec = {
+        "format": GRID_FORMAT,
+        "kind": source.kind,
+        "resolution": [w, h],
+        "window": window.to_dict(),
+        "margin": cfg.margin,
+        "subset": subset_size,
+        "split": split,
+        "subset_seed": 0,
+        "dtype": dtype,
+        "tile": rows,
+        "frames": sorted(set(old.get("frames", [])) | set(frames)) if not cfg.overwrite else frames,
+        "flops_per_point": engine.flops_per_point,
+        "model": (run.read().get("model") or {}).get("name"),
+        "created": old.get("created", now_iso()),
+        "versions": versions(),
+    }
+    tiles = TileLayout(w, h, rows)
+    xs = grid_axis(*window.x_range, w)
+    ys = grid_axis(*window.y_range, h)
+
+    lock = GridLock(run.grids, workers.shard)
+    status = None
+    if workers.leader:
+        try:
+            lock.acquire()
+            if cfg.overwrite:
+                _clear(run)
+            elif old:
+                diff = _differences(old, spec)
+                if diff:
+                    raise LossartError(
+                        f"{run.grids / 'grid.json'}: existing grids were made with other settings "
+                        f"({'; '.join(diff)}); pass --overwrite to discard them"
+                    )
+            write_json(run.grids / "grid.json", spec)
+            run.record_command("grid")
+        except LossartError as exc:
+            lock.release()
+            status = str(exc)
+    status = workers.broadcast(status)
+    if status:
+        raise LossartError(status)
+    try:
+        tasks = [(f, k) for f in frames for k in range(tiles.count)]
+        mine_all = workers.shard_tasks(tasks)
+        missing = None
+        if workers.leader:
+            missing = [
+                (f, k) for f, k in mine_all
+                if not frame_grid_path(run.grids, f).is_file() and not tile_path(run.grids, f, k).is_file()
+            ]  # fmt: skip
+        missing = workers.broadcast(missing)
+        mine = workers.rank_tasks(missing)
+        points = sum(tiles.points_of(k) for _, k in mine)
+        status = None
+        if workers.leader:
+            try:
+                _check_size(spec, points, engine, cfg.force)
+            except LossartError as exc:
+                status = str(exc)
+        status = workers.broadcast(status)
+        if status:
+            raise LossartError(status)
+        computed = _compute(run, engine, source, mine, tiles, xs, ys, points, workers, cfg.quiet)
+        workers.barrier()
+        assembled = []
+        if workers.leader:
+            for f in frames:
+                if frame_grid_path(run.grids, f).is_file():
+                    continue
+                if assemble_frame(run.grids, f, tiles, xs, ys) is not None:
+                    assembled.append(f)
+        workers.barrier()
+    finally:
+        lock.release()
+    return GridSummary(
+        frames=frames,
+        assembled=assembled,
+        tiles_computed=len(mine),
+        points_computed=computed,
+        seconds=time.perf_counter() - started,
+        flops_per_point=engine.flops_per_point,
+        engine=engine.describe(),
+        spec=spec,
+    )
+
+
+def _compute(
+    run: Run,
+    engine: GridEngine,
+    source: GridSource,
+    mine: list[tuple[int, int]],
+    tiles: TileLayout,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    points: int,
+    workers: Workers,
+    quiet: bool | None,
+) -> int:
+    """Evaluate this worker's tiles, writing each atomically as it finishes; returns points done."""
+    disable = quiet if quiet is not None else None
+    if workers.distributed and not workers.leader:
+        disable = True
+    per_frame: dict[int, int] = {}
+    for f, _ in mine:
+        per_frame[f] = per_frame.get(f, 0) + 1
+    done_frame: dict[int, int] = {}
+    current = None
+    done = 0
+    desc = f"grid [{engine.describe()}]"
+    with progress(total=points, desc=desc, unit="pt", disable=disable) as bar:
+        for n, (f, k) in enumerate(mine):
+            if f != current:
+                plane = source.plane(f)
+                engine.set_plane(plane.origin, plane.u_hat, plane.v_hat)
+                current = f
+            start, stop = tiles.rows_of(k)
+            gx, gy = np.meshgrid(xs, ys[start:stop])
+            res = engine.evaluate(gx.reshape(-1), gy.reshape(-1))
+            shape = (stop - start, tiles.width)
+            write_tile(
+                tile_path(run.grids, f, k), res.loss.reshape(shape), res.accuracy.reshape(shape), (start, stop)
+            )
+            done += res.loss.size
+            done_frame[f] = done_frame.get(f, 0) + 1
+            bar.set_postfix_str(
+                f"frame {f}: tile {done_frame[f]}/{per_frame[f]}, all tiles {n + 1}/{len(mine)}",
+                refresh=False,
+            )
+            bar.update(res.loss.size)
+    return done
