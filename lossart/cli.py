@@ -139,6 +139,106 @@ def _run_train(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- grid engine: grid, plane
 
+
+def _grid_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resolution", metavar="N|WxH", default=None,
+                   help="grid points per side, square or WxH (default 41, or the run's grid.json)")
+    p.add_argument("--subset", type=int, metavar="N", default=None,
+                   help="evaluation samples: a fixed, seeded subset (default min(1024, split size))")
+    p.add_argument("--split", choices=("train", "test"), default=None, help="which split (default train)")
+    p.add_argument("--margin", type=float, default=0.2,
+                   help="window margin around the curve or points, as a share of their extent")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:i (under torchrun: the local GPU)")
+    p.add_argument("--dtype", choices=("float32", "tf32", "bfloat16"), default=None,
+                   help="evaluation precision (default float32; tf32 needs CUDA)")
+    p.add_argument("--batch-points", type=int, metavar="B", default=None,
+                   help="grid points per launch on CUDA (default: from free memory)")
+    p.add_argument("--tile-rows", type=int, metavar="R", default=None,
+                   help="grid rows per tile, the unit of resumable work (default ~256 points)")
+    p.add_argument("--shard", metavar="i/n", default=None,
+                   help="do only shard i of n (scheduler job arrays); any shard assembles finished frames")
+    p.add_argument("--overwrite", action="store_true", help="discard existing grids made with other settings")
+    p.add_argument("--force", action="store_true", help="run a grid estimated to be absurdly large anyway")
+
+
+def _grid_config(args: argparse.Namespace):
+    from lossart.grid.run_grid import GridConfig, parse_resolution
+
+    return GridConfig(
+        frames=getattr(args, "frames", None),
+        resolution=parse_resolution(args.resolution) if args.resolution else None,
+        subset=args.subset,
+        split=args.split,
+        margin=args.margin,
+        tile_rows=args.tile_rows,
+        device=args.device,
+        dtype=args.dtype,
+        batch_points=args.batch_points,
+        shard=args.shard,
+        overwrite=args.overwrite,
+        force=args.force,
+    )
+
+
+def _print_grid_summary(s) -> None:
+    if os.environ.get("RANK", "0") != "0":
+        return
+    w, h = s.spec["resolution"]
+    print(
+        f"grid {w}x{h}, {len(s.frames)} frame(s): {s.tiles_computed} tile(s), {s.points_computed} points "
+        f"in {s.seconds:.1f} s ({s.points_per_second:.2f} points/s, "
+        f"{s.flops_per_point * s.points_per_second / 1e9:.1f} GFLOP/s effective, "
+        f"{s.flops_per_point / 1e9:.3f} GFLOP/point; {s.engine})"
+    )
+    if s.assembled:
+        print(f"assembled frames: {s.assembled[:20]}{' ...' if len(s.assembled) > 20 else ''}")
+
+
+@command
+def _add_grid(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "grid",
+        help="loss grids in the plane of every curve frame (resumable; torchrun for many workers)",
+        description=(
+            "Evaluate loss and accuracy with exact BN on a grid in each selected frame's plane, over "
+            "one window for all frames. Work is written tile by tile: rerun to resume after any "
+            "interruption. Many workers: torchrun --nproc-per-node N -m lossart grid RUN ..."
+        ),
+    )
+    p.add_argument("run_dir", metavar="RUN", help="a curve run folder (or a plane run)")
+    p.add_argument("--frames", metavar="A:B:S", default=None,
+                   help="frame indices: start:stop:step, i, or i,j,k (default: all recorded frames)")
+    _grid_flags(p)
+    p.set_defaults(run=_run_grid)
+
+
+def _run_grid(args: argparse.Namespace) -> int:
+    from lossart.grid.run_grid import grid_run
+
+    _print_grid_summary(grid_run(args.run_dir, _grid_config(args)))
+    return 0
+
+
+@command
+def _add_plane(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plane",
+        help="the loss grid in the plane of three optima (a run of kind plane3)",
+        description="Copy three checkpoints into a new run folder and evaluate the grid in their plane.",
+    )
+    p.add_argument("checkpoints", nargs=3, metavar="CKPT", help="three checkpoints of one model")
+    p.add_argument("--out", required=True, metavar="RUN", help="the run folder to create (or resume)")
+    _grid_flags(p)
+    p.set_defaults(run=_run_plane)
+
+
+def _run_plane(args: argparse.Namespace) -> int:
+    from lossart.grid.plane3 import plane_run
+
+    _print_grid_summary(plane_run(args.checkpoints, args.out, _grid_config(args)))
+    return 0
+
+
 # ---------------------------------------------------------------- terrain: terrain, validate
 
 
