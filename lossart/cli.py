@@ -137,6 +137,83 @@ def _run_train(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- curves: curve, eval-curve
 
+
+@command
+def _add_curve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "curve",
+        help="train a low-loss curve between two endpoints, recording frames",
+        description="Train the bends of a Bezier curve or polygonal chain between two checkpoints "
+        "(Garipov et al. 2018), recording snapshots (frames) for a video. Rerunning the same "
+        "command resumes an interrupted run.",
+    )
+    p.add_argument("w1", help="first endpoint checkpoint (lossart train)")
+    p.add_argument("w2", help="second endpoint checkpoint (same model)")
+    p.add_argument("--out", required=True, help="run folder to create (or resume)")
+    p.add_argument("--kind", default="bezier", choices=["bezier", "polychain"])
+    p.add_argument("--bends", type=int, default=1, help="trainable bends (Bezier degree = bends + 1)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=0.015, help="base learning rate (garipov schedule)")
+    p.add_argument("--wd", type=float, default=5e-4, help="weight decay on the curve point's weights")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=1, help="seed of t sampling, data order, init noise")
+    p.add_argument("--frames", type=int, default=50, help="snapshots of the bends, first and last included")
+    p.add_argument("--frame-spacing", default="uniform", choices=["uniform", "log"])
+    p.add_argument("--init-noise", type=float, default=0.0,
+                   help="initial noise on the bends, as a fraction of |w2 - w1| (default 0)")
+    p.add_argument("--no-augment", action="store_true", help="train without data augmentation")
+    p.add_argument("--data", help="dataset (default: the endpoints' dataset)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
+    p.set_defaults(run=_run_curve)
+
+
+def _run_curve(args: argparse.Namespace) -> int:
+    import time
+
+    from lossart.curve_training import CurveConfig, train_curve
+
+    start = time.perf_counter()
+    cfg = CurveConfig(
+        w1=args.w1, w2=args.w2, out=args.out, kind=args.kind, bends=args.bends, epochs=args.epochs,
+        lr=args.lr, wd=args.wd, momentum=args.momentum, batch_size=args.batch_size, seed=args.seed,
+        frames=args.frames, frame_spacing=args.frame_spacing, init_noise=args.init_noise,
+        augment=not args.no_augment, data=args.data, device=args.device,
+    )  # fmt: skip
+    cr = train_curve(cfg)
+    last = cr.frames[-1]
+    print(f"curve run {cr.run.root}: {cr.spec.kind} with {cr.spec.bends} bend(s), {cr.total_steps} steps, "
+          f"{len(cr.frames)} frames; final train loss {last.train_loss:.4f} "
+          f"({time.perf_counter() - start:.1f} s)")
+    print(f"next: lossart eval-curve {cr.run.root}")
+    return 0
+
+
+@command
+def _add_eval_curve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval-curve",
+        help="loss and accuracy along the trained curve and the straight segment",
+        description="Evaluate both paths at evenly spaced t with BN statistics recomputed at every "
+        "point; writes RUN/analyses/eval_curve.{csv,json,png} and prints the barriers.",
+    )
+    p.add_argument("run_dir", metavar="RUN", help="curve run folder (lossart curve)")
+    p.add_argument("--points", type=int, default=21, help="evenly spaced t per path (default 21)")
+    p.add_argument("--subset", type=int, default=2000,
+                   help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(run=_run_eval_curve)
+
+
+def _run_eval_curve(args: argparse.Namespace) -> int:
+    from lossart.path_eval import evaluate_curve_run
+
+    res = evaluate_curve_run(args.run_dir, points=args.points, subset=args.subset, device=args.device)
+    print(res.table())
+    print(f"train subset {res.train_subset}, test {res.test_size}; wrote {res.files['csv']}, "
+          f"{res.files['json']}, {res.files['png']}")
+    return 0
+
 # ---------------------------------------------------------------- grid engine: grid, plane
 
 
