@@ -1,0 +1,118 @@
+"""Materials: the terrain coloured by height through a named palette, the glowing path, markers.
+
+The terrain shader reads the per-vertex 0..1 height attribute (not world z), so a palette looks
+the same at any height scale. Palette stops are given in sRGB and converted to Blender's linear
+colour space. Faint contour lines every 1/CONTOURS of the height range help read the relief.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from .looks import DEFAULT_PALETTE, PALETTES, palette_names, srgb_to_linear  # noqa: F401
+from .terrain import HEIGHT_ATTR
+
+CONTOURS = 16
+
+
+def _check(name: str) -> None:
+    if name not in PALETTES:
+        raise ValueError(f"unknown palette {name!r}; choose one of {', '.join(PALETTES)}")
+
+
+def terrain_material(name: str, palette: str) -> bpy.types.Material:
+    """Glossy, height-coloured terrain material with faint contour lines."""
+    _check(palette)
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    nt = mat.node_tree
+    nt.nodes.clear()
+    out = nt.nodes.new("ShaderNodeOutputMaterial")
+    bsdf = nt.nodes.new("ShaderNodeBsdfPrincipled")
+    attr = nt.nodes.new("ShaderNodeAttribute")
+    attr.attribute_type = "GEOMETRY"
+    attr.attribute_name = HEIGHT_ATTR
+    ramp = nt.nodes.new("ShaderNodeValToRGB")
+    ramp.name = "lossart_palette"
+    # contour lines: pingpong(h * CONTOURS, 0.5) is near 0 on each contour
+    scale = nt.nodes.new("ShaderNodeMath")
+    scale.operation = "MULTIPLY"
+    scale.inputs[1].default_value = CONTOURS
+    ping = nt.nodes.new("ShaderNodeMath")
+    ping.operation = "PINGPONG"
+    ping.inputs[1].default_value = 0.5
+    line = nt.nodes.new("ShaderNodeMath")
+    line.operation = "LESS_THAN"
+    line.inputs[1].default_value = 0.035
+    strength = nt.nodes.new("ShaderNodeMath")
+    strength.operation = "MULTIPLY"
+    strength.name = "lossart_contours"
+    strength.inputs[1].default_value = 0.45
+    mix = nt.nodes.new("ShaderNodeMix")
+    mix.data_type = "RGBA"
+    mix.blend_type = "SCREEN"
+    mix.inputs["B"].default_value = (1.0, 1.0, 1.0, 1.0)
+
+    nt.links.new(attr.outputs["Fac"], ramp.inputs["Fac"])
+    nt.links.new(attr.outputs["Fac"], scale.inputs[0])
+    nt.links.new(scale.outputs[0], ping.inputs[0])
+    nt.links.new(ping.outputs[0], line.inputs[0])
+    nt.links.new(line.outputs[0], strength.inputs[0])
+    nt.links.new(strength.outputs[0], mix.inputs["Factor"])
+    nt.links.new(ramp.outputs["Color"], mix.inputs["A"])
+    nt.links.new(mix.outputs["Result"], bsdf.inputs["Base Color"])
+    nt.links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
+    bsdf.inputs["Roughness"].default_value = 0.32
+    bsdf.inputs["Coat Weight"].default_value = 0.35
+    bsdf.inputs["Coat Roughness"].default_value = 0.12
+    bsdf.inputs["Specular IOR Level"].default_value = 0.45
+    apply_palette(mat, palette)
+    return mat
+
+
+def side_material(name: str, colour: str = "#0a0a12") -> bpy.types.Material:
+    """The slab's sides: dark and glossy, so the eye stays on the surface."""
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    bsdf = mat.node_tree.nodes["Principled BSDF"]
+    bsdf.inputs["Base Color"].default_value = srgb_to_linear(colour)
+    bsdf.inputs["Roughness"].default_value = 0.25
+    return mat
+
+
+def apply_palette(mat: bpy.types.Material, palette: str) -> None:
+    """Rewrite the terrain material's colour ramp with the named palette's stops."""
+    _check(palette)
+    ramp = mat.node_tree.nodes["lossart_palette"].color_ramp
+    stops = PALETTES[palette][0]
+    while len(ramp.elements) > 1:
+        ramp.elements.remove(ramp.elements[-1])
+    ramp.elements[0].position = stops[0][0]
+    ramp.elements[0].color = srgb_to_linear(stops[0][1])
+    for pos, colour in stops[1:]:
+        el = ramp.elements.new(pos)
+        el.color = srgb_to_linear(colour)
+    ramp.interpolation = "LINEAR"
+
+
+def emission_material(name: str, colour: str, strength: float) -> bpy.types.Material:
+    """A plain emissive material (the path and the markers): it also lights the terrain nearby."""
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    nt = mat.node_tree
+    nt.nodes.clear()
+    out = nt.nodes.new("ShaderNodeOutputMaterial")
+    em = nt.nodes.new("ShaderNodeEmission")
+    em.name = "lossart_emission"
+    em.inputs["Color"].default_value = srgb_to_linear(colour)
+    em.inputs["Strength"].default_value = strength
+    nt.links.new(em.outputs["Emission"], out.inputs["Surface"])
+    return mat
+
+
+def set_emission(mat: bpy.types.Material, colour: str | None = None, strength: float | None = None) -> None:
+    em = mat.node_tree.nodes["lossart_emission"]
+    if colour is not None:
+        em.inputs["Color"].default_value = srgb_to_linear(colour)
+    if strength is not None:
+        em.inputs["Strength"].default_value = strength
