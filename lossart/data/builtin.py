@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 
@@ -54,8 +56,10 @@ def _shape_masks(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.
     return out
 
 
+@lru_cache(maxsize=8)
 def make_shapes(n: int, seed: int, size: int = SHAPES_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """`n` shape images (uint8 NCHW) and labels, fully determined by `seed`."""
+    """`n` shape images (uint8 NCHW) and labels, fully determined by `seed` (cached: copy before
+    changing them; the loaders below do)."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, len(SHAPE_CLASSES), n)
     masks = _shape_masks(rng, labels, size)
@@ -74,11 +78,11 @@ def make_shapes(n: int, seed: int, size: int = SHAPES_SIZE) -> tuple[np.ndarray,
 def shapes(spec: DataSpec) -> Dataset:
     xtr, ytr = make_shapes(SHAPES_TRAIN, seed=1)
     xte, yte = make_shapes(SHAPES_TEST, seed=2)
-    x_train = torch.from_numpy(xtr)
+    x_train = torch.tensor(xtr)
     mean, std = image_stats(x_train)
     return Dataset(
         spec, "classification", len(SHAPE_CLASSES), (3, SHAPES_SIZE, SHAPES_SIZE),
-        x_train, torch.from_numpy(ytr), torch.from_numpy(xte), torch.from_numpy(yte),
+        x_train, torch.tensor(ytr), torch.tensor(xte), torch.tensor(yte),
         mean, std, SHAPE_CLASSES, augment="crop-flip", pad=2,
     )  # fmt: skip
 
