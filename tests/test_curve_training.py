@@ -1,0 +1,169 @@
+"""Curve training end to end on the built-in `shapes` data: barrier, frames, resume, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from lossart.checkpoint import load_checkpoint, save_checkpoint
+from lossart.cli import main
+from lossart.curve_training import CurveConfig, frame_steps, train_curve
+from lossart.curves import CurveSpec, curve_point, init_bends
+from lossart.data import load_dataset, num_batches
+from lossart.errors import LossartError
+from lossart.path_eval import evaluate_curve_run
+from lossart.train import TrainConfig, train_endpoint
+
+TINY = {"width": 8}  # smallcnn on 16x16 shapes: endpoints train in about a second
+
+
+@pytest.fixture(scope="module")
+def endpoints(tmp_path_factory):
+    """Two independently trained small nets (different seeds) on the built-in shapes data."""
+    root = tmp_path_factory.mktemp("endpoints")
+    paths = []
+    for seed in (5, 6):
+        out = root / f"w{seed}.pt"
+        train_endpoint(TrainConfig(data="shapes", model="smallcnn", model_kwargs=TINY, epochs=3,
+                                   seed=seed, out=out, progress=False, train_eval_size=500))
+        paths.append(str(out))
+    return paths
+
+
+def _cfg(endpoints, out, **kw):
+    base = dict(w1=endpoints[0], w2=endpoints[1], out=str(out), epochs=1, lr=0.05, batch_size=256,
+                frames=5)
+    base.update(kw)
+    return CurveConfig(**base)
+
+
+def test_frame_steps_uniform_and_log():
+    assert frame_steps(100, 5) == [0, 25, 50, 75, 100]
+    for spacing in ("uniform", "log"):
+        for total, frames in ((100, 11), (10, 11), (1000, 30), (7, 2)):
+            steps = frame_steps(total, frames, spacing)
+            assert len(steps) == frames and steps[0] == 0 and steps[-1] == total
+            assert all(a < b for a, b in zip(steps, steps[1:]))
+    log = frame_steps(1000, 10, "log")
+    assert log[1] == 1 and log[2] - log[1] < log[-1] - log[-2]  # dense early, sparse late
+    with pytest.raises(LossartError, match="--frames 12"):
+        frame_steps(10, 12)
+
+
+def test_trained_curve_has_much_lower_barrier_than_the_segment(endpoints, tmp_path):
+    """The seed's central claim. Measured on these settings (3 endpoint pairs x 2 curve seeds):
+    segment/curve barrier ratio 12.3-15.3, segment barrier 2.0-3.3; asserted: ratio > 5."""
+    cr = train_curve(_cfg(endpoints, tmp_path / "run", epochs=2, batch_size=64, frames=3))
+    res = evaluate_curve_run(cr.run, points=11, subset=500)
+    assert res.segment.barrier > 1.0
+    assert res.segment.barrier > 5 * res.curve.barrier
+    assert res.curve.points[0] == res.segment.points[0]  # same endpoints, evaluated once
+    for key in ("csv", "json", "png"):
+        assert os.path.getsize(res.files[key]) > 0
+    data = json.loads((tmp_path / "run" / "analyses" / "eval_curve.json").read_text())
+    assert data["barrier"]["segment"] == pytest.approx(res.segment.barrier)
+    assert len(data["paths"]["curve"]) == 11
+    rows = (tmp_path / "run" / "analyses" / "eval_curve.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 11
+
+
+def test_frame_records_are_complete_and_ordered(endpoints, tmp_path):
+    cfg = _cfg(endpoints, tmp_path / "run", frames=6, frame_spacing="log", kind="polychain", bends=2)
+    cr = train_curve(cfg)
+    spe = num_batches(load_dataset("shapes"), cfg.batch_size)
+    assert cr.total_steps == spe and cr.complete
+    doc = json.loads((tmp_path / "run" / "curve" / "frames.json").read_text())
+    assert doc["curve"] == {"kind": "polychain", "bends": 2}
+    assert [f["index"] for f in doc["frames"]] == list(range(6))
+    assert [f["step"] for f in doc["frames"]] == frame_steps(cr.total_steps, 6, "log")
+    for f, rec in zip(doc["frames"], cr.frames):
+        assert rec.epoch == pytest.approx(rec.step / spe) and rec.train_loss > 0
+        assert (tmp_path / "run" / "curve" / f["file"]).is_file()
+    # the endpoints are the checkpoints' weights, bit for bit; frame 0 is the straight line
+    ck = load_checkpoint(endpoints[0])
+    model = cr.build_model()
+    w1 = torch.cat([ck.state_dict[n].reshape(-1) for n, _ in model.named_parameters()])
+    assert torch.equal(cr.w1, w1)
+    assert torch.equal(curve_point(cr.spec, cr.w1, cr.frames[0].bends, cr.w2, 0.0), w1)
+    assert torch.allclose(cr.frames[0].bends, init_bends(CurveSpec("polychain", 2), cr.w1, cr.w2))
+    assert torch.equal(cr.frames[-1].bends, cr.final_bends)
+    assert not torch.equal(cr.frames[1].bends, cr.frames[0].bends)
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["kind"] == "curve" and meta["model"]["name"] == "smallcnn"
+    assert meta["commands"][-1]["command"] == "curve"
+    # a finished run reruns as a no-op with the same frames
+    again = train_curve(cfg)
+    assert [f.step for f in again.frames] == [f.step for f in cr.frames]
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "crash"])
+def test_interrupted_run_resumes_to_identical_frames(endpoints, tmp_path, how):
+    cfg = _cfg(endpoints, tmp_path / "ref", epochs=2, frames=7)
+    ref = train_curve(cfg)
+    spe = ref.total_steps // 2
+    stop = spe + spe // 2  # mid second epoch (Ctrl-C), or after the first epoch's save (crash)
+
+    def on_step(step, loss):
+        if step == stop:
+            if how == "ctrl-c":
+                os.kill(os.getpid(), signal.SIGINT)
+            else:
+                raise _Crash
+
+    cfg2 = _cfg(endpoints, tmp_path / "int", epochs=2, frames=7)
+    with pytest.raises(KeyboardInterrupt if how == "ctrl-c" else _Crash):
+        train_curve(cfg2, on_step=on_step)
+    partial = json.loads((tmp_path / "int" / "curve" / "frames.json").read_text())["frames"]
+    assert 0 < len(partial) < 7
+    state = torch.load(tmp_path / "int" / "curve" / "state.pt", weights_only=False)
+    assert state["step"] == (stop if how == "ctrl-c" else spe)
+    resumed = train_curve(cfg2)
+    assert [f.step for f in resumed.frames] == [f.step for f in ref.frames]
+    assert [f.train_loss for f in resumed.frames] == [f.train_loss for f in ref.frames]
+    for a, b in zip(resumed.frames, ref.frames):
+        assert torch.equal(a.bends, b.bends)
+    assert torch.equal(resumed.final_bends, ref.final_bends)
+
+
+def test_refusals_are_one_line(endpoints, tmp_path, capsys):
+    # endpoints of different architectures
+    other = tmp_path / "other.pt"
+    train_endpoint(TrainConfig(data="shapes", model="smallcnn", model_kwargs={"width": 4}, epochs=1,
+                               seed=1, out=other, progress=False, train_eval_size=100))
+    with pytest.raises(LossartError, match="differs"):
+        train_curve(_cfg([endpoints[0], str(other)], tmp_path / "a"))
+    # same spec but a tensor of another shape
+    ck = load_checkpoint(endpoints[1])
+    name = next(iter(ck.state_dict))
+    ck.state_dict[name] = torch.zeros(3)
+    bad = tmp_path / "bad.pt"
+    save_checkpoint(ck, bad)
+    with pytest.raises(LossartError, match="has shape"):
+        train_curve(_cfg([endpoints[0], str(bad)], tmp_path / "b"))
+    # a folder that is not this run
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.txt").write_text("mine")
+    with pytest.raises(LossartError, match="not a lossart run"):
+        train_curve(_cfg(endpoints, tmp_path / "c"))
+    # frames beyond the number of steps
+    with pytest.raises(LossartError, match="--frames"):
+        train_curve(_cfg(endpoints, tmp_path / "d", frames=1000))
+    assert not (tmp_path / "d").exists()
+    # an existing curve run asked with other settings
+    train_curve(_cfg(endpoints, tmp_path / "e", frames=2))
+    with pytest.raises(LossartError, match="--lr"):
+        train_curve(_cfg(endpoints, tmp_path / "e", frames=2, lr=0.1))
+    # the CLI prints one line and exits 2
+    code = main(["curve", endpoints[0], str(other), "--out", str(tmp_path / "f")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("lossart: error:") and "\n" not in err
+    code = main(["eval-curve", str(tmp_path / "c")])
+    assert code == 2 and "not a lossart run" in capsys.readouterr().err
