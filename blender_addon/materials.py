@@ -24,7 +24,8 @@ def terrain_material(name: str, palette: str) -> bpy.types.Material:
     """Glossy, height-coloured terrain material with faint contour lines."""
     _check(palette)
     mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # always on (and deprecated) from 5.0
+        mat.use_nodes = True
     nt = mat.node_tree
     nt.nodes.clear()
     out = nt.nodes.new("ShaderNodeOutputMaterial")
@@ -73,7 +74,8 @@ def terrain_material(name: str, palette: str) -> bpy.types.Material:
 def side_material(name: str, colour: str = "#0a0a12") -> bpy.types.Material:
     """The slab's sides: dark and glossy, so the eye stays on the surface."""
     mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # always on (and deprecated) from 5.0
+        mat.use_nodes = True
     bsdf = mat.node_tree.nodes["Principled BSDF"]
     bsdf.inputs["Base Color"].default_value = srgb_to_linear(colour)
     bsdf.inputs["Roughness"].default_value = 0.25
@@ -98,7 +100,8 @@ def apply_palette(mat: bpy.types.Material, palette: str) -> None:
 def emission_material(name: str, colour: str, strength: float) -> bpy.types.Material:
     """A plain emissive material (the path and the markers): it also lights the terrain nearby."""
     mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # always on (and deprecated) from 5.0
+        mat.use_nodes = True
     nt = mat.node_tree
     nt.nodes.clear()
     out = nt.nodes.new("ShaderNodeOutputMaterial")

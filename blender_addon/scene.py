@@ -26,7 +26,8 @@ ORBIT_SWEEP_DEG = 70.0
 def setup_world(scene: bpy.types.Scene, colour: str = "#05060e", strength: float = 1.0) -> None:
     world = scene.world or bpy.data.worlds.new("lossart_world")
     scene.world = world
-    world.use_nodes = True
+    if bpy.app.version < (5, 0, 0):
+        world.use_nodes = True
     nt = world.node_tree
     nt.nodes.clear()
     bg = nt.nodes.new("ShaderNodeBackground")

@@ -1,0 +1,238 @@
+"""The Blender extension with the real bpy module: register, import, scrub, render, bake, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy", reason="the bpy module (Blender as a Python module) is not installed")
+
+import blender_addon  # noqa: E402
+from blender_addon import landscape, path, terrain  # noqa: E402
+from blender_addon.bundle import BundleError, load_bundle  # noqa: E402
+from blender_addon.geometry import RELIEF, WorldMap  # noqa: E402
+from blender_addon.looks import PALETTES, srgb_to_linear  # noqa: E402
+
+pytestmark = pytest.mark.blender
+
+
+@pytest.fixture(scope="module")
+def bundle3(tmp_path_factory) -> Path:
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    return synthetic_bundle(tmp_path_factory.mktemp("bundle") / "terrain", frames=3, size=33)
+
+
+@pytest.fixture(autouse=True)
+def empty_blender():
+    """Every test starts from an empty factory scene with the add-on registered."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    blender_addon.register()
+    yield
+    blender_addon.unregister()
+
+
+def _import(bundle: Path, **settings) -> bpy.types.Scene:
+    scene = bpy.context.scene
+    for k, v in settings.items():
+        setattr(scene.lossart, k, v)
+    assert bpy.ops.lossart.import_landscape(filepath=str(bundle / "manifest.json")) == {"FINISHED"}
+    return scene
+
+
+def test_register_unregister_cleanly():
+    from blender_addon import handlers
+
+    assert hasattr(bpy.types.Scene, "lossart") and hasattr(bpy.types, "LOSSART_PT_panel")
+    assert handlers.installed()
+    blender_addon.unregister()
+    assert not hasattr(bpy.types.Scene, "lossart")
+    assert not hasattr(bpy.types, "LOSSART_PT_panel")
+    assert not handlers.installed()
+    blender_addon.register()  # and again, as Blender does on enable/disable
+    assert handlers.installed() and hasattr(bpy.types.Scene, "lossart")
+
+
+def test_import_builds_terrain_path_markers_camera_material(bundle3):
+    scene = _import(bundle3)
+    s = scene.lossart
+    w = h = 33
+    ring = 2 * (w - 1) + 2 * (h - 1)
+    assert len(s.terrain.data.vertices) == w * h + 2 * ring
+    assert len(s.terrain.data.polygons) == (w - 1) * (h - 1) + ring
+    assert s.path.type == "CURVE" and s.path.data.bevel_depth > 0
+    names = sorted(o["lossart_point"] for o in s.collection.objects if "lossart_point" in o)
+    assert names == ["w1", "w2"]
+    assert scene.camera is s.camera and s.camera.data.dof.use_dof
+    assert s.camera.data.dof.focus_object is s.target
+    mat = s.terrain.active_material
+    assert "lossart_palette" in mat.node_tree.nodes
+    assert s.path.active_material.node_tree.nodes["lossart_emission"].inputs["Strength"].default_value > 1
+    assert sum(1 for o in s.collection.objects if o.type == "LIGHT") >= 2
+    assert scene.world is not None and scene.render.use_lock_interface
+    assert (scene.frame_start, scene.frame_end) == (1, 3)
+
+
+def test_frame_change_sets_heights_and_path_lies_on_surface(bundle3):
+    scene = _import(bundle3, height_scale=1.5)
+    s = scene.lossart
+    b = load_bundle(bundle3)
+    wmap = WorldMap.for_bundle(b)
+    for f in (3, 1, 2):
+        scene.frame_set(f)
+        want = (b.heights(f - 1) - b.z_min) / (b.z_max - b.z_min) * RELIEF * 1.5
+        np.testing.assert_allclose(terrain.grid_z(s.terrain), want, atol=1e-5)
+        pts = path.path_points(s.path)
+        manifest_path = b.frames[f - 1].path
+        assert len(pts) == len(manifest_path)
+        # the path sits PATH_LIFT above the surface: the bundle's own z, and our bilinear sample
+        np.testing.assert_allclose(pts[:, 2] - path.PATH_LIFT,
+                                   wmap.world_z(manifest_path[:, 2], 1.5), atol=1e-4)
+        np.testing.assert_allclose(pts[:, :2], wmap.world(manifest_path, 1.5)[:, :2], atol=1e-5)
+        w1 = bpy.data.objects["lossart_point_w1"].location
+        assert w1.x == pytest.approx(wmap.world(np.array([[0.0, 0.0, 0.0]]), 1.0)[0, 0], abs=1e-5)
+
+
+def test_playback_speed_interpolates_between_frames(bundle3):
+    scene = _import(bundle3, playback_speed=0.5)
+    b = load_bundle(bundle3)
+    assert (scene.frame_start, scene.frame_end) == (1, 5)
+    scene.frame_set(2)  # halfway between bundle frames 0 and 1
+    want = (0.5 * (b.heights(0) + b.heights(1)) - b.z_min) / (b.z_max - b.z_min) * RELIEF
+    np.testing.assert_allclose(terrain.grid_z(scene.lossart.terrain), want, atol=1e-5)
+
+
+def test_settings_change_look_and_persist_in_blend(bundle3, tmp_path):
+    scene = _import(bundle3)
+    s = scene.lossart
+    s.palette = "viridis"
+    s.height_scale = 2.0
+    s.path_glow = 30.0
+    ramp = s.terrain.active_material.node_tree.nodes["lossart_palette"].color_ramp
+    assert tuple(ramp.elements[0].color) == pytest.approx(srgb_to_linear(PALETTES["viridis"][0][0][1]))
+    assert terrain.grid_z(s.terrain).max() == pytest.approx(2.0 * RELIEF, rel=1e-4)
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    s = bpy.context.scene.lossart
+    assert (s.palette, s.height_scale, s.path_glow) == ("viridis", 2.0, 30.0)
+    assert s.terrain is not None and Path(s.bundle_path) == bundle3.resolve() / "manifest.json"
+
+
+def _broken(src: Path, dst: Path, how: str) -> Path:
+    shutil.copytree(src, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    if how == "missing":
+        (dst / m["frames"][1]["heights_npy"]).unlink()
+    elif how == "newer":
+        m["schema_version"] = 2
+    elif how == "mismatch":
+        np.save(dst / m["frames"][2]["heights_npy"], np.zeros((33, 32), np.float32))
+    elif how == "foreign":
+        m["format"] = "something-else"
+    (dst / "manifest.json").write_text(json.dumps(m))
+    return dst
+
+
+@pytest.mark.parametrize("how, message", [
+    ("missing", "height file of frame 1 is missing"),
+    ("newer", "schema_version 2 is newer"),
+    ("mismatch", "shape (33, 32)"),
+    ("foreign", "not a lossart terrain bundle"),
+])
+def test_broken_bundle_reported_not_crashing(bundle3, tmp_path, how, message):
+    bad = _broken(bundle3, tmp_path / how, how)
+    # an operator's {'ERROR'} report surfaces in Python as RuntimeError("Error: ...")
+    with pytest.raises(RuntimeError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        bpy.ops.lossart.import_landscape(filepath=str(bad / "manifest.json"))
+    assert bpy.context.scene.lossart.terrain is None
+    assert "lossart_terrain" not in bpy.data.objects
+    with pytest.raises(BundleError):
+        load_bundle(bad)
+
+
+def test_cycles_render_not_blank_and_colour_follows_height(bundle3, tmp_path):
+    from bpy_extras.object_utils import world_to_camera_view
+
+    from blender_addon import render
+
+    scene = _import(bundle3, path_glow=0.0)  # the terrain's own colour, not the path's light
+    device = render.configure(scene, samples=8, size=(96, 64), denoise=False, device="CPU")
+    assert device == "CPU" and scene.render.engine == "CYCLES"
+    out = render.render_still(scene, tmp_path / "tiny.png", frame=2)
+    import imageio.v3 as iio
+
+    img = iio.imread(out).astype(np.float64) / 255.0
+    assert img.shape[:2] == (64, 96)
+    assert img.std() > 0.05 and img.mean() > 0.03  # not blank
+    # colour at projected grid vertices vs their height: the palette runs dark blue -> warm
+    s = scene.lossart
+    co = np.empty(len(s.terrain.data.vertices) * 3, np.float32)
+    s.terrain.data.vertices.foreach_get("co", co)
+    co = co.reshape(-1, 3)[: 33 * 33 : 7]
+    h01 = np.empty(len(s.terrain.data.vertices), np.float32)
+    s.terrain.data.attributes[terrain.HEIGHT_ATTR].data.foreach_get("value", h01)
+    h01 = h01[: 33 * 33 : 7]
+    from mathutils import Vector
+
+    uv = np.array([world_to_camera_view(scene, s.camera, Vector(p))[:2] for p in co])
+    inside = (uv[:, 0] > 0.02) & (uv[:, 0] < 0.98) & (uv[:, 1] > 0.02) & (uv[:, 1] < 0.98)
+    px = np.clip((uv[inside] * [96, 64]).astype(int), 0, [95, 63])
+    rgb = img[63 - px[:, 1], px[:, 0]]
+    warmth = rgb[:, 0] - rgb[:, 2]  # the palette runs from blue valleys to warm ridges
+    assert inside.sum() > 30
+    assert np.corrcoef(warmth, h01[inside])[0, 1] > 0.5
+
+
+def test_bake_plays_without_the_addon(bundle3, tmp_path):
+    from blender_addon.bake import bake_landscape
+
+    scene = _import(bundle3)
+    blend = tmp_path / "baked.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    info = bake_landscape(scene)
+    assert info.frames == 3 and (tmp_path / "lossart_bake" / "height_00003.png").is_file()
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    b = load_bundle(bundle3)
+    want = (b.heights(1) - b.z_min) / (b.z_max - b.z_min) * RELIEF
+    np.save(tmp_path / "want.npy", want)
+    # a fresh Blender that never imports the add-on
+    code = f"""
+import bpy, numpy as np, sys
+bpy.ops.wm.open_mainfile(filepath={str(blend)!r})
+assert 'blender_addon' not in sys.modules
+sc = bpy.context.scene
+sc.frame_set(2)
+ev = bpy.data.objects['lossart_terrain'].evaluated_get(bpy.context.evaluated_depsgraph_get())
+m = ev.to_mesh()
+co = np.empty(len(m.vertices) * 3, np.float32); m.vertices.foreach_get('co', co)
+z = co[2::3][:33 * 33].reshape(33, 33)
+err = np.abs(z - np.load({str(tmp_path / 'want.npy')!r})).max()
+cu = bpy.data.objects['lossart_path'].evaluated_get(bpy.context.evaluated_depsgraph_get())
+print('ERR', err, 'PATHZ', cu.to_mesh().vertices[0].co.z)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("ERR")][0].split()
+    assert float(line[1]) < 2e-5  # 16-bit quantization of RELIEF
+    assert float(line[3]) > 0  # the path's shape keys put it above the base
+
+
+def test_bundle_state_pure_numpy(bundle3):
+    b = load_bundle(bundle3)
+    st = b.state(1.0)
+    np.testing.assert_array_equal(st.heights, b.heights(1))
+    # bilinear sampling is exact at grid nodes
+    xy = np.column_stack([b.xs[[0, 5, 32]], b.ys[[0, 7, 32]]])
+    np.testing.assert_allclose(b.sample(b.heights(0), xy), b.heights(0)[[0, 7, 32], [0, 5, 32]], atol=1e-6)
+    half = b.state(0.5)
+    np.testing.assert_allclose(half.heights, 0.5 * (b.heights(0) + b.heights(1)), atol=1e-6)
+    assert b.state(99).position == 2.0
+    assert landscape.frame_count(b, 1.0) == 3 and landscape.frame_count(b, 0.25) == 9
