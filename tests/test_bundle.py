@@ -425,3 +425,30 @@ def test_terrain_bad_input_is_one_clear_line(run_dir, breaker, message, capsys):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (run_dir / "terrain" / "manifest.json").exists()
+
+
+def test_plane3_run(tmp_path):
+    """A plane-of-three run (as `lossart plane` writes it): one frame, no path, three points."""
+    from lossart.runs import Run
+
+    run = Run(tmp_path / "p3")
+    pts = {"w1": [0.0, 0.0], "w2": [10.0, 0.0], "w3": [4.0, 4.5]}
+    run.write({"kind": "plane3", "plane3": {"points": pts}})
+    xs, ys = np.linspace(-3, 13, 17), np.linspace(-6, 6, 13)
+    loss = synthetic_loss(
+        np.array([pts["w1"], pts["w3"], pts["w2"]]), (13, 17), "polychain", (-3, 13), (-6, 6)
+    )
+    run.grids.mkdir(parents=True)
+    np.savez(run.grids / "frame_00000.npz", loss=loss, accuracy=loss, xs=xs, ys=ys)
+    (run.grids / "grid.json").write_text(json.dumps({"kind": "plane3", "frames": [0]}))
+    assert main(["terrain", str(run.root), "--loss-cap", "2.0", "--sigma", "0"]) == 0
+    assert validate_bundle(run.terrain).ok
+    m = read_bundle(run.terrain).manifest
+    assert m["kind"] == "plane3" and m["curve"] is None and m["path_samples"] == 0
+    assert m["height"]["loss_cap"] == 2.0 and m["height"]["cap_quantile"] is None
+    frame = m["frames"][0]
+    assert frame["path"] == [] and frame["control_points"] == [] and frame["train_loss"] is None
+    assert {p["name"]: p["xy"] for p in frame["points"]} == pts
+    losses = {p["name"]: p["loss"] for p in frame["points"]}
+    assert losses["w1"] == pytest.approx(0.01, abs=1e-6) == losses["w2"]  # minima on grid nodes
+    assert losses["w3"] < 0.5  # on the synthetic valley

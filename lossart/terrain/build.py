@@ -227,17 +227,22 @@ def curve_frame_meta(run: Run, indices: list[int]) -> tuple[dict, Callable[[int]
 
 
 def plane3_frame_meta(run: Run) -> Callable[[int], FrameMeta]:
-    """The plane through three optima: positions of w1, w2, w3 (endpoints/w1.pt, w2.pt, w3.pt)."""
+    """The plane through three optima: w1, w2, w3 at run.json's `plane3.points` (written by
+    `lossart plane`), else projected again from endpoints/w1.pt, w2.pt, w3.pt."""
     from lossart.checkpoint import load_checkpoint
     from lossart.models import create_model
     from lossart.plane import plane_through
     from lossart.weights import ParamLayout
 
-    ckpts = [load_checkpoint(run.endpoints / f"w{i}.pt") for i in (1, 2, 3)]
-    layout = ParamLayout.of(create_model(ckpts[0].model))
-    ws = [layout.flatten(ck.state_dict).float() for ck in ckpts]
-    plane = plane_through(*ws)
-    xy = [tuple(float(c) for c in plane.coords(w)[:2]) for w in ws]
+    recorded = (run.read().get("plane3") or {}).get("points") or {}
+    if all(isinstance(recorded.get(n), list) and len(recorded[n]) == 2 for n in ("w1", "w2", "w3")):
+        xy = [(float(recorded[n][0]), float(recorded[n][1])) for n in ("w1", "w2", "w3")]
+    else:  # not recorded by `lossart plane`: project the three optima again
+        ckpts = [load_checkpoint(run.endpoints / f"w{i}.pt") for i in (1, 2, 3)]
+        layout = ParamLayout.of(create_model(ckpts[0].model))
+        ws = [layout.flatten(ck.state_dict).float() for ck in ckpts]
+        plane = plane_through(*ws)
+        xy = [tuple(float(c) for c in plane.coords(w)[:2]) for w in ws]
 
     def meta(index: int) -> FrameMeta:
         return FrameMeta(

@@ -46,7 +46,10 @@ def write_previews(
     xs = np.linspace(g["x_range"][0], g["x_range"][1], g["width"])
     ys = np.linspace(g["y_range"][0], g["y_range"][1], g["height"])
 
-    fig, ax = plt.subplots(figsize=(7.2, 6.0), layout="constrained")
+    aspect = (extent[3] - extent[2]) / (extent[1] - extent[0])
+    fig, ax = plt.subplots(
+        figsize=(8.0, min(9.0, max(3.2, 6.2 * aspect + 1.3))), layout="constrained"
+    )
     image = ax.imshow(
         bundle.heights(0),
         origin="lower",
@@ -57,7 +60,9 @@ def write_previews(
         interpolation="bilinear",
         aspect="equal",
     )
-    fig.colorbar(image, ax=ax, label=f"{h['transform']} loss (smoothed, sigma {h['sigma']:g})")
+    fig.colorbar(
+        image, ax=ax, shrink=0.9, label=f"{h['transform']} loss (smoothed, sigma {h['sigma']:g})"
+    )
     (path_line,) = ax.plot([], [], color="#7fffd4", lw=2.0, label="curve")
     (bend_marks,) = ax.plot([], [], "x", color="#7fffd4", ms=8, mew=2, label="bend")
     (point_marks,) = ax.plot([], [], "o", color="white", mec="black", ms=8, label="optima")
