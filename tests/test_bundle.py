@@ -432,7 +432,7 @@ def test_plane3_run(tmp_path):
     from lossart.runs import Run
 
     run = Run(tmp_path / "p3")
-    pts = {"w1": [0.0, 0.0], "w2": [10.0, 0.0], "w3": [4.0, 4.5]}
+    pts = {"w1": [0.0, 0.0], "w2": [10.0, 0.0], "w3": [4.0, 5.0]}
     run.write({"kind": "plane3", "plane3": {"points": pts}})
     xs, ys = np.linspace(-3, 13, 17), np.linspace(-6, 6, 13)
     loss = synthetic_loss(
@@ -451,4 +451,4 @@ def test_plane3_run(tmp_path):
     assert {p["name"]: p["xy"] for p in frame["points"]} == pts
     losses = {p["name"]: p["loss"] for p in frame["points"]}
     assert losses["w1"] == pytest.approx(0.01, abs=1e-6) == losses["w2"]  # minima on grid nodes
-    assert losses["w3"] < 0.5  # on the synthetic valley
+    assert losses["w3"] < 0.35  # on the valley, on a grid node
