@@ -16,6 +16,7 @@ from lossart.curves import CurveSpec, curve_point, init_bends
 from lossart.data import load_dataset, num_batches
 from lossart.errors import LossartError
 from lossart.path_eval import evaluate_curve_run
+from lossart.plane import control_points_2d, curve_window, frame_plane
 from lossart.train import TrainConfig, train_endpoint
 
 TINY = {"width": 8}  # smallcnn on 16x16 shapes: endpoints train in about a second
@@ -95,6 +96,13 @@ def test_frame_records_are_complete_and_ordered(endpoints, tmp_path):
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["kind"] == "curve" and meta["model"]["name"] == "smallcnn"
     assert meta["commands"][-1]["command"] == "curve"
+    # the plane geometry of a real run: one window holds every frame, endpoints fixed on screen
+    win = curve_window(cr)
+    length = float((cr.w2 - cr.w1).norm())
+    for i, fr in enumerate(cr.frames):
+        cp = control_points_2d(frame_plane(cr, i), cr.w1, fr.bends, cr.w2)
+        assert win.contains(cp)
+        assert cp[0] == pytest.approx((0, 0), abs=1e-3) and cp[-1] == pytest.approx((length, 0), rel=1e-4, abs=1e-3)
     # a finished run reruns as a no-op with the same frames
     again = train_curve(cfg)
     assert [f.step for f in again.frames] == [f.step for f in cr.frames]
