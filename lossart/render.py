@@ -27,6 +27,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from lossart.atomic import atomic_path, write_json
 from lossart.errors import LossartError
 from lossart.progress import progress
@@ -288,7 +290,7 @@ def render_video(source: str | os.PathLike, out: str | os.PathLike | None = None
     stamp = frames_dir / "frames.json"
     fp = _fingerprint(bundle_dir, opts)
     if stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") != fp:
-        stale = list(frames_dir.glob("frame_*.png"))
+        stale = list(frames_dir.glob("frame_*.png")) + list(frames_dir.glob("slow*/frame_*.png"))
         for f in stale:  # rendered with other settings or another bundle: not reusable
             f.unlink()
         print(f"lossart: {len(stale)} frames in {frames_dir} had other settings; rendering afresh",
@@ -308,21 +310,46 @@ def render_video(source: str | os.PathLike, out: str | os.PathLike | None = None
                         log=out.parent / f"{out.stem}.log")
 
 
+def blend_frames(frames_dir: Path, first: int, k: int) -> Path:
+    """K-times slow motion: write rendered frames with K-1 linear blends between each pair to
+    frames_dir/slow<K>/ (renumbered from 1), reusing what is already there."""
+    import imageio.v3 as iio
+
+    files = sorted(f for f in frames_dir.glob("frame_*.png") if int(f.stem[6:]) >= first)
+    out_dir = frames_dir / f"slow{k}"
+    out_dir.mkdir(exist_ok=True)
+    n = 1
+    for a, b in zip(files, files[1:] + [None]):
+        steps = 1 if b is None else k
+        img_a = img_b = None
+        for j in range(steps):
+            target = out_dir / f"frame_{n:05d}.png"
+            n += 1
+            if target.is_file():
+                continue
+            if img_a is None:
+                img_a = iio.imread(a).astype(np.float32)
+                img_b = None if b is None else iio.imread(b).astype(np.float32)
+            mix = img_a if j == 0 else (1 - j / k) * img_a + (j / k) * img_b
+            with atomic_path(target) as tmp:
+                iio.imwrite(tmp, np.round(mix).astype(np.uint8), extension=".png")
+    return out_dir
+
+
 def encode_video(frames_dir: Path, out: Path, fps: int = 24, interpolate: int = 1, first: int = 1) -> Path:
-    """frame_XXXXX.png -> H.264 MP4 (yuv420p, even width/height), written atomically."""
+    """frame_XXXXX.png -> H.264 MP4 (yuv420p, even width/height), written atomically.
+
+    With `interpolate` K > 1, K-1 blended frames go between rendered ones (slow motion).
+    """
     import imageio_ffmpeg
 
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    filters = []
-    in_rate = f"{fps}"
     if interpolate > 1:
-        in_rate = f"{fps}/{interpolate}"
-        filters.append(f"minterpolate=fps={fps}:mi_mode=blend")
-    filters.append("scale=trunc(iw/2)*2:trunc(ih/2)*2")
+        frames_dir, first = blend_frames(frames_dir, first, interpolate), 1
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     with atomic_path(out) as tmp:
         mp4 = tmp.with_suffix(".mp4")
-        cmd = [ffmpeg, "-y", "-loglevel", "error", "-framerate", in_rate, "-start_number", str(first),
-               "-i", str(frames_dir / "frame_%05d.png"), "-vf", ",".join(filters),
+        cmd = [ffmpeg, "-y", "-loglevel", "error", "-framerate", str(fps), "-start_number", str(first),
+               "-i", str(frames_dir / "frame_%05d.png"), "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2",
                "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-preset", "medium",
                "-movflags", "+faststart", str(mp4)]
         try:

@@ -1,0 +1,184 @@
+"""Headless rendering (`lossart render`) and the extension zip (`lossart addon build`)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from lossart.cli import main
+from lossart.errors import LossartError
+from lossart.render import (
+    RenderOptions,
+    blender_command,
+    parse_size,
+    render_still,
+    render_video,
+    resolve_source,
+)
+
+TINY = RenderOptions(samples=4, size=(96, 64), denoise=False, device="CPU")
+
+
+@pytest.fixture(scope="module")
+def bundle3(tmp_path_factory) -> Path:
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    return synthetic_bundle(tmp_path_factory.mktemp("bundle") / "terrain", frames=3, size=33)
+
+
+def _needs_bpy():
+    pytest.importorskip("bpy", reason="the bpy module (Blender as a Python module) is not installed")
+
+
+def test_cli_still_png(bundle3, tmp_path):
+    _needs_bpy()
+    import imageio.v3 as iio
+
+    out = tmp_path / "still.png"
+    code = main(["render", str(bundle3), "--still", "--frame", "1", "--size", "96x64", "--samples", "4",
+                 "--no-denoise", "--device", "CPU", "--palette", "viridis", "--out", str(out)])
+    assert code == 0
+    img = iio.imread(out)
+    assert img.shape[:2] == (64, 96) and img.std() > 10  # an image, not a blank frame
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary files left behind
+
+
+def test_video_is_mp4_with_three_frames_and_resumes(bundle3, tmp_path):
+    _needs_bpy()
+    import imageio_ffmpeg
+
+    out = tmp_path / "renders" / "film.mp4"
+    res = render_video(bundle3, out, fps=12, opts=TINY)
+    assert (res.frames_rendered, res.frames_skipped) == (3, 0)
+    frames = sorted((tmp_path / "renders" / "film_frames").glob("frame_*.png"))
+    assert [f.name for f in frames] == ["frame_00001.png", "frame_00002.png", "frame_00003.png"]
+    assert out.read_bytes()[4:8] == b"ftyp"
+    nframes, _ = imageio_ffmpeg.count_frames_and_secs(str(out))
+    assert nframes == 3
+    reader = imageio_ffmpeg.read_frames(str(out))
+    meta = next(reader)
+    assert meta["size"] == (96, 64) and meta["codec"] == "h264" and "yuv420p" in meta["pix_fmt"]
+    reader.close()
+
+    # an interrupted render: one frame lost; the rerun renders only that one
+    kept = frames[0].stat().st_mtime_ns
+    frames[1].unlink()
+    res = render_video(bundle3, out, fps=12, opts=TINY)
+    assert (res.frames_rendered, res.frames_skipped) == (1, 2)
+    assert frames[0].stat().st_mtime_ns == kept
+
+    # other settings do not reuse stale frames
+    res = render_video(bundle3, out, fps=12, opts=RenderOptions(**{**TINY.__dict__, "palette": "ice"}))
+    assert res.frames_rendered == 3
+
+    # slow motion: K-1 blended frames between rendered ones
+    slow = render_video(bundle3, out, fps=12, interpolate=3,
+                        opts=RenderOptions(**{**TINY.__dict__, "palette": "ice"}))
+    assert slow.frames_rendered == 0
+    nslow, _ = imageio_ffmpeg.count_frames_and_secs(str(out))
+    assert 7 <= nslow <= 9
+
+
+def test_broken_bundle_is_one_line_error(bundle3, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(bundle3, bad)
+    m = json.loads((bad / "manifest.json").read_text())
+    m["schema_version"] = 7
+    (bad / "manifest.json").write_text(json.dumps(m))
+    assert main(["render", str(bad), "--still", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "schema_version 7 is newer" in err[0]
+
+
+def test_bad_flags_and_unwritable_output(bundle3, tmp_path):
+    with pytest.raises(LossartError, match="--size"):
+        parse_size("96by64")
+    with pytest.raises(LossartError, match="--palette"):
+        render_still(bundle3, tmp_path / "x.png", opts=RenderOptions(palette="rainbow"))
+    with pytest.raises(LossartError, match="--frame 9"):
+        render_still(bundle3, tmp_path / "x.png", frame=9)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(LossartError, match="--out"):
+        render_still(bundle3, blocker / "x.png")
+    with pytest.raises(LossartError, match="--out .*mp4"):
+        render_video(bundle3, tmp_path / "x.gif")
+    with pytest.raises(LossartError, match="neither a run folder"):
+        resolve_source(tmp_path)
+
+
+def test_no_bpy_and_no_blender_says_how_to_get_either(monkeypatch, tmp_path):
+    import importlib.util
+    import shutil
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bpy" else real(name, *a))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(LossartError, match=r"pip install bpy.*install Blender"):
+        blender_command(tmp_path / "job.json")
+    with pytest.raises(LossartError, match="--blender /no/such/blender"):
+        blender_command(tmp_path / "job.json", "/no/such/blender")
+
+
+def test_blender_executable_route_runs_the_addon(tmp_path):
+    # with --blender, the same add-on code runs in `blender -b --python-expr`
+    exe = tmp_path / "blender"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    cmd = blender_command(tmp_path / "job.json", str(exe))
+    assert cmd[:3] == [str(exe), "-b", "--factory-startup"]
+    assert "--python-expr" in cmd and "blender_addon.headless" in cmd[-1]
+
+
+def test_run_folder_renders_into_run_renders(bundle3, tmp_path):
+    import shutil
+
+    from lossart.render import default_out
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"format": "lossart-run"}))
+    shutil.copytree(bundle3, run / "terrain")
+    assert resolve_source(run) == (run / "terrain", run / "renders")
+    assert default_out(run, ".mp4", "video") == run / "renders" / "video.mp4"
+
+
+def test_addon_build_zip(tmp_path):
+    assert main(["addon", "build", "--out", str(tmp_path)]) == 0
+    (zpath,) = tmp_path.glob("lossart-*.zip")
+    names = zipfile.ZipFile(zpath).namelist()
+    assert "blender_manifest.toml" in names and "__init__.py" in names
+    assert all(n.endswith((".py", ".toml")) and "/" not in n for n in names)
+    manifest = zipfile.ZipFile(zpath).read("blender_manifest.toml").decode()
+    assert 'id = "lossart"' in manifest and 'blender_version_min = "4.2.0"' in manifest
+    assert "[permissions]" in manifest and "files =" in manifest
+    # the add-on uses relative imports only, and never torch or lossart's compute code
+    for n in names:
+        src = zipfile.ZipFile(zpath).read(n).decode()
+        assert "import torch" not in src and "from lossart" not in src and "import lossart" not in src
+
+
+def test_addon_zip_installs_as_blender_extension(tmp_path):
+    _needs_bpy()
+    import subprocess
+    import sys
+
+    main(["addon", "build", "--out", str(tmp_path)])
+    (zpath,) = tmp_path.glob("lossart-*.zip")
+    code = f"""
+import bpy, sys
+bpy.ops.extensions.package_install_files(filepath={str(zpath)!r}, repo='user_default', enable_on_install=True)
+import addon_utils
+mods = [m.__name__ for m in addon_utils.modules() if m.__name__.endswith('.lossart')]
+assert mods, 'extension not found'
+assert hasattr(bpy.types.Scene, 'lossart') and hasattr(bpy.types, 'LOSSART_PT_panel'), 'not enabled'
+print('INSTALLED', mods[0])
+"""
+    env = {**__import__("os").environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "INSTALLED" in res.stdout, (res.stdout + res.stderr)[-2000:]
