@@ -337,6 +337,8 @@ def _add_terrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--floor", type=float, default=1e-4, help="loss floor before the log (default 1e-4)")
     p.add_argument("--upsample", type=int, default=1, help="cubic interpolation to (n-1)*k+1 samples per axis")
     p.add_argument("--path-samples", type=int, default=200, help="points in each frame's path (default 200)")
+    p.add_argument("--frames", default=None, metavar="A:B:S",
+                   help="grid frames to use: start:stop:step, i, or i,j,k (default: all)")
     p.add_argument("--out", default=None, help="bundle folder (default RUN/terrain)")
     p.add_argument("--preview", action="store_true", help="also write preview/frame_XXXXX.png maps")
     p.add_argument("--export-mesh", type=int, default=None, metavar="FRAME",
@@ -361,7 +363,7 @@ def _run_terrain(args: argparse.Namespace) -> int:
         path_samples=args.path_samples,
     )
     result = build_terrain(
-        args.run_dir, config, out=args.out, preview=args.preview,
+        args.run_dir, config, out=args.out, frames=args.frames, preview=args.preview,
         export_mesh=args.export_mesh, mesh_format=args.mesh_format, mesh_ascii=args.ascii,
     )
     open_run(args.run_dir).record_command("terrain")

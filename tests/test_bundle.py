@@ -452,3 +452,11 @@ def test_plane3_run(tmp_path):
     losses = {p["name"]: p["loss"] for p in frame["points"]}
     assert losses["w1"] == pytest.approx(0.01, abs=1e-6) == losses["w2"]  # minima on grid nodes
     assert losses["w3"] < 0.35  # on the valley, on a grid node
+
+
+def test_frames_option_leaves_a_bad_frame_out(run_dir):
+    _all_nan(run_dir)
+    assert main(["terrain", str(run_dir), "--frames", "0,2"]) == 0
+    m = read_bundle(run_dir / "terrain").manifest
+    assert [f["index"] for f in m["frames"]] == [0, 2]
+    assert validate_bundle(run_dir / "terrain").ok

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lossart.errors import LossartError
+from lossart.progress import progress
 from lossart.runs import Run, open_run
 from lossart.terrain.bundle import BundleFrame, BundleSpec, NamedPoint, write_bundle
 from lossart.terrain.heightfield import (
@@ -151,7 +152,9 @@ def scan_grids(run: Run, indices: list[int], config: TerrainConfig) -> tuple[Gri
     first: tuple | None = None
     samples: list[np.ndarray] = []
     stride = 1
+    bar = progress(len(indices), desc="terrain scan", unit="frame")
     for index, path in zip(indices, files):
+        bar.update(1)
         loss, xs, ys = load_grid_frame(path, index)
         xr = _even_range(xs, "xs", path)
         yr = _even_range(ys, "ys", path)
@@ -172,10 +175,11 @@ def scan_grids(run: Run, indices: list[int], config: TerrainConfig) -> tuple[Gri
         if not np.isfinite(loss).any():
             raise LossartError(
                 f"{path}: every loss of frame {index} is NaN/inf (diverged everywhere, or an "
-                f"unfinished grid); rerun `lossart grid` for it or leave the frame out"
+                f"unfinished grid); rerun `lossart grid` for it or leave it out with --frames"
             )
         if config.loss_cap is None:
             samples.append(cap_samples(loss, stride))
+    bar.close()
     assert first is not None
     cap = cap_from_samples(samples, config)
     return GridSet(indices, files, first[1], first[2], first[3]), cap
@@ -264,6 +268,7 @@ def build_terrain(
     run_path: str | Path,
     config: TerrainConfig | None = None,
     out: str | Path | None = None,
+    frames: str | None = None,
     preview: bool = False,
     export_mesh: int | None = None,
     mesh_format: str = "ply",
@@ -271,7 +276,8 @@ def build_terrain(
 ) -> TerrainResult:
     """Write RUN/terrain/ (or `out`) from the run's grids; optionally previews and one mesh.
 
-    `export_mesh` names a frame index; the mesh goes to RUN/terrain/mesh/frame_XXXXX.ply|glb.
+    `frames` selects grid frames like `lossart grid --frames` (`a:b:s`, `i`, `i,j,k`; default
+    all). `export_mesh` names a frame index; the mesh goes to RUN/terrain/mesh/frame_XXXXX.ply|glb.
     A plane-of-three run gives one frame, an empty path and the points w1, w2, w3.
     """
     config = config or TerrainConfig()
@@ -279,6 +285,10 @@ def build_terrain(
     root = Path(out) if out is not None else run.terrain
     kind = run_kind(run)
     indices = listed_grid_frames(run)
+    if frames is not None:
+        from lossart.grid.run_grid import select_frames
+
+        indices = select_frames(indices, frames)
     if kind == "plane3" and len(indices) != 1:
         raise LossartError(f"{run.grids}: a plane3 run has one frame grid, found {len(indices)}")
     if export_mesh is not None and export_mesh not in indices:
@@ -294,7 +304,7 @@ def build_terrain(
     def load(position: int) -> np.ndarray:
         return load_grid_frame(grids.files[position], indices[position])[0]
 
-    def frames():
+    def stream():
         for pos, z, nonfinite in stream_heights(load, len(indices), config, cap):
             meta = meta_of(indices[pos])
             filled = fill_nonfinite(load(pos), cap)
@@ -327,7 +337,7 @@ def build_terrain(
         loss_cap=cap,
         source_run=str(run.root.resolve()),
     )
-    manifest = write_bundle(root, spec, frames(), total=len(indices))
+    manifest = write_bundle(root, spec, stream(), total=len(indices))
     result = TerrainResult(root=root, manifest=manifest)
     if preview:
         from lossart.terrain.preview import write_previews
