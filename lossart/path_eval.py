@@ -116,11 +116,11 @@ class BNEvaluator:
         return out
 
     @torch.no_grad()
-    def evaluate(
-        self, flat: torch.Tensor, train: tuple[torch.Tensor, torch.Tensor],
-        test: tuple[torch.Tensor, torch.Tensor], chunk: int = 1000,
-    ) -> tuple[float, float, float, float]:
-        """(train loss, train acc, test loss, test acc) at `flat`."""
+    def outputs(
+        self, flat: torch.Tensor, train_x: torch.Tensor, test_x: torch.Tensor, chunk: int = 1000
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model outputs at `flat` on the train subset (one exact-BN pass) and on the test set
+        (eval mode with the statistics that pass leaves)."""
         params = self.layout.unflatten(flat)
         buffers = self._fresh_buffers()
         momenta = [m.momentum for m in self.bns]
@@ -128,21 +128,29 @@ class BNEvaluator:
             for m in self.bns:
                 m.momentum = None  # cumulative average: one pass leaves the pass's statistics
             self.model.train()
-            out = functional_call(self.model, {**buffers, **params}, (train[0],))
-            tr_loss = task_loss(out, train[1], self.task).item()
-            tr_acc = task_accuracy(out, train[1], self.task)
+            train_out = functional_call(self.model, {**buffers, **params}, (train_x,))
             self.model.eval()
-            total, correct, n = 0.0, 0.0, 0
-            for xs, ys in zip(test[0].split(chunk), test[1].split(chunk)):
-                o = functional_call(self.model, {**buffers, **params}, (xs,))
-                total += task_loss(o, ys, self.task).item() * len(xs)
-                correct += task_accuracy(o, ys, self.task) * len(xs)
-                n += len(xs)
+            test_out = torch.cat(
+                [functional_call(self.model, {**buffers, **params}, (xs,)) for xs in test_x.split(chunk)]
+            )
         finally:
             for m, mom in zip(self.bns, momenta):
                 m.momentum = mom
             self.model.train()
-        return tr_loss, tr_acc, total / n, correct / n
+        return train_out, test_out
+
+    def evaluate(
+        self, flat: torch.Tensor, train: tuple[torch.Tensor, torch.Tensor],
+        test: tuple[torch.Tensor, torch.Tensor], chunk: int = 1000,
+    ) -> tuple[float, float, float, float]:
+        """(train loss, train acc, test loss, test acc) at `flat`."""
+        train_out, test_out = self.outputs(flat, train[0], test[0], chunk)
+        return (
+            task_loss(train_out, train[1], self.task).item(),
+            task_accuracy(train_out, train[1], self.task),
+            task_loss(test_out, test[1], self.task).item(),
+            task_accuracy(test_out, test[1], self.task),
+        )
 
 
 def evaluate_paths(
