@@ -109,7 +109,8 @@ def main() -> None:
     parser.add_argument("--still", type=int, default=1000)
     args = parser.parse_args()
     print(
-        f"numpy {np.__version__}, {os.cpu_count()} CPU(s) visible; defaults: sigma 1, cap quantile 0.99"
+        f"numpy {np.__version__}, {os.cpu_count()} CPU(s) visible; "
+        "defaults: sigma 1, cap quantile 0.99"
     )
     with tempfile.TemporaryDirectory(prefix="lossart-bench-") as d:
         tmp = Path(d)

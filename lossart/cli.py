@@ -328,23 +328,26 @@ def _add_terrain(sub: argparse._SubParsersAction) -> None:
         "log10 of the clipped loss, smoothed, one height range for all frames.",
     )
     p.add_argument("run_dir", metavar="RUN", help="run folder with grids/ (after `lossart grid`)")
-    p.add_argument("--sigma", type=float, default=1.0, help="Gaussian smoothing in grid cells (default 1; 0: none)")
-    p.add_argument("--frame-sigma", type=float, default=0.0, help="smoothing across frames, in frames (default 0)")
+    add = p.add_argument
+    add("--sigma", type=float, default=1.0, help="Gaussian smoothing in grid cells (default 1)")
+    add("--frame-sigma", type=float, default=0.0, help="smoothing across frames (default 0)")
     cap = p.add_mutually_exclusive_group()
     cap.add_argument("--loss-cap", type=float, default=None, help="clip losses above this value")
-    cap.add_argument("--cap-quantile", type=float, default=None,
-                     help="clip at this quantile of all finite losses of all frames (default 0.99)")
-    p.add_argument("--floor", type=float, default=1e-4, help="loss floor before the log (default 1e-4)")
-    p.add_argument("--upsample", type=int, default=1, help="cubic interpolation to (n-1)*k+1 samples per axis")
-    p.add_argument("--path-samples", type=int, default=200, help="points in each frame's path (default 200)")
-    p.add_argument("--frames", default=None, metavar="A:B:S",
-                   help="grid frames to use: start:stop:step, i, or i,j,k (default: all)")
-    p.add_argument("--out", default=None, help="bundle folder (default RUN/terrain)")
-    p.add_argument("--preview", action="store_true", help="also write preview/frame_XXXXX.png maps")
-    p.add_argument("--export-mesh", type=int, default=None, metavar="FRAME",
-                   help="also write frame FRAME as a mesh (terrain/mesh/)")
-    p.add_argument("--mesh-format", choices=("ply", "gltf"), default="ply", help="mesh format (default ply)")
-    p.add_argument("--ascii", action="store_true", help="ascii PLY instead of binary")
+    cap.add_argument(
+        "--cap-quantile", type=float, default=None,
+        help="clip at this quantile of the finite losses of all frames (default 0.99)",
+    )  # fmt: skip
+    add("--floor", type=float, default=1e-4, help="loss floor before the log (default 1e-4)")
+    add("--upsample", type=int, default=1, help="cubic interpolation to (n-1)*k+1 samples per axis")
+    add("--path-samples", type=int, default=200, help="points in each frame's path (default 200)")
+    add("--frames", default=None, metavar="A:B:S",
+        help="grid frames to use: start:stop:step, i, or i,j,k (default: all)")  # fmt: skip
+    add("--out", default=None, help="bundle folder (default RUN/terrain)")
+    add("--preview", action="store_true", help="also write preview/frame_XXXXX.png maps")
+    add("--export-mesh", type=int, default=None, metavar="FRAME",
+        help="also write frame FRAME as a mesh (terrain/mesh/)")  # fmt: skip
+    add("--mesh-format", choices=("ply", "gltf"), default="ply", help="mesh format (default ply)")
+    add("--ascii", action="store_true", help="ascii PLY instead of binary")
     p.set_defaults(run=_run_terrain)
 
 
@@ -363,8 +366,14 @@ def _run_terrain(args: argparse.Namespace) -> int:
         path_samples=args.path_samples,
     )
     result = build_terrain(
-        args.run_dir, config, out=args.out, frames=args.frames, preview=args.preview,
-        export_mesh=args.export_mesh, mesh_format=args.mesh_format, mesh_ascii=args.ascii,
+        args.run_dir,
+        config,
+        out=args.out,
+        frames=args.frames,
+        preview=args.preview,
+        export_mesh=args.export_mesh,
+        mesh_format=args.mesh_format,
+        mesh_ascii=args.ascii,
     )
     open_run(args.run_dir).record_command("terrain")
     print(result.summary())
@@ -379,7 +388,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
         description="Check every rule of the bundle format; print each problem and exit 1, "
         "or print a one-line summary and exit 0.",
     )
-    p.add_argument("bundle", metavar="BUNDLE", help="bundle folder (RUN/terrain) or its manifest.json")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle folder or its manifest.json")
     p.set_defaults(run=_run_validate)
 
 

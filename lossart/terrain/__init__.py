@@ -1,1 +1,4 @@
-"""The mesh layer: loss grids to smoothed log-loss heightfields and the terrain bundle (docs/bundle.md)."""
+"""The mesh layer: loss grids to smoothed log-loss heightfields, and the terrain bundle.
+
+The bundle (docs/bundle.md) is the one contract with the Blender add-on.
+"""

@@ -141,7 +141,8 @@ def load_grid_frame(path: Path, index: int) -> tuple[np.ndarray, np.ndarray, np.
         raise LossartError(f"{path}: not a readable frame grid ({exc})") from None
     if loss.ndim != 2 or loss.shape != (len(ys), len(xs)):
         raise LossartError(
-            f"{path}: loss has shape {loss.shape}, expected [len(ys), len(xs)] = [{len(ys)}, {len(xs)}]"
+            f"{path}: loss has shape {loss.shape}, expected [len(ys), len(xs)] = "
+            f"[{len(ys)}, {len(xs)}]"
         )
     return loss, xs, ys
 
@@ -153,7 +154,7 @@ def scan_grids(run: Run, indices: list[int], config: TerrainConfig) -> tuple[Gri
     samples: list[np.ndarray] = []
     stride = 1
     bar = progress(len(indices), desc="terrain scan", unit="frame")
-    for index, path in zip(indices, files):
+    for index, path in zip(indices, files, strict=True):
         bar.update(1)
         loss, xs, ys = load_grid_frame(path, index)
         xr = _even_range(xs, "xs", path)
@@ -293,7 +294,8 @@ def build_terrain(
         raise LossartError(f"{run.grids}: a plane3 run has one frame grid, found {len(indices)}")
     if export_mesh is not None and export_mesh not in indices:
         raise LossartError(
-            f"--export-mesh: no frame {export_mesh} in the grids (frames {indices[0]}..{indices[-1]})"
+            f"--export-mesh: no frame {export_mesh} in the grids "
+            f"(frames {indices[0]}..{indices[-1]})"
         )
     grids, cap = scan_grids(run, indices, config)
     if kind == "curve":

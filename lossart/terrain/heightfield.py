@@ -56,7 +56,8 @@ class TerrainConfig:
             math.isfinite(self.loss_cap) and self.loss_cap > self.loss_floor
         ):
             raise LossartError(
-                f"--loss-cap: expected a number above the floor {self.loss_floor}, got {self.loss_cap}"
+                f"--loss-cap: expected a number above the floor {self.loss_floor}, "
+                f"got {self.loss_cap}"
             )
         if self.loss_cap is None and self.cap_quantile is None:
             raise LossartError(
@@ -170,7 +171,7 @@ def frame_neighbours(index: int, count: int, frame_sigma: float) -> list[tuple[i
     kernel = frame_kernel(frame_sigma)
     radius = (len(kernel) - 1) // 2
     pairs: dict[int, float] = {}
-    for k, w in zip(range(index - radius, index + radius + 1), kernel):
+    for k, w in zip(range(index - radius, index + radius + 1), kernel, strict=True):
         j = min(max(k, 0), count - 1)
         pairs[j] = pairs.get(j, 0.0) + float(w)
     return sorted(pairs.items())
@@ -200,7 +201,7 @@ def upsample(z: np.ndarray, factor: int) -> np.ndarray:
     h, w = z.shape
     out_shape = ((h - 1) * factor + 1, (w - 1) * factor + 1)
     # scipy sizes the output round(n*zoom) and, with grid_mode=False, maps corner to corner.
-    zoom = tuple(o / n for o, n in zip(out_shape, z.shape))
+    zoom = tuple(o / n for o, n in zip(out_shape, z.shape, strict=True))
     out = ndimage.zoom(z, zoom, order=3, mode="nearest", grid_mode=False, prefilter=True)
     assert out.shape == out_shape, (out.shape, out_shape)
     return out.astype(np.float32, copy=False)
@@ -293,7 +294,10 @@ def sample_bilinear(
     y_range: tuple[float, float],
     xy: np.ndarray,
 ) -> np.ndarray:
-    """Bilinear values of `field` [H, W] at plane points `xy` [N, 2]; outside points clamp to the edge."""
+    """Bilinear values of `field` [H, W] at plane points `xy` [N, 2].
+
+    Points outside the window take the value at the nearest edge (clamped).
+    """
     field = np.asarray(field, dtype=np.float64)
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     h, w = field.shape

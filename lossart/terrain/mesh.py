@@ -30,7 +30,7 @@ CMAP = "magma"
 def grid_mesh(
     z: np.ndarray, x_range: tuple[float, float], y_range: tuple[float, float], z_scale: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices [H*W, 3] (row-major, like the heights) and triangles [2(H-1)(W-1), 3], CCW from +z."""
+    """Vertices [H*W, 3] (row-major, like the heights), triangles [2(H-1)(W-1), 3] CCW from +z."""
     h, w = z.shape
     gx, gy = np.meshgrid(grid_coords(w, *x_range), grid_coords(h, *y_range))
     verts = np.column_stack([gx.ravel(), gy.ravel(), np.asarray(z, np.float64).ravel() * z_scale])
@@ -74,7 +74,7 @@ def ply_bytes(
     if ascii:
         vlines = [
             f"{x:.7g} {y:.7g} {z:.7g} {r} {g} {b}"
-            for (x, y, z), (r, g, b) in zip(verts.tolist(), colors.tolist())
+            for (x, y, z), (r, g, b) in zip(verts.tolist(), colors.tolist(), strict=True)
         ]
         flines = [f"3 {a} {b} {c}" for a, b, c in tris.tolist()]
         return head + ("\n".join(vlines + flines) + "\n").encode("ascii")
@@ -202,7 +202,10 @@ def export_frame_mesh(
     colors = height_colors(z, h["z_min"], h["z_max"])
     name = f"frame_{index:05d}"
     if fmt == "ply":
-        comment = f"lossart terrain {name}: x, y plane coordinates, z = {h['transform']} loss x {z_scale:g}"
+        comment = (
+            f"lossart terrain {name}: x, y plane coordinates, "
+            f"z = {h['transform']} loss x {z_scale:g}"
+        )
         data = ply_bytes(verts, tris, colors, ascii=ascii, comment=comment)
         target = Path(out) if out else bundle.root / "mesh" / f"{name}.ply"
     else:

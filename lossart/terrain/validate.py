@@ -41,7 +41,8 @@ class ValidationReport:
 
     def summary(self) -> str:
         if self.ok:
-            return f"{self.root}: valid terrain bundle, {self.frames} frame(s) of {self.width}x{self.height}"
+            size = f"{self.width}x{self.height}"
+            return f"{self.root}: valid terrain bundle, {self.frames} frame(s) of {size}"
         return f"{self.root}: {len(self.problems)} problem(s)"
 
 
@@ -195,7 +196,8 @@ class _Checker:
                 if g[size] != (g[src] - 1) * up + 1:
                     self.bad(
                         "grid",
-                        f"{size} {g[size]} must be ({src} - 1) * upsample + 1 = {(g[src] - 1) * up + 1}",
+                        f"{size} {g[size]} must be ({src} - 1) * upsample + 1 "
+                        f"= {(g[src] - 1) * up + 1}",
                     )
         samples = self.need(
             m,
@@ -291,7 +293,8 @@ class _Checker:
                 if None not in shape and z.shape != shape:
                     self.bad(
                         where,
-                        f"{fr['heights_npy']} has shape {z.shape}, expected [height, width] = {list(shape)}",
+                        f"{fr['heights_npy']} has shape {z.shape}, "
+                        f"expected [height, width] = {list(shape)}",
                     )
                     z = None
                 elif z.ndim != 2:
@@ -312,7 +315,8 @@ class _Checker:
                     if lo < h["z_min"] - tol or hi > h["z_max"] + tol:
                         self.bad(
                             where,
-                            f"{fr['heights_npy']} heights [{lo:.6g}, {hi:.6g}] leave [z_min, z_max] = [{h['z_min']:.6g}, {h['z_max']:.6g}]",
+                            f"{fr['heights_npy']} heights [{lo:.6g}, {hi:.6g}] leave "
+                            f"[z_min, z_max] = [{h['z_min']:.6g}, {h['z_max']:.6g}]",
                         )
         if png is not None:
             try:
@@ -329,7 +333,8 @@ class _Checker:
                 if err > limit:
                     self.bad(
                         where,
-                        f"{fr['heights_png']} differs from {fr['heights_npy']} by {err:.3g} (> half a 16-bit step, {span / 131070:.3g})",
+                        f"{fr['heights_png']} differs from {fr['heights_npy']} by {err:.3g} "
+                        f"(> half a 16-bit step, {span / 131070:.3g})",
                     )
         return z
 
@@ -365,7 +370,8 @@ class _Checker:
                     k = int(np.argmax(err))
                     self.bad(
                         where,
-                        f"{label}: z {zs[k]:.6g} at {xy[k].tolist()} is not the surface height {expect[k]:.6g}",
+                        f"{label}: z {zs[k]:.6g} at {xy[k].tolist()} is not the surface "
+                        f"height {expect[k]:.6g}",
                     )
 
         cp = _xy_list(fr.get("control_points"), 2)
@@ -377,7 +383,8 @@ class _Checker:
             elif arr is None:
                 self.bad(
                     where,
-                    f"{key}: expected a list of [{'x, y, z' if key == 'path' else 'x, y'}] number rows",
+                    f"{key}: expected a list of "
+                    f"[{'x, y, z' if key == 'path' else 'x, y'}] number rows",
                 )
         if kind == "plane3":
             for key, arr in (("control_points", cp), ("bends", bends), ("path", path)):
@@ -408,7 +415,8 @@ class _Checker:
                         k0 = int(np.argmax(outside))
                         self.bad(
                             where,
-                            f"path: {int(outside.sum())} point(s) outside the window, first at {path[k0, :2].tolist()}",
+                            f"path: {int(outside.sum())} point(s) outside the window, "
+                            f"first at {path[k0, :2].tolist()}",
                         )
                     if cp is not None:
                         if not np.allclose(path[0, :2], cp[0], atol=tol_xy) or not np.allclose(
@@ -447,7 +455,8 @@ class _Checker:
                 if not np.allclose(xy[0], end, atol=tol_xy):
                     self.bad(
                         where,
-                        f"point {p['name']} at {p['xy']} is not at its control point {end.tolist()}",
+                        f"point {p['name']} at {p['xy']} is not at its control point "
+                        f"{end.tolist()}",
                     )
         if len(set(names)) != len(names):
             self.bad(where, f"points: names repeat ({names})")
