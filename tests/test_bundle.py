@@ -460,3 +460,30 @@ def test_frames_option_leaves_a_bad_frame_out(run_dir):
     m = read_bundle(run_dir / "terrain").manifest
     assert [f["index"] for f in m["frames"]] == [0, 2]
     assert validate_bundle(run_dir / "terrain").ok
+
+
+def steep_far_bundle(root: Path) -> Path:
+    """A steep ramp far from the origin: 7-digit coordinates move the surface height visibly."""
+    from lossart.terrain.bundle import BundleFrame, BundleSpec, NamedPoint, write_bundle
+
+    x_range, y_range = (1000.0, 1001.0), (-0.5, 0.5)
+    z = np.tile(np.arange(201, dtype=np.float32), (11, 1))  # z = 200 * (x - 1000)
+    cp = np.array([[1000.0123456789, 0.0], [1000.5123456789, 0.4], [1000.9876543219, 0.0]])
+    cfg = TerrainConfig(sigma=0.0, path_samples=57)
+    spec = BundleSpec(
+        "curve", {"kind": "bezier", "bends": 1}, x_range, y_range, (11, 201), cfg, 5.0
+    )
+    points = [NamedPoint("w1", tuple(cp[0]), 0.1), NamedPoint("w2", tuple(cp[-1]), 0.1)]
+    write_bundle(root, spec, [BundleFrame(0, 0, 0.0, 1.0, z, 0, cp, points)])
+    return root
+
+
+def test_heights_are_sampled_at_the_stored_coordinates(tmp_path):
+    root = steep_far_bundle(tmp_path / "b")
+    report = validate_bundle(root)
+    assert report.ok, report.problems
+    b = read_bundle(root)
+    path = np.array(b.frames[0]["path"])
+    np.testing.assert_allclose(path[:, 2], 200 * (path[:, 0] - 1000), rtol=1e-6, atol=1e-6)
+    w1 = b.frames[0]["points"][0]
+    assert w1["z"] == pytest.approx(200 * (w1["xy"][0] - 1000), rel=1e-6)

@@ -92,6 +92,12 @@ def _num(v: float) -> float | None:
     return float(f"{v:.7g}") if math.isfinite(v) else None
 
 
+def _round7(a: np.ndarray) -> np.ndarray:
+    """Coordinates as the manifest stores them, so heights are sampled where readers look."""
+    a = np.asarray(a, dtype=np.float64)
+    return np.array([float(f"{v:.7g}") for v in a.ravel()]).reshape(a.shape)
+
+
 def _nums(a: np.ndarray) -> list:
     return [[_num(v) for v in row] for row in np.asarray(a, dtype=np.float64)]
 
@@ -126,7 +132,7 @@ def _frame_entry(frame: BundleFrame, spec: BundleSpec) -> dict[str, Any]:
     xr, yr = spec.x_range, spec.y_range
     cp = np.asarray(frame.control_points, dtype=np.float64).reshape(-1, 2)
     if spec.kind == "curve":
-        xy = curve_polyline(cp, spec.curve["kind"], spec.config.path_samples)
+        xy = _round7(curve_polyline(cp, spec.curve["kind"], spec.config.path_samples))
         path = np.column_stack([xy, sample_bilinear(z, xr, yr, xy)])
         bends = cp[1:-1]
     else:
@@ -134,11 +140,12 @@ def _frame_entry(frame: BundleFrame, spec: BundleSpec) -> dict[str, Any]:
         bends = np.zeros((0, 2))
     points = []
     for p in frame.points:
-        pz = sample_bilinear(z, xr, yr, np.array([p.xy]))[0]
+        pxy = _round7(np.array([p.xy]))
+        pz = sample_bilinear(z, xr, yr, pxy)[0]
         points.append(
             {
                 "name": p.name,
-                "xy": [_num(p.xy[0]), _num(p.xy[1])],
+                "xy": [float(pxy[0, 0]), float(pxy[0, 1])],
                 "z": _num(pz),
                 "loss": _num(p.loss),
             }
