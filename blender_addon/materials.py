@@ -49,6 +49,17 @@ def terrain_material(name: str, palette: str) -> bpy.types.Material:
     strength.operation = "MULTIPLY"
     strength.name = "lossart_contours"
     strength.inputs[1].default_value = 0.45
+    # no contour on the capped plateau or the floor (h exactly 1 or 0 would be all line)
+    below_cap = nt.nodes.new("ShaderNodeMath")
+    below_cap.operation = "LESS_THAN"
+    below_cap.inputs[1].default_value = 0.995
+    above_floor = nt.nodes.new("ShaderNodeMath")
+    above_floor.operation = "GREATER_THAN"
+    above_floor.inputs[1].default_value = 0.005
+    inside = nt.nodes.new("ShaderNodeMath")
+    inside.operation = "MULTIPLY"
+    gated = nt.nodes.new("ShaderNodeMath")
+    gated.operation = "MULTIPLY"
     mix = nt.nodes.new("ShaderNodeMix")
     mix.data_type = "RGBA"
     mix.blend_type = "SCREEN"
@@ -59,14 +70,20 @@ def terrain_material(name: str, palette: str) -> bpy.types.Material:
     nt.links.new(scale.outputs[0], ping.inputs[0])
     nt.links.new(ping.outputs[0], line.inputs[0])
     nt.links.new(line.outputs[0], strength.inputs[0])
-    nt.links.new(strength.outputs[0], mix.inputs["Factor"])
+    nt.links.new(attr.outputs["Fac"], below_cap.inputs[0])
+    nt.links.new(attr.outputs["Fac"], above_floor.inputs[0])
+    nt.links.new(below_cap.outputs[0], inside.inputs[0])
+    nt.links.new(above_floor.outputs[0], inside.inputs[1])
+    nt.links.new(strength.outputs[0], gated.inputs[0])
+    nt.links.new(inside.outputs[0], gated.inputs[1])
+    nt.links.new(gated.outputs[0], mix.inputs["Factor"])
     nt.links.new(ramp.outputs["Color"], mix.inputs["A"])
     nt.links.new(mix.outputs["Result"], bsdf.inputs["Base Color"])
     nt.links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
     bsdf.inputs["Roughness"].default_value = 0.32
     bsdf.inputs["Coat Weight"].default_value = 0.35
-    bsdf.inputs["Coat Roughness"].default_value = 0.12
-    bsdf.inputs["Specular IOR Level"].default_value = 0.45
+    bsdf.inputs["Coat Roughness"].default_value = 0.2
+    bsdf.inputs["Specular IOR Level"].default_value = 0.35
     apply_palette(mat, palette)
     return mat
 

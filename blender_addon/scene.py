@@ -51,8 +51,8 @@ def _sun(name: str, collection, colour: str, energy: float, elevation_deg: float
 
 
 def setup_lights(collection) -> list[bpy.types.Object]:
-    key = _sun("lossart_key", collection, "#ffd9b0", 3.0, elevation_deg=16.0, azimuth_deg=-140.0, angle_deg=3.0)
-    rim = _sun("lossart_rim", collection, "#7fa8ff", 1.5, elevation_deg=10.0, azimuth_deg=60.0, angle_deg=5.0)
+    key = _sun("lossart_key", collection, "#ffd9b0", 2.4, elevation_deg=16.0, azimuth_deg=-140.0, angle_deg=3.0)
+    rim = _sun("lossart_rim", collection, "#7fa8ff", 0.7, elevation_deg=14.0, azimuth_deg=60.0, angle_deg=5.0)
     fill = _sun("lossart_fill", collection, "#fff2e0", 0.15, elevation_deg=70.0, azimuth_deg=-60.0, angle_deg=20.0)
     return [key, rim, fill]
 
@@ -102,10 +102,10 @@ def apply_camera(scene: bpy.types.Scene, cam, pivot, target, preset: str, height
     cam.data.lens = 42.0
     if preset == "overview":
         cam.location = _spherical(SIZE * 1.15, 50.0, -120.0, relief * 0.2)
-        cam.data.dof.aperture_fstop = 4.0
+        cam.data.dof.aperture_fstop = 2.4
     elif preset == "orbit":
-        cam.location = _spherical(SIZE * 1.2, 25.0, -115.0, relief * 0.2)
-        cam.data.dof.aperture_fstop = 2.8
+        cam.location = _spherical(SIZE * 1.2, 32.0, -115.0, relief * 0.2)
+        cam.data.dof.aperture_fstop = 2.0
         fs, fe = scene.frame_start, max(scene.frame_end, scene.frame_start + 1)
         rate = math.radians(ORBIT_SWEEP_DEG) / (fe - fs)
         fcurve = pivot.driver_add("rotation_euler", 2)

@@ -66,6 +66,7 @@ def test_import_builds_terrain_path_markers_camera_material(bundle3):
     ring = 2 * (w - 1) + 2 * (h - 1)
     assert len(s.terrain.data.vertices) == w * h + 2 * ring
     assert len(s.terrain.data.polygons) == (w - 1) * (h - 1) + ring
+    assert not s.terrain.data.validate(verbose=False)  # False: nothing needed fixing
     assert s.path.type == "CURVE" and s.path.data.bevel_depth > 0
     names = sorted(o["lossart_point"] for o in s.collection.objects if "lossart_point" in o)
     assert names == ["w1", "w2"]
