@@ -38,7 +38,9 @@ def chunked_exact_bn_outputs(
     def pre_hook(m, inputs):
         calls[m] = calls.get(m, 0) + 1
         if calls[m] > 1:
-            raise LossartError("chunked exact BN: a BatchNorm module is called twice per forward pass")
+            raise LossartError(
+                "chunked exact BN: a BatchNorm module is called twice per forward pass"
+            )
         if m in settled:
             return None
         inp = inputs[0].double()
@@ -74,7 +76,9 @@ def chunked_exact_bn_outputs(
             mean = sums["s"] / count[0]
             var = (sums["q"] / count[0] - mean * mean).clamp_min(0.0)
             settled[target] = (mean.float(), var.float())
-        raise LossartError("chunked exact BN: BN layers did not settle (a layer is skipped per chunk?)")
+        raise LossartError(
+            "chunked exact BN: BN layers did not settle (a layer is skipped per chunk?)"
+        )
     finally:
         for h in handles:
             h.remove()

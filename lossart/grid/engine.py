@@ -60,7 +60,9 @@ class EngineConfig:
     dtype: str = "float32"
     strategy: str = "auto"
     batch_points: int | None = None  # points per vmap launch; None = from free memory
-    chunk: int | None = None  # subset chunk for the per-point strategy; None = whole subset if it fits
+    chunk: int | None = (
+        None  # subset chunk for the per-point strategy; None = whole subset if it fits
+    )
     memory_fraction: float = 0.5  # share of free memory the engine may plan to use
 
 
@@ -91,7 +93,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def point_weights(
-    origin: torch.Tensor, u_hat: torch.Tensor, v_hat: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor
+    origin: torch.Tensor,
+    u_hat: torch.Tensor,
+    v_hat: torch.Tensor,
+    xs: torch.Tensor,
+    ys: torch.Tensor,
 ) -> torch.Tensor:
     """The [B, P] weight block of points (xs[b], ys[b]): `(origin + x*û) + y*v̂`, float32."""
     xs = xs.to(device=origin.device, dtype=origin.dtype)
@@ -143,7 +149,9 @@ def precision(dtype: str, device: torch.device) -> Iterator[None]:
             yield
     else:  # tf32
         if device.type != "cuda":
-            raise LossartError("--dtype tf32 needs a CUDA device (TF32 is an NVIDIA tensor-core format)")
+            raise LossartError(
+                "--dtype tf32 needs a CUDA device (TF32 is an NVIDIA tensor-core format)"
+            )
         old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -223,12 +231,18 @@ class GridEngine:
     ) -> None:
         self.config = config or EngineConfig()
         if self.config.dtype not in DTYPES:
-            raise LossartError(f"--dtype {self.config.dtype!r}: expected one of {', '.join(DTYPES)}")
+            raise LossartError(
+                f"--dtype {self.config.dtype!r}: expected one of {', '.join(DTYPES)}"
+            )
         if self.config.strategy not in STRATEGIES:
-            raise LossartError(f"strategy {self.config.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+            raise LossartError(
+                f"strategy {self.config.strategy!r}: expected one of {', '.join(STRATEGIES)}"
+            )
         self.device = resolve_device(self.config.device)
         if self.config.dtype == "tf32" and self.device.type != "cuda":
-            raise LossartError("--dtype tf32 needs a CUDA device (TF32 is an NVIDIA tensor-core format)")
+            raise LossartError(
+                "--dtype tf32 needs a CUDA device (TF32 is an NVIDIA tensor-core format)"
+            )
         self.layout = layout
         self.task = task
         self.strategy = self.config.strategy
@@ -262,7 +276,9 @@ class GridEngine:
         n = len(self.x)
         if self.config.chunk is not None:
             if self.config.chunk <= 0:
-                raise LossartError(f"chunk {self.config.chunk}: expected a positive number of samples")
+                raise LossartError(
+                    f"chunk {self.config.chunk}: expected a positive number of samples"
+                )
             return None if self.config.chunk >= n else self.config.chunk
         fits = self._budget() // self._bytes_per_sample
         return None if fits >= n else max(1, int(fits))
@@ -270,7 +286,9 @@ class GridEngine:
     def _choose_batch_points(self) -> int:
         if self.config.batch_points is not None:
             if self.config.batch_points <= 0:
-                raise LossartError(f"--batch-points {self.config.batch_points}: expected a positive number")
+                raise LossartError(
+                    f"--batch-points {self.config.batch_points}: expected a positive number"
+                )
             return self.config.batch_points
         per_point = self._bytes_per_sample * len(self.x) + 3 * 4 * self.layout.numel
         return int(max(1, min(1024, self._budget() // per_point)))
@@ -375,4 +393,3 @@ def grid_axis(lo: float, hi: float, n: int) -> np.ndarray:
 
 def effective_gflops(flops_per_point: int, points_per_second: float) -> float:
     return flops_per_point * points_per_second / 1e9
-

@@ -103,7 +103,9 @@ class GridLock:
                 json.dump(info, f)
             break
         else:
-            raise LossartError(f"{self.path}: could not take the grid lock (another process races for it)")
+            raise LossartError(
+                f"{self.path}: could not take the grid lock (another process races for it)"
+            )
         self.held = True
         conflicts = self._conflicts()
         if conflicts:

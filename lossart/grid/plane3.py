@@ -29,7 +29,7 @@ def _flat(ckpts: list[Any]) -> tuple[Any, list[Any]]:
 
 def plane3_points(plane: Any, ws: list[Any]) -> dict[str, list[float]]:
     """Plane coordinates of the three optima, by name."""
-    return {n: [float(v) for v in plane.coords(w)[:2]] for n, w in zip(NAMES, ws)}
+    return {n: [float(v) for v in plane.coords(w)[:2]] for n, w in zip(NAMES, ws, strict=True)}
 
 
 def create_plane_run(paths: list[str | Path], out: str | Path) -> Run:
@@ -45,7 +45,9 @@ def create_plane_run(paths: list[str | Path], out: str | Path) -> Run:
     run = Run(Path(out))
     if run.manifest.is_file():
         meta = run.read()
-        if meta.get("kind") != "plane3" or meta.get("plane3", {}).get("sources") != [str(p) for p in paths]:
+        if meta.get("kind") != "plane3" or meta.get("plane3", {}).get("sources") != [
+            str(p) for p in paths
+        ]:
             raise LossartError(
                 f"--out {out}: already a run made from other inputs; choose a new folder"
             )
@@ -54,7 +56,7 @@ def create_plane_run(paths: list[str | Path], out: str | Path) -> Run:
         raise LossartError(f"--out {out}: folder exists and is not empty; choose a new folder")
     _model, ws = _flat(ckpts)
     plane = plane_through(*ws)
-    for name, src in zip(NAMES, paths):
+    for name, src in zip(NAMES, paths, strict=True):
         with atomic_path(run.endpoints / f"{name}.pt") as tmp:
             shutil.copyfile(src, tmp)
     run.write(

@@ -127,12 +127,16 @@ def select_frames(available: list[int], text: str | None) -> list[int]:
             missing = [i for i in chosen if i not in have]
             if missing:
                 raise LossartError(
-                    f"--frames {text!r}: frame {missing[0]} is not recorded (frames {min(available)}..{max(available)})"
+                    f"--frames {text!r}: frame {missing[0]} is not recorded "
+                    f"(frames {min(available)}..{max(available)})"
                 )
     except ValueError:
         raise LossartError(f"--frames {text!r}: expected start:stop:step, i, or i,j,k") from None
     if not chosen:
-        raise LossartError(f"--frames {text!r}: selects none of the recorded frames {min(available)}..{max(available)}")
+        raise LossartError(
+            f"--frames {text!r}: selects none of the recorded frames "
+            f"{min(available)}..{max(available)}"
+        )
     return sorted(set(chosen))
 
 
@@ -145,7 +149,9 @@ def grid_source(run: Run) -> GridSource:
 
         cr = load_curve_run(run)
         if not cr.frames:
-            raise LossartError(f"{run.root}: the run has no recorded curve frames (run `lossart curve` first)")
+            raise LossartError(
+                f"{run.root}: the run has no recorded curve frames (run `lossart curve` first)"
+            )
         positions = {f.index: k for k, f in enumerate(cr.frames)}
         return GridSource(
             "curve",
@@ -159,10 +165,14 @@ def grid_source(run: Run) -> GridSource:
         from lossart.grid.plane3 import plane3_source
 
         return plane3_source(run)
-    raise LossartError(f"{run.root}: grids need a curve run or a plane run (run.json kind is {kind!r})")
+    raise LossartError(
+        f"{run.root}: grids need a curve run or a plane run (run.json kind is {kind!r})"
+    )
 
 
-def _subset(data_spec: Any, split: str, size: int | None, device: str) -> tuple[torch.Tensor, torch.Tensor, str, int]:
+def _subset(
+    data_spec: Any, split: str, size: int | None, device: str
+) -> tuple[torch.Tensor, torch.Tensor, str, int]:
     from lossart.data import load_dataset
     from lossart.data.batches import eval_subset
 
@@ -173,7 +183,9 @@ def _subset(data_spec: Any, split: str, size: int | None, device: str) -> tuple[
     if size < 1:
         raise LossartError(f"--subset {size}: expected at least 1 sample")
     if size > n:
-        raise LossartError(f"--subset {size}: the {split} split of {data_spec.name!r} has only {n} samples")
+        raise LossartError(
+            f"--subset {size}: the {split} split of {data_spec.name!r} has only {n} samples"
+        )
     x, y = eval_subset(ds, split=split, size=size, seed=0, device=device)
     return x, y, ds.task, size
 
@@ -202,18 +214,11 @@ def _clear(run: Run) -> None:
     (run.grids / "grid.json").unlink(missing_ok=True)
 
 
-def _check_size(spec: dict[str, Any], points: int, engine: GridEngine, force: bool) -> None:
-    """Refuse absurd grids before computing them (say how long and how much memory)."""
-    if force:
+def _check_time(spec: dict[str, Any], points: int, engine: GridEngine, force: bool) -> None:
+    """Refuse a grid that would take absurdly long: measure this engine's points/s and say so."""
+    if force or points < 5000:
         return
     w, h = spec["resolution"]
-    if max(w, h) > MAX_SIDE:
-        raise LossartError(
-            f"--resolution {w}x{h}: over {MAX_SIDE} points per side; "
-            f"one frame's arrays alone take {w * h * 8 / 2**30:.1f} GiB (pass --force to run it anyway)"
-        )
-    if points < 5000:
-        return
     cx, cy = (sum(spec["window"]["x_range"]) / 2, sum(spec["window"]["y_range"]) / 2)
     n = max(1, min(4, engine.batch_points))
     engine.evaluate([cx] * n, [cy] * n)  # warm-up
@@ -223,9 +228,10 @@ def _check_size(spec: dict[str, Any], points: int, engine: GridEngine, force: bo
     seconds = points / rate
     if seconds > MAX_DAYS * 86400:
         raise LossartError(
-            f"--resolution {w}x{h}: {points:,} points at the measured {rate:.2f} points/s would take "
-            f"{seconds / 86400:.1f} days in this process ({engine.flops_per_point / 1e9:.2f} GFLOP "
-            f"per point); use more workers, a smaller grid or subset, or pass --force"
+            f"--resolution {w}x{h}: {points:,} points per worker at the measured "
+            f"{rate:.2f} points/s "
+            f"would take {seconds / 86400:.1f} days ({engine.flops_per_point / 1e9:.2f} GFLOP per "
+            f"point); use more workers, a smaller grid or subset, or pass --force"
         )
 
 
@@ -257,6 +263,11 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
     w, h = int(resolution[0]), int(resolution[1])
     if min(w, h) < 2:
         raise LossartError(f"--resolution {w}x{h}: expected at least 2 points per side")
+    if max(w, h) > MAX_SIDE and not cfg.force:
+        raise LossartError(
+            f"--resolution {w}x{h}: over {MAX_SIDE} points per side; one frame's arrays alone "
+            f"take {w * h * 8 / 2**30:.1f} GiB (pass --force to run it anyway)"
+        )
     split = cfg.split or old.get("split", "train")
     dtype = cfg.dtype or old.get("dtype", "float32")
     subset_size = cfg.subset if cfg.subset is not None else old.get("subset")
@@ -293,8 +304,9 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
     xs = grid_axis(*window.x_range, w)
     ys = grid_axis(*window.y_range, h)
 
+    tasks = [(f, k) for f in frames for k in range(tiles.count)]
     lock = GridLock(run.grids, workers.shard)
-    status = None
+    status, missing = None, None
     if workers.leader:
         try:
             lock.acquire()
@@ -307,35 +319,24 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
                         f"{run.grids / 'grid.json'}: existing grids were made with other settings "
                         f"({'; '.join(diff)}); pass --overwrite to discard them"
                     )
+            missing = [
+                (f, k) for f, k in workers.shard_tasks(tasks)
+                if not frame_grid_path(run.grids, f).is_file()
+                and not tile_path(run.grids, f, k).is_file()
+            ]  # fmt: skip
+            share = -(-len(missing) // workers.world)
+            _check_time(spec, share * tiles.rows * w, engine, cfg.force)
             write_json(run.grids / "grid.json", spec)
             run.record_command("grid")
         except LossartError as exc:
             lock.release()
             status = str(exc)
-    status = workers.broadcast(status)
+    status, missing = workers.broadcast((status, missing))
     if status:
         raise LossartError(status)
     try:
-        tasks = [(f, k) for f in frames for k in range(tiles.count)]
-        mine_all = workers.shard_tasks(tasks)
-        missing = None
-        if workers.leader:
-            missing = [
-                (f, k) for f, k in mine_all
-                if not frame_grid_path(run.grids, f).is_file() and not tile_path(run.grids, f, k).is_file()
-            ]  # fmt: skip
-        missing = workers.broadcast(missing)
         mine = workers.rank_tasks(missing)
         points = sum(tiles.points_of(k) for _, k in mine)
-        status = None
-        if workers.leader:
-            try:
-                _check_size(spec, points, engine, cfg.force)
-            except LossartError as exc:
-                status = str(exc)
-        status = workers.broadcast(status)
-        if status:
-            raise LossartError(status)
         computed = _compute(run, engine, source, mine, tiles, xs, ys, points, workers, cfg.quiet)
         workers.barrier()
         assembled = []
@@ -394,7 +395,10 @@ def _compute(
             res = engine.evaluate(gx.reshape(-1), gy.reshape(-1))
             shape = (stop - start, tiles.width)
             write_tile(
-                tile_path(run.grids, f, k), res.loss.reshape(shape), res.accuracy.reshape(shape), (start, stop)
+                tile_path(run.grids, f, k),
+                res.loss.reshape(shape),
+                res.accuracy.reshape(shape),
+                (start, stop),
             )
             done += res.loss.size
             done_frame[f] = done_frame.get(f, 0) + 1

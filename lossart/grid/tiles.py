@@ -1,7 +1,7 @@
 """Tiles and assembled frame grids on disk: the unit of resumable, shareable grid work.
 
 ```
-RUN/grids/grid.json                          the grid spec (resolution, window, subset, tile rows, ...)
+RUN/grids/grid.json                          the grid spec (resolution, window, subset, tiles...)
 RUN/grids/tiles/frame_00000/tile_00003.npz   loss, accuracy [rows, W] of rows start..stop-1
 RUN/grids/frame_00000.npz                    loss, accuracy [H, W] float32, xs [W], ys [H] float64
 ```
@@ -83,10 +83,13 @@ def read_tile(path: Path, layout: TileLayout, tile: int) -> tuple[np.ndarray, np
         with np.load(path) as z:
             loss, acc, rows = z["loss"], z["accuracy"], tuple(int(r) for r in z["rows"])
     except (OSError, KeyError, ValueError) as exc:
-        raise LossartError(f"{path}: unreadable grid tile ({type(exc).__name__}); delete it and rerun") from None
+        raise LossartError(
+            f"{path}: unreadable grid tile ({type(exc).__name__}); delete it and rerun"
+        ) from None
     if loss.shape != shape or acc.shape != shape or rows != (start, stop):
         raise LossartError(
-            f"{path}: tile holds rows {rows} shape {loss.shape}, expected rows {(start, stop)} shape {shape}"
+            f"{path}: tile holds rows {rows} shape {loss.shape}, "
+            f"expected rows {(start, stop)} shape {shape}"
         )
     return loss, acc
 
@@ -104,7 +107,9 @@ def assemble_frame(
         start, stop = layout.rows_of(k)
         loss[start:stop], acc[start:stop] = read_tile(p, layout, k)
     out = frame_grid_path(grids, index)
-    np_savez(out, loss=loss, accuracy=acc, xs=np.asarray(xs, np.float64), ys=np.asarray(ys, np.float64))
+    np_savez(
+        out, loss=loss, accuracy=acc, xs=np.asarray(xs, np.float64), ys=np.asarray(ys, np.float64)
+    )
     return out
 
 

@@ -48,7 +48,9 @@ class Workers:
             try:
                 return int(os.environ.get(name, default))
             except ValueError:
-                raise LossartError(f"environment variable {name}={os.environ[name]!r}: expected an integer") from None
+                raise LossartError(
+                    f"environment variable {name}={os.environ[name]!r}: expected an integer"
+                ) from None
 
         world = env("WORLD_SIZE", 1)
         return cls(

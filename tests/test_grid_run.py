@@ -1,0 +1,227 @@
+"""`lossart grid` / `lossart plane` end to end on a hand-made tiny curve run.
+
+Subprocess runs pin OMP_NUM_THREADS=1 (torchrun does the same for its ranks), so the runs that are
+compared use one summation order and must agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from grid_fixtures import make_curve_run
+
+from lossart.errors import LossartError
+from lossart.evaluation import evaluate_exact_bn
+from lossart.grid import list_frame_grids, load_frame_grid
+from lossart.grid.run_grid import GridConfig, grid_run, parse_resolution, select_frames
+from lossart.runs import Run
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(resolution=(6, 5), subset=64, tile_rows=2)
+
+
+def env1() -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LOSSART_QUIET": "1"}
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lossart", *args],
+        env=env1(),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        **kw,
+    )
+
+
+def frames_of(run: Run) -> dict[int, dict[str, np.ndarray]]:
+    out = {}
+    for i in list_frame_grids(run):
+        g = load_frame_grid(run, i)
+        out[i] = {"loss": g.loss, "accuracy": g.accuracy, "xs": g.xs, "ys": g.ys}
+    return out
+
+
+def assert_same_grids(a: Run, b: Run) -> None:
+    fa, fb = frames_of(a), frames_of(b)
+    assert sorted(fa) == sorted(fb) and fa
+    for i in fa:
+        for k in fa[i]:
+            assert np.array_equal(fa[i][k], fb[i][k], equal_nan=True), (i, k)
+
+
+def test_grid_values_coordinates_and_format(tmp_path):
+    run = make_curve_run(tmp_path / "run")
+    s = grid_run(run.root, GridConfig(**SMALL))
+    assert s.assembled == [0, 1, 2] and s.points_computed == 3 * 30 and s.flops_per_point > 0
+    spec = json.loads((run.grids / "grid.json").read_text())
+    assert spec["resolution"] == [6, 5] and spec["subset"] == 64 and spec["tile"] == 2
+    g = load_frame_grid(run, 1)
+    assert g.loss.shape == (5, 6) and g.loss.dtype == np.float32
+    (x0, x1), (y0, y1) = spec["window"]["x_range"], spec["window"]["y_range"]
+    assert g.xs[0] == x0 and g.xs[-1] == x1 and g.ys[0] == y0 and g.ys[-1] == y1
+    assert np.all(np.diff(g.ys) > 0)
+    # A cell equals a direct exact-BN evaluation at the plane's weights of its coordinates.
+    from lossart.curve_run import load_curve_run
+    from lossart.data import load_dataset
+    from lossart.data.batches import eval_subset
+    from lossart.plane import frame_plane
+    from lossart.weights import ParamLayout
+
+    cr = load_curve_run(run)
+    plane = frame_plane(cr, 1)
+    x, y = eval_subset(load_dataset(cr.data_spec), "train", 64)
+    model = cr.build_model()
+    for i, j in ((0, 0), (3, 4), (4, 1)):
+        w = plane.weights(torch.tensor([[g.xs[j], g.ys[i]]]))[0]
+        ref = evaluate_exact_bn(model, ParamLayout.of(model), w, x, y)
+        assert g.loss[i, j] == pytest.approx(ref.loss, rel=1e-5)
+    # Rerun: nothing left to do.
+    again = grid_run(run.root, GridConfig())
+    assert again.tiles_computed == 0 and again.assembled == []
+
+
+def test_kill_9_then_resume_gives_identical_grids(tmp_path):
+    args = ["--resolution", "16", "--subset", "512", "--tile-rows", "1"]
+    whole = make_curve_run(tmp_path / "whole")
+    r = cli("grid", str(whole.root), *args)
+    assert r.returncode == 0, r.stderr
+    killed = make_curve_run(tmp_path / "killed")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lossart", "grid", str(killed.root), *args],
+        env=env1(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    tiles = killed.grids / "tiles"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(tiles.glob("*/tile_*.npz"))) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(tiles.glob("*/tile_*.npz")))
+    assert 3 <= done < 48, f"kill landed with {done} of 48 tiles written"
+    assert (killed.grids / "locks" / "all.lock").is_file()  # a stale lock from the dead pid
+    r = cli("grid", str(killed.root))  # resume: settings from grid.json, the stale lock taken over
+    assert r.returncode == 0, r.stderr
+    assert_same_grids(whole, killed)
+
+
+def test_torchrun_two_processes_equal_one(tmp_path):
+    args = ["--resolution", "7", "--subset", "64", "--tile-rows", "1", "--frames", "0:3:2"]
+    one = make_curve_run(tmp_path / "one")
+    r = cli("grid", str(one.root), *args)
+    assert r.returncode == 0, r.stderr
+    two = make_curve_run(tmp_path / "two")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc-per-node", "2", "-m", "lossart", "grid", str(two.root), *args]  # fmt: skip
+    r = subprocess.run(torchrun, env=env1(), capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert list_frame_grids(two) == [0, 2]
+    assert_same_grids(one, two)
+
+
+def test_shard_union_equals_whole(tmp_path):
+    whole = make_curve_run(tmp_path / "whole")
+    grid_run(whole.root, GridConfig(**SMALL))
+    sharded = make_curve_run(tmp_path / "sharded")
+    first = grid_run(sharded.root, GridConfig(**SMALL, shard="0/2"))
+    assert first.assembled == []  # shard 1's tiles are still missing
+    second = grid_run(sharded.root, GridConfig(**SMALL, shard="1/2"))
+    assert second.assembled == [0, 1, 2]
+    assert first.tiles_computed + second.tiles_computed == 9
+    assert_same_grids(whole, sharded)
+
+
+def test_plane_of_three_optima(tmp_path):
+    from lossart.checkpoint import Checkpoint, save_checkpoint
+    from lossart.data import DataSpec
+    from lossart.grid.plane3 import plane_run
+    from lossart.models import ModelSpec, create_model
+
+    spec = ModelSpec("smallcnn", 6, (3, 16, 16), {"width": 4})
+    paths = []
+    for k in range(3):
+        torch.manual_seed(10 + k)
+        p = tmp_path / f"m{k}.pt"
+        save_checkpoint(Checkpoint(spec, DataSpec("shapes"), create_model(spec).state_dict()), p)
+        paths.append(p)
+    out = tmp_path / "p3"
+    s = plane_run(paths, out, GridConfig(resolution=(5, 4), subset=32))
+    run = Run(out)
+    meta = run.read()
+    assert meta["kind"] == "plane3" and s.assembled == [0]
+    pts = meta["plane3"]["points"]
+    assert (
+        pts["w1"] == [0.0, 0.0]
+        and pts["w2"][0] > 0
+        and abs(pts["w2"][1]) < 1e-6 * pts["w2"][0]
+        and pts["w3"][1] > 0
+    )
+    assert (run.endpoints / "w3.pt").is_file()
+    g = load_frame_grid(run, 0)
+    assert g.loss.shape == (4, 5) and np.isfinite(g.loss).all()
+    for name in ("w1", "w2", "w3"):  # the window holds the three points
+        assert g.xs[0] < pts[name][0] < g.xs[-1] and g.ys[0] < pts[name][1] < g.ys[-1]
+    # Same inputs, same folder: resumes (nothing to do); `lossart grid` accepts the plane run too.
+    assert plane_run(paths, out, GridConfig()).tiles_computed == 0
+    assert grid_run(out, GridConfig()).tiles_computed == 0
+    with pytest.raises(LossartError, match="already a run made from other inputs"):
+        plane_run([paths[1], paths[0], paths[2]], out, GridConfig())
+
+
+def test_bad_input_is_refused_in_one_line(tmp_path):
+    run = make_curve_run(tmp_path / "run")
+    with pytest.raises(LossartError, match="--resolution '0'"):
+        parse_resolution("0")
+    with pytest.raises(LossartError, match="over 20000 points per side"):
+        grid_run(run.root, GridConfig(resolution=(50000, 50000), subset=8))
+    with pytest.raises(
+        LossartError, match="--subset 999999: the train split of 'shapes' has only 5000"
+    ):
+        grid_run(run.root, GridConfig(resolution=(4, 4), subset=999999))
+    with pytest.raises(LossartError, match="--frames '7'"):
+        select_frames([0, 1, 2], "7")
+    assert select_frames(list(range(30)), "0:600:10") == [0, 10, 20]
+    if not torch.cuda.is_available():
+        with pytest.raises(LossartError, match="CUDA is not available"):
+            grid_run(run.root, GridConfig(device="cuda"))
+    # Settings differing from the grids on disk: refused unless --overwrite.
+    grid_run(run.root, GridConfig(resolution=(4, 4), subset=16, frames="0"))
+    with pytest.raises(LossartError, match=r"other settings \(resolution \[4, 4\] vs \[5, 5\]"):
+        grid_run(run.root, GridConfig(resolution=(5, 5), subset=16, frames="0"))
+    s = grid_run(run.root, GridConfig(resolution=(5, 5), subset=16, frames="0", overwrite=True))
+    assert s.assembled == [0] and load_frame_grid(run, 0).loss.shape == (5, 5)
+    # A live grid process holds the lock (this test's own pid on this host).
+    lock = run.grids / "locks" / "all.lock"
+    lock.write_text(
+        json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"})
+    )
+    with pytest.raises(LossartError, match="grids are being computed by another process"):
+        grid_run(run.root, GridConfig(frames="1"))
+    lock.unlink()
+    # A run without frames.
+    empty = make_curve_run(tmp_path / "empty", frames=0)
+    with pytest.raises(LossartError, match="no recorded curve frames"):
+        grid_run(empty.root, GridConfig())
+
+
+def test_cli_prints_one_line_errors(tmp_path):
+    run = make_curve_run(tmp_path / "run")
+    r = cli("grid", str(run.root), "--resolution", "0")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "lossart: error: --resolution '0': expected at least 2 points per side (N or WxH)"
+    ]
