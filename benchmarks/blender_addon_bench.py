@@ -71,8 +71,11 @@ def main() -> None:
 
     t_ref = timed(per_vertex) * (len(z) / k)
     print(f"import {args.big}x{args.big} ({len(verts):,} vertices): {t_import:.2f} s")
-    print(f"height update, bulk foreach_set: {t_update * 1e3:.1f} ms; per-vertex Python (extrapolated): "
-          f"{t_ref:.2f} s; ratio {t_ref / t_update:.0f}x")
+    print(
+        f"height update, bulk foreach_set: {t_update * 1e3:.1f} ms; "
+        f"per-vertex Python (extrapolated): "
+        f"{t_ref:.2f} s; ratio {t_ref / t_update:.0f}x"
+    )
 
     landscape.import_landscape(scene, mid)
     for size, samples in (((96, 64), 8), ((480, 270), 16)):
@@ -80,8 +83,10 @@ def main() -> None:
         out = tmp / "r.png"
         render.render_still(scene, out, frame=1)  # warm-up (kernel load, BVH)
         t = timed(lambda out=out: render.render_still(scene, out, frame=2), repeat=2)
-        print(f"render 300x300 terrain at {size[0]}x{size[1]}, {samples} samples, "
-              f"{scene.cycles.device}: {t:.2f} s/frame")
+        print(
+            f"render 300x300 terrain at {size[0]}x{size[1]}, {samples} samples, "
+            f"{scene.cycles.device}: {t:.2f} s/frame"
+        )
 
     blend = tmp / "baked.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
@@ -92,9 +97,13 @@ def main() -> None:
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     baked = blend.stat().st_size
     per = (baked - plain + info.image_bytes) / info.frames
-    print(f"bake {info.frames} frames of 300x300: {t_bake:.2f} s ({t_bake / info.frames * 1e3:.0f} ms/frame); "
-          f".blend {plain / 1e6:.2f} -> {baked / 1e6:.2f} MB, height PNGs {info.image_bytes / 1e6:.2f} MB; "
-          f"{per / 1e3:.0f} kB per frame in all (600 frames: {per * 600 / 1e6:.0f} MB)")
+    print(
+        f"bake {info.frames} frames of 300x300: {t_bake:.2f} s "
+        f"({t_bake / info.frames * 1e3:.0f} ms/frame); "
+        f".blend {plain / 1e6:.2f} -> {baked / 1e6:.2f} MB, "
+        f"height PNGs {info.image_bytes / 1e6:.2f} MB; "
+        f"{per / 1e3:.0f} kB per frame in all (600 frames: {per * 600 / 1e6:.0f} MB)"
+    )
     blender_addon.unregister()
 
 

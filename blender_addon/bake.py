@@ -45,7 +45,12 @@ def write_png16(file: Path, values01: np.ndarray) -> None:
     raw = b"".join(b"\x00" + px[i].tobytes() for i in range(h))
 
     def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + tag
+            + data
+            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
 
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 0, 0, 0, 0))
     png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
@@ -63,7 +68,9 @@ def _resample(points: np.ndarray, n: int) -> np.ndarray:
     return np.column_stack([np.interp(dst, src, points[:, k]) for k in range(3)]).astype(np.float32)
 
 
-def _height_nodes(name: str, image: bpy.types.Image, grid_points: int, relief: float, frame_start: int):
+def _height_nodes(
+    name: str, image: bpy.types.Image, grid_points: int, relief: float, frame_start: int
+):
     """Geometry nodes: z = relief * image(uv, frame) on the first `grid_points` vertices."""
     ng = bpy.data.node_groups.new(name, "GeometryNodeTree")
     ng.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")

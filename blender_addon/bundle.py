@@ -124,10 +124,14 @@ class Bundle:
         return FrameState(
             position=p,
             heights=h,
-            path=np.column_stack([path_xy, self.sample(h, path_xy)]) if len(path_xy) else np.zeros((0, 3)),
+            path=np.column_stack([path_xy, self.sample(h, path_xy)])
+            if len(path_xy)
+            else np.zeros((0, 3)),
             point_names=[name for name, _ in points],
             points=np.column_stack([pxy, self.sample(h, pxy)]) if len(pxy) else np.zeros((0, 3)),
-            bends=np.column_stack([bends, self.sample(h, bends)]) if len(bends) else np.zeros((0, 3)),
+            bends=np.column_stack([bends, self.sample(h, bends)])
+            if len(bends)
+            else np.zeros((0, 3)),
         )
 
     def sample(self, heights: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -208,7 +212,9 @@ def load_bundle(path: str | Path) -> Bundle:
     z_min = float(_need(hinfo, "z_min", (int, float), mpath, "height.z_min"))
     z_max = float(_need(hinfo, "z_max", (int, float), mpath, "height.z_max"))
     if not (math.isfinite(z_min) and math.isfinite(z_max)) or z_max < z_min:
-        raise BundleError(f"{mpath}: height.z_min..z_max must be finite and ascending, got {z_min}..{z_max}")
+        raise BundleError(
+            f"{mpath}: height.z_min..z_max must be finite and ascending, got {z_min}..{z_max}"
+        )
     if z_max == z_min:
         z_max = z_min + 1.0
     raw_frames = _need(m, "frames", list, mpath)
@@ -259,11 +265,15 @@ def _array(value, cols: int, mpath: Path, label: str) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise BundleError(f"{mpath}: '{label}' must be a list of [{'x, y, z' if cols == 3 else 'x, y'}]") from None
+        raise BundleError(
+            f"{mpath}: '{label}' must be a list of [{'x, y, z' if cols == 3 else 'x, y'}]"
+        ) from None
     if arr.size == 0:
         return np.zeros((0, cols))
     if arr.ndim != 2 or arr.shape[1] < min(cols, 2) or not np.all(np.isfinite(arr)):
-        raise BundleError(f"{mpath}: '{label}' must be a list of finite [x, y{', z' if cols == 3 else ''}] rows")
+        raise BundleError(
+            f"{mpath}: '{label}' must be a list of finite [x, y{', z' if cols == 3 else ''}] rows"
+        )
     if arr.shape[1] < cols:
         arr = np.column_stack([arr, np.zeros((len(arr), cols - arr.shape[1]))])
     return arr[:, :cols]
@@ -287,16 +297,26 @@ def _frame(f, k: int, root: Path, mpath: Path, width: int, height: int) -> Frame
             f"{npy}: heights have shape {shape}, the manifest grid says ({height}, {width})"
         )
     png_rel = f.get("heights_png")
-    png = _inside(root, png_rel, mpath, f"frames[{k}].heights_png") if isinstance(png_rel, str) else None
+    png = (
+        _inside(root, png_rel, mpath, f"frames[{k}].heights_png")
+        if isinstance(png_rel, str)
+        else None
+    )
     points = []
     for q, pt in enumerate(f.get("points") or []):
         try:
             points.append(
-                Point(str(pt["name"]), (float(pt["xy"][0]), float(pt["xy"][1])),
-                      float(pt.get("z", 0.0)), None if pt.get("loss") is None else float(pt["loss"]))
+                Point(
+                    str(pt["name"]),
+                    (float(pt["xy"][0]), float(pt["xy"][1])),
+                    float(pt.get("z", 0.0)),
+                    None if pt.get("loss") is None else float(pt["loss"]),
+                )
             )
         except (KeyError, TypeError, ValueError, IndexError):
-            raise BundleError(f"{mpath}: frames[{k}].points[{q}] needs a name and xy [x, y]") from None
+            raise BundleError(
+                f"{mpath}: frames[{k}].points[{q}] needs a name and xy [x, y]"
+            ) from None
     return Frame(
         index=int(f.get("index", k)),
         step=f.get("step"),

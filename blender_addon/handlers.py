@@ -31,9 +31,13 @@ def install() -> None:
 def uninstall() -> None:
     for handlers in (bpy.app.handlers.frame_change_post, bpy.app.handlers.frame_change_pre):
         for h in list(handlers):
-            if getattr(h, "__name__", "") == "on_frame_change" and getattr(h, "__module__", "").endswith("handlers"):
+            if getattr(h, "__name__", "") == "on_frame_change" and getattr(
+                h, "__module__", ""
+            ).endswith("handlers"):
                 handlers.remove(h)
 
 
 def installed() -> bool:
-    return any(getattr(h, "__name__", "") == "on_frame_change" for h in bpy.app.handlers.frame_change_post)
+    return any(
+        getattr(h, "__name__", "") == "on_frame_change" for h in bpy.app.handlers.frame_change_post
+    )

@@ -44,18 +44,34 @@ def main(job_path: str) -> None:
         scene = bpy.context.scene
         bundle = import_landscape(scene, job["bundle"], LandscapeOptions(**job["options"]))
         device = configure(scene, **job["render"])
-        _write_status(status, device=device, frame_start=scene.frame_start, frame_end=scene.frame_end)
+        _write_status(
+            status, device=device, frame_start=scene.frame_start, frame_end=scene.frame_end
+        )
         if job["mode"] == "still":
             index = job.get("frame")
             index = len(bundle.frames) - 1 if index is None else int(index)
             if not 0 <= index < len(bundle.frames):
-                raise BundleError(f"--frame {index}: the bundle has frames 0..{len(bundle.frames) - 1}")
+                raise BundleError(
+                    f"--frame {index}: the bundle has frames 0..{len(bundle.frames) - 1}"
+                )
             render_still(scene, job["out"], frame=scene_frame(scene, index))
         else:
             frames = range(scene.frame_start, scene.frame_end + 1)
-            render_frames(scene, job["frames_dir"], frames,
-                          on_frame=lambda f, skipped: print(f"lossart-frame {f} {'skipped' if skipped else 'rendered'}", flush=True))
-        _write_status(status, device=device, frame_start=scene.frame_start, frame_end=scene.frame_end, done=True)
+            render_frames(
+                scene,
+                job["frames_dir"],
+                frames,
+                on_frame=lambda f, skipped: print(
+                    f"lossart-frame {f} {'skipped' if skipped else 'rendered'}", flush=True
+                ),
+            )
+        _write_status(
+            status,
+            device=device,
+            frame_start=scene.frame_start,
+            frame_end=scene.frame_end,
+            done=True,
+        )
     except (BundleError, ValueError) as exc:
         _write_status(status, error=str(exc))
         code = 3

@@ -41,7 +41,9 @@ class LandscapeOptions:
 
 def get_bundle(bundle_path: str) -> Bundle:
     """The bundle at `bundle_path`, cached per manifest (reloaded when the manifest changes)."""
-    mpath = manifest_path(bpy.path.abspath(bundle_path) if bundle_path.startswith("//") else bundle_path)
+    mpath = manifest_path(
+        bpy.path.abspath(bundle_path) if bundle_path.startswith("//") else bundle_path
+    )
     key = str(mpath.resolve())
     mtime = mpath.stat().st_mtime
     cached = _BUNDLES.get(key)
@@ -57,14 +59,18 @@ def active_bundle(scene: bpy.types.Scene) -> Bundle | None:
     return get_bundle(s.bundle_path)
 
 
-def import_landscape(scene: bpy.types.Scene, bundle_path: str | Path,
-                     options: LandscapeOptions | None = None) -> Bundle:
+def import_landscape(
+    scene: bpy.types.Scene, bundle_path: str | Path, options: LandscapeOptions | None = None
+) -> Bundle:
     """Replace any landscape in `scene` with one built from the bundle; BundleError if broken."""
     global _BUILDING
     opts = options or LandscapeOptions()
     materials._check(opts.palette)
     if opts.camera not in stage.CAMERA_PRESETS:
-        raise ValueError(f"unknown camera preset {opts.camera!r}; choose one of {', '.join(stage.CAMERA_PRESETS)}")
+        raise ValueError(
+            f"unknown camera preset {opts.camera!r}; "
+            f"choose one of {', '.join(stage.CAMERA_PRESETS)}"
+        )
     mpath = manifest_path(bundle_path)
     bundle = load_bundle(mpath)  # fully checked before the scene is touched
     _BUNDLES[str(mpath.resolve())] = (mpath.stat().st_mtime, bundle)
@@ -87,16 +93,22 @@ def import_landscape(scene: bpy.types.Scene, bundle_path: str | Path,
 
         glow_colour, marker_colour = materials.PALETTES[opts.palette][1:3]
         s.path = path.build_path("lossart_path", coll)
-        s.path.data.materials.append(materials.emission_material("lossart_path", glow_colour, opts.path_glow))
+        s.path.data.materials.append(
+            materials.emission_material("lossart_path", glow_colour, opts.path_glow)
+        )
         marker_mat = materials.emission_material("lossart_marker", marker_colour, 6.0)
         marker_mesh = path.sphere_mesh("lossart_marker", path.MARKER_RADIUS)
         marker_mesh.materials.append(marker_mat)
-        for obj in path.build_markers("lossart_point_", [p.name for p in bundle.frames[0].points], marker_mesh, coll):
+        for obj in path.build_markers(
+            "lossart_point_", [p.name for p in bundle.frames[0].points], marker_mesh, coll
+        ):
             obj["lossart_point"] = obj.name.removeprefix("lossart_point_")
         bend_mesh = path.sphere_mesh("lossart_bend", path.BEND_RADIUS)
         bend_mesh.materials.append(materials.emission_material("lossart_bend", glow_colour, 3.0))
         nbends = max(len(f.bends) for f in bundle.frames)
-        for k, obj in enumerate(path.build_markers("lossart_bend_", [str(k) for k in range(nbends)], bend_mesh, coll)):
+        for k, obj in enumerate(
+            path.build_markers("lossart_bend_", [str(k) for k in range(nbends)], bend_mesh, coll)
+        ):
             obj["lossart_bend"] = k
 
         stage.setup_world(scene)
@@ -132,8 +144,12 @@ def remove_landscape(scene: bpy.types.Scene) -> None:
 def _remove_id(data) -> None:
     if data.users:
         return
-    for kind, coll in ((bpy.types.Mesh, bpy.data.meshes), (bpy.types.Curve, bpy.data.curves),
-                       (bpy.types.Camera, bpy.data.cameras), (bpy.types.Light, bpy.data.lights)):
+    for kind, coll in (
+        (bpy.types.Mesh, bpy.data.meshes),
+        (bpy.types.Curve, bpy.data.curves),
+        (bpy.types.Camera, bpy.data.cameras),
+        (bpy.types.Light, bpy.data.lights),
+    ):
         if isinstance(data, kind):
             coll.remove(data)
             return
@@ -195,7 +211,12 @@ def update(scene: bpy.types.Scene, frame: float | None = None) -> None:
     terrain.set_heights(s.terrain, state.heights, wmap, hs)
     path_world = wmap.world(state.path, hs, lift=path.PATH_LIFT)
     path.set_path(s.path, path_world)
-    points = {name: xyz for name, xyz in zip(state.point_names, wmap.world(state.points, hs, lift=MARKER_LIFT))}
+    points = {
+        name: xyz
+        for name, xyz in zip(
+            state.point_names, wmap.world(state.points, hs, lift=MARKER_LIFT), strict=True
+        )
+    }
     bends = wmap.world(state.bends, hs, lift=MARKER_LIFT)
     for obj in s.collection.objects:
         if "lossart_point" in obj:
@@ -206,12 +227,24 @@ def update(scene: bpy.types.Scene, frame: float | None = None) -> None:
             path.place([obj], bends[k : k + 1], visible=s.show_bends)
     if s.camera_preset == "flythrough":
         span = max(scene.frame_end - scene.frame_start, 1)
-        stage.fly_camera(s.camera, s.target, path_world, (scene.frame_current - scene.frame_start) / span)
+        stage.fly_camera(
+            s.camera, s.target, path_world, (scene.frame_current - scene.frame_start) / span
+        )
     elif len(path_world):
         # focus on the path's middle: the valley is where the eye goes
         mid = path_world[len(path_world) // 2]
         s.target.location = (float(mid[0]) * 0.5, float(mid[1]) * 0.5, float(mid[2]))
 
 
-__all__ = ["BundleError", "LandscapeOptions", "import_landscape", "remove_landscape", "update",
-           "refresh", "retime", "get_bundle", "frame_count", "bundle_position"]
+__all__ = [
+    "BundleError",
+    "LandscapeOptions",
+    "import_landscape",
+    "remove_landscape",
+    "update",
+    "refresh",
+    "retime",
+    "get_bundle",
+    "frame_count",
+    "bundle_position",
+]

@@ -8,29 +8,62 @@ from __future__ import annotations
 # name -> (ramp stops [(position, "#rrggbb")], path colour, marker colour, description)
 PALETTES: dict[str, tuple[list[tuple[float, str]], str, str, str]] = {
     "losslandscape": (
-        [(0.0, "#02030c"), (0.15, "#081040"), (0.35, "#1f1670"), (0.55, "#55177a"),
-         (0.72, "#a02763"), (0.87, "#e0582f"), (1.0, "#f59a3c")],
-        "#7ff3ff", "#ffffff",
+        [
+            (0.0, "#02030c"),
+            (0.15, "#081040"),
+            (0.35, "#1f1670"),
+            (0.55, "#55177a"),
+            (0.72, "#a02763"),
+            (0.87, "#e0582f"),
+            (1.0, "#f59a3c"),
+        ],
+        "#7ff3ff",
+        "#ffffff",
         "the reference look: deep blue/purple valleys to bright warm ridges",
     ),
     "viridis": (
-        [(0.0, "#440154"), (0.125, "#482878"), (0.25, "#3e4989"), (0.375, "#31688e"),
-         (0.5, "#26828e"), (0.625, "#1f9e89"), (0.75, "#35b779"), (0.875, "#8fd744"),
-         (1.0, "#fde725")],
-        "#ff4b3e", "#ffffff",
+        [
+            (0.0, "#440154"),
+            (0.125, "#482878"),
+            (0.25, "#3e4989"),
+            (0.375, "#31688e"),
+            (0.5, "#26828e"),
+            (0.625, "#1f9e89"),
+            (0.75, "#35b779"),
+            (0.875, "#8fd744"),
+            (1.0, "#fde725"),
+        ],
+        "#ff4b3e",
+        "#ffffff",
         "perceptually uniform scientific map",
     ),
     "magma": (
-        [(0.0, "#000004"), (0.125, "#1c1044"), (0.25, "#4f127b"), (0.375, "#812581"),
-         (0.5, "#b5367a"), (0.625, "#e55964"), (0.75, "#fb8761"), (0.875, "#fec287"),
-         (1.0, "#fcfdbf")],
-        "#5ff7ff", "#ffffff",
+        [
+            (0.0, "#000004"),
+            (0.125, "#1c1044"),
+            (0.25, "#4f127b"),
+            (0.375, "#812581"),
+            (0.5, "#b5367a"),
+            (0.625, "#e55964"),
+            (0.75, "#fb8761"),
+            (0.875, "#fec287"),
+            (1.0, "#fcfdbf"),
+        ],
+        "#5ff7ff",
+        "#ffffff",
         "perceptually uniform, black to pale yellow",
     ),
     "ice": (
-        [(0.0, "#02040c"), (0.2, "#0a1c3a"), (0.4, "#16457a"), (0.6, "#3283b8"),
-         (0.8, "#8ccbea"), (1.0, "#f2fbff")],
-        "#ffa23a", "#fff4d0",
+        [
+            (0.0, "#02040c"),
+            (0.2, "#0a1c3a"),
+            (0.4, "#16457a"),
+            (0.6, "#3283b8"),
+            (0.8, "#8ccbea"),
+            (1.0, "#f2fbff"),
+        ],
+        "#ffa23a",
+        "#fff4d0",
         "cold blues to white, with a warm path",
     ),
 }
@@ -53,5 +86,3 @@ def srgb_to_linear(hex_colour: str) -> tuple[float, float, float, float]:
 
 def palette_names() -> list[str]:
     return list(PALETTES)
-
-

@@ -130,7 +130,9 @@ def emission_material(name: str, colour: str, strength: float) -> bpy.types.Mate
     return mat
 
 
-def set_emission(mat: bpy.types.Material, colour: str | None = None, strength: float | None = None) -> None:
+def set_emission(
+    mat: bpy.types.Material, colour: str | None = None, strength: float | None = None
+) -> None:
     em = mat.node_tree.nodes["lossart_emission"]
     if colour is not None:
         em.inputs["Color"].default_value = srgb_to_linear(colour)

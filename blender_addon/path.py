@@ -61,7 +61,9 @@ def sphere_mesh(name: str, radius: float) -> bpy.types.Mesh:
     return mesh
 
 
-def build_markers(prefix: str, names: list[str], mesh: bpy.types.Mesh, collection) -> list[bpy.types.Object]:
+def build_markers(
+    prefix: str, names: list[str], mesh: bpy.types.Mesh, collection
+) -> list[bpy.types.Object]:
     objs = []
     for name in names:
         obj = bpy.data.objects.new(f"{prefix}{name}", mesh)

@@ -20,25 +20,54 @@ def _retime(self, context):
 
 
 class LossartSettings(bpy.types.PropertyGroup):
-    bundle_path: bpy.props.StringProperty(name="Bundle", subtype="FILE_PATH",
-                                          description="Terrain bundle folder or its manifest.json")
-    height_scale: bpy.props.FloatProperty(name="Height scale", default=1.0, min=0.0, soft_max=4.0,
-                                          description="Relief relative to the default", update=_refresh)
+    bundle_path: bpy.props.StringProperty(
+        name="Bundle", subtype="FILE_PATH", description="Terrain bundle folder or its manifest.json"
+    )
+    height_scale: bpy.props.FloatProperty(
+        name="Height scale",
+        default=1.0,
+        min=0.0,
+        soft_max=4.0,
+        description="Relief relative to the default",
+        update=_refresh,
+    )
     palette: bpy.props.EnumProperty(
-        name="Palette", items=[(k, k, v[3]) for k, v in PALETTES.items()], update=_refresh,
-        description="Colour map from low loss (valleys) to high loss (ridges)")
-    path_glow: bpy.props.FloatProperty(name="Path glow", default=14.0, min=0.0, soft_max=60.0,
-                                       description="Emission strength of the path", update=_refresh)
+        name="Palette",
+        items=[(k, k, v[3]) for k, v in PALETTES.items()],
+        update=_refresh,
+        description="Colour map from low loss (valleys) to high loss (ridges)",
+    )
+    path_glow: bpy.props.FloatProperty(
+        name="Path glow",
+        default=14.0,
+        min=0.0,
+        soft_max=60.0,
+        description="Emission strength of the path",
+        update=_refresh,
+    )
     camera_preset: bpy.props.EnumProperty(
-        name="Camera", items=[(k, k, v) for k, v in CAMERA_PRESETS.items()], update=_refresh)
-    show_bends: bpy.props.BoolProperty(name="Show bends", default=False, update=_refresh,
-                                       description="Show the curve's bend points as small spheres")
+        name="Camera", items=[(k, k, v) for k, v in CAMERA_PRESETS.items()], update=_refresh
+    )
+    show_bends: bpy.props.BoolProperty(
+        name="Show bends",
+        default=False,
+        update=_refresh,
+        description="Show the curve's bend points as small spheres",
+    )
     frame_start: bpy.props.IntProperty(name="Start frame", default=1, update=_retime)
     playback_speed: bpy.props.FloatProperty(
-        name="Playback speed", default=1.0, min=0.01, soft_max=4.0, update=_retime,
-        description="Bundle frames per scene frame; below 1 interpolates heights for slow motion")
-    baked: bpy.props.BoolProperty(name="Baked", default=False,
-                                  description="The scene plays from baked data; the handler leaves it alone")
+        name="Playback speed",
+        default=1.0,
+        min=0.01,
+        soft_max=4.0,
+        update=_retime,
+        description="Bundle frames per scene frame; below 1 interpolates heights for slow motion",
+    )
+    baked: bpy.props.BoolProperty(
+        name="Baked",
+        default=False,
+        description="The scene plays from baked data; the handler leaves it alone",
+    )
     terrain: bpy.props.PointerProperty(type=bpy.types.Object)
     path: bpy.props.PointerProperty(type=bpy.types.Object)
     camera: bpy.props.PointerProperty(type=bpy.types.Object)

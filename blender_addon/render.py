@@ -55,9 +55,16 @@ def set_engine(scene: bpy.types.Scene, engine: str) -> str:
     raise ValueError(f"this Blender has no {engine} engine")
 
 
-def configure(scene: bpy.types.Scene, *, engine: str = "cycles", samples: int = 32,
-              size: tuple[int, int] = (960, 540), denoise: bool = True, device: str = "auto") -> str:
-    """Set engine, device, samples, resolution, denoising and PNG output; returns the device used."""
+def configure(
+    scene: bpy.types.Scene,
+    *,
+    engine: str = "cycles",
+    samples: int = 32,
+    size: tuple[int, int] = (960, 540),
+    denoise: bool = True,
+    device: str = "auto",
+) -> str:
+    """Set engine, device, samples, size, denoising and PNG output; returns the device used."""
     set_engine(scene, engine)
     r = scene.render
     r.resolution_x, r.resolution_y = int(size[0]), int(size[1])
@@ -106,8 +113,12 @@ def frame_file(folder: str | Path, frame: int) -> Path:
     return Path(folder) / f"frame_{frame:05d}.png"
 
 
-def render_frames(scene: bpy.types.Scene, folder: str | Path, frames: Iterable[int],
-                  on_frame: Callable[[int, bool], None] | None = None) -> list[Path]:
+def render_frames(
+    scene: bpy.types.Scene,
+    folder: str | Path,
+    frames: Iterable[int],
+    on_frame: Callable[[int, bool], None] | None = None,
+) -> list[Path]:
     """Render frames to folder/frame_XXXXX.png, skipping those already there (resume).
 
     Each frame is written to a temporary name and renamed, so a frame on disk is always whole.

@@ -37,8 +37,15 @@ def setup_world(scene: bpy.types.Scene, colour: str = "#05060e", strength: float
     nt.links.new(bg.outputs["Background"], out.inputs["Surface"])
 
 
-def _sun(name: str, collection, colour: str, energy: float, elevation_deg: float,
-         azimuth_deg: float, angle_deg: float) -> bpy.types.Object:
+def _sun(
+    name: str,
+    collection,
+    colour: str,
+    energy: float,
+    elevation_deg: float,
+    azimuth_deg: float,
+    angle_deg: float,
+) -> bpy.types.Object:
     light = bpy.data.lights.new(name, "SUN")
     light.energy = energy
     light.color = srgb_to_linear(colour)[:3]
@@ -51,13 +58,39 @@ def _sun(name: str, collection, colour: str, energy: float, elevation_deg: float
 
 
 def setup_lights(collection) -> list[bpy.types.Object]:
-    key = _sun("lossart_key", collection, "#ffd9b0", 2.4, elevation_deg=16.0, azimuth_deg=-140.0, angle_deg=3.0)
-    rim = _sun("lossart_rim", collection, "#7fa8ff", 0.7, elevation_deg=14.0, azimuth_deg=60.0, angle_deg=5.0)
-    fill = _sun("lossart_fill", collection, "#fff2e0", 0.15, elevation_deg=70.0, azimuth_deg=-60.0, angle_deg=20.0)
+    key = _sun(
+        "lossart_key",
+        collection,
+        "#ffd9b0",
+        2.4,
+        elevation_deg=16.0,
+        azimuth_deg=-140.0,
+        angle_deg=3.0,
+    )
+    rim = _sun(
+        "lossart_rim",
+        collection,
+        "#7fa8ff",
+        0.7,
+        elevation_deg=14.0,
+        azimuth_deg=60.0,
+        angle_deg=5.0,
+    )
+    fill = _sun(
+        "lossart_fill",
+        collection,
+        "#fff2e0",
+        0.15,
+        elevation_deg=70.0,
+        azimuth_deg=-60.0,
+        angle_deg=20.0,
+    )
     return [key, rim, fill]
 
 
-def build_camera(scene: bpy.types.Scene, collection) -> tuple[bpy.types.Object, bpy.types.Object, bpy.types.Object]:
+def build_camera(
+    scene: bpy.types.Scene, collection
+) -> tuple[bpy.types.Object, bpy.types.Object, bpy.types.Object]:
     """Camera, its orbit pivot and its target (also the focus of depth of field)."""
     target = bpy.data.objects.new("lossart_target", None)
     target.empty_display_size = 0.3
@@ -83,17 +116,31 @@ def build_camera(scene: bpy.types.Scene, collection) -> tuple[bpy.types.Object, 
     return cam, pivot, target
 
 
-def _spherical(distance: float, elevation_deg: float, azimuth_deg: float, z0: float) -> tuple[float, float, float]:
+def _spherical(
+    distance: float, elevation_deg: float, azimuth_deg: float, z0: float
+) -> tuple[float, float, float]:
     el, az = math.radians(elevation_deg), math.radians(azimuth_deg)
-    return (distance * math.cos(el) * math.cos(az), distance * math.cos(el) * math.sin(az),
-            z0 + distance * math.sin(el))
+    return (
+        distance * math.cos(el) * math.cos(az),
+        distance * math.cos(el) * math.sin(az),
+        z0 + distance * math.sin(el),
+    )
 
 
-def apply_camera(scene: bpy.types.Scene, cam, pivot, target, preset: str, height_scale: float,
-                 focus_z: float | None = None) -> None:
+def apply_camera(
+    scene: bpy.types.Scene,
+    cam,
+    pivot,
+    target,
+    preset: str,
+    height_scale: float,
+    focus_z: float | None = None,
+) -> None:
     """Place the camera for a preset (flythrough positions come from `fly_camera` per frame)."""
     if preset not in CAMERA_PRESETS:
-        raise ValueError(f"unknown camera preset {preset!r}; choose one of {', '.join(CAMERA_PRESETS)}")
+        raise ValueError(
+            f"unknown camera preset {preset!r}; choose one of {', '.join(CAMERA_PRESETS)}"
+        )
     relief = RELIEF * height_scale
     pivot.driver_remove("rotation_euler", 2)
     pivot.rotation_euler = (0.0, 0.0, 0.0)
@@ -110,7 +157,9 @@ def apply_camera(scene: bpy.types.Scene, cam, pivot, target, preset: str, height
         rate = math.radians(ORBIT_SWEEP_DEG) / (fe - fs)
         fcurve = pivot.driver_add("rotation_euler", 2)
         fcurve.driver.type = "SCRIPTED"
-        fcurve.driver.expression = f"{-0.5 * math.radians(ORBIT_SWEEP_DEG):.6f} + (frame - {fs}) * {rate:.8f}"
+        fcurve.driver.expression = (
+            f"{-0.5 * math.radians(ORBIT_SWEEP_DEG):.6f} + (frame - {fs}) * {rate:.8f}"
+        )
     elif preset == "flythrough":
         cam.data.lens = 24.0
         cam.data.dof.aperture_fstop = 2.0
@@ -128,5 +177,9 @@ def fly_camera(cam, target, path_world: np.ndarray, progress: float) -> None:
     direction = there[:2] - here[:2]
     norm = float(np.hypot(*direction)) or 1.0
     back = direction / norm
-    cam.location = (float(here[0] - back[0] * 2.4), float(here[1] - back[1] * 2.4), float(here[2] + 1.9))
+    cam.location = (
+        float(here[0] - back[0] * 2.4),
+        float(here[1] - back[1] * 2.4),
+        float(here[2] + 1.9),
+    )
     target.location = tuple(float(v) for v in there)

@@ -77,7 +77,9 @@ def build_terrain(name: str, bundle, wmap: WorldMap, collection) -> bpy.types.Ob
     attrs[".corner_vert"].data.foreach_set("value", corners)
     mesh.polygons.foreach_set("loop_start", starts)
     attrs.new("sharp_face", "BOOLEAN", "FACE").data.foreach_set("value", ~smooth)
-    attrs.new("material_index", "INT", "FACE").data.foreach_set("value", (~smooth).astype(np.int32))  # slot 1: sides
+    attrs.new("material_index", "INT", "FACE").data.foreach_set(
+        "value", (~smooth).astype(np.int32)
+    )  # slot 1: sides
     u = (np.arange(w, dtype=np.float32) + 0.5) / w
     v = (np.arange(h, dtype=np.float32) + 0.5) / h
     uv_grid = np.stack(np.broadcast_arrays(u[None, :], v[:, None]), axis=-1).reshape(-1, 2)
@@ -92,7 +94,9 @@ def build_terrain(name: str, bundle, wmap: WorldMap, collection) -> bpy.types.Ob
     return obj
 
 
-def set_heights(obj: bpy.types.Object, heights: np.ndarray, wmap: WorldMap, height_scale: float) -> None:
+def set_heights(
+    obj: bpy.types.Object, heights: np.ndarray, wmap: WorldMap, height_scale: float
+) -> None:
     """Write one heightfield [H, W] into the grid's z (and the skirt's top) and the height
     attribute, in bulk."""
     mesh = obj.data

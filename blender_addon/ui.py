@@ -15,9 +15,15 @@ def _options(scene):
     from .landscape import LandscapeOptions
 
     s = scene.lossart
-    return LandscapeOptions(palette=s.palette, height_scale=s.height_scale, path_glow=s.path_glow,
-                            camera=s.camera_preset, show_bends=s.show_bends,
-                            playback_speed=s.playback_speed, frame_start=s.frame_start)
+    return LandscapeOptions(
+        palette=s.palette,
+        height_scale=s.height_scale,
+        path_glow=s.path_glow,
+        camera=s.camera_preset,
+        show_bends=s.show_bends,
+        playback_speed=s.playback_speed,
+        frame_start=s.frame_start,
+    )
 
 
 class LOSSART_OT_import(bpy.types.Operator, ImportHelper):
@@ -38,7 +44,9 @@ class LOSSART_OT_import(bpy.types.Operator, ImportHelper):
         except BundleError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"lossart: {len(bundle.frames)} frames of {bundle.width}x{bundle.height}")
+        self.report(
+            {"INFO"}, f"lossart: {len(bundle.frames)} frames of {bundle.width}x{bundle.height}"
+        )
         return {"FINISHED"}
 
 
@@ -65,7 +73,7 @@ class LOSSART_OT_reload(bpy.types.Operator):
 
 
 class LOSSART_OT_bake(bpy.types.Operator):
-    """Bake the animation into the .blend (height image sequence + geometry nodes) so it plays without the add-on"""
+    """Bake heights and path into the .blend so it plays without the add-on"""
 
     bl_idname = "lossart.bake"
     bl_label = "Bake Animation"

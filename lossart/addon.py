@@ -27,7 +27,7 @@ def addon_version(folder: Path) -> str:
     text = (folder / "blender_manifest.toml").read_text()
     m = re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE)
     if not m:
-        raise LossartError(f"{folder / 'blender_manifest.toml'}: no version = \"...\" line")
+        raise LossartError(f'{folder / "blender_manifest.toml"}: no version = "..." line')
     return m.group(1)
 
 
@@ -36,7 +36,9 @@ def addon_files(folder: Path) -> list[Path]:
     files = [
         p.relative_to(folder)
         for p in folder.rglob("*")
-        if p.is_file() and p.suffix in ADDON_FILES and "__pycache__" not in p.parts
+        if p.is_file()
+        and p.suffix in ADDON_FILES
+        and "__pycache__" not in p.parts
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     ]
     return sorted(files)
@@ -46,17 +48,23 @@ def build_addon(out_dir: str | os.PathLike = "dist") -> Path:
     """Write dist/lossart-<version>.zip (atomically) and return its path."""
     folder = addon_dir()
     if not (folder / "blender_manifest.toml").is_file():
-        raise LossartError(f"{folder}: no blender_manifest.toml (is the add-on installed with lossart?)")
+        raise LossartError(
+            f"{folder}: no blender_manifest.toml (is the add-on installed with lossart?)"
+        )
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise LossartError(f"--out {out_dir}: cannot create the folder ({exc.strerror or exc})") from None
+        raise LossartError(
+            f"--out {out_dir}: cannot create the folder ({exc.strerror or exc})"
+        ) from None
     out = out_dir / f"lossart-{addon_version(folder)}.zip"
     try:
         with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             for rel in addon_files(folder):
                 zf.write(folder / rel, rel.as_posix())
     except OSError as exc:
-        raise LossartError(f"--out {out_dir}: cannot write {out.name} ({exc.strerror or exc})") from None
+        raise LossartError(
+            f"--out {out_dir}: cannot write {out.name} ({exc.strerror or exc})"
+        ) from None
     return out

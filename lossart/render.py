@@ -58,13 +58,23 @@ class RenderOptions:
     extra_env: dict = field(default_factory=dict)
 
     def job_options(self) -> dict:
-        return {"palette": self.palette, "height_scale": self.height_scale,
-                "path_glow": self.path_glow, "camera": self.camera,
-                "show_bends": self.show_bends, "playback_speed": self.playback_speed}
+        return {
+            "palette": self.palette,
+            "height_scale": self.height_scale,
+            "path_glow": self.path_glow,
+            "camera": self.camera,
+            "show_bends": self.show_bends,
+            "playback_speed": self.playback_speed,
+        }
 
     def job_render(self) -> dict:
-        return {"engine": self.engine, "samples": self.samples, "size": list(self.size),
-                "denoise": self.denoise, "device": self.device}
+        return {
+            "engine": self.engine,
+            "samples": self.samples,
+            "size": list(self.size),
+            "denoise": self.denoise,
+            "device": self.device,
+        }
 
 
 @dataclass
@@ -96,7 +106,9 @@ def resolve_source(source: str | os.PathLike) -> tuple[Path, Path | None]:
 
         run = Run(p)
         if not (run.terrain / "manifest.json").is_file():
-            raise LossartError(f"{p}: this run has no terrain bundle yet (run `lossart terrain {p}` first)")
+            raise LossartError(
+                f"{p}: this run has no terrain bundle yet (run `lossart terrain {p}` first)"
+            )
         return run.terrain, run.renders
     if p.is_file() and p.name.endswith(".json"):
         p = p.parent
@@ -137,14 +149,18 @@ def addon_parent() -> Path:
     """The folder that holds the `blender_addon` package (put on Blender's sys.path)."""
     spec = importlib.util.find_spec("blender_addon")
     if spec is None or not spec.submodule_search_locations:
-        raise LossartError("the blender_addon package is not installed with lossart (reinstall lossart)")
+        raise LossartError(
+            "the blender_addon package is not installed with lossart (reinstall lossart)"
+        )
     return Path(list(spec.submodule_search_locations)[0]).parent
 
 
 def blender_command(job_path: Path, blender: str | None = None) -> list[str]:
-    """The command that runs `blender_addon.headless.main(job)`: bpy module or blender executable."""
-    expr = (f"import sys; sys.path.insert(0, {str(addon_parent())!r}); "
-            f"from blender_addon.headless import main; main({str(job_path)!r})")
+    """The command running `blender_addon.headless.main(job)`: bpy module or blender executable."""
+    expr = (
+        f"import sys; sys.path.insert(0, {str(addon_parent())!r}); "
+        f"from blender_addon.headless import main; main({str(job_path)!r})"
+    )
     if blender:
         exe = shutil.which(blender) or (blender if Path(blender).is_file() else None)
         if exe is None:
@@ -167,8 +183,13 @@ def _writable(folder: Path, flag: str) -> None:
         raise LossartError(f"{flag} {folder}: cannot write there ({exc.strerror or exc})") from None
 
 
-def _run_blender(job: dict, work: Path, name: str, opts: RenderOptions,
-                 watch: tuple[Path, int, int] | None = None) -> dict:
+def _run_blender(
+    job: dict,
+    work: Path,
+    name: str,
+    opts: RenderOptions,
+    watch: tuple[Path, int, int] | None = None,
+) -> dict:
     """Run one headless job, logging Blender's output to work/<name>.log; its status dict."""
     job_path = work / f".{name}.job.json"
     status_path = work / f".{name}.status.json"
@@ -210,7 +231,10 @@ def _run_blender(job: dict, work: Path, name: str, opts: RenderOptions,
         if "error" in status:
             raise LossartError(status["error"])
         tail = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()][-1:]
-        raise LossartError(f"Blender exited with status {proc.returncode} ({tail[0] if tail else 'no output'}); see {log_path}")
+        raise LossartError(
+            f"Blender exited with status {proc.returncode} "
+            f"({tail[0] if tail else 'no output'}); see {log_path}"
+        )
     return status
 
 
@@ -223,8 +247,12 @@ def default_out(source: str | os.PathLike, suffix: str, stem: str) -> Path:
     return (renders or bundle_dir.parent / "renders") / f"{stem}{suffix}"
 
 
-def render_still(source: str | os.PathLike, out: str | os.PathLike | None = None,
-                 frame: int | None = None, opts: RenderOptions | None = None) -> RenderResult:
+def render_still(
+    source: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    frame: int | None = None,
+    opts: RenderOptions | None = None,
+) -> RenderResult:
     """Render bundle frame `frame` (default: the last) of a run or bundle to a PNG."""
     opts = opts or RenderOptions()
     check_options(opts)
@@ -232,36 +260,59 @@ def render_still(source: str | os.PathLike, out: str | os.PathLike | None = None
     bundle = check_bundle(bundle_dir)
     if frame is not None and not 0 <= frame < len(bundle.frames):
         raise LossartError(f"--frame {frame}: the bundle has frames 0..{len(bundle.frames) - 1}")
-    out = Path(out) if out else default_out(source, ".png", f"still_{'last' if frame is None else f'{frame:05d}'}")
+    out = (
+        Path(out)
+        if out
+        else default_out(source, ".png", f"still_{'last' if frame is None else f'{frame:05d}'}")
+    )
     if out.suffix.lower() != ".png":
         raise LossartError(f"--out {out}: a still is written as PNG (.png)")
     _writable(out.parent, "--out")
     t0 = time.perf_counter()
     with atomic_path(out) as tmp:
         png = tmp.with_suffix(".png")
-        job = {"mode": "still", "bundle": str(bundle_dir), "out": str(png), "frame": frame,
-               "options": opts.job_options(), "render": opts.job_render()}
+        job = {
+            "mode": "still",
+            "bundle": str(bundle_dir),
+            "out": str(png),
+            "frame": frame,
+            "options": opts.job_options(),
+            "render": opts.job_render(),
+        }
         try:
             status = _run_blender(job, out.parent, out.stem, opts)
             if not png.is_file():
-                raise LossartError(f"Blender wrote no image; see {out.parent / (out.stem + '.log')}")
+                raise LossartError(
+                    f"Blender wrote no image; see {out.parent / (out.stem + '.log')}"
+                )
             png.replace(tmp)
         finally:
             png.unlink(missing_ok=True)
-    return RenderResult(out=out, device=status.get("device", "?"), seconds=time.perf_counter() - t0,
-                        log=out.parent / f"{out.stem}.log")
+    return RenderResult(
+        out=out,
+        device=status.get("device", "?"),
+        seconds=time.perf_counter() - t0,
+        log=out.parent / f"{out.stem}.log",
+    )
 
 
 def _fingerprint(bundle_dir: Path, opts: RenderOptions) -> str:
     """What the frames depend on: bundle manifest and look/render settings (not fps, not device)."""
     manifest = (bundle_dir / "manifest.json").read_bytes()
-    key = json.dumps({"options": opts.job_options(), "render": {**opts.job_render(), "device": None}},
-                     sort_keys=True).encode()
+    key = json.dumps(
+        {"options": opts.job_options(), "render": {**opts.job_render(), "device": None}},
+        sort_keys=True,
+    ).encode()
     return hashlib.sha256(manifest + key).hexdigest()[:16]
 
 
-def render_video(source: str | os.PathLike, out: str | os.PathLike | None = None, fps: int = 24,
-                 interpolate: int = 1, opts: RenderOptions | None = None) -> RenderResult:
+def render_video(
+    source: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    fps: int = 24,
+    interpolate: int = 1,
+    opts: RenderOptions | None = None,
+) -> RenderResult:
     """Render every frame of the bundle's animation to PNGs (resuming), then encode an MP4.
 
     `interpolate` K > 1 makes K-times slow motion by blending K-1 frames between rendered ones
@@ -293,21 +344,36 @@ def render_video(source: str | os.PathLike, out: str | os.PathLike | None = None
         stale = list(frames_dir.glob("frame_*.png")) + list(frames_dir.glob("slow*/frame_*.png"))
         for f in stale:  # rendered with other settings or another bundle: not reusable
             f.unlink()
-        print(f"lossart: {len(stale)} frames in {frames_dir} had other settings; rendering afresh",
-              file=sys.stderr)
-    write_json(stamp, {"fingerprint": fp, "bundle": str(bundle_dir), "options": asdict(opts) | {"extra_env": {}}})
+        print(
+            f"lossart: {len(stale)} frames in {frames_dir} had other settings; rendering afresh",
+            file=sys.stderr,
+        )
+    write_json(
+        stamp,
+        {"fingerprint": fp, "bundle": str(bundle_dir), "options": asdict(opts) | {"extra_env": {}}},
+    )
     skipped = _count_frames(frames_dir, first, last)
     t0 = time.perf_counter()
     status = {"device": "none (all frames on disk)"}
     if skipped < n_scene:
-        job = {"mode": "video", "bundle": str(bundle_dir), "frames_dir": str(frames_dir),
-               "options": opts.job_options(), "render": opts.job_render()}
+        job = {
+            "mode": "video",
+            "bundle": str(bundle_dir),
+            "frames_dir": str(frames_dir),
+            "options": opts.job_options(),
+            "render": opts.job_render(),
+        }
         status = _run_blender(job, out.parent, out.stem, opts, watch=(frames_dir, first, last))
     rendered_s = time.perf_counter() - t0
     encode_video(frames_dir, out, fps=fps, interpolate=interpolate, first=first)
-    return RenderResult(out=out, device=status.get("device", "?"), seconds=rendered_s,
-                        frames_rendered=n_scene - skipped, frames_skipped=skipped,
-                        log=out.parent / f"{out.stem}.log")
+    return RenderResult(
+        out=out,
+        device=status.get("device", "?"),
+        seconds=rendered_s,
+        frames_rendered=n_scene - skipped,
+        frames_skipped=skipped,
+        log=out.parent / f"{out.stem}.log",
+    )
 
 
 def blend_frames(frames_dir: Path, first: int, k: int) -> Path:
@@ -319,7 +385,7 @@ def blend_frames(frames_dir: Path, first: int, k: int) -> Path:
     out_dir = frames_dir / f"slow{k}"
     out_dir.mkdir(exist_ok=True)
     n = 1
-    for a, b in zip(files, files[1:] + [None]):
+    for a, b in zip(files, files[1:] + [None], strict=True):
         steps = 1 if b is None else k
         img_a = img_b = None
         for j in range(steps):
@@ -336,7 +402,9 @@ def blend_frames(frames_dir: Path, first: int, k: int) -> Path:
     return out_dir
 
 
-def encode_video(frames_dir: Path, out: Path, fps: int = 24, interpolate: int = 1, first: int = 1) -> Path:
+def encode_video(
+    frames_dir: Path, out: Path, fps: int = 24, interpolate: int = 1, first: int = 1
+) -> Path:
     """frame_XXXXX.png -> H.264 MP4 (yuv420p, even width/height), written atomically.
 
     With `interpolate` K > 1, K-1 blended frames go between rendered ones (slow motion).
@@ -348,10 +416,31 @@ def encode_video(frames_dir: Path, out: Path, fps: int = 24, interpolate: int = 
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     with atomic_path(out) as tmp:
         mp4 = tmp.with_suffix(".mp4")
-        cmd = [ffmpeg, "-y", "-loglevel", "error", "-framerate", str(fps), "-start_number", str(first),
-               "-i", str(frames_dir / "frame_%05d.png"), "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2",
-               "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-preset", "medium",
-               "-movflags", "+faststart", str(mp4)]
+        cmd = [
+            ffmpeg,
+            "-y",
+            "-loglevel",
+            "error",
+            "-framerate",
+            str(fps),
+            "-start_number",
+            str(first),
+            "-i",
+            str(frames_dir / "frame_%05d.png"),
+            "-vf",
+            "scale=trunc(iw/2)*2:trunc(ih/2)*2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-crf",
+            "18",
+            "-preset",
+            "medium",
+            "-movflags",
+            "+faststart",
+            str(mp4),
+        ]
         try:
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0 or not mp4.is_file():

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-bpy = pytest.importorskip("bpy", reason="the bpy module (Blender as a Python module) is not installed")
+bpy = pytest.importorskip(
+    "bpy", reason="the bpy module (Blender as a Python module) is not installed"
+)
 
 import blender_addon  # noqa: E402
 from blender_addon import landscape, path, terrain  # noqa: E402
@@ -74,7 +76,10 @@ def test_import_builds_terrain_path_markers_camera_material(bundle3):
     assert s.camera.data.dof.focus_object is s.target
     mat = s.terrain.active_material
     assert "lossart_palette" in mat.node_tree.nodes
-    assert s.path.active_material.node_tree.nodes["lossart_emission"].inputs["Strength"].default_value > 1
+    assert (
+        s.path.active_material.node_tree.nodes["lossart_emission"].inputs["Strength"].default_value
+        > 1
+    )
     assert sum(1 for o in s.collection.objects if o.type == "LIGHT") >= 2
     assert scene.world is not None and scene.render.use_lock_interface
     assert (scene.frame_start, scene.frame_end) == (1, 3)
@@ -93,8 +98,9 @@ def test_frame_change_sets_heights_and_path_lies_on_surface(bundle3):
         manifest_path = b.frames[f - 1].path
         assert len(pts) == len(manifest_path)
         # the path sits PATH_LIFT above the surface: the bundle's own z, and our bilinear sample
-        np.testing.assert_allclose(pts[:, 2] - path.PATH_LIFT,
-                                   wmap.world_z(manifest_path[:, 2], 1.5), atol=1e-4)
+        np.testing.assert_allclose(
+            pts[:, 2] - path.PATH_LIFT, wmap.world_z(manifest_path[:, 2], 1.5), atol=1e-4
+        )
         np.testing.assert_allclose(pts[:, :2], wmap.world(manifest_path, 1.5)[:, :2], atol=1e-5)
         w1 = bpy.data.objects["lossart_point_w1"].location
         assert w1.x == pytest.approx(wmap.world(np.array([[0.0, 0.0, 0.0]]), 1.0)[0, 0], abs=1e-5)
@@ -116,7 +122,9 @@ def test_settings_change_look_and_persist_in_blend(bundle3, tmp_path):
     s.height_scale = 2.0
     s.path_glow = 30.0
     ramp = s.terrain.active_material.node_tree.nodes["lossart_palette"].color_ramp
-    assert tuple(ramp.elements[0].color) == pytest.approx(srgb_to_linear(PALETTES["viridis"][0][0][1]))
+    assert tuple(ramp.elements[0].color) == pytest.approx(
+        srgb_to_linear(PALETTES["viridis"][0][0][1])
+    )
     assert terrain.grid_z(s.terrain).max() == pytest.approx(2.0 * RELIEF, rel=1e-4)
     blend = tmp_path / "scene.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
@@ -142,12 +150,15 @@ def _broken(src: Path, dst: Path, how: str) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("how, message", [
-    ("missing", "height file of frame 1 is missing"),
-    ("newer", "schema_version 2 is newer"),
-    ("mismatch", "shape (33, 32)"),
-    ("foreign", "not a lossart terrain bundle"),
-])
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("missing", "height file of frame 1 is missing"),
+        ("newer", "schema_version 2 is newer"),
+        ("mismatch", "shape (33, 32)"),
+        ("foreign", "not a lossart terrain bundle"),
+    ],
+)
 def test_broken_bundle_reported_not_crashing(bundle3, tmp_path, how, message):
     bad = _broken(bundle3, tmp_path / how, how)
     # an operator's {'ERROR'} report surfaces in Python as RuntimeError("Error: ...")
@@ -215,7 +226,7 @@ ev = bpy.data.objects['lossart_terrain'].evaluated_get(bpy.context.evaluated_dep
 m = ev.to_mesh()
 co = np.empty(len(m.vertices) * 3, np.float32); m.vertices.foreach_get('co', co)
 z = co[2::3][:33 * 33].reshape(33, 33)
-err = np.abs(z - np.load({str(tmp_path / 'want.npy')!r})).max()
+err = np.abs(z - np.load({str(tmp_path / "want.npy")!r})).max()
 cu = bpy.data.objects['lossart_path'].evaluated_get(bpy.context.evaluated_depsgraph_get())
 print('ERR', err, 'PATHZ', cu.to_mesh().vertices[0].co.z)
 """
@@ -232,7 +243,9 @@ def test_bundle_state_pure_numpy(bundle3):
     np.testing.assert_array_equal(st.heights, b.heights(1))
     # bilinear sampling is exact at grid nodes
     xy = np.column_stack([b.xs[[0, 5, 32]], b.ys[[0, 7, 32]]])
-    np.testing.assert_allclose(b.sample(b.heights(0), xy), b.heights(0)[[0, 7, 32], [0, 5, 32]], atol=1e-6)
+    np.testing.assert_allclose(
+        b.sample(b.heights(0), xy), b.heights(0)[[0, 7, 32], [0, 5, 32]], atol=1e-6
+    )
     half = b.state(0.5)
     np.testing.assert_allclose(half.heights, 0.5 * (b.heights(0) + b.heights(1)), atol=1e-6)
     assert b.state(99).position == 2.0

@@ -30,7 +30,9 @@ def bundle3(tmp_path_factory) -> Path:
 
 
 def _needs_bpy():
-    pytest.importorskip("bpy", reason="the bpy module (Blender as a Python module) is not installed")
+    pytest.importorskip(
+        "bpy", reason="the bpy module (Blender as a Python module) is not installed"
+    )
 
 
 def test_cli_still_png(bundle3, tmp_path):
@@ -38,8 +40,26 @@ def test_cli_still_png(bundle3, tmp_path):
     import imageio.v3 as iio
 
     out = tmp_path / "still.png"
-    code = main(["render", str(bundle3), "--still", "--frame", "1", "--size", "96x64", "--samples", "4",
-                 "--no-denoise", "--device", "CPU", "--palette", "viridis", "--out", str(out)])
+    code = main(
+        [
+            "render",
+            str(bundle3),
+            "--still",
+            "--frame",
+            "1",
+            "--size",
+            "96x64",
+            "--samples",
+            "4",
+            "--no-denoise",
+            "--device",
+            "CPU",
+            "--palette",
+            "viridis",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     img = iio.imread(out)
     assert img.shape[:2] == (64, 96) and img.std() > 10  # an image, not a blank frame
@@ -71,12 +91,19 @@ def test_video_is_mp4_with_three_frames_and_resumes(bundle3, tmp_path):
     assert frames[0].stat().st_mtime_ns == kept
 
     # other settings do not reuse stale frames
-    res = render_video(bundle3, out, fps=12, opts=RenderOptions(**{**TINY.__dict__, "palette": "ice"}))
+    res = render_video(
+        bundle3, out, fps=12, opts=RenderOptions(**{**TINY.__dict__, "palette": "ice"})
+    )
     assert res.frames_rendered == 3
 
     # slow motion: K-1 blended frames between rendered ones
-    slow = render_video(bundle3, out, fps=12, interpolate=3,
-                        opts=RenderOptions(**{**TINY.__dict__, "palette": "ice"}))
+    slow = render_video(
+        bundle3,
+        out,
+        fps=12,
+        interpolate=3,
+        opts=RenderOptions(**{**TINY.__dict__, "palette": "ice"}),
+    )
     assert slow.frames_rendered == 0
     nslow, _ = imageio_ffmpeg.count_frames_and_secs(str(out))
     assert 7 <= nslow <= 9
@@ -117,7 +144,9 @@ def test_no_bpy_and_no_blender_says_how_to_get_either(monkeypatch, tmp_path):
     import shutil
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bpy" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bpy" else real(name, *a)
+    )
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(LossartError, match=r"pip install bpy.*install Blender"):
         blender_command(tmp_path / "job.json")
@@ -160,7 +189,9 @@ def test_addon_build_zip(tmp_path):
     # the add-on uses relative imports only, and never torch or lossart's compute code
     for n in names:
         src = zipfile.ZipFile(zpath).read(n).decode()
-        assert "import torch" not in src and "from lossart" not in src and "import lossart" not in src
+        assert (
+            "import torch" not in src and "from lossart" not in src and "import lossart" not in src
+        )
 
 
 def test_addon_zip_installs_as_blender_extension(tmp_path):
@@ -172,7 +203,8 @@ def test_addon_zip_installs_as_blender_extension(tmp_path):
     (zpath,) = tmp_path.glob("lossart-*.zip")
     code = f"""
 import bpy, sys
-bpy.ops.extensions.package_install_files(filepath={str(zpath)!r}, repo='user_default', enable_on_install=True)
+bpy.ops.extensions.package_install_files(
+    filepath={str(zpath)!r}, repo='user_default', enable_on_install=True)
 import addon_utils
 mods = [m.__name__ for m in addon_utils.modules() if m.__name__.endswith('.lossart')]
 assert mods, 'extension not found'
@@ -180,5 +212,7 @@ assert hasattr(bpy.types.Scene, 'lossart') and hasattr(bpy.types, 'LOSSART_PT_pa
 print('INSTALLED', mods[0])
 """
     env = {**__import__("os").environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert "INSTALLED" in res.stdout, (res.stdout + res.stderr)[-2000:]
