@@ -44,7 +44,8 @@ class Checkpoint:
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()
             raise LossartError(
-                f"checkpoint weights do not fit model {self.model.name!r} ({first[0] if first else exc})"
+                f"checkpoint weights do not fit model {self.model.name!r} "
+                f"({first[0] if first else exc})"
             ) from None
         return model.eval()
 
@@ -57,7 +58,9 @@ class Checkpoint:
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
             "seed": int(self.seed),
             "metrics": dict(self.metrics),
-            "versions": {k: str(v) for k, v in self.versions.items()},  # plain str, not TorchVersion
+            "versions": {
+                k: str(v) for k, v in self.versions.items()
+            },  # plain str, not TorchVersion
             "extra": dict(self.extra),
         }
 
@@ -77,7 +80,9 @@ def read_torch_file(path: str | Path, what: str = "lossart checkpoint") -> Any:
     except Exception as exc:  # noqa: BLE001 - any failure to parse means a foreign or torn file
         first = str(exc).strip().split(". ")[0].splitlines()
         reason = first[0][:100] if first else type(exc).__name__
-        raise LossartError(f"{path}: not a readable {what}, truncated or foreign ({reason})") from None
+        raise LossartError(
+            f"{path}: not a readable {what}, truncated or foreign ({reason})"
+        ) from None
 
 
 def load_checkpoint(path: str | Path, expect_model: ModelSpec | None = None) -> Checkpoint:
@@ -87,8 +92,8 @@ def load_checkpoint(path: str | Path, expect_model: ModelSpec | None = None) -> 
         raise LossartError(f"{path}: not a lossart checkpoint (no {FORMAT!r} format marker)")
     if int(data.get("format_version", 0)) > FORMAT_VERSION:
         raise LossartError(
-            f"{path}: checkpoint format version {data['format_version']} is newer than this lossart "
-            f"reads ({FORMAT_VERSION}); upgrade lossart"
+            f"{path}: checkpoint format version {data['format_version']} is newer than "
+            f"this lossart reads ({FORMAT_VERSION}); upgrade lossart"
         )
     try:
         ckpt = Checkpoint(
@@ -101,7 +106,9 @@ def load_checkpoint(path: str | Path, expect_model: ModelSpec | None = None) -> 
             extra=dict(data.get("extra", {})),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise LossartError(f"{path}: lossart checkpoint is missing or has a bad field ({exc})") from None
+        raise LossartError(
+            f"{path}: lossart checkpoint is missing or has a bad field ({exc})"
+        ) from None
     if expect_model is not None and ckpt.model.to_dict() != expect_model.to_dict():
         raise LossartError(
             f"{path}: holds model {_describe(ckpt.model)}, expected {_describe(expect_model)}"

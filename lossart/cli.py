@@ -31,7 +31,7 @@ def command(add: Callable[[argparse._SubParsersAction], None]):
 
 
 def _model_args(pairs: list[str]) -> dict:
-    """`--model-arg key=value` pairs to constructor kwargs (values parsed as JSON when they can be)."""
+    """`--model-arg key=value` pairs to constructor kwargs (values parsed as JSON if they can)."""
     import json
 
     out = {}
@@ -69,29 +69,60 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train one endpoint (optimum) and write its checkpoint",
-        description="Train one optimum with SGD. Rerunning the same command resumes from OUT.partial.",
+        description="Train one optimum with SGD. Rerun the same command to resume (OUT.partial).",
     )
-    p.add_argument("--model", help="registry name (see `lossart models`) or package.module:factory; "
-                   "default: the dataset's (smallcnn for shapes, resnet20 for CIFAR-like images)")
-    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra model constructor argument (repeatable), e.g. width=32")
-    p.add_argument("--data", default="shapes",
-                   help="shapes | blobs2d | wave1d | cifar10 | cifar100 | mnist | fashion-mnist | svhn | "
-                   "npz:PATH | folder:PATH (default: shapes)")
-    p.add_argument("--data-root", default="data", help="folder of torchvision datasets (default: data)")
-    p.add_argument("--download", action="store_true", help="download a torchvision dataset if missing")
-    p.add_argument("--image-size", type=int, help="image side for folder:PATH datasets (default 64)")
-    p.add_argument("--epochs", type=int, help="default: per dataset (12 for shapes, 200 for CIFAR-like)")
+    p.add_argument(
+        "--model",
+        help="registry name (see `lossart models`) or package.module:factory; "
+        "default: the dataset's (smallcnn for shapes, resnet20 for CIFAR-like images)",
+    )
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra model constructor argument (repeatable), e.g. width=32",
+    )
+    p.add_argument(
+        "--data",
+        default="shapes",
+        help="shapes | blobs2d | wave1d | cifar10 | cifar100 | mnist | fashion-mnist | svhn | "
+        "npz:PATH | folder:PATH (default: shapes)",
+    )
+    p.add_argument(
+        "--data-root", default="data", help="folder of torchvision datasets (default: data)"
+    )
+    p.add_argument(
+        "--download", action="store_true", help="download a torchvision dataset if missing"
+    )
+    p.add_argument(
+        "--image-size", type=int, help="image side for folder:PATH datasets (default 64)"
+    )
+    p.add_argument(
+        "--epochs", type=int, help="default: per dataset (12 for shapes, 200 for CIFAR-like)"
+    )
     p.add_argument("--batch-size", type=int, help="default: per dataset")
     p.add_argument("--lr", type=float, help="base learning rate; default: per dataset")
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--wd", type=float, help="weight decay; default: per dataset")
-    p.add_argument("--schedule", default="garipov", choices=["garipov", "cosine", "constant"],
-                   help="garipov: flat for half, linear to 1%% at 90%% (default); cosine; constant")
-    p.add_argument("--seed", type=int, default=0, help="seed: different seeds give independent optima")
+    p.add_argument(
+        "--schedule",
+        default="garipov",
+        choices=["garipov", "cosine", "constant"],
+        help="garipov: flat for half, linear to 1%% at 90%% (default); cosine; constant",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed: different seeds give independent optima"
+    )
     p.add_argument("--no-augment", action="store_true", help="train without crop/flip augmentation")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (1 is fastest for small models "
+        "on a busy machine; default: torch's choice)",
+    )
     p.add_argument("--out", required=True, help="checkpoint to write, e.g. a.pt")
     p.set_defaults(run=_run_train)
 
@@ -121,6 +152,7 @@ def _run_train(args: argparse.Namespace) -> int:
         augment=not args.no_augment,
         device=device,
         channels_last=args.channels_last,
+        threads=args.threads,
         out=args.out,
     )
     ckpt = train_endpoint(cfg)
@@ -403,45 +435,52 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- render: render, addon
+
+
 @command
 def _add_render(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "render",
         help="render a terrain bundle in Blender: a still PNG or an H.264 MP4",
-        description="Render RUN's terrain bundle (or a bundle folder) through Blender: the bpy module "
-        "when installed, else a blender executable. Cycles on the GPU when there is one. Video frames "
-        "go to <out>_frames/ and an interrupted render resumes where it stopped.",
+        description="Render RUN's terrain bundle (or a bundle folder) through Blender: the bpy "
+        "module when installed, else a blender executable. Cycles on the GPU when there is one. "
+        "Video frames go to <out>_frames/; an interrupted render resumes where it stopped.",
     )
-    p.add_argument("source", metavar="RUN|BUNDLE", help="run folder or terrain bundle folder/manifest")
+    p.add_argument("source", metavar="RUN|BUNDLE", help="run folder or bundle folder/manifest")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--still", action="store_true", help="render one frame to a PNG")
-    mode.add_argument("--video", action="store_true", help="render all frames and encode an MP4")
-    p.add_argument("--out", help="output .png/.mp4 (default RUN/renders/still_*.png or video.mp4)")
+    mode.add_argument("--video", action="store_true", help="render all frames, encode an MP4")
+    p.add_argument("--out", help="output .png/.mp4 (default RUN/renders/still_*.png, video.mp4)")
     p.add_argument("--frame", type=int, help="bundle frame for --still (default: the last)")
     p.add_argument("--fps", type=int, default=24, help="video frame rate (default 24)")
-    p.add_argument("--interpolate", type=int, default=1, metavar="K",
-                   help="K-times slow motion by blending K-1 frames between rendered ones (default 1)")
-    p.add_argument("--speed", type=float, default=1.0,
-                   help="bundle frames per video frame; <1 renders interpolated heights (default 1)")
+    p.add_argument(
+        "--interpolate", type=int, default=1, metavar="K",
+        help="K-times slow motion: K-1 blended frames between rendered ones (default 1)",
+    )
+    p.add_argument(
+        "--speed", type=float, default=1.0,
+        help="bundle frames per video frame; <1 renders interpolated heights (default 1)",
+    )
     p.add_argument("--samples", type=int, default=32, help="Cycles samples (default 32)")
     p.add_argument("--size", default="960x540", help="WIDTHxHEIGHT in pixels (default 960x540)")
-    p.add_argument("--palette", default="losslandscape",
-                   help="losslandscape (default), viridis, magma or ice")
-    p.add_argument("--camera", default="overview", help="overview (default), orbit or flythrough")
+    p.add_argument("--palette", default="losslandscape", help="losslandscape, viridis, magma, ice")
+    p.add_argument("--camera", default="overview", help="overview (default), orbit, flythrough")
     p.add_argument("--height-scale", type=float, default=1.0, help="relief multiplier (default 1)")
     p.add_argument("--glow", type=float, default=14.0, help="path emission strength (default 14)")
     p.add_argument("--bends", action="store_true", help="show the curve's bend points")
-    p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=True,
-                   help="denoise with OpenImageDenoise (default on)")
+    p.add_argument(
+        "--denoise", action=argparse.BooleanOptionalAction, default=True,
+        help="denoise with OpenImageDenoise (default on)",
+    )
     p.add_argument("--engine", default="cycles", choices=["cycles", "eevee"], help="default cycles")
-    p.add_argument("--device", default="auto", help="auto (GPU if any, default), CPU, OPTIX, CUDA, HIP, METAL")
-    p.add_argument("--blender", metavar="PATH", help="render with this Blender executable instead of bpy")
+    p.add_argument("--device", default="auto", help="auto (a GPU if any), CPU, OPTIX, CUDA, HIP")
+    p.add_argument("--blender", metavar="PATH", help="render with this Blender executable")
     p.set_defaults(run=_run_render)
 
     a = sub.add_parser("addon", help="the Blender extension: build its installable zip")
     asub = a.add_subparsers(dest="addon_command", metavar="ACTION", required=True)
     b = asub.add_parser("build", help="write lossart-<version>.zip for Blender's Install from Disk")
-    b.add_argument("--out", default="dist", metavar="DIR", help="folder for the zip (default dist/)")
+    b.add_argument("--out", default="dist", metavar="DIR", help="folder for the zip (default dist)")
     b.set_defaults(run=_run_addon_build)
 
 
@@ -449,17 +488,22 @@ def _run_render(args: argparse.Namespace) -> int:
     from lossart.render import RenderOptions, parse_size, render_still, render_video
 
     opts = RenderOptions(
-        samples=args.samples, size=parse_size(args.size), palette=args.palette, camera=args.camera,
-        denoise=args.denoise, height_scale=args.height_scale, engine=args.engine, device=args.device,
-        path_glow=args.glow, show_bends=args.bends, playback_speed=args.speed, blender=args.blender,
+        samples=args.samples, size=parse_size(args.size), palette=args.palette,
+        camera=args.camera, denoise=args.denoise, height_scale=args.height_scale,
+        engine=args.engine, device=args.device, path_glow=args.glow, show_bends=args.bends,
+        playback_speed=args.speed, blender=args.blender,
     )
     if args.still:
         res = render_still(args.source, args.out, frame=args.frame, opts=opts)
         print(f"{res.out}  ({res.device}, {res.seconds:.1f} s)")
     else:
-        res = render_video(args.source, args.out, fps=args.fps, interpolate=args.interpolate, opts=opts)
-        print(f"{res.out}  ({res.frames_rendered} frames rendered, {res.frames_skipped} reused, "
-              f"{res.device}, {res.seconds:.1f} s)")
+        res = render_video(
+            args.source, args.out, fps=args.fps, interpolate=args.interpolate, opts=opts
+        )
+        print(
+            f"{res.out}  ({res.frames_rendered} frames rendered, {res.frames_skipped} reused, "
+            f"{res.device}, {res.seconds:.1f} s)"
+        )
     return 0
 
 

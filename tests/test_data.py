@@ -79,7 +79,9 @@ def test_npz_images(tmp_path):
     assert ds.x_train.shape == (20, 3, 8, 8) and ds.x_train.dtype == torch.uint8
     raw = np.load(path)["x_train"]
     assert torch.equal(ds.x_train[3], torch.from_numpy(raw[3].transpose(2, 0, 1)))
-    assert ds.num_classes == 4 and ds.classes == ("a", "b", "c", "d") and ds.task == "classification"
+    assert (
+        ds.num_classes == 4 and ds.classes == ("a", "b", "c", "d") and ds.task == "classification"
+    )
     x, _ = eval_subset(ds, "train")
     assert torch.allclose(x.mean((0, 2, 3)), torch.zeros(3), atol=1e-5)  # normalized per channel
 
@@ -97,13 +99,15 @@ def test_npz_features_regression(tmp_path):
 @pytest.mark.parametrize(
     "arrays, message",
     [
-        ({"x_train": np.zeros((4, 3)), "y_train": np.zeros(4, int), "x_test": np.zeros((2, 3))}, "array y_test missing"),
+        ({"x_train": np.zeros((4, 3)), "y_train": np.zeros(4, int), "x_test": np.zeros((2, 3))},
+         "array y_test missing"),
         ({"x_train": np.zeros((4, 3)), "y_train": np.zeros(5, int), "x_test": np.zeros((2, 3)),
           "y_test": np.zeros(2, int)}, "array y_train has shape"),
         ({"x_train": np.zeros((4, 3)), "y_train": np.zeros(4, int), "x_test": np.zeros((2, 7)),
           "y_test": np.zeros(2, int)}, "array x_test"),
         ({"x_train": np.zeros((4, 8, 8, 5), np.uint8), "y_train": np.zeros(4, int),
-          "x_test": np.zeros((2, 8, 8, 5), np.uint8), "y_test": np.zeros(2, int)}, "array x_train has shape"),
+          "x_test": np.zeros((2, 8, 8, 5), np.uint8), "y_test": np.zeros(2, int)},
+         "array x_train has shape"),
         ({"x_train": np.zeros(4), "y_train": np.zeros(4, int), "x_test": np.zeros((2, 3)),
           "y_test": np.zeros(2, int)}, "array x_train"),
     ],
@@ -156,7 +160,9 @@ def _image_folder(root: Path, layout: dict[str, dict[str, int]]) -> Path:
 
 
 def test_image_folder(tmp_path):
-    root = _image_folder(tmp_path / "set", {"train": {"cat": 3, "dog": 2}, "val": {"cat": 1, "dog": 1}})
+    root = _image_folder(
+        tmp_path / "set", {"train": {"cat": 3, "dog": 2}, "val": {"cat": 1, "dog": 1}}
+    )
     ds = load_dataset(parse_data_spec(f"folder:{root}", size=8))
     assert ds.classes == ("cat", "dog") and ds.input_shape == (3, 8, 8)
     assert ds.x_train.shape == (5, 3, 8, 8) and ds.y_train.tolist() == [0, 0, 0, 1, 1]
@@ -195,8 +201,11 @@ def test_train_loader_is_a_function_of_seed_epoch_batch():
     later = list(train_loader(ds, 512, seed=1, epoch=2, start_batch=3))
     other = next(train_loader(ds, 512, seed=1, epoch=3))
     assert len(first) == num_batches(ds, 512) == 10
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(first[3:], later)) and len(later) == 7
+    assert all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        for a, b in zip(first, again, strict=True)
+    )
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first[3:], later, strict=True))
     assert not torch.equal(first[0][0], other[0])
     ys = torch.cat([y for _, y in first])
     assert torch.equal(ys.sort().values, ds.y_train.sort().values)  # every example once
@@ -218,5 +227,7 @@ def test_augmentation_only_when_asked():
     plain = torch.cat([x for x, _ in train_loader(ds, 1000, 0, 0, augment=False)])
     aug = torch.cat([x for x, _ in train_loader(ds, 1000, 0, 0, augment=True)])
     assert not torch.equal(plain, aug)
-    perm = torch.randperm(len(ds.x_train), generator=torch.Generator().manual_seed(0 * 1_000_003 + 0))
+    perm = torch.randperm(
+        len(ds.x_train), generator=torch.Generator().manual_seed(0 * 1_000_003 + 0)
+    )
     assert torch.equal(plain, normalize(ds, ds.x_train[perm]))

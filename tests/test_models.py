@@ -101,13 +101,17 @@ def test_skip_blocks_do_add_the_identity():
     model = create_model(ModelSpec("resnet20", 10, (3, 8, 8))).eval()
     seen = []
     for b in _blocks(model):
-        b.register_forward_hook(lambda blk, i, o: seen.append(torch.equal(o, torch.relu(blk.branch(i[0])))))
+        b.register_forward_hook(
+            lambda blk, i, o: seen.append(torch.equal(o, torch.relu(blk.branch(i[0]))))
+        )
     with torch.no_grad():
         model(torch.randn(2, 3, 8, 8))
     assert not any(seen)
 
 
-@pytest.mark.parametrize("name, input_reaches_output", [("resnet20-noskip", False), ("resnet20", True)])
+@pytest.mark.parametrize(
+    "name, input_reaches_output", [("resnet20-noskip", False), ("resnet20", True)]
+)
 def test_silencing_first_block_cuts_the_input_only_without_skips(name, input_reaches_output):
     """Behavioural: zero the first block's last BN; only an identity path can still carry x."""
     model = create_model(ModelSpec(name, 10, (3, 8, 8))).eval()

@@ -43,7 +43,9 @@ def test_training_reduces_the_loss(tmp_path):
     torch.manual_seed(0)
     fresh = create_model(ModelSpec("smallcnn", ds.num_classes, ds.input_shape))
     before, _ = evaluate_model(fresh, ds, ds.x_test, ds.y_test, "cpu")
-    ckpt = train_endpoint(TrainConfig(data="shapes", epochs=2, out=tmp_path / "a.pt", progress=False))
+    ckpt = train_endpoint(
+        TrainConfig(data="shapes", epochs=2, out=tmp_path / "a.pt", progress=False)
+    )
     assert ckpt.metrics["test_loss"] < 0.7 * before
     assert ckpt.metrics["test_accuracy"] > 0.5  # six classes: chance is 0.17
     assert ckpt.model.name == "smallcnn" and ckpt.data.name == "shapes"
@@ -54,7 +56,9 @@ def test_training_reduces_the_loss(tmp_path):
 
 
 def test_regression_training(tmp_path):
-    ckpt = train_endpoint(TrainConfig(data="wave1d", epochs=30, out=tmp_path / "w.pt", progress=False))
+    ckpt = train_endpoint(
+        TrainConfig(data="wave1d", epochs=30, out=tmp_path / "w.pt", progress=False)
+    )
     first = ckpt.extra["history"][0]["train_loss"]
     assert ckpt.metrics["train_loss"] < 0.5 * first
     assert math.isnan(ckpt.metrics["test_accuracy"])
@@ -62,7 +66,7 @@ def test_regression_training(tmp_path):
 
 @pytest.fixture
 def tiny_images(tmp_path):
-    """96 random 8x8 images in 4 classes: smallcnn trains on it in a blink, with BN and crop-flip."""
+    """96 random 8x8 images in 4 classes: smallcnn trains on it in a blink (BN, crop-flip)."""
     rng = np.random.default_rng(0)
     path = tmp_path / "tiny.npz"
     np.savez(
@@ -98,7 +102,9 @@ def _fail_at(monkeypatch, call: int, how: str):
     monkeypatch.setattr(train_mod, "task_loss", loss)
 
 
-@pytest.mark.parametrize("call, how, expected", [(9, "sigint", KeyboardInterrupt), (8, "crash", RuntimeError)])
+@pytest.mark.parametrize(
+    "call, how, expected", [(9, "sigint", KeyboardInterrupt), (8, "crash", RuntimeError)]
+)
 def test_resume_is_bitwise_exact(tmp_path, monkeypatch, tiny_images, call, how, expected):
     """Ctrl-C mid-epoch (state saved after the step) or a crash (state from the last epoch end):
     rerunning the same config ends with weights identical to an uninterrupted run."""

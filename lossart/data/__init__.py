@@ -1,4 +1,5 @@
-"""Datasets: `parse_data_spec`, `load_dataset`, `eval_subset`, `train_loader` (docs/architecture.md).
+"""Datasets: `parse_data_spec`, `load_dataset`, `eval_subset`, `train_loader` (see
+docs/architecture.md).
 
 Sources: built-ins generated locally (`shapes`, `blobs2d`, `wave1d`), torchvision sets (`cifar10`,
 `cifar100`, `mnist`, `fashion-mnist`, `svhn`; downloaded only when asked), `npz:PATH` and

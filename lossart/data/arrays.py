@@ -26,7 +26,9 @@ def _as_images(path, key: str, x: np.ndarray) -> np.ndarray:
         return x.transpose(0, 3, 1, 2)
     if x.shape[1] in (1, 3, 4):
         return x
-    raise LossartError(f"{path}: array {key} has shape {x.shape}; expected images N,H,W,C with C in 1, 3, 4")
+    raise LossartError(
+        f"{path}: array {key} has shape {x.shape}; expected images N,H,W,C with C in 1, 3, 4"
+    )
 
 
 def load_npz(spec: DataSpec) -> Dataset:
@@ -37,7 +39,9 @@ def load_npz(spec: DataSpec) -> Dataset:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in KEYS if k not in f.files]
             if missing:
-                raise LossartError(f"{path}: array {missing[0]} missing; expected {', '.join(KEYS)}")
+                raise LossartError(
+                    f"{path}: array {missing[0]} missing; expected {', '.join(KEYS)}"
+                )
             arrays = {k: f[k] for k in KEYS}
             classes = tuple(str(c) for c in f["classes"]) if "classes" in f.files else ()
     except LossartError:
@@ -49,10 +53,13 @@ def load_npz(spec: DataSpec) -> Dataset:
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim < 2 or x.shape[0] == 0:
-            raise LossartError(f"{path}: array x_{split} has shape {x.shape}; expected [N, ...] with N > 0")
+            raise LossartError(
+                f"{path}: array x_{split} has shape {x.shape}; expected [N, ...] with N > 0"
+            )
         if y.ndim != 1 or y.shape[0] != x.shape[0]:
             raise LossartError(
-                f"{path}: array y_{split} has shape {y.shape}; expected ({x.shape[0]},) to match x_{split}"
+                f"{path}: array y_{split} has shape {y.shape}; "
+                f"expected ({x.shape[0]},) to match x_{split}"
             )
         if x.dtype == np.uint8 and x.ndim in (3, 4):
             x = _as_images(path, f"x_{split}", x)
@@ -77,13 +84,20 @@ def load_npz(spec: DataSpec) -> Dataset:
         num_classes = max(len(classes), int(max(ytr.max(), yte.max())) + 1)
         if lo < 0:
             raise LossartError(f"{path}: array y_train/y_test has negative labels; expected 0..K-1")
-        y_train, y_test = torch.from_numpy(ytr.astype(np.int64)), torch.from_numpy(yte.astype(np.int64))
+        y_train, y_test = (
+            torch.from_numpy(ytr.astype(np.int64)),
+            torch.from_numpy(yte.astype(np.int64)),
+        )
     elif np.issubdtype(ytr.dtype, np.floating) and np.issubdtype(yte.dtype, np.floating):
         task, num_classes = "regression", 0
-        y_train, y_test = torch.from_numpy(ytr.astype(np.float32)), torch.from_numpy(yte.astype(np.float32))
+        y_train, y_test = (
+            torch.from_numpy(ytr.astype(np.float32)),
+            torch.from_numpy(yte.astype(np.float32)),
+        )
     else:
         raise LossartError(
-            f"{path}: arrays y_train {ytr.dtype} / y_test {yte.dtype}; expected both integer or both float"
+            f"{path}: arrays y_train {ytr.dtype} / y_test {yte.dtype}; "
+            "expected both integer or both float"
         )
 
     x_train = xs["train"]

@@ -43,8 +43,10 @@ def _shape_masks(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.
         "ring": (d <= rr) & (d >= 0.55 * rr),
         "square": np.maximum(np.abs(u), np.abs(v)) <= 0.8 * rr,
         "triangle": np.ones_like(d, dtype=bool),
-        "cross": ((np.abs(u) <= 0.3 * rr) | (np.abs(v) <= 0.3 * rr)) & (np.maximum(np.abs(u), np.abs(v)) <= rr),
-        "stripes": (np.cos(np.pi * u / (0.4 * rr)) > 0) & (np.maximum(np.abs(u), np.abs(v)) <= 0.9 * rr),
+        "cross": ((np.abs(u) <= 0.3 * rr) | (np.abs(v) <= 0.3 * rr))
+        & (np.maximum(np.abs(u), np.abs(v)) <= rr),
+        "stripes": (np.cos(np.pi * u / (0.4 * rr)) > 0)
+        & (np.maximum(np.abs(u), np.abs(v)) <= 0.9 * rr),
     }
     for k in range(3):
         a = theta[:, None, None] + 2 * np.pi * k / 3
@@ -132,7 +134,8 @@ def wave1d(spec: DataSpec) -> Dataset:
     return Dataset(
         spec, "regression", 0, (1,), x_train, torch.from_numpy(ytr),
         torch.from_numpy(xte), torch.from_numpy(yte), mean, std,
-        info={"intervals": [list(iv) for iv in WAVE_INTERVALS], "function": "sin(3x) + 0.3 cos(9x)"},
+        info={"intervals": [list(iv) for iv in WAVE_INTERVALS],
+              "function": "sin(3x) + 0.3 cos(9x)"},
     )  # fmt: skip
 
 

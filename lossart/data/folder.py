@@ -37,7 +37,9 @@ def _load_image(path: Path, size: int) -> np.ndarray:
             im = im.convert("RGB")
             w, h = im.size
             scale = size / min(w, h)
-            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+            im = im.resize(
+                (max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR
+            )
             w, h = im.size
             left, top = (w - size) // 2, (h - size) // 2
             im = im.crop((left, top, left + size, top + size))
@@ -61,7 +63,9 @@ def load_folder(spec: DataSpec) -> Dataset:
     classes = tuple(train_files)
     extra = sorted(set(val_files) - set(classes))
     if extra:
-        raise LossartError(f"{val_dir / extra[0]}: class not in {root / 'train'}; expected the same classes")
+        raise LossartError(
+            f"{val_dir / extra[0]}: class not in {root / 'train'}; expected the same classes"
+        )
 
     total = sum(map(len, train_files.values())) + sum(map(len, val_files.values()))
     arrays = {}

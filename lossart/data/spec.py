@@ -1,4 +1,4 @@
-"""What a dataset is (`DataSpec`, parsed from the `--data` string) and what loading gives (`Dataset`)."""
+"""What a dataset is (`DataSpec`, parsed from `--data`) and what loading gives (`Dataset`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ from lossart.errors import LossartError
 BUILTIN = ("shapes", "blobs2d", "wave1d")
 TORCHVISION = ("cifar10", "cifar100", "mnist", "fashion-mnist", "svhn")
 PREFIXES = ("npz:", "folder:")
-ALIASES = {"fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar-100": "cifar100"}
+ALIASES = {
+    "fashionmnist": "fashion-mnist",
+    "fmnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "cifar-100": "cifar100",
+}
 
 
 def known_datasets() -> str:
@@ -35,7 +40,7 @@ class DataSpec:
 
     @property
     def kind(self) -> str:
-        """"builtin", "torchvision", "npz" or "folder"."""
+        """ "builtin", "torchvision", "npz" or "folder"."""
         if self.name.startswith("npz:"):
             return "npz"
         if self.name.startswith("folder:"):

@@ -23,7 +23,13 @@ STATS = {
     "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
 }
 # digits must not be mirrored; natural images may
-AUGMENT = {"cifar10": "crop-flip", "cifar100": "crop-flip", "mnist": "crop", "fashion-mnist": "crop-flip", "svhn": "crop"}
+AUGMENT = {
+    "cifar10": "crop-flip",
+    "cifar100": "crop-flip",
+    "mnist": "crop",
+    "fashion-mnist": "crop-flip",
+    "svhn": "crop",
+}
 
 
 def _split(name: str, root: str, train: bool, download: bool):
@@ -42,7 +48,9 @@ def _split(name: str, root: str, train: bool, download: bool):
 
 def _arrays(name: str, ds) -> tuple[torch.Tensor, torch.Tensor]:
     if name == "svhn":  # already N, 3, H, W
-        return torch.from_numpy(np.ascontiguousarray(ds.data)), torch.as_tensor(ds.labels, dtype=torch.int64)
+        return torch.from_numpy(np.ascontiguousarray(ds.data)), torch.as_tensor(
+            ds.labels, dtype=torch.int64
+        )
     data = torch.as_tensor(np.asarray(ds.data))
     data = data[:, None] if data.dim() == 3 else data.permute(0, 3, 1, 2)
     return data.contiguous(), torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)

@@ -27,7 +27,7 @@ CIFAR10_SHAPE = (3, 32, 32)
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model is: a registry name (or `pkg.mod:factory`), output size, input shape, options."""
+    """A model: registry name (or `pkg.mod:factory`), output size, input shape, options."""
 
     name: str
     num_classes: int
@@ -48,7 +48,9 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
-        return cls(d["name"], int(d["num_classes"]), tuple(d["input_shape"]), dict(d.get("kwargs", {})))
+        return cls(
+            d["name"], int(d["num_classes"]), tuple(d["input_shape"]), dict(d.get("kwargs", {}))
+        )
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ def create_model(spec: ModelSpec) -> nn.Module:
         raise LossartError(f"--model {spec.name!r}: bad arguments {spec.kwargs} ({exc})") from None
     if not isinstance(model, nn.Module):
         raise LossartError(
-            f"--model {spec.name!r}: factory returned {type(model).__name__}, expected a torch.nn.Module"
+            f"--model {spec.name!r}: factory returned {type(model).__name__}, "
+            "expected a torch.nn.Module"
         )
     return model
 
@@ -109,7 +112,7 @@ def count_params(model: nn.Module) -> int:
 
 
 def list_models() -> list[ModelInfo]:
-    """Every registered model with its parameter count at CIFAR-10 shapes (built on `meta`, free)."""
+    """Every registered model with its parameter count at CIFAR-10 shapes (built on `meta`)."""
     _load_zoo()
     rows = []
     for name in sorted(_REGISTRY):
@@ -127,12 +130,16 @@ def _user_factory(name: str) -> Constructor:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - any import failure is the user's module
-        raise LossartError(f"--model {name!r}: cannot import module {module_name!r} ({exc})") from None
+        raise LossartError(
+            f"--model {name!r}: cannot import module {module_name!r} ({exc})"
+        ) from None
     fn = module
     for part in attr.split("."):
         fn = getattr(fn, part, None)
         if fn is None:
-            raise LossartError(f"--model {name!r}: module {module_name!r} has no attribute {attr!r}")
+            raise LossartError(
+                f"--model {name!r}: module {module_name!r} has no attribute {attr!r}"
+            )
     if not callable(fn):
         raise LossartError(f"--model {name!r}: {attr!r} is not callable")
     return fn

@@ -97,9 +97,9 @@ def _make(depth: int, skip: bool):
 
 
 for _depth in (20, 32, 56):
-    register_model(f"resnet{_depth}", f"CIFAR ResNet-{_depth} (He et al. 2016, option A shortcuts)")(
-        _make(_depth, True)
-    )
+    register_model(
+        f"resnet{_depth}", f"CIFAR ResNet-{_depth} (He et al. 2016, option A shortcuts)"
+    )(_make(_depth, True))
     register_model(
         f"resnet{_depth}-noskip", f"ResNet-{_depth} without skip connections (no identity path)"
     )(_make(_depth, False))

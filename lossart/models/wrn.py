@@ -21,7 +21,9 @@ class WideBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
         self.project = (
-            nn.Conv2d(cin, cout, 1, stride=stride, bias=False) if stride != 1 or cin != cout else None
+            nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+            if stride != 1 or cin != cout
+            else None
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
