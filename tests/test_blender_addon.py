@@ -250,3 +250,42 @@ def test_bundle_state_pure_numpy(bundle3):
     np.testing.assert_allclose(half.heights, 0.5 * (b.heights(0) + b.heights(1)), atol=1e-6)
     assert b.state(99).position == 2.0
     assert landscape.frame_count(b, 1.0) == 3 and landscape.frame_count(b, 0.25) == 9
+
+
+def test_animation_render_follows_frames(bundle3, tmp_path):
+    # Blender's own animation render (what Ctrl+F12 does): the handler moves the terrain per frame
+    from blender_addon import render
+
+    scene = _import(bundle3)
+    render.configure(scene, samples=2, size=(48, 32), denoise=False, device="CPU")
+    scene.render.filepath = str(tmp_path / "anim_")
+    bpy.ops.render.render(animation=True)
+    import imageio.v3 as iio
+
+    imgs = [iio.imread(tmp_path / f"anim_{f:04d}.png").astype(float) for f in (1, 2, 3)]
+    assert np.abs(imgs[0] - imgs[2]).mean() > 1.0  # the valley moved between first and last
+
+
+def test_plane_of_three_and_bends(tmp_path):
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    b = synthetic_bundle(tmp_path / "plane3", size=17, kind="plane3")
+    scene = _import(b, show_bends=True)
+    s = scene.lossart
+    assert s.path.hide_render  # no curve in a plane of three optima
+    names = sorted(o["lossart_point"] for o in s.collection.objects if "lossart_point" in o)
+    assert names == ["w1", "w2", "w3"]
+    assert (scene.frame_start, scene.frame_end) == (1, 1)
+
+
+def test_show_bends_toggles_bend_markers(bundle3):
+    scene = _import(bundle3)
+    bend = bpy.data.objects["lossart_bend_0"]
+    assert bend.hide_render
+    scene.lossart.show_bends = True
+    assert not bend.hide_render
+    b = load_bundle(bundle3)
+    wmap = WorldMap.for_bundle(b)
+    scene.frame_set(2)
+    want = wmap.world(np.column_stack([b.frames[1].bends, [0.0]]), 1.0)[0]
+    assert tuple(bend.location)[:2] == pytest.approx(tuple(want[:2]), abs=1e-5)
