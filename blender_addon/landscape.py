@@ -112,6 +112,7 @@ def import_landscape(
             obj["lossart_bend"] = k
 
         stage.setup_world(scene)
+        stage.setup_bloom(scene)
         stage.setup_lights(coll)
         s.camera, s.pivot, s.target = stage.build_camera(scene, coll)
         scene.render.use_lock_interface = True  # the handler edits data while rendering

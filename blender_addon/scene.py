@@ -183,3 +183,44 @@ def fly_camera(cam, target, path_world: np.ndarray, progress: float) -> None:
         float(here[2] + 1.9),
     )
     target.location = tuple(float(v) for v in there)
+
+
+def setup_bloom(scene: bpy.types.Scene, strength: float = 0.5, threshold: float = 1.0) -> bool:
+    """A soft bloom in the compositor so the path and markers glow beyond their edges.
+
+    Blender 5 keeps the compositor in a node group (`scene.compositing_node_group`) and the
+    glare settings in sockets; 4.2-4.5 use `scene.node_tree` and node properties. Returns
+    False (and leaves the scene as it was) where neither API is found.
+    """
+    try:
+        if hasattr(scene, "compositing_node_group"):
+            ng = bpy.data.node_groups.new("lossart_compositor", "CompositorNodeTree")
+            ng.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+            out = ng.nodes.new("NodeGroupOutput")
+            scene.compositing_node_group = ng
+        else:
+            scene.use_nodes = True
+            ng = scene.node_tree
+            ng.nodes.clear()
+            out = ng.nodes.new("CompositorNodeComposite")
+        layers = ng.nodes.new("CompositorNodeRLayers")
+        glare = ng.nodes.new("CompositorNodeGlare")
+        if "Type" in glare.inputs:
+            glare.inputs["Type"].default_value = "Bloom"
+            glare.inputs["Threshold"].default_value = threshold
+            glare.inputs["Strength"].default_value = strength
+            glare.inputs["Size"].default_value = 0.6
+        else:
+            glare.glare_type = (
+                "BLOOM"
+                if "BLOOM" in glare.bl_rna.properties["glare_type"].enum_items.keys()
+                else "FOG_GLOW"
+            )
+            glare.threshold = threshold
+            glare.mix = strength - 1.0  # -1 = image only, 0 = even mix
+        ng.links.new(layers.outputs["Image"], glare.inputs["Image"])
+        ng.links.new(glare.outputs["Image"], out.inputs[0])
+        return True
+    except (AttributeError, KeyError, TypeError, RuntimeError) as exc:
+        print(f"lossart: no bloom ({exc})")
+        return False
