@@ -1,0 +1,1 @@
+"""The seed's analyses beyond terrain: ensembles along the path, function diversity."""
