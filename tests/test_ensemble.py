@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from grid_fixtures import make_curve_run
+
 from lossart.analyses.ensemble import combine, ensemble_along_paths, ensemble_run, single
 from lossart.atomic import torch_save
 from lossart.cli import main
