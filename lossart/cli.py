@@ -519,6 +519,38 @@ def _run_addon_build(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- analyses: ensemble, functions
 
 
+@command
+def _add_ensemble(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ensemble",
+        help="test accuracy of the ensemble of w1 and a point moving along the path",
+        description="The seed's Figure 8: the two-network ensemble {w1, phi(t)} on the test set as t "
+        "goes from 0 to 1, for the trained curve and the straight segment, against the ensemble of "
+        "the two endpoints. Writes RUN/analyses/ensemble.{csv,json,png}.",
+    )
+    p.add_argument("run_dir", metavar="RUN", help="curve run folder (lossart curve)")
+    p.add_argument("--points", type=int, default=21, help="evenly spaced t per path (default 21)")
+    p.add_argument("--subset", type=int, default=2000,
+                   help="train examples (fixed, seeded) for the BN statistics at every point")
+    p.add_argument("--tolerance", type=float, default=0.005,
+                   help="accuracy margin for 'ensembles as well as the endpoints' (default 0.005)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(run=_run_ensemble)
+
+
+def _run_ensemble(args: argparse.Namespace) -> int:
+    from lossart.analyses.ensemble import ensemble_run
+
+    result = ensemble_run(args.run_dir, args.points, args.subset, args.device)
+    print(result.table())
+    t_curve = result.first_t_matching("curve", args.tolerance)
+    t_seg = result.first_t_matching("segment", args.tolerance)
+    print(f"ensemble within {100 * args.tolerance:.1f} points of the endpoint ensemble from "
+          f"t = {t_curve} on the curve, t = {t_seg} on the segment")
+    print("wrote " + ", ".join(result.files.values()))
+    return 0
+
+
 # ---------------------------------------------------------------- entry point
 
 
