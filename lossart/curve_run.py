@@ -96,7 +96,9 @@ class CurveRun:
     def final_bends(self) -> torch.Tensor:
         """The trained bends (final.pt); refuses an unfinished run."""
         if not self.final_path.is_file():
-            raise LossartError(f"{self.run.root}: curve training has not finished (no curve/final.pt)")
+            raise LossartError(
+                f"{self.run.root}: curve training has not finished (no curve/final.pt)"
+            )
         return load_bends(self.final_path)
 
     def build_model(self) -> nn.Module:
@@ -131,7 +133,9 @@ def read_frames(run: Run) -> tuple[dict[str, Any], list[FrameRecord]]:
             for f in data["frames"]
         ]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise LossartError(f"{path}: not a valid frames file ({type(exc).__name__}: {exc})") from None
+        raise LossartError(
+            f"{path}: not a valid frames file ({type(exc).__name__}: {exc})"
+        ) from None
     return data, frames
 
 

@@ -83,15 +83,23 @@ class CurveConfig:
         for name in ("epochs", "batch_size", "frames", "loss_window"):
             if int(getattr(self, name)) < 1:
                 flag = "--" + name.replace("_", "-")
-                raise LossartError(f"{flag}: expected a whole number >= 1, got {getattr(self, name)}")
+                raise LossartError(
+                    f"{flag}: expected a whole number >= 1, got {getattr(self, name)}"
+                )
         if self.frames < 2:
-            raise LossartError(f"--frames: expected at least 2 (initial and final), got {self.frames}")
+            raise LossartError(
+                f"--frames: expected at least 2 (initial and final), got {self.frames}"
+            )
         if self.frame_spacing not in SPACINGS:
-            raise LossartError(f"--frame-spacing: expected uniform or log, got {self.frame_spacing!r}")
+            raise LossartError(
+                f"--frame-spacing: expected uniform or log, got {self.frame_spacing!r}"
+            )
         if not self.lr > 0:
             raise LossartError(f"--lr: expected a positive number, got {self.lr}")
         if self.wd < 0 or not 0 <= self.momentum < 1:
-            raise LossartError(f"--wd must be >= 0 and --momentum in [0, 1), got {self.wd}, {self.momentum}")
+            raise LossartError(
+                f"--wd must be >= 0 and --momentum in [0, 1), got {self.wd}, {self.momentum}"
+            )
         CurveSpec(self.kind, self.bends)
 
 
@@ -155,8 +163,14 @@ def load_endpoints(path1: str | Path, path2: str | Path) -> Endpoints:
             raise LossartError(f"{path}: {exc}") from None
     if torch.equal(flats[0], flats[1]):
         raise LossartError(f"{path1} and {path2} hold the same weights: there is no curve to train")
-    return Endpoints(ck1.model, ck1.data if ck1.data == ck2.data else None, layout, flats[0], flats[1],
-                     (int(ck1.seed), int(ck2.seed)))
+    return Endpoints(
+        ck1.model,
+        ck1.data if ck1.data == ck2.data else None,
+        layout,
+        flats[0],
+        flats[1],
+        (int(ck1.seed), int(ck2.seed)),
+    )
 
 
 def _copy_file(src: Path, dst: Path) -> None:
@@ -172,17 +186,21 @@ def prepare_run(cfg: CurveConfig, ends: Endpoints, data_spec: Any) -> Run:
         raise LossartError(f"--out {run.root}: exists and is not a folder")
     if run.root.is_dir() and any(run.root.iterdir()):
         if not run.manifest.is_file():
-            raise LossartError(f"--out {run.root}: folder exists, is not empty and is not a lossart run")
+            raise LossartError(
+                f"--out {run.root}: folder exists, is not empty and is not a lossart run"
+            )
         meta = run.read()
         if meta.get("kind") != "curve":
-            raise LossartError(f"--out {run.root}: an existing {meta.get('kind')!r} run, not a curve run")
+            raise LossartError(
+                f"--out {run.root}: an existing {meta.get('kind')!r} run, not a curve run"
+            )
         old = meta.get("curve_training", {})
         for key, value in settings.items():
             if old.get(key) != value:
                 flag = "--" + key.replace("_", "-")
                 raise LossartError(
-                    f"--out {run.root}: existing curve run has {flag} {old.get(key)!r}, asked {value!r}; "
-                    "use another --out or the same settings to resume"
+                    f"--out {run.root}: existing curve run has {flag} {old.get(key)!r}, "
+                    f"asked {value!r}; use another --out or the same settings to resume"
                 )
         from lossart.checkpoint import load_checkpoint
 
@@ -190,7 +208,8 @@ def prepare_run(cfg: CurveConfig, ends: Endpoints, data_spec: Any) -> Run:
             ck = load_checkpoint(run.endpoints / f"{name}.pt")
             if not torch.equal(ends.layout.flatten(ck.state_dict).float(), w):
                 raise LossartError(
-                    f"--out {run.root}: existing run's endpoint {name} differs from {getattr(cfg, name)}"
+                    f"--out {run.root}: existing run's endpoint {name} differs from "
+                    f"{getattr(cfg, name)}"
                 )
         run.record_command("curve")
         return run
@@ -282,9 +301,11 @@ def _load_state(run: Run, settings: dict) -> dict | None:
     if not path.is_file():
         return None
     try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
+        data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise LossartError(f"{path}: unreadable resume state ({type(exc).__name__}); delete it to restart") from None
+        raise LossartError(
+            f"{path}: unreadable resume state ({type(exc).__name__}); delete it to restart"
+        ) from None
     if data.get("version") != STATE_VERSION or data.get("settings") != settings:
         raise LossartError(f"{path}: resume state of other settings; use another --out")
     return data
@@ -298,8 +319,9 @@ def _write_frames_json(run: Run, cfg: CurveConfig, total: int, frames: list[dict
             "total_steps": total,
             "frames_requested": cfg.frames,
             "frame_spacing": cfg.frame_spacing,
-            "train_loss": f"mean task loss of the last {cfg.loss_window} minibatches, each at its own "
-            "t ~ U(0,1), before that step's update (frame 0: first minibatch at the initial bends)",
+            "train_loss": f"mean task loss of the last {cfg.loss_window} minibatches, each at its "
+            "own t ~ U(0,1), before that step's update (frame 0: first minibatch at the initial "
+            "bends)",
             "frames": frames,
         },
     )
@@ -312,9 +334,32 @@ def steps_per_epoch(ds: Any, batch_size: int) -> int:
     return num_batches(ds, batch_size)
 
 
-def train_curve(
-    cfg: CurveConfig, on_step: Callable[[int, float], None] | None = None
-) -> CurveRun:
+def curve_objective(
+    model: torch.nn.Module,
+    layout: ParamLayout,
+    buffers: dict[str, torch.Tensor],
+    spec: CurveSpec,
+    w1: torch.Tensor,
+    bends: torch.Tensor,
+    w2: torch.Tensor,
+    t: float,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    task: str,
+    wd: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(objective, task loss) of one minibatch at φ(t): objective = loss + wd/2·|φ(t)|².
+
+    The model runs as it is (training mode for curve training) at φ(t) through
+    `functional_call`; `buffers` receive the BN running-statistics updates, never the model.
+    """
+    phi = curve_point(spec, w1, bends, w2, t)
+    out = functional_call(model, {**buffers, **layout.unflatten(phi)}, (x,))
+    loss = task_loss(out, y, task)
+    return (loss + 0.5 * wd * phi.square().sum() if wd else loss), loss
+
+
+def train_curve(cfg: CurveConfig, on_step: Callable[[int, float], None] | None = None) -> CurveRun:
     """Train the curve of `cfg` into `cfg.out` (resuming whatever is there) and return it.
 
     `on_step(step, loss)` is called after every completed step (logging, tests).
@@ -350,8 +395,11 @@ def train_curve(
     layout = ends.layout
     buffers = private_buffers(model)
     w1, w2 = ends.w1.to(device), ends.w2.to(device)
-    ts = torch.rand(total, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + 17),
-                    dtype=torch.float64)
+    ts = torch.rand(
+        total,
+        generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + 17),
+        dtype=torch.float64,
+    )
 
     saved = _load_state(run, settings)
     if saved is None:
@@ -359,8 +407,13 @@ def train_curve(
         bends = init_bends(spec, ends.w1, ends.w2, cfg.init_noise, generator=g).to(device)
         st = _State(0, bends, {}, [], [])
     else:
-        st = _State(saved["step"], saved["bends"].to(device), saved["optimizer"], saved["recent"],
-                    saved["frames"])
+        st = _State(
+            saved["step"],
+            saved["bends"].to(device),
+            saved["optimizer"],
+            saved["recent"],
+            saved["frames"],
+        )
     bends = st.bends.requires_grad_(True)
     opt = torch.optim.SGD([bends], lr=cfg.lr, momentum=cfg.momentum)
     if st.optimizer:
@@ -371,8 +424,9 @@ def train_curve(
     def record(index: int, step: int, loss: float, b: torch.Tensor) -> None:
         rel = f"frames/frame_{index:05d}.pt"
         torch_save({"bends": b.detach().cpu().clone()}, run.curve / rel)
-        st.frames.append({"index": index, "step": step, "epoch": step / spe, "train_loss": loss,
-                          "file": rel})
+        st.frames.append(
+            {"index": index, "step": step, "epoch": step / spe, "train_loss": loss, "file": rel}
+        )
         _write_frames_json(run, cfg, total, st.frames)
 
     bar = progress(total=total, desc="curve", unit="step", initial=st.step)
@@ -380,23 +434,41 @@ def train_curve(
         with _deferred_sigint() as interrupt:
             for epoch in range(st.step // spe, cfg.epochs):
                 skip = st.step - epoch * spe
-                batches = train_loader(ds, cfg.batch_size, seed=cfg.seed, epoch=epoch,
-                                       augment=cfg.augment, device=device, start_batch=skip)
+                batches = train_loader(
+                    ds,
+                    cfg.batch_size,
+                    seed=cfg.seed,
+                    epoch=epoch,
+                    augment=cfg.augment,
+                    device=device,
+                    start_batch=skip,
+                )
                 for x, y in batches:
                     s = st.step
                     for group in opt.param_groups:
                         group["lr"] = learning_rate(cfg.schedule, cfg.lr, s / total)
-                    phi = curve_point(spec, w1, bends, w2, float(ts[s]))
-                    out = functional_call(model, {**buffers, **layout.unflatten(phi)}, (x,))
-                    loss = task_loss(out, y, ds.task)
+                    objective, loss = curve_objective(
+                        model,
+                        layout,
+                        buffers,
+                        spec,
+                        w1,
+                        bends,
+                        w2,
+                        float(ts[s]),
+                        x,
+                        y,
+                        ds.task,
+                        cfg.wd,
+                    )
                     lv = float(loss.detach())
                     if not math.isfinite(lv):
                         raise LossartError(
-                            f"curve training diverged at step {s} (loss {lv}); lower --lr (now {cfg.lr})"
+                            f"curve training diverged at step {s} (loss {lv}); "
+                            f"lower --lr (now {cfg.lr})"
                         )
                     if s == 0 and not st.frames:
                         record(0, 0, lv, bends)
-                    objective = loss + 0.5 * cfg.wd * phi.square().sum() if cfg.wd else loss
                     opt.zero_grad(set_to_none=True)
                     objective.backward()
                     opt.step()
@@ -413,7 +485,8 @@ def train_curve(
                         raise KeyboardInterrupt
                 if st.step != (epoch + 1) * spe:
                     raise LossartError(
-                        f"data loader gave {st.step - epoch * spe} batches in epoch {epoch}, expected {spe}"
+                        f"data loader gave {st.step - epoch * spe} batches in epoch {epoch}, "
+                        f"expected {spe}"
                     )
                 _save_state(run, st, opt, settings)
     finally:
@@ -421,7 +494,9 @@ def train_curve(
     if len(st.frames) != cfg.frames:
         raise LossartError(f"{run.root}: recorded {len(st.frames)} frames, expected {cfg.frames}")
     torch_save({"bends": bends.detach().cpu().clone()}, run.curve / "final.pt")
-    run.update(curve_status={"complete": True, "steps": total, "frames": cfg.frames, "time": now_iso()})
+    run.update(
+        curve_status={"complete": True, "steps": total, "frames": cfg.frames, "time": now_iso()}
+    )
     return load_curve_run(run)
 
 

@@ -65,7 +65,9 @@ def coefficients(spec: CurveSpec, t: torch.Tensor) -> torch.Tensor:
     if spec.kind == "bezier":
         n = k + 1
         i = torch.arange(n + 1, device=t.device, dtype=t.dtype)
-        binom = torch.tensor([float(comb(n, j)) for j in range(n + 1)], device=t.device, dtype=t.dtype)
+        binom = torch.tensor(
+            [float(comb(n, j)) for j in range(n + 1)], device=t.device, dtype=t.dtype
+        )
         tt = t.unsqueeze(-1)
         # pow(0, 0) == 1, so the ends come out exactly one-hot.
         return binom * tt.pow(i) * (1 - tt).pow(n - i)
@@ -111,7 +113,10 @@ def init_bends(
 
 def _check_shapes(w1: torch.Tensor, bends: torch.Tensor, w2: torch.Tensor, spec: CurveSpec) -> None:
     if w1.shape != w2.shape or w1.dim() != 1:
-        raise LossartError(f"endpoints must be flat vectors of one size, got {tuple(w1.shape)} and {tuple(w2.shape)}")
+        raise LossartError(
+            "endpoints must be flat vectors of one size, "
+            f"got {tuple(w1.shape)} and {tuple(w2.shape)}"
+        )
     if bends.shape != (spec.bends, w1.shape[0]):
         raise LossartError(
             f"bends have shape {tuple(bends.shape)}, expected ({spec.bends}, {w1.shape[0]})"
@@ -119,7 +124,11 @@ def _check_shapes(w1: torch.Tensor, bends: torch.Tensor, w2: torch.Tensor, spec:
 
 
 def curve_point(
-    spec: CurveSpec, w1: torch.Tensor, bends: torch.Tensor, w2: torch.Tensor, t: float | torch.Tensor
+    spec: CurveSpec,
+    w1: torch.Tensor,
+    bends: torch.Tensor,
+    w2: torch.Tensor,
+    t: float | torch.Tensor,
 ) -> torch.Tensor:
     """φ(t) as a flat vector `[P]`; differentiable with respect to `bends`.
 

@@ -81,14 +81,15 @@ class CurveEvaluation:
             f"{'t':>5}  {'curve train':>11} {'curve test':>10} {'acc':>6}   "
             f"{'segment train':>13} {'segment test':>12} {'acc':>6}"
         ]
-        for c, s in zip(self.curve.points, self.segment.points):
+        for c, s in zip(self.curve.points, self.segment.points, strict=True):
             lines.append(
                 f"{c.t:5.2f}  {c.train_loss:11.4f} {c.test_loss:10.4f} {_pct(c.test_acc):>6}   "
                 f"{s.train_loss:13.4f} {s.test_loss:12.4f} {_pct(s.test_acc):>6}"
             )
         lines.append(
-            f"barrier (train loss): curve {self.curve.barrier:.4f}, segment {self.segment.barrier:.4f}"
-            f"  (test: curve {self.curve.test_barrier:.4f}, segment {self.segment.test_barrier:.4f})"
+            f"barrier (train loss): curve {self.curve.barrier:.4f}, "
+            f"segment {self.segment.barrier:.4f}  (test: curve {self.curve.test_barrier:.4f}, "
+            f"segment {self.segment.test_barrier:.4f})"
         )
         return "\n".join(lines)
 
@@ -131,17 +132,23 @@ class BNEvaluator:
             train_out = functional_call(self.model, {**buffers, **params}, (train_x,))
             self.model.eval()
             test_out = torch.cat(
-                [functional_call(self.model, {**buffers, **params}, (xs,)) for xs in test_x.split(chunk)]
+                [
+                    functional_call(self.model, {**buffers, **params}, (xs,))
+                    for xs in test_x.split(chunk)
+                ]
             )
         finally:
-            for m, mom in zip(self.bns, momenta):
+            for m, mom in zip(self.bns, momenta, strict=True):
                 m.momentum = mom
             self.model.train()
         return train_out, test_out
 
     def evaluate(
-        self, flat: torch.Tensor, train: tuple[torch.Tensor, torch.Tensor],
-        test: tuple[torch.Tensor, torch.Tensor], chunk: int = 1000,
+        self,
+        flat: torch.Tensor,
+        train: tuple[torch.Tensor, torch.Tensor],
+        test: tuple[torch.Tensor, torch.Tensor],
+        chunk: int = 1000,
     ) -> tuple[float, float, float, float]:
         """(train loss, train acc, test loss, test acc) at `flat`."""
         train_out, test_out = self.outputs(flat, train[0], test[0], chunk)
@@ -178,16 +185,20 @@ def evaluate_paths(
     ts = torch.linspace(0, 1, points, dtype=torch.float64)
     curve_w = curve_points(curve_run.spec, w1, bends, w2, ts)
     seg_w = torch.where(
-        (ts == 0).to(device)[:, None], w1,
-        torch.where((ts == 1).to(device)[:, None], w2,
-                    (1 - ts.float().to(device))[:, None] * w1 + ts.float().to(device)[:, None] * w2),
+        (ts == 0).to(device)[:, None],
+        w1,
+        torch.where(
+            (ts == 1).to(device)[:, None],
+            w2,
+            (1 - ts.float().to(device))[:, None] * w1 + ts.float().to(device)[:, None] * w2,
+        ),
     )
     cache: dict[float, tuple[float, float, float, float]] = {}
     results: dict[str, list[PointEval]] = {"curve": [], "segment": []}
     bar = progress(total=2 * points - 2, desc="eval-curve", unit="pt")
     try:
         for name, ws in (("curve", curve_w), ("segment", seg_w)):
-            for t, w in zip(ts.tolist(), ws):
+            for t, w in zip(ts.tolist(), ws, strict=True):
                 if t in (0.0, 1.0) and t in cache:  # endpoints are the same weights on both paths
                     r = cache[t]
                 else:
@@ -199,8 +210,10 @@ def evaluate_paths(
     finally:
         bar.close()
     return CurveEvaluation(
-        PathEval("curve", results["curve"]), PathEval("segment", results["segment"]),
-        train_subset=int(train[0].shape[0]), test_size=int(test[0].shape[0]),
+        PathEval("curve", results["curve"]),
+        PathEval("segment", results["segment"]),
+        train_subset=int(train[0].shape[0]),
+        test_size=int(test[0].shape[0]),
     )
 
 
@@ -217,7 +230,11 @@ def evaluate_curve_run(
     result = evaluate_paths(cr, points, subset, device, seed)
     out = run.analyses
     out.mkdir(parents=True, exist_ok=True)
-    files = {"csv": out / "eval_curve.csv", "json": out / "eval_curve.json", "png": out / "eval_curve.png"}
+    files = {
+        "csv": out / "eval_curve.csv",
+        "json": out / "eval_curve.json",
+        "png": out / "eval_curve.png",
+    }
     _write_csv(result, files["csv"])
     write_json(
         files["json"],
@@ -230,8 +247,13 @@ def evaluate_curve_run(
             "subset_seed": seed,
             "bn": "train subset statistics at every point (exact BN); test in eval mode with them",
             "barrier": {"curve": result.curve.barrier, "segment": result.segment.barrier},
-            "test_barrier": {"curve": result.curve.test_barrier, "segment": result.segment.test_barrier},
-            "paths": {p.name: [asdict(x) for x in p.points] for p in (result.curve, result.segment)},
+            "test_barrier": {
+                "curve": result.curve.test_barrier,
+                "segment": result.segment.test_barrier,
+            },
+            "paths": {
+                p.name: [asdict(x) for x in p.points] for p in (result.curve, result.segment)
+            },
         },
     )
     plot_paths(result, files["png"], title=f"{run.root.name}: {cr.spec.kind} curve vs segment")
@@ -246,8 +268,16 @@ def _write_csv(result: CurveEvaluation, path: Path) -> None:
         w.writerow(["path", "t", "train_loss", "train_acc", "test_loss", "test_acc"])
         for p in (result.curve, result.segment):
             for x in p.points:
-                w.writerow([p.name, f"{x.t:.6g}", repr(x.train_loss), repr(x.train_acc),
-                            repr(x.test_loss), repr(x.test_acc)])
+                w.writerow(
+                    [
+                        p.name,
+                        f"{x.t:.6g}",
+                        repr(x.train_loss),
+                        repr(x.train_acc),
+                        repr(x.test_loss),
+                        repr(x.test_acc),
+                    ]
+                )
 
 
 def plot_paths(result: CurveEvaluation, path: Path, title: str = "") -> None:
@@ -258,17 +288,30 @@ def plot_paths(result: CurveEvaluation, path: Path, title: str = "") -> None:
     import matplotlib.pyplot as plt
 
     has_acc = not math.isnan(result.curve.points[0].train_acc)
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6, 4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if has_acc else 1, figsize=(11 if has_acc else 6, 4), squeeze=False
+    )
     styles = {"curve": "tab:blue", "segment": "tab:red"}
     for p in (result.curve, result.segment):
         ts = [x.t for x in p.points]
         c = styles[p.name]
         label = f"{p.name} (barrier {p.barrier:.3f})"
-        axes[0, 0].plot(ts, [x.train_loss for x in p.points], "-o", color=c, ms=3, label=f"{label}, train")
+        axes[0, 0].plot(
+            ts, [x.train_loss for x in p.points], "-o", color=c, ms=3, label=f"{label}, train"
+        )
         axes[0, 0].plot(ts, [x.test_loss for x in p.points], "--", color=c, label=f"{p.name}, test")
         if has_acc:
-            axes[0, 1].plot(ts, [100 * x.train_acc for x in p.points], "-o", color=c, ms=3, label=f"{p.name}, train")
-            axes[0, 1].plot(ts, [100 * x.test_acc for x in p.points], "--", color=c, label=f"{p.name}, test")
+            axes[0, 1].plot(
+                ts,
+                [100 * x.train_acc for x in p.points],
+                "-o",
+                color=c,
+                ms=3,
+                label=f"{p.name}, train",
+            )
+            axes[0, 1].plot(
+                ts, [100 * x.test_acc for x in p.points], "--", color=c, label=f"{p.name}, test"
+            )
     axes[0, 0].set(xlabel="t", ylabel="loss", yscale="log", title="loss along the path")
     axes[0, 0].legend(fontsize=8)
     if has_acc:

@@ -112,7 +112,9 @@ def _frame_index(curve_run: Any, frame: Any) -> int:
     else:
         index = int(frame.index)
     if not 0 <= index < len(curve_run.frames):
-        raise LossartError(f"frame {index} does not exist (the run has {len(curve_run.frames)} frames)")
+        raise LossartError(
+            f"frame {index} does not exist (the run has {len(curve_run.frames)} frames)"
+        )
     return index
 
 
@@ -206,7 +208,9 @@ def window_around(points: np.ndarray, margin: float = 0.2) -> Window:
         mid = (lo[1] + hi[1]) / 2
         lo[1], hi[1] = mid - min_h / 2, mid + min_h / 2
     pad = margin * max(width, hi[1] - lo[1])
-    return Window((float(lo[0] - pad), float(hi[0] + pad)), (float(lo[1] - pad), float(hi[1] + pad)))
+    return Window(
+        (float(lo[0] - pad), float(hi[0] + pad)), (float(lo[1] - pad), float(hi[1] + pad))
+    )
 
 
 def curve_window(curve_run: Any, margin: float = 0.2) -> Window:
@@ -218,7 +222,9 @@ def curve_window(curve_run: Any, margin: float = 0.2) -> Window:
     pts = []
     for i, fr in enumerate(curve_run.frames):
         plane = frame_plane(curve_run, i)
-        pts.append(control_points_2d(plane, curve_run.w1, fr.bends.to(curve_run.w1.device), curve_run.w2))
+        pts.append(
+            control_points_2d(plane, curve_run.w1, fr.bends.to(curve_run.w1.device), curve_run.w2)
+        )
     if not pts:
         raise LossartError("curve run has no frames: nothing to hold in a window")
     return window_around(np.concatenate(pts), margin)

@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 import os
 import signal
+from itertools import pairwise
 
 import pytest
 import torch
 
 from lossart.checkpoint import load_checkpoint, save_checkpoint
 from lossart.cli import main
-from lossart.curve_training import CurveConfig, frame_steps, train_curve
-from lossart.curves import CurveSpec, curve_point, init_bends
+from lossart.curve_training import CurveConfig, curve_objective, frame_steps, train_curve
+from lossart.curves import CurveSpec, coefficients, curve_point, init_bends
 from lossart.data import load_dataset, num_batches
 from lossart.errors import LossartError
 from lossart.path_eval import evaluate_curve_run
 from lossart.plane import control_points_2d, curve_window, frame_plane
 from lossart.train import TrainConfig, train_endpoint
+from lossart.weights import ParamLayout, flat_params
 
 TINY = {"width": 8}  # smallcnn on 16x16 shapes: endpoints train in about a second
 
@@ -29,17 +31,60 @@ def endpoints(tmp_path_factory):
     paths = []
     for seed in (5, 6):
         out = root / f"w{seed}.pt"
-        train_endpoint(TrainConfig(data="shapes", model="smallcnn", model_kwargs=TINY, epochs=3,
-                                   seed=seed, out=out, progress=False, train_eval_size=500))
+        train_endpoint(
+            TrainConfig(
+                data="shapes",
+                model="smallcnn",
+                model_kwargs=TINY,
+                epochs=3,
+                seed=seed,
+                out=out,
+                progress=False,
+                train_eval_size=500,
+            )
+        )
         paths.append(str(out))
     return paths
 
 
 def _cfg(endpoints, out, **kw):
-    base = dict(w1=endpoints[0], w2=endpoints[1], out=str(out), epochs=1, lr=0.05, batch_size=256,
-                frames=5)
+    base = dict(
+        w1=endpoints[0], w2=endpoints[1], out=str(out), epochs=1, lr=0.05, batch_size=256, frames=5
+    )
     base.update(kw)
     return CurveConfig(**base)
+
+
+def test_objective_decays_the_curve_point_and_reaches_bends_through_their_coefficient():
+    """Garipov's objective: Loss(phi(t)) + wd/2 |phi(t)|^2, d/d(theta_i) = c_i(t) d/d(phi)."""
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(), torch.nn.Linear(6, 4)
+    )
+    model.train()
+    layout = ParamLayout.of(model)
+    w1 = flat_params(model)
+    w2 = w1 + torch.randn_like(w1)
+    spec = CurveSpec("bezier", 2)
+    bends = init_bends(spec, w1, w2, noise=0.3).requires_grad_(True)
+    x, y, t, wd = torch.randn(10, 3), torch.randint(0, 4, (10,)), 0.3, 0.1
+    before = {n: b.clone() for n, b in model.named_buffers()}
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    objective, loss = curve_objective(
+        model, layout, buffers, spec, w1, bends, w2, t, x, y, "classification", wd
+    )
+    objective.backward()
+    phi = curve_point(spec, w1, bends.detach(), w2, t).requires_grad_(True)
+    fresh = {n: b.clone() for n, b in before.items()}
+    out = torch.func.functional_call(model, {**fresh, **layout.unflatten(phi)}, (x,))
+    ref = torch.nn.functional.cross_entropy(out, y)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    (ref + wd / 2 * phi.square().sum()).backward()
+    c = coefficients(spec, torch.tensor(t))
+    for i in range(spec.bends):
+        assert torch.allclose(bends.grad[i], c[i + 1] * phi.grad, atol=1e-6)
+    for n, b in model.named_buffers():  # BN statistics went to the private buffers only
+        assert torch.equal(b, before[n])
+    assert not torch.equal(buffers["1.running_mean"], before["1.running_mean"])
 
 
 def test_frame_steps_uniform_and_log():
@@ -48,7 +93,7 @@ def test_frame_steps_uniform_and_log():
         for total, frames in ((100, 11), (10, 11), (1000, 30), (7, 2)):
             steps = frame_steps(total, frames, spacing)
             assert len(steps) == frames and steps[0] == 0 and steps[-1] == total
-            assert all(a < b for a, b in zip(steps, steps[1:]))
+            assert all(a < b for a, b in pairwise(steps))
     log = frame_steps(1000, 10, "log")
     assert log[1] == 1 and log[2] - log[1] < log[-1] - log[-2]  # dense early, sparse late
     with pytest.raises(LossartError, match="--frames 12"):
@@ -73,7 +118,9 @@ def test_trained_curve_has_much_lower_barrier_than_the_segment(endpoints, tmp_pa
 
 
 def test_frame_records_are_complete_and_ordered(endpoints, tmp_path):
-    cfg = _cfg(endpoints, tmp_path / "run", frames=6, frame_spacing="log", kind="polychain", bends=2)
+    cfg = _cfg(
+        endpoints, tmp_path / "run", frames=6, frame_spacing="log", kind="polychain", bends=2
+    )
     cr = train_curve(cfg)
     spe = num_batches(load_dataset("shapes"), cfg.batch_size)
     assert cr.total_steps == spe and cr.complete
@@ -81,7 +128,7 @@ def test_frame_records_are_complete_and_ordered(endpoints, tmp_path):
     assert doc["curve"] == {"kind": "polychain", "bends": 2}
     assert [f["index"] for f in doc["frames"]] == list(range(6))
     assert [f["step"] for f in doc["frames"]] == frame_steps(cr.total_steps, 6, "log")
-    for f, rec in zip(doc["frames"], cr.frames):
+    for f, rec in zip(doc["frames"], cr.frames, strict=True):
         assert rec.epoch == pytest.approx(rec.step / spe) and rec.train_loss > 0
         assert (tmp_path / "run" / "curve" / f["file"]).is_file()
     # the endpoints are the checkpoints' weights, bit for bit; frame 0 is the straight line
@@ -102,7 +149,9 @@ def test_frame_records_are_complete_and_ordered(endpoints, tmp_path):
     for i, fr in enumerate(cr.frames):
         cp = control_points_2d(frame_plane(cr, i), cr.w1, fr.bends, cr.w2)
         assert win.contains(cp)
-        assert cp[0] == pytest.approx((0, 0), abs=1e-3) and cp[-1] == pytest.approx((length, 0), rel=1e-4, abs=1e-3)
+        assert cp[0] == pytest.approx((0, 0), abs=1e-3) and cp[-1] == pytest.approx(
+            (length, 0), rel=1e-4, abs=1e-3
+        )
     # a finished run reruns as a no-op with the same frames
     again = train_curve(cfg)
     assert [f.step for f in again.frames] == [f.step for f in cr.frames]
@@ -131,12 +180,12 @@ def test_interrupted_run_resumes_to_identical_frames(endpoints, tmp_path, how):
         train_curve(cfg2, on_step=on_step)
     partial = json.loads((tmp_path / "int" / "curve" / "frames.json").read_text())["frames"]
     assert 0 < len(partial) < 7
-    state = torch.load(tmp_path / "int" / "curve" / "state.pt", weights_only=False)
+    state = torch.load(tmp_path / "int" / "curve" / "state.pt", weights_only=True)
     assert state["step"] == (stop if how == "ctrl-c" else spe)
     resumed = train_curve(cfg2)
     assert [f.step for f in resumed.frames] == [f.step for f in ref.frames]
     assert [f.train_loss for f in resumed.frames] == [f.train_loss for f in ref.frames]
-    for a, b in zip(resumed.frames, ref.frames):
+    for a, b in zip(resumed.frames, ref.frames, strict=True):
         assert torch.equal(a.bends, b.bends)
     assert torch.equal(resumed.final_bends, ref.final_bends)
 
@@ -144,8 +193,18 @@ def test_interrupted_run_resumes_to_identical_frames(endpoints, tmp_path, how):
 def test_refusals_are_one_line(endpoints, tmp_path, capsys):
     # endpoints of different architectures
     other = tmp_path / "other.pt"
-    train_endpoint(TrainConfig(data="shapes", model="smallcnn", model_kwargs={"width": 4}, epochs=1,
-                               seed=1, out=other, progress=False, train_eval_size=100))
+    train_endpoint(
+        TrainConfig(
+            data="shapes",
+            model="smallcnn",
+            model_kwargs={"width": 4},
+            epochs=1,
+            seed=1,
+            out=other,
+            progress=False,
+            train_eval_size=100,
+        )
+    )
     with pytest.raises(LossartError, match="differs"):
         train_curve(_cfg([endpoints[0], str(other)], tmp_path / "a"))
     # same spec but a tensor of another shape

@@ -18,7 +18,12 @@ from lossart.curves import (
 from lossart.errors import LossartError
 from lossart.weights import ParamLayout, flat_params
 
-SPECS = [CurveSpec("bezier", 1), CurveSpec("bezier", 3), CurveSpec("polychain", 1), CurveSpec("polychain", 3)]
+SPECS = [
+    CurveSpec("bezier", 1),
+    CurveSpec("bezier", 3),
+    CurveSpec("polychain", 1),
+    CurveSpec("polychain", 3),
+]
 
 
 def _vectors(p=1000, k=1, seed=0, extremes=False):
@@ -117,7 +122,7 @@ def test_functional_evaluation_of_a_bn_model_at_a_curve_point():
     # the same as copying the weights into a fresh model
     ref = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
     with torch.no_grad():
-        for p, v in zip(ref.parameters(), layout.unflatten(phi).values()):
+        for p, v in zip(ref.parameters(), layout.unflatten(phi).values(), strict=True):
             p.copy_(v)
     assert torch.allclose(out, ref(x), atol=1e-5)
     assert torch.equal(flat_params(model), w1)  # the model itself untouched

@@ -66,7 +66,7 @@ def test_control_points_2d_reproduce_the_projected_curve(spec):
     ts = np.linspace(0, 1, 17)
     c = coefficients(spec, torch.tensor(ts, dtype=torch.float64)).numpy()
     curve_2d = c @ cp
-    for t, want in zip(ts, curve_2d):
+    for t, want in zip(ts, curve_2d, strict=True):
         x, y, d = pl.coords(curve_point(spec, w1, bends, w2, float(t)))
         assert (x, y) == pytest.approx(tuple(want), abs=1e-3)
         if spec.bends == 1:
@@ -130,7 +130,9 @@ def test_curve_window_holds_every_frame_and_is_fixed():
     for i, fr in enumerate(run.frames):
         pl = frame_plane(run, i)
         pts = [pl.coords(p)[:2] for p in [run.w1, *fr.bends, run.w2]]
-        pts += [pl.coords(curve_point(run.spec, run.w1, fr.bends, run.w2, float(t)))[:2] for t in ts]
+        pts += [
+            pl.coords(curve_point(run.spec, run.w1, fr.bends, run.w2, float(t)))[:2] for t in ts
+        ]
         assert win.contains(np.array(pts))
     assert win.x_range[0] < 0 < win.x_range[1] and win.y_range[0] < 0
     assert Window.from_dict(win.to_dict()) == win
