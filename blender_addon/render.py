@@ -125,6 +125,8 @@ def render_frames(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".tmp_frame_*.png"):  # left by a killed render
+        stale.unlink()
     done = []
     for f in frames:
         out = frame_file(folder, f)

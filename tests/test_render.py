@@ -216,3 +216,48 @@ print('INSTALLED', mods[0])
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
     )
     assert "INSTALLED" in res.stdout, (res.stdout + res.stderr)[-2000:]
+
+
+def test_killed_video_render_resumes(tmp_path):
+    _needs_bpy()
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    bundle = synthetic_bundle(tmp_path / "terrain", frames=4, size=17)
+    out = tmp_path / "renders" / "film.mp4"
+    frames = out.parent / "film_frames"
+    args = [
+        "render",
+        str(bundle),
+        "--video",
+        "--out",
+        str(out),
+        "--size",
+        "64x48",
+        "--samples",
+        "2",
+    ]
+    args += ["--no-denoise", "--device", "CPU"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lossart", *args],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not (frames / "frame_00001.png").is_file() and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # kill -9 of lossart and its Blender
+    proc.wait()
+    done = len(list(frames.glob("frame_*.png")))
+    assert 1 <= done < 4 and not out.exists()
+    res = render_video(
+        bundle, out, opts=RenderOptions(**{**TINY.__dict__, "size": (64, 48), "samples": 2})
+    )
+    assert res.frames_skipped == done and res.frames_rendered == 4 - done
+    assert len(list(frames.glob("frame_*.png"))) == 4 and not list(frames.glob(".tmp_frame_*"))
