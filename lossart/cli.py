@@ -121,7 +121,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         help="CPU threads for torch (1 is fastest for small models "
-        "on a busy machine; default: torch's choice)",
+        "on a busy machine; default: 1 for the built-in data, else torch's choice)",
     )
     p.add_argument("--out", required=True, help="checkpoint to write, e.g. a.pt")
     p.set_defaults(run=_run_train)
@@ -547,6 +547,38 @@ def _run_ensemble(args: argparse.Namespace) -> int:
     t_seg = result.first_t_matching("segment", args.tolerance)
     print(f"ensemble within {100 * args.tolerance:.1f} points of the endpoint ensemble from "
           f"t = {t_curve} on the curve, t = {t_seg} on the segment")
+    print("wrote " + ", ".join(result.files.values()))
+    return 0
+
+
+@command
+def _add_functions(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "functions",
+        help="predictive functions of points along a curve on 1-D regression (seed Figure 7)",
+        description="Draw the functions of points along the trained curve over the data (a curve "
+        "trained on --data wave1d), next to the loss plane of the final curve with the points "
+        "marked. Writes RUN/analyses/functions.{png,npz}.",
+    )
+    p.add_argument("run_dir", metavar="RUN", help="curve run folder trained on 1-D regression data")
+    p.add_argument("--t", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0],
+                   help="points on the curve (default 0 0.25 0.5 0.75 1)")
+    p.add_argument("--resolution", type=int, default=41,
+                   help="loss plane grid side when RUN has no grid of the final frame (default 41)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(run=_run_functions)
+
+
+def _run_functions(args: argparse.Namespace) -> int:
+    from lossart.analyses.functions import functions_run
+
+    if any(not 0.0 <= t <= 1.0 for t in args.t):
+        raise LossartError(f"--t: expected values in [0, 1], got {args.t}")
+    result = functions_run(args.run_dir, tuple(args.t), args.resolution, args.device)
+    for t, loss in zip(result.ts, result.train_loss):
+        print(f"t = {t:4.2f}: train MSE {loss:.4f}")
+    print(f"spread of the functions (std across t): {result.spread.mean():.3f} on average, "
+          f"{result.spread.max():.3f} at most")
     print("wrote " + ", ".join(result.files.values()))
     return 0
 
