@@ -161,6 +161,37 @@ def precision(dtype: str, device: torch.device) -> Iterator[None]:
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
+def channels_last_order(layout: ParamLayout) -> torch.Tensor | None:
+    """Index map from a channels-last weight buffer to the flat vector (None: no 4-D weights).
+
+    `buffer = flat[order]` stores each conv weight [O, I, kh, kw] as [O, kh, kw, I].
+    """
+    if not any(len(s) == 4 for s in layout.shapes):
+        return None
+    parts, offset = [], 0
+    for shape, size in zip(layout.shapes, layout.sizes, strict=True):
+        idx = torch.arange(offset, offset + size)
+        if len(shape) == 4:
+            idx = idx.view(shape).permute(0, 2, 3, 1).reshape(-1)
+        parts.append(idx)
+        offset += size
+    return torch.cat(parts)
+
+
+def channels_last_views(layout: ParamLayout, buf: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Parameter views into a channels-last buffer: 4-D weights come out channels-last strided."""
+    out = {}
+    for name, shape, chunk in zip(
+        layout.names, layout.shapes, buf.split(layout.sizes), strict=True
+    ):
+        if len(shape) == 4:
+            o, i, kh, kw = shape
+            out[name] = chunk.view(o, kh, kw, i).permute(0, 3, 1, 2)
+        else:
+            out[name] = chunk.view(shape)
+    return out
+
+
 def count_flops(model: nn.Module, layout: ParamLayout, flat: torch.Tensor, x: torch.Tensor) -> int:
     """FLOPs of one forward pass over `x` (matmuls and convolutions, as FlopCounterMode counts)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -260,7 +291,13 @@ class GridEngine:
         # The per-point strategy's weight buffer and the fixed parameter views into it.
         self._buf = torch.zeros(layout.numel, device=self.device)
         self._tmp = torch.empty_like(self._buf)
-        self._params = layout.unflatten(self._buf)
+        self._perm = channels_last_order(layout) if self.channels_last else None
+        if self._perm is not None:
+            self._perm = self._perm.to(self.device)
+            self._params = channels_last_views(layout, self._buf)
+        else:
+            self._params = layout.unflatten(self._buf)
+        self._point_basis: tuple[torch.Tensor, ...] | None = None
         self._bytes_per_sample = activation_bytes_per_sample(self.model, self._params, self.x)
         self.chunk = self._choose_chunk()
         self.batch_points = self._choose_batch_points() if self.strategy == "vmap" else 1
@@ -321,20 +358,29 @@ class GridEngine:
         self.origin = origin.detach().to(self.device, torch.float32).contiguous()
         self.u_hat = u_hat.detach().to(self.device, torch.float32).contiguous()
         self.v_hat = v_hat.detach().to(self.device, torch.float32).contiguous()
+        basis = (self.origin, self.u_hat, self.v_hat)
+        # The per-point buffer holds conv weights in channels-last order (a fixed permutation),
+        # so no convolution reorders its weights per point; elementwise, the values are the same.
+        self._point_basis = basis if self._perm is None else tuple(t[self._perm] for t in basis)
 
     def weights_at(self, x: float, y: float) -> torch.Tensor:
         """The flat weights of point (x, y), built exactly as `evaluate` builds them."""
         self._write_point(x, y)
-        return self._buf.clone()
+        if self._perm is None:
+            return self._buf.clone()
+        out = torch.empty_like(self._buf)
+        out[self._perm] = self._buf
+        return out
 
     def _write_point(self, x: float, y: float) -> None:
         if self.origin is None:
             raise LossartError("grid engine: set_plane must be called before evaluating points")
         xt = torch.tensor(x, dtype=torch.float32)
         yt = torch.tensor(y, dtype=torch.float32)
-        torch.mul(self.u_hat, xt.item(), out=self._buf)
-        self._buf.add_(self.origin)
-        torch.mul(self.v_hat, yt.item(), out=self._tmp)
+        origin, u_hat, v_hat = self._point_basis
+        torch.mul(u_hat, xt.item(), out=self._buf)
+        self._buf.add_(origin)
+        torch.mul(v_hat, yt.item(), out=self._tmp)
         self._buf.add_(self._tmp)
 
     def evaluate(self, xs, ys) -> PointResults:
