@@ -231,3 +231,49 @@ def test_augmentation_only_when_asked():
         len(ds.x_train), generator=torch.Generator().manual_seed(0 * 1_000_003 + 0)
     )
     assert torch.equal(plain, normalize(ds, ds.x_train[perm]))
+
+
+class _FakeVision:
+    """What torchvision datasets expose: CIFAR (.data NHWC numpy, .targets list), MNIST (.data
+    tensor NHW), SVHN (.data NCHW numpy, .labels)."""
+
+    def __init__(self, name: str, n: int):
+        rng = np.random.default_rng(n)
+        if name == "svhn":
+            self.data = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+            self.labels = rng.integers(0, 10, n)
+        elif name == "mnist":
+            self.data = torch.from_numpy(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+            self.targets = torch.from_numpy(rng.integers(0, 10, n))
+            self.classes = [str(i) for i in range(10)]
+        else:
+            self.data = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            self.targets = list(rng.integers(0, 10, n))
+            self.classes = [f"c{i}" for i in range(10)]
+
+
+@pytest.mark.parametrize(
+    "name, shape, augment",
+    [
+        ("cifar10", (3, 32, 32), "crop-flip"),
+        ("mnist", (1, 28, 28), "crop"),
+        ("svhn", (3, 32, 32), "crop"),
+    ],
+)
+def test_torchvision_arrays_become_uint8_nchw(monkeypatch, name, shape, augment):
+    import lossart.data.vision as vision
+
+    monkeypatch.setattr(
+        vision, "_split", lambda n, root, train, dl: _FakeVision(n, 12 if train else 5)
+    )
+    ds = load_dataset(name)
+    assert ds.x_train.shape == (12, *shape) and ds.x_test.shape == (5, *shape)
+    assert ds.x_train.dtype == torch.uint8 and ds.y_train.dtype == torch.int64
+    assert ds.input_shape == shape and ds.num_classes == 10 and ds.augment == augment
+    fake = _FakeVision(name, 12)
+    first = torch.as_tensor(np.asarray(fake.data[0]))
+    if name == "cifar10":
+        first = first.permute(2, 0, 1)
+    elif name == "mnist":
+        first = first[None]
+    assert torch.equal(ds.x_train[0], first)

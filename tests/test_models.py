@@ -211,3 +211,4 @@ def test_spec_round_trip():
     spec = ModelSpec("resnet20-noskip", 10, [3, 32, 32], {"width": 16})
     again = ModelSpec.from_dict(spec.to_dict())
     assert again == spec and again.input_shape == (3, 32, 32)
+    assert hash(again) == hash(spec) and len({spec, again}) == 1

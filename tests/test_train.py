@@ -194,3 +194,9 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert rc == 2
     assert err.startswith("lossart: error: ") and err.count("\n") == 1 and message in err
+
+
+def test_channels_last_training(tmp_path, tiny_images):
+    ckpt = train_endpoint(_cfg(tiny_images, tmp_path / "cl.pt", epochs=1, channels_last=True))
+    assert all(torch.isfinite(v).all() for v in ckpt.state_dict.values())
+    assert math.isfinite(ckpt.metrics["test_loss"])

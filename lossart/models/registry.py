@@ -8,6 +8,7 @@ through the same door as `"package.module:factory"`, called with `num_classes=` 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import prod
@@ -37,6 +38,9 @@ class ModelSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
         object.__setattr__(self, "kwargs", dict(self.kwargs))
+
+    def __hash__(self) -> int:  # kwargs is a dict: hash the canonical JSON form instead
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
 
     def to_dict(self) -> dict[str, Any]:
         return {
