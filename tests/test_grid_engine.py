@@ -183,3 +183,34 @@ def test_regression_model_on_vectors():
     ref = evaluate_exact_bn(model, layout, w1 + 0.5 * u + 0.25 * v, x, y, "regression")
     assert res.loss[0] == pytest.approx(ref.loss, rel=RTOL)
     assert torch.isnan(torch.from_numpy(res.accuracy)).all()
+
+
+def test_tiny_memory_budget_plans_smallest_work_and_stays_exact(setup):
+    # (On CUDA, "auto" then falls back from vmap to exact-BN chunks point by point.)
+    vm = engine_for(setup, strategy="vmap", memory_fraction=1e-12)
+    assert vm.strategy == "vmap" and vm.batch_points == 1  # an explicit strategy is kept
+    pt = engine_for(setup, memory_fraction=1e-12)
+    assert pt.strategy == "point" and pt.chunk is not None
+    xs, ys = random_points(2)
+    whole = engine_for(setup).evaluate(xs, ys)
+    for e in (vm, pt):
+        res = e.evaluate(xs, ys)
+        torch.testing.assert_close(
+            torch.from_numpy(res.loss), torch.from_numpy(whole.loss), rtol=RTOL, atol=0
+        )
+
+
+def test_vmap_regression_accuracy_is_nan():
+    model = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 1))
+    layout, w1, u, v = plane_for(model)
+    x, y = torch.randn(30, 2), torch.randn(30)
+    cfgs = [EngineConfig(strategy="vmap", batch_points=2), EngineConfig(strategy="point")]
+    results = []
+    for cfg in cfgs:
+        e = GridEngine(model, layout, x, y, "regression", cfg)
+        e.set_plane(w1, u, v)
+        results.append(e.evaluate([0.5, -1.0, 2.0], [0.25, 2.0, 0.0]))
+    torch.testing.assert_close(
+        torch.from_numpy(results[0].loss), torch.from_numpy(results[1].loss), rtol=RTOL, atol=0
+    )
+    assert torch.isnan(torch.from_numpy(results[0].accuracy)).all()

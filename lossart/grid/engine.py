@@ -139,26 +139,32 @@ def loss_and_accuracy(
 
 @contextlib.contextmanager
 def precision(dtype: str, device: torch.device) -> Iterator[None]:
-    """Run the body in the requested precision: autocast for bf16, TF32 switches for tf32."""
+    """Run the body in the requested precision: autocast for bf16, TF32 switches for tf32.
+
+    float32 on CUDA means true fp32: cuDNN's convolutions default to TF32 in PyTorch, so both
+    TF32 switches are turned off for the body (and restored after).
+    """
     if dtype not in DTYPES:
         raise LossartError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-    if dtype == "float32":
-        yield
-    elif dtype == "bfloat16":
+    if dtype == "tf32" and device.type != "cuda":
+        raise LossartError(
+            "--dtype tf32 needs a CUDA device (TF32 is an NVIDIA tensor-core format)"
+        )
+    if dtype == "bfloat16":
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
             yield
-    else:  # tf32
-        if device.type != "cuda":
-            raise LossartError(
-                "--dtype tf32 needs a CUDA device (TF32 is an NVIDIA tensor-core format)"
-            )
-        old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+        return
+    if device.type != "cuda":
+        yield
+        return
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    allow = dtype == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def channels_last_order(layout: ParamLayout) -> torch.Tensor | None:
@@ -328,7 +334,12 @@ class GridEngine:
                 )
             return self.config.batch_points
         per_point = self._bytes_per_sample * len(self.x) + 3 * 4 * self.layout.numel
-        return int(max(1, min(1024, self._budget() // per_point)))
+        fits = self._budget() // per_point
+        if fits < 1 and self.config.strategy == "auto":
+            # Not even one point's pass fits: evaluate point by point in exact-BN chunks instead.
+            self.strategy = "point"
+            return 1
+        return int(max(1, min(1024, fits)))
 
     @property
     def flops_per_point(self) -> int:
