@@ -167,6 +167,27 @@ def test_image_folder(tmp_path):
     assert ds.classes == ("cat", "dog") and ds.input_shape == (3, 8, 8)
     assert ds.x_train.shape == (5, 3, 8, 8) and ds.y_train.tolist() == [0, 0, 0, 1, 1]
     assert ds.x_test.shape == (2, 3, 8, 8)
+    assert (root / ".lossart-cache-8px.npz").is_file()
+
+
+def test_image_folder_cache(tmp_path, monkeypatch):
+    import lossart.data.folder as folder
+
+    root = _image_folder(tmp_path / "set", {"train": {"a": 2, "b": 2}, "val": {"a": 1}})
+    first = load_dataset(parse_data_spec(f"folder:{root}", size=8))
+
+    def no_decoding(path, size):
+        raise AssertionError("decoded although the cache is current")
+
+    with monkeypatch.context() as m:
+        m.setattr(folder, "_load_image", no_decoding)
+        cached = load_dataset(parse_data_spec(f"folder:{root}", size=8))
+    assert torch.equal(cached.x_train, first.x_train) and torch.equal(cached.y_test, first.y_test)
+    from PIL import Image
+
+    Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(root / "train" / "b" / "new.png")
+    grown = load_dataset(parse_data_spec(f"folder:{root}", size=8))  # cache invalidated
+    assert grown.x_train.shape[0] == 5
 
 
 def test_image_folder_wrong_layout(tmp_path):

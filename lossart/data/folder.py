@@ -1,16 +1,20 @@
 """An image folder in the Imagenette layout: `PATH/train/<class>/*.jpg` and `PATH/val/<class>/*`.
 
-Images are decoded once, resized (shorter side to `size`, centre crop) and kept as uint8 NCHW.
+Images are decoded once, resized (shorter side to `size`, centre crop) and kept as uint8 NCHW;
+the decoded arrays are cached in `PATH/.lossart-cache-<size>px.npz` until any image changes.
 Class names come from the `train` subfolders, sorted; `val` (or `test`) may hold a subset.
 """
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lossart.atomic import np_savez
 from lossart.data.spec import Dataset, DataSpec, image_stats
 from lossart.errors import LossartError
 from lossart.progress import progress
@@ -48,6 +52,59 @@ def _load_image(path: Path, size: int) -> np.ndarray:
         raise LossartError(f"{path}: not a readable image ({exc})") from None
 
 
+def _fingerprint(files: dict[str, dict[str, list[Path]]], size: int) -> str:
+    """Names, sizes and modification times of every image: any change invalidates the cache."""
+    h = hashlib.sha256(f"v1 {size}".encode())
+    for split, by_class in files.items():
+        for name, paths in by_class.items():
+            for p in paths:
+                st = p.stat()
+                h.update(f"{split}/{name}/{p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _decode_cached(
+    root: Path, size: int, classes: tuple[str, ...], files: dict[str, dict[str, list[Path]]]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Decoded (x, y) per split, from `PATH/.lossart-cache-<size>px.npz` when it is current.
+
+    Decoding thousands of JPEGs takes minutes and every command reloads the data, so the
+    decoded arrays are cached beside the images (written atomically; skipped if read-only).
+    """
+    cache = root / f".lossart-cache-{size}px.npz"
+    key = _fingerprint(files, size)
+    if cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as f:
+                if str(f["key"]) == key:
+                    return {
+                        s: (torch.from_numpy(f[f"x_{s}"]), torch.from_numpy(f[f"y_{s}"]))
+                        for s in ("train", "test")
+                    }
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # a stale or torn cache is simply rebuilt
+    total = sum(len(p) for by_class in files.values() for p in by_class.values())
+    arrays = {}
+    with progress(total, desc=f"decoding {root.name}", unit="img") as bar:
+        for split, by_class in files.items():
+            xs, ys = [], []
+            for name, paths in by_class.items():
+                for p in paths:
+                    xs.append(_load_image(p, size))
+                    ys.append(classes.index(name))
+                    bar.update()
+            arrays[split] = (torch.from_numpy(np.stack(xs)), torch.tensor(ys, dtype=torch.int64))
+    try:
+        np_savez(
+            cache,
+            key=np.array(key),
+            **{f"{k}_{s}": arrays[s][i].numpy() for s in arrays for i, k in enumerate("xy")},
+        )
+    except OSError:
+        pass  # read-only dataset folder: no cache, decode again next time
+    return arrays
+
+
 def load_folder(spec: DataSpec) -> Dataset:
     root = spec.path
     size = spec.size or DEFAULT_SIZE
@@ -67,17 +124,7 @@ def load_folder(spec: DataSpec) -> Dataset:
             f"{val_dir / extra[0]}: class not in {root / 'train'}; expected the same classes"
         )
 
-    total = sum(map(len, train_files.values())) + sum(map(len, val_files.values()))
-    arrays = {}
-    with progress(total, desc=f"decoding {root.name}", unit="img") as bar:
-        for split, files in (("train", train_files), ("test", val_files)):
-            xs, ys = [], []
-            for name, paths in files.items():
-                for p in paths:
-                    xs.append(_load_image(p, size))
-                    ys.append(classes.index(name))
-                    bar.update()
-            arrays[split] = (torch.from_numpy(np.stack(xs)), torch.tensor(ys, dtype=torch.int64))
+    arrays = _decode_cached(root, size, classes, {"train": train_files, "test": val_files})
     x_train, y_train = arrays["train"]
     x_test, y_test = arrays["test"]
     mean, std = image_stats(x_train)
