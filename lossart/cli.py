@@ -466,7 +466,7 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--palette", default="losslandscape", help="losslandscape, viridis, magma, ice")
     p.add_argument("--camera", default="overview", help="overview (default), orbit, flythrough")
     p.add_argument("--height-scale", type=float, default=1.0, help="relief multiplier (default 1)")
-    p.add_argument("--glow", type=float, default=14.0, help="path emission strength (default 14)")
+    p.add_argument("--glow", type=float, default=10.0, help="path emission strength (default 10)")
     p.add_argument("--bends", action="store_true", help="show the curve's bend points")
     p.add_argument(
         "--denoise", action=argparse.BooleanOptionalAction, default=True,
