@@ -32,7 +32,7 @@ class LandscapeOptions:
 
     palette: str = materials.DEFAULT_PALETTE
     height_scale: float = 1.0
-    path_glow: float = 14.0
+    path_glow: float = 10.0
     camera: str = "overview"
     show_bends: bool = False
     playback_speed: float = 1.0

@@ -39,7 +39,7 @@ class LossartSettings(bpy.types.PropertyGroup):
     )
     path_glow: bpy.props.FloatProperty(
         name="Path glow",
-        default=14.0,
+        default=10.0,
         min=0.0,
         soft_max=60.0,
         description="Emission strength of the path",

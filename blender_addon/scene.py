@@ -151,7 +151,7 @@ def apply_camera(
         cam.location = _spherical(SIZE * 1.15, 50.0, -120.0, relief * 0.2)
         cam.data.dof.aperture_fstop = 2.4
     elif preset == "orbit":
-        cam.location = _spherical(SIZE * 1.2, 32.0, -115.0, relief * 0.2)
+        cam.location = _spherical(SIZE * 1.15, 40.0, -115.0, relief * 0.2)
         cam.data.dof.aperture_fstop = 2.0
         fs, fe = scene.frame_start, max(scene.frame_end, scene.frame_start + 1)
         rate = math.radians(ORBIT_SWEEP_DEG) / (fe - fs)

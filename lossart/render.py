@@ -51,7 +51,7 @@ class RenderOptions:
     height_scale: float = 1.0
     engine: str = "cycles"
     device: str = "auto"
-    path_glow: float = 14.0
+    path_glow: float = 10.0
     show_bends: bool = False
     playback_speed: float = 1.0
     blender: str | None = None
