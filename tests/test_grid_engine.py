@@ -16,6 +16,7 @@ from lossart.grid.engine import (
     EngineConfig,
     GridEngine,
     count_flops,
+    free_memory_bytes,
     grid_axis,
     point_weights,
     resolve_device,
@@ -187,10 +188,12 @@ def test_regression_model_on_vectors():
 
 def test_tiny_memory_budget_plans_smallest_work_and_stays_exact(setup):
     # (On CUDA, "auto" then falls back from vmap to exact-BN chunks point by point.)
-    vm = engine_for(setup, strategy="vmap", memory_fraction=1e-12)
+    probe = engine_for(setup)
+    frac = probe._bytes_per_sample * 12 / free_memory_bytes(probe.device)  # room for ~12 samples
+    vm = engine_for(setup, strategy="vmap", memory_fraction=frac)
     assert vm.strategy == "vmap" and vm.batch_points == 1  # an explicit strategy is kept
-    pt = engine_for(setup, memory_fraction=1e-12)
-    assert pt.strategy == "point" and pt.chunk is not None
+    pt = engine_for(setup, memory_fraction=frac)
+    assert pt.strategy == "point" and 4 <= pt.chunk < 48
     xs, ys = random_points(2)
     whole = engine_for(setup).evaluate(xs, ys)
     for e in (vm, pt):
@@ -214,3 +217,23 @@ def test_vmap_regression_accuracy_is_nan():
         torch.from_numpy(results[0].loss), torch.from_numpy(results[1].loss), rtol=RTOL, atol=0
     )
     assert torch.isnan(torch.from_numpy(results[0].accuracy)).all()
+
+
+@pytest.mark.slow
+def test_compiled_pass_equals_eager(setup):
+    xs, ys = random_points(3)
+    eager = engine_for(setup, compile=False).evaluate(xs, ys)
+    e = engine_for(setup, compile=True)
+    res = e.evaluate(xs, ys)
+    assert e.compiled and "compiled" in e.describe()
+    torch.testing.assert_close(
+        torch.from_numpy(res.loss), torch.from_numpy(eager.loss), rtol=RTOL, atol=0
+    )
+    np_acc = torch.from_numpy(res.accuracy) - torch.from_numpy(eager.accuracy)
+    assert np_acc.abs().max() <= 1.5 / 48
+
+
+def test_compile_is_planned_by_job_size(setup):
+    e = engine_for(setup)
+    assert not e.plan_compile(100) and not e.compiled  # small jobs stay eager
+    assert not engine_for(setup, strategy="vmap").plan_compile(10**9)  # only the CPU pass

@@ -70,6 +70,7 @@ def test_grid_values_coordinates_and_format(tmp_path):
     assert s.assembled == [0, 1, 2] and s.points_computed == 3 * 30 and s.flops_per_point > 0
     spec = json.loads((run.grids / "grid.json").read_text())
     assert spec["resolution"] == [6, 5] and spec["subset"] == 64 and spec["tile"] == 2
+    assert spec["compile"] is False  # a small grid is not worth compiling
     g = load_frame_grid(run, 1)
     assert g.loss.shape == (5, 6) and g.loss.dtype == np.float32
     (x0, x1), (y0, y1) = spec["window"]["x_range"], spec["window"]["y_range"]

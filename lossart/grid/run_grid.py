@@ -60,6 +60,7 @@ class GridConfig:
     shard: str | None = None
     overwrite: bool = False
     force: bool = False
+    compile: bool | None = None  # torch.compile the CPU pass; None = grid.json's, else by job size
     quiet: bool | None = None  # None = LOSSART_QUIET decides
 
 
@@ -283,6 +284,10 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
         source.model, layout, x, y, task,
         EngineConfig(device=device, dtype=dtype, batch_points=cfg.batch_points),
     )  # fmt: skip
+    # Compiling is decided once per grid (then read from grid.json), so that a resumed run
+    # rounds exactly like the first one.
+    force_compile = cfg.compile if cfg.compile is not None else old.get("compile")
+    compiled = engine.plan_compile(len(frames) * w * h, force=force_compile)
     spec = {
         "format": GRID_FORMAT,
         "kind": source.kind,
@@ -296,6 +301,7 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
         "tile": rows,
         "frames": sorted(set(old.get("frames", [])) | set(frames)) if not cfg.overwrite else frames,
         "flops_per_point": engine.flops_per_point,
+        "compile": compiled,
         "model": (run.read().get("model") or {}).get("name"),
         "created": old.get("created", now_iso()),
         "versions": versions(),
