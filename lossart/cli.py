@@ -268,6 +268,8 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
                    help="do only shard i of n (scheduler job arrays); any shard assembles finished frames")
     p.add_argument("--overwrite", action="store_true", help="discard existing grids made with other settings")
     p.add_argument("--force", action="store_true", help="run a grid estimated to be absurdly large anyway")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default=None,
+                   help="torch.compile the CPU pass (auto: grids of 20000+ points; kept in grid.json)")
 
 
 def _grid_config(args: argparse.Namespace):
@@ -286,6 +288,7 @@ def _grid_config(args: argparse.Namespace):
         shard=args.shard,
         overwrite=args.overwrite,
         force=args.force,
+        compile={"on": True, "off": False}.get(args.compile),
     )
 
 
