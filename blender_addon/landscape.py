@@ -228,9 +228,9 @@ def update(scene: bpy.types.Scene, frame: float | None = None) -> None:
             path.place([obj], bends[k : k + 1], visible=s.show_bends)
     if s.camera_preset == "flythrough":
         span = max(scene.frame_end - scene.frame_start, 1)
-        stage.fly_camera(
-            s.camera, s.target, path_world, (scene.frame_current - scene.frame_start) / span
-        )
+        progress = (scene.frame_current - scene.frame_start) / span
+        ceiling = float(terrain.vertex_z(s.terrain).max()) + 0.5
+        stage.fly_camera(s.camera, s.target, path_world, progress, ceiling)
     elif len(path_world):
         # focus on the path's middle: the valley is where the eye goes
         mid = path_world[len(path_world) // 2]

@@ -45,6 +45,7 @@ def _sun(
     elevation_deg: float,
     azimuth_deg: float,
     angle_deg: float,
+    glossy: bool = True,
 ) -> bpy.types.Object:
     light = bpy.data.lights.new(name, "SUN")
     light.energy = energy
@@ -52,6 +53,7 @@ def _sun(
     light.angle = math.radians(angle_deg)
     obj = bpy.data.objects.new(name, light)
     collection.objects.link(obj)
+    obj.visible_glossy = glossy  # Cycles: False lights diffusely only, never a mirror glint
     # a sun shines along its local -Z; tilt it so it comes from (azimuth, elevation)
     obj.rotation_euler = (math.radians(90.0 - elevation_deg), 0.0, math.radians(azimuth_deg + 90.0))
     return obj
@@ -74,7 +76,8 @@ def setup_lights(collection) -> list[bpy.types.Object]:
         0.7,
         elevation_deg=14.0,
         azimuth_deg=60.0,
-        angle_deg=5.0,
+        angle_deg=8.0,
+        glossy=False,  # outlines ridges without a blinding glint when a camera faces it
     )
     fill = _sun(
         "lossart_fill",
@@ -162,15 +165,16 @@ def apply_camera(
         )
     elif preset == "flythrough":
         cam.data.lens = 24.0
-        cam.data.dof.aperture_fstop = 2.0
+        cam.data.dof.aperture_fstop = 4.0
 
 
-def fly_camera(cam, target, path_world: np.ndarray, progress: float) -> None:
-    """Put the camera above and behind the path at `progress` (0..1), looking along it."""
+def fly_camera(cam, target, path_world: np.ndarray, progress: float, ceiling: float) -> None:
+    """Put the camera behind the path point at `progress` (0..1), above the highest terrain
+    (`ceiling`, world z), looking at the path a sixth of its length ahead."""
     if len(path_world) < 2:
         return
     n = len(path_world)
-    t = min(max(progress, 0.0), 1.0) * 0.8
+    t = 0.05 + min(max(progress, 0.0), 1.0) * 0.7
     k = int(round(t * (n - 1)))
     ahead = min(n - 1, k + max(2, n // 6))
     here, there = path_world[k], path_world[ahead]
@@ -178,9 +182,9 @@ def fly_camera(cam, target, path_world: np.ndarray, progress: float) -> None:
     norm = float(np.hypot(*direction)) or 1.0
     back = direction / norm
     cam.location = (
-        float(here[0] - back[0] * 2.4),
-        float(here[1] - back[1] * 2.4),
-        float(here[2] + 1.9),
+        float(here[0] - back[0] * 3.0),
+        float(here[1] - back[1] * 3.0),
+        float(max(here[2] + 1.5, ceiling)),
     )
     target.location = tuple(float(v) for v in there)
 
