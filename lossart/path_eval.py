@@ -223,11 +223,19 @@ def evaluate_curve_run(
     subset: int | None = 2000,
     device: str = "cpu",
     seed: int = 0,
+    threads: int | None = None,
 ) -> CurveEvaluation:
-    """Evaluate a finished curve run and write RUN/analyses/eval_curve.{csv,json,png}."""
+    """Evaluate a finished curve run and write RUN/analyses/eval_curve.{csv,json,png}.
+
+    `threads`: CPU threads; None means 1 for the built-in data on CPU (measured 17 s against 44 s
+    for the default 21 points of a smallcnn run on two shared cores), torch's default otherwise.
+    """
+    from lossart.curve_training import cpu_threads
+
     run = run if isinstance(run, Run) else open_run(run)
     cr = load_curve_run(run)
-    result = evaluate_paths(cr, points, subset, device, seed)
+    with cpu_threads(threads, device, cr.data_spec.kind == "builtin"):
+        result = evaluate_paths(cr, points, subset, device, seed)
     out = run.analyses
     out.mkdir(parents=True, exist_ok=True)
     files = {
