@@ -197,6 +197,8 @@ def _add_curve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-augment", action="store_true", help="train without data augmentation")
     p.add_argument("--data", help="dataset (default: the endpoints' dataset)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads (default: 1 for the built-in data, else torch's default)")
     p.set_defaults(run=_run_curve)
 
 
@@ -210,7 +212,7 @@ def _run_curve(args: argparse.Namespace) -> int:
         w1=args.w1, w2=args.w2, out=args.out, kind=args.kind, bends=args.bends, epochs=args.epochs,
         lr=args.lr, wd=args.wd, momentum=args.momentum, batch_size=args.batch_size, seed=args.seed,
         frames=args.frames, frame_spacing=args.frame_spacing, init_noise=args.init_noise,
-        augment=not args.no_augment, data=args.data, device=args.device,
+        augment=not args.no_augment, data=args.data, device=args.device, threads=args.threads,
     )  # fmt: skip
     cr = train_curve(cfg)
     last = cr.frames[-1]
@@ -234,13 +236,16 @@ def _add_eval_curve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subset", type=int, default=2000,
                    help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads (default: 1 for the built-in data, else torch's default)")
     p.set_defaults(run=_run_eval_curve)
 
 
 def _run_eval_curve(args: argparse.Namespace) -> int:
     from lossart.path_eval import evaluate_curve_run
 
-    res = evaluate_curve_run(args.run_dir, points=args.points, subset=args.subset, device=args.device)
+    res = evaluate_curve_run(args.run_dir, points=args.points, subset=args.subset,
+                             device=args.device, threads=args.threads)
     print(res.table())
     print(f"train subset {res.train_subset}, test {res.test_size}; wrote {res.files['csv']}, "
           f"{res.files['json']}, {res.files['png']}")
