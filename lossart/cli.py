@@ -524,6 +524,62 @@ def _run_addon_build(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- demo
 
+
+@command
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the whole pipeline on the built-in data: a rendered still and video",
+        description="Train two small conv nets on the built-in shapes data, a Bezier curve between "
+        "them with recorded frames, per-frame loss grids, the terrain bundle, and Blender renders "
+        "(a still and an MP4 of the curve being trained). Rerun to resume.",
+    )
+    p.add_argument("--out", default="renders/demo", help="output folder (default renders/demo)")
+    speed = p.add_mutually_exclusive_group()
+    speed.add_argument("--quick", action="store_true", help="a one-minute smoke version")
+    speed.add_argument("--quality", action="store_true",
+                       help="bigger and prettier: more frames, finer grids, 1280x720 renders")
+    p.add_argument("--frames", type=int, help="curve frames (video length)")
+    p.add_argument("--resolution", type=int, help="grid points per side")
+    p.add_argument("--subset", type=int, help="training images per grid point")
+    p.add_argument("--size", help="render size WxH")
+    p.add_argument("--samples", type=int, help="Cycles samples")
+    p.add_argument("--palette", help="terrain palette (see lossart render --help)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu or cuda for the compute stages")
+    p.add_argument("--no-render", action="store_true", help="stop after the terrain bundle")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lossart.demo import DemoConfig, run_demo
+
+    overrides = {k: v for k, v in {
+        "frames": args.frames, "resolution": args.resolution, "subset": args.subset,
+        "samples": args.samples, "palette": args.palette,
+    }.items() if v is not None}
+    if args.size:
+        from lossart.render import parse_size
+
+        overrides["render_size"] = parse_size(args.size)
+    preset = "quick" if args.quick else "quality" if args.quality else "default"
+    result = run_demo(DemoConfig(Path(args.out), preset, args.device, args.seed,
+                                 not args.no_render, overrides))
+    print(f"demo ({preset}) in {result.out}:")
+    for name, secs in result.stage_seconds.items():
+        print(f"  {name:<11} {secs:7.1f} s")
+    print(f"  {'total':<11} {sum(result.stage_seconds.values()):7.1f} s")
+    if result.barrier:
+        print(f"barrier (train loss): curve {result.barrier['curve']:.3f}, "
+              f"segment {result.barrier['segment']:.3f}")
+    for label, path in (("still", result.still), ("video", result.video)):
+        if path:
+            print(f"{label}: {path}")
+    print(f"run folder: {result.run} (try: lossart ensemble {result.run})")
+    return 0
+
 # ---------------------------------------------------------------- analyses: ensemble, functions
 
 

@@ -1,0 +1,202 @@
+"""`lossart demo`: the whole pipeline on the built-in data, from nothing to a still and a video.
+
+Two small conv nets trained independently on the built-in `shapes` images (in parallel, one per
+core), a quadratic Bézier curve between them trained with recorded frames, the loss-along-path
+plot, per-frame loss grids, the terrain bundle with previews, and Blender renders: a still of the
+trained curve and an MP4 of the curve being trained.
+
+Every stage resumes: rerunning the same command skips what is already on disk, so an interrupted
+demo continues where it stopped. The output folder holds the still and the video at its top and
+the run folder (`run/`), which every other command can be pointed at.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+from lossart.errors import LossartError
+from lossart.progress import progress
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of every stage; the presets below trade time for beauty."""
+
+    model_width: int = 16  # smallcnn channels: the FLOPs of every grid point scale with it
+    endpoint_epochs: int = 8
+    curve_epochs: int = 10
+    frames: int = 24
+    frame_spacing: str = "log"  # the curve moves most early on: log spacing shows that
+    resolution: int = 41
+    subset: int = 256
+    sigma: float = 1.0
+    frame_sigma: float = 0.6
+    upsample: int = 2
+    render_size: tuple[int, int] = (640, 360)
+    samples: int = 16
+    fps: int = 12
+    interpolate: int = 2
+    camera: str = "orbit"
+    still_camera: str = "overview"
+    palette: str = "losslandscape"
+
+
+PRESETS = {
+    "quick": DemoSettings(
+        model_width=8, endpoint_epochs=4, curve_epochs=4, frames=6, resolution=21, subset=128,
+        upsample=2, render_size=(320, 180), samples=8, fps=6, interpolate=1,
+    ),
+    "default": DemoSettings(),
+    "quality": DemoSettings(
+        model_width=32, endpoint_epochs=12, curve_epochs=20, frames=60, resolution=101,
+        subset=1000, upsample=2, render_size=(1280, 720), samples=64, fps=24, interpolate=2,
+    ),
+}
+
+
+@dataclass
+class DemoConfig:
+    """What `lossart demo` was asked for."""
+
+    out: Path = Path("renders/demo")
+    preset: str = "default"
+    device: str = "cpu"
+    seed: int = 1
+    render: bool = True
+    overrides: dict = field(default_factory=dict)
+
+    def settings(self) -> DemoSettings:
+        if self.preset not in PRESETS:
+            raise LossartError(f"--preset {self.preset!r}: expected one of {', '.join(PRESETS)}")
+        try:
+            return replace(PRESETS[self.preset], **self.overrides)
+        except TypeError as exc:
+            raise LossartError(f"demo setting: {exc}") from None
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    run: Path
+    still: Path | None
+    video: Path | None
+    stage_seconds: dict[str, float]
+    barrier: dict[str, float]
+
+
+def _train_one(args: tuple[str, int, int, int, str]) -> str:
+    """One endpoint (runs in a worker process; one CPU thread each)."""
+    from lossart.train import TrainConfig, train_endpoint
+
+    out, seed, width, epochs, device = args
+    train_endpoint(
+        TrainConfig(data="shapes", model="smallcnn", model_kwargs={"width": width}, epochs=epochs,
+                    seed=seed, out=out, device=device, progress=False, threads=1)
+    )
+    return out
+
+
+def _endpoints(cfg: DemoConfig, s: DemoSettings) -> list[str]:
+    folder = cfg.out / "endpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(str(folder / f"w{k + 1}.pt"), cfg.seed + k, s.model_width, s.endpoint_epochs, cfg.device)
+            for k in range(2)]
+    todo = [j for j in jobs if not Path(j[0]).is_file()]
+    if len(todo) == 2 and cfg.device == "cpu":
+        with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+            list(pool.map(_train_one, todo))
+    else:
+        for job in todo:
+            _train_one(job)
+    return [j[0] for j in jobs]
+
+
+def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> DemoResult:
+    """Run (or resume) the demo into `cfg.out`; returns where everything is and how long it took."""
+    from lossart.curve_training import CurveConfig, train_curve
+    from lossart.grid.run_grid import GridConfig, grid_run
+    from lossart.path_eval import evaluate_curve_run
+    from lossart.terrain.build import build_terrain
+    from lossart.terrain.heightfield import TerrainConfig
+
+    s = cfg.settings()
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    run_dir = cfg.out / "run"
+    times: dict[str, float] = {}
+    state: dict = {}
+
+    def endpoints() -> None:
+        state["ends"] = _endpoints(cfg, s)
+
+    def curve() -> None:
+        train_curve(CurveConfig(
+            w1=state["ends"][0], w2=state["ends"][1], out=str(run_dir), epochs=s.curve_epochs,
+            frames=s.frames, frame_spacing=s.frame_spacing, seed=cfg.seed, device=cfg.device,
+            batch_size=64, lr=0.05,
+        ))
+
+    def eval_curve() -> None:
+        ev = evaluate_curve_run(run_dir, points=21, subset=1000, device=cfg.device)
+        state["barrier"] = {"curve": ev.curve.barrier, "segment": ev.segment.barrier}
+
+    def grids() -> None:
+        grid_run(run_dir, GridConfig(resolution=(s.resolution, s.resolution), subset=s.subset,
+                                     device=cfg.device))
+
+    def terrain() -> None:
+        build_terrain(run_dir, TerrainConfig(sigma=s.sigma, frame_sigma=s.frame_sigma,
+                                             upsample=s.upsample), preview=True)
+
+    def renders() -> None:
+        from lossart.render import RenderOptions, render_still, render_video
+
+        base = RenderOptions(samples=s.samples, size=s.render_size, palette=s.palette)
+        still = render_still(run_dir, out=cfg.out / "lossart-demo.png",
+                             opts=replace(base, camera=s.still_camera))
+        video = render_video(run_dir, out=cfg.out / "lossart-demo.mp4", fps=s.fps,
+                             interpolate=s.interpolate, opts=replace(base, camera=s.camera))
+        state["still"], state["video"] = still.out, video.out
+
+    stages: list[tuple[str, Callable[[], None]]] = [
+        ("endpoints", endpoints), ("curve", curve), ("eval-curve", eval_curve), ("grid", grids),
+        ("terrain", terrain),
+    ]
+    if cfg.render:
+        stages.append(("render", renders))
+    bar = progress(total=len(stages), desc="demo", unit="stage")
+    try:
+        for name, fn in stages:
+            bar.set_description(f"demo: {name}")
+            if on_stage:
+                on_stage(name)
+            t0 = time.perf_counter()
+            fn()
+            times[name] = time.perf_counter() - t0
+            bar.update(1)
+    finally:
+        bar.close()
+    _copy_plots(run_dir, cfg.out)
+    result = DemoResult(cfg.out, run_dir, state.get("still"), state.get("video"), times,
+                        state.get("barrier", {}))
+    (cfg.out / "demo.json").write_text(json.dumps({
+        "preset": cfg.preset, "settings": asdict(s), "stage_seconds": times,
+        "barrier": result.barrier,
+    }, indent=2) + "\n")
+    return result
+
+
+def _copy_plots(run_dir: Path, out: Path) -> None:
+    """The loss-along-path plot and the last terrain preview beside the still, for a quick look."""
+    plot = run_dir / "analyses" / "eval_curve.png"
+    if plot.is_file():
+        shutil.copyfile(plot, out / "loss-along-path.png")
+    previews = sorted((run_dir / "terrain" / "preview").glob("frame_*.png"))
+    if previews:
+        shutil.copyfile(previews[-1], out / "terrain-preview.png")
