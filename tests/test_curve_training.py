@@ -191,6 +191,8 @@ def test_interrupted_run_resumes_to_identical_frames(endpoints, tmp_path, how):
     assert 0 < len(partial) < 7
     state = torch.load(tmp_path / "int" / "curve" / "state.pt", weights_only=True)
     assert state["step"] == (stop if how == "ctrl-c" else spe)
+    with pytest.raises(LossartError, match="has not finished"):
+        evaluate_curve_run(tmp_path / "int", points=3, subset=50)
     resumed = train_curve(cfg2)
     assert [f.step for f in resumed.frames] == [f.step for f in ref.frames]
     assert [f.train_loss for f in resumed.frames] == [f.train_loss for f in ref.frames]
