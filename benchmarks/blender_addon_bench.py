@@ -77,6 +77,19 @@ def main() -> None:
         f"{t_ref:.2f} s; ratio {t_ref / t_update:.0f}x"
     )
 
+    # reference: Blender's default scene (cube, light, camera) at the same settings, same run
+    blender_addon.unregister()
+    bpy.ops.wm.read_factory_settings(use_empty=False)
+    ref_scene = bpy.context.scene
+    ref_times = {}
+    for size, samples in (((96, 64), 8), ((480, 270), 16)):
+        render.configure(ref_scene, samples=samples, size=size, denoise=True, device="auto")
+        render.render_still(ref_scene, tmp / "ref.png", frame=1)
+        ref_times[size] = timed(lambda: render.render_still(ref_scene, tmp / "ref.png"), repeat=2)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    blender_addon.register()
+    scene = bpy.context.scene
+
     landscape.import_landscape(scene, mid)
     n = scene.frame_end - scene.frame_start + 1
     t = time.perf_counter()
@@ -97,7 +110,8 @@ def main() -> None:
         t = timed(lambda out=out: render.render_still(scene, out, frame=2), repeat=2)
         print(
             f"render 300x300 terrain at {size[0]}x{size[1]}, {samples} samples, "
-            f"{scene.cycles.device}: {t:.2f} s/frame"
+            f"{scene.cycles.device}: {t:.2f} s/frame; default cube scene {ref_times[size]:.2f} s "
+            f"(ratio {t / ref_times[size]:.1f}x)"
         )
 
     blend = tmp / "baked.blend"

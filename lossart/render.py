@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,6 @@ class RenderOptions:
     show_bends: bool = False
     playback_speed: float = 1.0
     blender: str | None = None
-    extra_env: dict = field(default_factory=dict)
 
     def job_options(self) -> dict:
         return {
@@ -198,7 +197,7 @@ def _run_blender(
     job["status"] = str(status_path)
     write_json(job_path, job)
     cmd = blender_command(job_path, opts.blender)
-    env = {**os.environ, **opts.extra_env}
+    env = dict(os.environ)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         bar = None
@@ -350,7 +349,7 @@ def render_video(
         )
     write_json(
         stamp,
-        {"fingerprint": fp, "bundle": str(bundle_dir), "options": asdict(opts) | {"extra_env": {}}},
+        {"fingerprint": fp, "bundle": str(bundle_dir), "options": asdict(opts)},
     )
     skipped = _count_frames(frames_dir, first, last)
     t0 = time.perf_counter()

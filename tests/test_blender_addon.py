@@ -289,3 +289,18 @@ def test_show_bends_toggles_bend_markers(bundle3):
     scene.frame_set(2)
     want = wmap.world(np.column_stack([b.frames[1].bends, [0.0]]), 1.0)[0]
     assert tuple(bend.location)[:2] == pytest.approx(tuple(want[:2]), abs=1e-5)
+
+
+def test_engine_names_and_device_fallback():
+    from blender_addon import render
+
+    scene = bpy.context.scene
+    name = render.set_engine(scene, "eevee")  # set only; EEVEE never renders in tests (software GL)
+    assert name == ("BLENDER_EEVEE" if bpy.app.version >= (5, 0, 0) else "BLENDER_EEVEE_NEXT")
+    assert render.set_engine(scene, "cycles") == "CYCLES"
+    with pytest.raises(ValueError, match="unknown engine"):
+        render.set_engine(scene, "workbench2")
+    device = render.pick_device(scene, "auto")
+    assert device in ("CPU", *render.GPU_KINDS)
+    assert scene.cycles.device == ("CPU" if device == "CPU" else "GPU")
+    assert render.pick_device(scene, "CPU") == "CPU" and scene.cycles.device == "CPU"
