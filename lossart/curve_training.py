@@ -406,10 +406,11 @@ def _train_curve(cfg: CurveConfig, on_step: Callable[[int, float], None] | None)
     else:
         data_spec = ends.data_spec
     ds = load_dataset(data_spec)
-    if tuple(ds.input_shape) != tuple(ends.model_spec.input_shape):
+    ms = ends.model_spec
+    if tuple(ds.input_shape) != tuple(ms.input_shape) or ds.num_classes != ms.num_classes:
         raise LossartError(
-            f"--data {data_spec.name}: inputs of shape {tuple(ds.input_shape)}, but the endpoints' "
-            f"model takes {tuple(ends.model_spec.input_shape)}"
+            f"--data {data_spec.name}: inputs {tuple(ds.input_shape)} and {ds.num_classes} classes, "
+            f"but the endpoints' model takes {tuple(ms.input_shape)} and {ms.num_classes} classes"
         )
     spe = steps_per_epoch(ds, cfg.batch_size)
     total = cfg.epochs * spe

@@ -231,6 +231,9 @@ def test_refusals_are_one_line(endpoints, tmp_path, capsys):
     (tmp_path / "c" / "notes.txt").write_text("mine")
     with pytest.raises(LossartError, match="not a lossart run"):
         train_curve(_cfg(endpoints, tmp_path / "c"))
+    # data the endpoints' model cannot take
+    with pytest.raises(LossartError, match="endpoints' model takes"):
+        train_curve(_cfg(endpoints, tmp_path / "g", data="blobs2d"))
     # frames beyond the number of steps
     with pytest.raises(LossartError, match="--frames"):
         train_curve(_cfg(endpoints, tmp_path / "d", frames=1000))
