@@ -17,7 +17,7 @@ import bpy
 from . import materials, path, terrain
 from . import scene as stage
 from .bundle import Bundle, BundleError, load_bundle, manifest_path
-from .geometry import WorldMap
+from .geometry import RELIEF, WorldMap
 
 COLLECTION = "Loss landscape"
 MARKER_LIFT = 0.05
@@ -192,6 +192,7 @@ def refresh(scene: bpy.types.Scene) -> None:
     mat = s.terrain.active_material
     if mat is not None and "lossart_palette" in mat.node_tree.nodes:
         materials.apply_palette(mat, s.palette)
+        materials.set_relief(mat, RELIEF * s.height_scale)
     glow_colour = materials.PALETTES[s.palette][1]
     if s.path.active_material is not None:
         materials.set_emission(s.path.active_material, glow_colour, s.path_glow)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import bpy
 
+from .geometry import RELIEF
 from .looks import DEFAULT_PALETTE, PALETTES, palette_names, srgb_to_linear  # noqa: F401
 from .terrain import HEIGHT_ATTR
 
 CONTOURS = 16
+CONTOUR_WIDTH = 0.02  # world units (the terrain is 10 wide)
 
 
 def _check(name: str) -> None:
@@ -42,13 +44,27 @@ def terrain_material(name: str, palette: str) -> bpy.types.Material:
     ping = nt.nodes.new("ShaderNodeMath")
     ping.operation = "PINGPONG"
     ping.inputs[1].default_value = 0.5
+    # constant line width on screen-independent terms: a contour is within CONTOUR_WIDTH world
+    # units where pingpong < CONTOUR_WIDTH * CONTOURS * |grad h|, and |grad h| = tan(slope) /
+    # relief, with the slope from the shading normal. Flat ground gets no line (no contour there).
+    geo = nt.nodes.new("ShaderNodeNewGeometry")
+    sep = nt.nodes.new("ShaderNodeSeparateXYZ")
+    relief = nt.nodes.new("ShaderNodeValue")
+    relief.name = "lossart_relief"
+    relief.outputs[0].default_value = RELIEF
+    nz = _math(nt, "MAXIMUM", sep.outputs["Z"], 0.05)
+    sin2 = _math(nt, "SUBTRACT", 1.0, _math(nt, "MULTIPLY", nz, nz))
+    tan = _math(nt, "DIVIDE", _math(nt, "SQRT", _math(nt, "MAXIMUM", sin2, 0.0), 0.0), nz)
+    grad = _math(nt, "DIVIDE", tan, relief.outputs[0])
+    width = _math(nt, "MINIMUM", _math(nt, "MULTIPLY", grad, CONTOUR_WIDTH * CONTOURS), 0.25)
+    nt.links.new(geo.outputs["Normal"], sep.inputs["Vector"])
     line = nt.nodes.new("ShaderNodeMath")
     line.operation = "LESS_THAN"
-    line.inputs[1].default_value = 0.035
+    nt.links.new(width, line.inputs[1])
     strength = nt.nodes.new("ShaderNodeMath")
     strength.operation = "MULTIPLY"
     strength.name = "lossart_contours"
-    strength.inputs[1].default_value = 0.45
+    strength.inputs[1].default_value = 0.35
     # no contour on the capped plateau or the floor (h exactly 1 or 0 would be all line)
     below_cap = nt.nodes.new("ShaderNodeMath")
     below_cap.operation = "LESS_THAN"
@@ -86,6 +102,25 @@ def terrain_material(name: str, palette: str) -> bpy.types.Material:
     bsdf.inputs["Specular IOR Level"].default_value = 0.35
     apply_palette(mat, palette)
     return mat
+
+
+def _math(nt, op: str, a, b):
+    """A Math node `a op b` (sockets or numbers); returns its output socket."""
+    node = nt.nodes.new("ShaderNodeMath")
+    node.operation = op
+    for k, v in enumerate((a, b)):
+        if isinstance(v, (int, float)):
+            node.inputs[k].default_value = v
+        else:
+            nt.links.new(v, node.inputs[k])
+    return node.outputs[0]
+
+
+def set_relief(mat: bpy.types.Material, relief: float) -> None:
+    """Tell the contour lines the world height of the full range (RELIEF x height scale)."""
+    node = mat.node_tree.nodes.get("lossart_relief")
+    if node is not None:
+        node.outputs[0].default_value = max(relief, 1e-6)
 
 
 def side_material(name: str, colour: str = "#0a0a12") -> bpy.types.Material:
