@@ -27,7 +27,7 @@ from lossart.data.batches import normalize
 from lossart.errors import LossartError
 from lossart.evaluation import task_loss
 from lossart.models import ModelSpec, create_model
-from lossart.progress import progress
+from lossart.progress import progress, tqdm
 from lossart.runs import versions
 
 SCHEDULES = ("garipov", "cosine", "constant")
@@ -164,7 +164,13 @@ class _StopFlag:
 
 @torch.no_grad()
 def evaluate_model(
-    model: nn.Module, ds: Dataset, x: torch.Tensor, y: torch.Tensor, device: str, chunk: int = 500
+    model: nn.Module,
+    ds: Dataset,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: str,
+    chunk: int = 500,
+    bar: tqdm | None = None,
 ) -> tuple[float, float]:
     """Mean loss and accuracy in eval mode (stored BN statistics: the endpoint as trained)."""
     was = model.training
@@ -177,6 +183,8 @@ def evaluate_model(
         loss_sum += task_loss(out, yb, ds.task).item() * yb.shape[0]
         if ds.task == "classification":
             correct += (out.argmax(1) == yb).sum().item()
+        if bar is not None:
+            bar.update(yb.shape[0])
     model.train(was)
     n = max(x.shape[0], 1)
     acc = correct / n if ds.task == "classification" else float("nan")
@@ -184,16 +192,19 @@ def evaluate_model(
 
 
 def final_metrics(
-    model: nn.Module, ds: Dataset, device: str, train_eval_size: int
+    model: nn.Module, ds: Dataset, device: str, train_eval_size: int, show: bool = True
 ) -> dict[str, float]:
+    """Train (fixed subset of `train_eval_size`) and test loss and accuracy, with a progress bar."""
     xtr, ytr = ds.x_train, ds.y_train
     if xtr.shape[0] > train_eval_size:
         idx = torch.randperm(xtr.shape[0], generator=torch.Generator().manual_seed(0))[
             :train_eval_size
         ]
         xtr, ytr = xtr[idx.sort().values], ytr[idx.sort().values]
-    train_loss, train_acc = evaluate_model(model, ds, xtr, ytr, device)
-    test_loss, test_acc = evaluate_model(model, ds, ds.x_test, ds.y_test, device)
+    total = xtr.shape[0] + ds.x_test.shape[0]
+    with progress(total, desc="evaluate", unit="ex", disable=None if show else True) as bar:
+        train_loss, train_acc = evaluate_model(model, ds, xtr, ytr, device, bar=bar)
+        test_loss, test_acc = evaluate_model(model, ds, ds.x_test, ds.y_test, device, bar=bar)
     return {
         "train_loss": train_loss,
         "train_accuracy": train_acc,
@@ -362,7 +373,7 @@ def _train(cfg: TrainConfig) -> Checkpoint:
             sums = {"loss": 0.0, "correct": 0, "n": 0}
             save_state(epoch, batch)
 
-    metrics = final_metrics(model, ds, device, cfg.train_eval_size)
+    metrics = final_metrics(model, ds, device, cfg.train_eval_size, cfg.progress)
     wall += time.perf_counter() - t0
     ckpt = Checkpoint(
         model=spec,
