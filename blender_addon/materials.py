@@ -56,7 +56,8 @@ def terrain_material(name: str, palette: str) -> bpy.types.Material:
     sin2 = _math(nt, "SUBTRACT", 1.0, _math(nt, "MULTIPLY", nz, nz))
     tan = _math(nt, "DIVIDE", _math(nt, "SQRT", _math(nt, "MAXIMUM", sin2, 0.0), 0.0), nz)
     grad = _math(nt, "DIVIDE", tan, relief.outputs[0])
-    width = _math(nt, "MINIMUM", _math(nt, "MULTIPLY", grad, CONTOUR_WIDTH * CONTOURS), 0.25)
+    # at most 12% of each contour interval, so lines never merge on steep walls
+    width = _math(nt, "MINIMUM", _math(nt, "MULTIPLY", grad, CONTOUR_WIDTH * CONTOURS), 0.06)
     nt.links.new(geo.outputs["Normal"], sep.inputs["Vector"])
     line = nt.nodes.new("ShaderNodeMath")
     line.operation = "LESS_THAN"
