@@ -29,19 +29,19 @@ from lossart.progress import progress
 class DemoSettings:
     """Sizes of every stage; the presets below trade time for beauty."""
 
-    model_width: int = 16  # smallcnn channels: the FLOPs of every grid point scale with it
-    endpoint_epochs: int = 8
-    curve_epochs: int = 10
-    frames: int = 24
+    model_width: int = 8  # smallcnn channels: the FLOPs of every grid point scale with it
+    endpoint_epochs: int = 10
+    curve_epochs: int = 8
+    frames: int = 20
     frame_spacing: str = "log"  # the curve moves most early on: log spacing shows that
     resolution: int = 41
-    subset: int = 256
+    subset: int = 128
     sigma: float = 1.0
     frame_sigma: float = 0.6
-    upsample: int = 2
+    upsample: int = 3
     render_size: tuple[int, int] = (640, 360)
     samples: int = 16
-    fps: int = 12
+    fps: int = 10
     interpolate: int = 2
     camera: str = "orbit"
     still_camera: str = "overview"
@@ -50,7 +50,7 @@ class DemoSettings:
 
 PRESETS = {
     "quick": DemoSettings(
-        model_width=8, endpoint_epochs=4, curve_epochs=4, frames=6, resolution=21, subset=128,
+        model_width=8, endpoint_epochs=4, curve_epochs=4, frames=6, resolution=21, subset=64,
         upsample=2, render_size=(320, 180), samples=8, fps=6, interpolate=1,
     ),
     "default": DemoSettings(),
@@ -118,10 +118,36 @@ def _endpoints(cfg: DemoConfig, s: DemoSettings) -> list[str]:
     return [j[0] for j in jobs]
 
 
+def _grid_shard(args: tuple[str, object]) -> None:
+    """One shard of the grids (runs in a worker process, one CPU thread)."""
+    import torch
+
+    from lossart.grid.run_grid import grid_run
+
+    torch.set_num_threads(1)
+    grid_run(args[0], args[1])
+
+
+def _grid_in_parallel(run_dir: Path, grid) -> None:
+    """On a CPU, one shard per core (`--shard i/n`, as a job array would), then one pass that
+    finds every tile on disk and assembles the frames; elsewhere one process does it all."""
+    import os
+
+    cores = min(os.cpu_count() or 1, 8)
+    if grid.device == "cpu" and cores > 1:
+        jobs = [(str(run_dir), replace(grid, shard=f"{i}/{cores}", quiet=True if i else None))
+                for i in range(cores)]
+        with ProcessPoolExecutor(max_workers=cores, mp_context=get_context("spawn")) as pool:
+            list(pool.map(_grid_shard, jobs))
+    from lossart.grid.run_grid import grid_run
+
+    grid_run(run_dir, grid)
+
+
 def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> DemoResult:
     """Run (or resume) the demo into `cfg.out`; returns where everything is and how long it took."""
     from lossart.curve_training import CurveConfig, train_curve
-    from lossart.grid.run_grid import GridConfig, grid_run
+    from lossart.grid.run_grid import GridConfig
     from lossart.path_eval import evaluate_curve_run
     from lossart.terrain.build import build_terrain
     from lossart.terrain.heightfield import TerrainConfig
@@ -143,12 +169,13 @@ def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> 
         ))
 
     def eval_curve() -> None:
-        ev = evaluate_curve_run(run_dir, points=21, subset=1000, device=cfg.device)
+        ev = evaluate_curve_run(run_dir, points=21, subset=500, device=cfg.device)
         state["barrier"] = {"curve": ev.curve.barrier, "segment": ev.segment.barrier}
 
     def grids() -> None:
-        grid_run(run_dir, GridConfig(resolution=(s.resolution, s.resolution), subset=s.subset,
-                                     device=cfg.device))
+        grid = GridConfig(resolution=(s.resolution, s.resolution), subset=s.subset,
+                          device=cfg.device)
+        _grid_in_parallel(run_dir, grid)
 
     def terrain() -> None:
         build_terrain(run_dir, TerrainConfig(sigma=s.sigma, frame_sigma=s.frame_sigma,
