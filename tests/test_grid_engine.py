@@ -237,3 +237,22 @@ def test_compile_is_planned_by_job_size(setup):
     e = engine_for(setup)
     assert not e.plan_compile(100) and not e.compiled  # small jobs stay eager
     assert not engine_for(setup, strategy="vmap").plan_compile(10**9)  # only the CPU pass
+
+
+def test_vmap_halves_its_block_when_out_of_memory(setup, monkeypatch):
+    e = engine_for(setup, strategy="vmap", batch_points=4)
+    real = e._evaluate_block
+
+    def tight(xs, ys):
+        if len(xs) > 2:
+            raise torch.OutOfMemoryError("simulated")
+        return real(xs, ys)
+
+    monkeypatch.setattr(e, "_evaluate_block", tight)
+    xs, ys = random_points(5)
+    res = e.evaluate(xs, ys)
+    assert e.batch_points == 2
+    expect = engine_for(setup).evaluate(xs, ys)
+    torch.testing.assert_close(
+        torch.from_numpy(res.loss), torch.from_numpy(expect.loss), rtol=RTOL, atol=0
+    )

@@ -423,10 +423,24 @@ class GridEngine:
                 for k in range(len(xs)):
                     loss[k], acc[k] = self._evaluate_point(float(xs[k]), float(ys[k]))
             else:
-                for start in range(0, len(xs), self.batch_points):
+                start = 0
+                while start < len(xs):
                     stop = min(len(xs), start + self.batch_points)
-                    lo, ac = self._evaluate_block(xs[start:stop], ys[start:stop])
+                    try:
+                        lo, ac = self._evaluate_block(xs[start:stop], ys[start:stop])
+                    except torch.OutOfMemoryError:
+                        # The memory estimate was optimistic (workspaces, fragmentation): halve.
+                        if self.batch_points == 1:
+                            raise LossartError(
+                                f"out of {self.device} memory with one grid point per launch; "
+                                "use a smaller --subset"
+                            ) from None
+                        self.batch_points = max(1, self.batch_points // 2)
+                        if self.device.type == "cuda":
+                            torch.cuda.empty_cache()
+                        continue
                     loss[start:stop], acc[start:stop] = lo, ac
+                    start = stop
         return PointResults(loss, acc)
 
     def plan_compile(self, job_points: int | None = None, force: bool | None = None) -> bool:
