@@ -34,7 +34,7 @@ def main(job_path: str) -> None:
 
     from . import handlers, register, unregister
     from .bundle import BundleError
-    from .landscape import LandscapeOptions, import_landscape
+    from .landscape import LandscapeOptions, import_landscape, refresh
     from .render import configure, render_frames, render_still
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -44,6 +44,7 @@ def main(job_path: str) -> None:
         scene = bpy.context.scene
         bundle = import_landscape(scene, job["bundle"], LandscapeOptions(**job["options"]))
         device = configure(scene, **job["render"])
+        refresh(scene)  # fit the cameras to the render size's aspect ratio
         _write_status(
             status, device=device, frame_start=scene.frame_start, frame_end=scene.frame_end
         )

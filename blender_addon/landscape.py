@@ -13,14 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
+import numpy as np
 
 from . import materials, path, terrain
 from . import scene as stage
 from .bundle import Bundle, BundleError, load_bundle, manifest_path
-from .geometry import RELIEF, WorldMap
+from .geometry import RELIEF, SIZE, WorldMap
 
 COLLECTION = "Loss landscape"
-MARKER_LIFT = 0.05
+MARKER_LIFT = path.MARKER_RADIUS * 0.6  # half sunk into the surface, like a pearl set in it
+MARKER_GLOW = 2.5  # low enough that a marker keeps its hue instead of clipping to white
+# three or more points (the plane of three optima) get one colour each, to tell them apart
+MARKER_COLOURS = ("#ffffff", "#ffd23f", "#ff5c9d", "#5cf2a0", "#9fb4ff")
 
 _BUNDLES: dict[str, tuple[float, Bundle]] = {}
 _BUILDING = False  # property update callbacks do nothing while a scene is being built
@@ -32,9 +36,10 @@ class LandscapeOptions:
 
     palette: str = materials.DEFAULT_PALETTE
     height_scale: float = 1.0
-    path_glow: float = 10.0
+    path_glow: float = 4.0
     camera: str = "overview"
     show_bends: bool = False
+    contours: bool = False
     playback_speed: float = 1.0
     frame_start: int = 1
 
@@ -81,6 +86,7 @@ def import_landscape(
         s.bundle_path = str(mpath.resolve())
         s.palette, s.height_scale, s.path_glow = opts.palette, opts.height_scale, opts.path_glow
         s.camera_preset, s.show_bends = opts.camera, opts.show_bends
+        s.contours = opts.contours
         s.playback_speed, s.frame_start, s.baked = opts.playback_speed, opts.frame_start, False
 
         coll = bpy.data.collections.new(COLLECTION)
@@ -93,23 +99,30 @@ def import_landscape(
 
         glow_colour, marker_colour = materials.PALETTES[opts.palette][1:3]
         s.path = path.build_path("lossart_path", coll)
+        s.path.visible_glossy = False  # no mirrored streaks of the glow in the glossy surface
         s.path.data.materials.append(
             materials.emission_material("lossart_path", glow_colour, opts.path_glow)
         )
-        marker_mat = materials.emission_material("lossart_marker", marker_colour, 6.0)
-        marker_mesh = path.sphere_mesh("lossart_marker", path.MARKER_RADIUS)
-        marker_mesh.materials.append(marker_mat)
-        for obj in path.build_markers(
-            "lossart_point_", [p.name for p in bundle.frames[0].points], marker_mesh, coll
+        names = [p.name for p in bundle.frames[0].points]
+        for k, obj in enumerate(
+            path.build_markers("lossart_point_", names, None, coll, path.MARKER_RADIUS)
         ):
             obj["lossart_point"] = obj.name.removeprefix("lossart_point_")
+            obj.visible_glossy = False
+            colour = MARKER_COLOURS[k % len(MARKER_COLOURS)] if len(names) > 2 else marker_colour
+            obj.data.materials.append(
+                materials.emission_material(f"lossart_marker_{k}", colour, MARKER_GLOW)
+            )
         bend_mesh = path.sphere_mesh("lossart_bend", path.BEND_RADIUS)
-        bend_mesh.materials.append(materials.emission_material("lossart_bend", glow_colour, 3.0))
+        bend_mesh.materials.append(
+            materials.emission_material("lossart_bend", glow_colour, MARKER_GLOW)
+        )
         nbends = max(len(f.bends) for f in bundle.frames)
         for k, obj in enumerate(
             path.build_markers("lossart_bend_", [str(k) for k in range(nbends)], bend_mesh, coll)
         ):
             obj["lossart_bend"] = k
+            obj.visible_glossy = False
 
         stage.setup_world(scene)
         stage.setup_bloom(scene)
@@ -196,9 +209,50 @@ def refresh(scene: bpy.types.Scene) -> None:
     glow_colour = materials.PALETTES[s.palette][1]
     if s.path.active_material is not None:
         materials.set_emission(s.path.active_material, glow_colour, s.path_glow)
+    strength = materials.CONTOUR_STRENGTH if s.contours else 0.0
+    if mat is not None:
+        materials.set_contours(mat, strength)
     if not s.baked:
-        stage.apply_camera(scene, s.camera, s.pivot, s.target, s.camera_preset, s.height_scale)
+        bounds, points = framing_targets(bundle, s.height_scale)
+        ground, watch = _view_targets(bundle, s.height_scale)
+        stage.apply_camera(
+            scene, s.camera, s.pivot, s.target, s.camera_preset, bounds, points, ground, watch
+        )
     update(scene)
+
+
+def _view_targets(bundle: Bundle, height_scale: float):
+    """The last frame's ground (world heights, xs, ys) and what should not hide behind it: the
+    path and the marked points, a little above the surface (the trained curve is the story)."""
+    wmap = WorldMap.for_bundle(bundle)
+    xs, ys = wmap.grid_xy(bundle)
+    state = bundle.state(len(bundle.frames) - 1.0)
+    heights = wmap.world_z(state.heights, height_scale)
+    watch = [wmap.world(state.points, height_scale, lift=MARKER_LIFT)]
+    if len(state.path):
+        watch.append(wmap.world(state.path, height_scale, lift=path.PATH_LIFT)[::4])
+    return (heights, xs.astype(np.float64), ys.astype(np.float64)), np.concatenate(watch)
+
+
+def framing_targets(bundle: Bundle, height_scale: float) -> tuple[tuple, np.ndarray]:
+    """What every camera must keep in the frame: the terrain slab's bounding box (world) and
+    every marked point of every frame (with its marker's size)."""
+    wmap = WorldMap.for_bundle(bundle)
+    xs, ys = wmap.grid_xy(bundle)
+    top = max(RELIEF * height_scale, 1e-3)
+    lo = np.array([xs.min(), ys.min(), terrain.BASE_Z])
+    hi = np.array([xs.max(), ys.max(), top])
+    pts = [
+        wmap.world(np.array([[*p.xy, p.z] for p in f.points]), height_scale, lift=MARKER_LIFT)
+        for f in bundle.frames
+        if f.points
+    ]
+    points = np.concatenate(pts) if pts else np.zeros((0, 3))
+    if len(points):
+        r = path.MARKER_RADIUS
+        offsets = np.array([[dx, dy, dz] for dx in (-r, r) for dy in (-r, r) for dz in (-r, r)])
+        points = (points[:, None, :] + offsets[None]).reshape(-1, 3)
+    return (lo, hi), points
 
 
 def update(scene: bpy.types.Scene, frame: float | None = None) -> None:
@@ -230,12 +284,9 @@ def update(scene: bpy.types.Scene, frame: float | None = None) -> None:
     if s.camera_preset == "flythrough":
         span = max(scene.frame_end - scene.frame_start, 1)
         progress = (scene.frame_current - scene.frame_start) / span
-        ceiling = float(terrain.vertex_z(s.terrain).max()) + 0.5
-        stage.fly_camera(s.camera, s.target, path_world, progress, ceiling)
-    elif len(path_world):
-        # focus on the path's middle: the valley is where the eye goes
-        mid = path_world[len(path_world) // 2]
-        s.target.location = (float(mid[0]) * 0.5, float(mid[1]) * 0.5, float(mid[2]))
+        # a fixed ceiling over the whole height range: the camera never dips with the terrain
+        ceiling = RELIEF * hs * 1.15
+        stage.fly_camera(s.camera, s.target, path_world, progress, ceiling, SIZE)
 
 
 __all__ = [

@@ -2,7 +2,8 @@
 
 The terrain shader reads the per-vertex 0..1 height attribute (not world z), so a palette looks
 the same at any height scale. Palette stops are given in sRGB and converted to Blender's linear
-colour space. Faint contour lines every 1/CONTOURS of the height range help read the relief.
+colour space. Optional faint contour lines every 1/CONTOURS of the height range (off by
+default, `set_contours`) help read the relief when a picture is meant to be read, not hung.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from .geometry import RELIEF
 from .looks import DEFAULT_PALETTE, PALETTES, palette_names, srgb_to_linear  # noqa: F401
 from .terrain import HEIGHT_ATTR
 
-CONTOURS = 16
-CONTOUR_WIDTH = 0.02  # world units (the terrain is 10 wide)
+CONTOURS = 10
+CONTOUR_WIDTH = 0.012  # world units (the terrain is 10 wide)
+CONTOUR_STRENGTH = 0.14  # when shown (off by default: the surface should read as sculpted)
 
 
 def _check(name: str) -> None:
@@ -65,7 +67,7 @@ def terrain_material(name: str, palette: str) -> bpy.types.Material:
     strength = nt.nodes.new("ShaderNodeMath")
     strength.operation = "MULTIPLY"
     strength.name = "lossart_contours"
-    strength.inputs[1].default_value = 0.35
+    strength.inputs[1].default_value = 0.0
     # no contour on the capped plateau or the floor (h exactly 1 or 0 would be all line)
     below_cap = nt.nodes.new("ShaderNodeMath")
     below_cap.operation = "LESS_THAN"
@@ -115,6 +117,13 @@ def _math(nt, op: str, a, b):
         else:
             nt.links.new(v, node.inputs[k])
     return node.outputs[0]
+
+
+def set_contours(mat: bpy.types.Material, strength: float) -> None:
+    """Contour line opacity (0 hides them)."""
+    node = mat.node_tree.nodes.get("lossart_contours")
+    if node is not None:
+        node.inputs[1].default_value = float(strength)
 
 
 def set_relief(mat: bpy.types.Material, relief: float) -> None:

@@ -10,10 +10,14 @@ import bmesh
 import bpy
 import numpy as np
 
-PATH_RADIUS = 0.05
-PATH_LIFT = 0.06  # world units above the surface, so the tube never sinks into the terrain
-MARKER_RADIUS = 0.14
-BEND_RADIUS = 0.08
+from .geometry import SIZE
+
+# Sizes are shares of the terrain's size (its longer side spans SIZE world units), so a path
+# reads as a thin bright line and a marker as a bead at any bundle's scale.
+PATH_RADIUS = 0.0022 * SIZE
+PATH_LIFT = 0.003 * SIZE  # lies on the surface: just enough to never sink into it between samples
+MARKER_RADIUS = 0.011 * SIZE
+BEND_RADIUS = 0.007 * SIZE
 
 
 def build_path(name: str, collection) -> bpy.types.Object:
@@ -62,11 +66,17 @@ def sphere_mesh(name: str, radius: float) -> bpy.types.Mesh:
 
 
 def build_markers(
-    prefix: str, names: list[str], mesh: bpy.types.Mesh, collection
+    prefix: str,
+    names: list[str],
+    mesh: bpy.types.Mesh | None,
+    collection,
+    radius: float = MARKER_RADIUS,
 ) -> list[bpy.types.Object]:
+    """One object per name sharing `mesh`, or each with its own sphere (own material) if None."""
     objs = []
     for name in names:
-        obj = bpy.data.objects.new(f"{prefix}{name}", mesh)
+        data = mesh if mesh is not None else sphere_mesh(f"{prefix}{name}", radius)
+        obj = bpy.data.objects.new(f"{prefix}{name}", data)
         collection.objects.link(obj)
         objs.append(obj)
     return objs

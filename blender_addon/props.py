@@ -39,9 +39,9 @@ class LossartSettings(bpy.types.PropertyGroup):
     )
     path_glow: bpy.props.FloatProperty(
         name="Path glow",
-        default=10.0,
+        default=4.0,
         min=0.0,
-        soft_max=60.0,
+        soft_max=30.0,
         description="Emission strength of the path",
         update=_refresh,
     )
@@ -53,6 +53,12 @@ class LossartSettings(bpy.types.PropertyGroup):
         default=False,
         update=_refresh,
         description="Show the curve's bend points as small spheres",
+    )
+    contours: bpy.props.BoolProperty(
+        name="Contour lines",
+        default=False,
+        update=_refresh,
+        description="Faint contour lines over the surface (off: a glossy sculpted surface)",
     )
     frame_start: bpy.props.IntProperty(name="Start frame", default=1, update=_retime)
     playback_speed: bpy.props.FloatProperty(

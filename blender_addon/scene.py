@@ -17,24 +17,58 @@ import math
 import bpy
 import numpy as np
 
-from .geometry import RELIEF, SIZE
+from . import framing
 from .looks import CAMERA_PRESETS, srgb_to_linear
 
-ORBIT_SWEEP_DEG = 70.0
+ORBIT_SWEEP_DEG = 60.0
 
 
-def setup_world(scene: bpy.types.Scene, colour: str = "#05060e", strength: float = 1.0) -> None:
+def setup_world(
+    scene: bpy.types.Scene,
+    colour: str = "#020309",
+    horizon: str = "#0d0b1f",
+    strength: float = 1.0,
+) -> None:
+    """A near-black world with a faint gradient to a dusky `horizon` behind the terrain.
+
+    Only camera rays see the gradient; light bounces see the plain near-black colour, so the
+    background never lights or tints the surface (the key and rim suns do that)."""
     world = scene.world or bpy.data.worlds.new("lossart_world")
     scene.world = world
     if bpy.app.version < (5, 0, 0):
         world.use_nodes = True
     nt = world.node_tree
     nt.nodes.clear()
-    bg = nt.nodes.new("ShaderNodeBackground")
     out = nt.nodes.new("ShaderNodeOutputWorld")
-    bg.inputs["Color"].default_value = srgb_to_linear(colour)
-    bg.inputs["Strength"].default_value = strength
-    nt.links.new(bg.outputs["Background"], out.inputs["Surface"])
+    coord = nt.nodes.new("ShaderNodeTexCoord")
+    sep = nt.nodes.new("ShaderNodeSeparateXYZ")
+    nt.links.new(coord.outputs["Generated"], sep.inputs["Vector"])  # the ray's direction
+    ramp = nt.nodes.new("ShaderNodeValToRGB")
+    ramp.name = "lossart_sky"
+    # ray z: -1 (down) .. +1 (up); brightest a little below the horizon, behind the slab
+    fac = nt.nodes.new("ShaderNodeMapRange")
+    fac.inputs["From Min"].default_value = -1.0
+    fac.inputs["From Max"].default_value = 1.0
+    nt.links.new(sep.outputs["Z"], fac.inputs["Value"])
+    nt.links.new(fac.outputs["Result"], ramp.inputs["Fac"])
+    el = ramp.color_ramp.elements
+    el[0].position, el[0].color = 0.0, srgb_to_linear(colour)
+    el[1].position, el[1].color = 1.0, srgb_to_linear(colour)
+    mid = el.new(0.42)
+    mid.color = srgb_to_linear(horizon)
+    ramp.color_ramp.interpolation = "EASE"
+    seen = nt.nodes.new("ShaderNodeBackground")
+    seen.inputs["Strength"].default_value = strength
+    nt.links.new(ramp.outputs["Color"], seen.inputs["Color"])
+    plain = nt.nodes.new("ShaderNodeBackground")
+    plain.inputs["Color"].default_value = srgb_to_linear(colour)
+    plain.inputs["Strength"].default_value = strength
+    light_path = nt.nodes.new("ShaderNodeLightPath")
+    mix = nt.nodes.new("ShaderNodeMixShader")
+    nt.links.new(light_path.outputs["Is Camera Ray"], mix.inputs["Fac"])
+    nt.links.new(plain.outputs["Background"], mix.inputs[1])
+    nt.links.new(seen.outputs["Background"], mix.inputs[2])
+    nt.links.new(mix.outputs["Shader"], out.inputs["Surface"])
 
 
 def _sun(
@@ -64,16 +98,16 @@ def setup_lights(collection) -> list[bpy.types.Object]:
         "lossart_key",
         collection,
         "#ffd9b0",
-        2.4,
-        elevation_deg=16.0,
-        azimuth_deg=-140.0,
-        angle_deg=3.0,
+        4.0,
+        elevation_deg=18.0,
+        azimuth_deg=-160.0,
+        angle_deg=6.0,
     )
     rim = _sun(
         "lossart_rim",
         collection,
         "#7fa8ff",
-        0.7,
+        1.2,
         elevation_deg=14.0,
         azimuth_deg=60.0,
         angle_deg=8.0,
@@ -119,15 +153,18 @@ def build_camera(
     return cam, pivot, target
 
 
-def _spherical(
-    distance: float, elevation_deg: float, azimuth_deg: float, z0: float
-) -> tuple[float, float, float]:
-    el, az = math.radians(elevation_deg), math.radians(azimuth_deg)
-    return (
-        distance * math.cos(el) * math.cos(az),
-        distance * math.cos(el) * math.sin(az),
-        z0 + distance * math.sin(el),
-    )
+OVERVIEW = {"elevation": 36.0, "azimuth": -116.0, "lens": 50.0, "fstop": 5.6}
+ORBIT = {"elevation": 26.0, "azimuth": -116.0, "lens": 50.0, "fstop": 4.5}
+FLY = {"lens": 28.0, "fstop": 5.6}
+VIEW_CORNERS = (-116.0, -64.0, 116.0, 64.0)  # three-quarter views, in order of preference
+FILL = 0.9  # share of the half-width/half-height the framed points may reach
+
+
+def _tangents(scene: bpy.types.Scene, cam) -> tuple[float, float]:
+    r = scene.render
+    w = max(1, r.resolution_x * r.pixel_aspect_x)
+    h = max(1, r.resolution_y * r.pixel_aspect_y)
+    return framing.half_fov_tangents(cam.data.lens, cam.data.sensor_width, w, h)
 
 
 def apply_camera(
@@ -136,26 +173,67 @@ def apply_camera(
     pivot,
     target,
     preset: str,
-    height_scale: float,
-    focus_z: float | None = None,
+    bounds: tuple[np.ndarray, np.ndarray],
+    points: np.ndarray | None = None,
+    ground: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    watch: np.ndarray | None = None,
 ) -> None:
-    """Place the camera for a preset (flythrough positions come from `fly_camera` per frame)."""
+    """Place the camera for a preset, fitted to the terrain's bounding box `bounds` (lo, hi in
+    world units) and the marked `points` at the render's aspect ratio. Overview: an elevated
+    three-quarter view with the whole slab and every point inside the frame. Orbit: a lower
+    view swinging ORBIT_SWEEP_DEG over the frame range, at a distance that keeps everything in
+    the frame at every angle. Flythrough positions come from `fly_camera` per frame.
+
+    With `ground` (world heights [H, W], xs, ys) and `watch` (the path and points, world), the
+    three-quarter view is taken from whichever corner hides the fewest of them behind a ridge,
+    so the valley the path lies in faces the camera."""
     if preset not in CAMERA_PRESETS:
         raise ValueError(
             f"unknown camera preset {preset!r}; choose one of {', '.join(CAMERA_PRESETS)}"
         )
-    relief = RELIEF * height_scale
+    lo, hi = np.asarray(bounds[0], dtype=np.float64), np.asarray(bounds[1], dtype=np.float64)
+    centre = 0.5 * (lo + hi)
+    framed = framing.box_corners(lo, hi)
+    if points is not None and len(points):
+        framed = np.concatenate([framed, np.asarray(points, dtype=np.float64).reshape(-1, 3)])
     pivot.driver_remove("rotation_euler", 2)
     pivot.rotation_euler = (0.0, 0.0, 0.0)
-    pivot.location = (0.0, 0.0, 0.0)
-    target.location = (0.0, 0.0, relief * 0.25 if focus_z is None else focus_z)
-    cam.data.lens = 42.0
-    if preset == "overview":
-        cam.location = _spherical(SIZE * 1.15, 50.0, -120.0, relief * 0.2)
-        cam.data.dof.aperture_fstop = 2.4
-    elif preset == "orbit":
-        cam.location = _spherical(SIZE * 1.15, 40.0, -115.0, relief * 0.2)
-        cam.data.dof.aperture_fstop = 2.0
+    pivot.location = (float(centre[0]), float(centre[1]), 0.0)
+    target.location = tuple(float(v) for v in centre)
+    look = FLY if preset == "flythrough" else OVERVIEW if preset == "overview" else ORBIT
+    cam.data.lens = look["lens"]
+    cam.data.dof.aperture_fstop = look["fstop"]
+    if preset == "flythrough":
+        return
+    tx, ty = _tangents(scene, cam)
+
+    def fit(azimuth: float) -> float:
+        if preset == "overview":
+            d = framing.view_direction(look["elevation"], azimuth)
+            return framing.fit_distance(framed, centre, d, tx, ty, FILL)
+        half = 0.5 * ORBIT_SWEEP_DEG
+        return max(
+            framing.fit_distance(
+                framed, centre, framing.view_direction(look["elevation"], azimuth + a),
+                tx, ty, FILL,
+            )
+            for a in np.linspace(-half, half, 15)
+        )
+
+    azimuth = look["azimuth"]
+    if ground is not None and watch is not None and len(watch):
+        best = None
+        for az in VIEW_CORNERS:
+            eye = centre + framing.view_direction(look["elevation"], az) * fit(az)
+            hidden = framing.hidden_share(watch, eye, *ground)
+            if best is None or hidden < best[0] - 0.02:
+                best = (hidden, az)
+        azimuth = best[1]
+    dist = fit(azimuth)
+    d = framing.view_direction(look["elevation"], azimuth)
+    offset = d * dist
+    cam.location = (float(offset[0]), float(offset[1]), float(centre[2] + offset[2]))
+    if preset == "orbit":
         fs, fe = scene.frame_start, max(scene.frame_end, scene.frame_start + 1)
         rate = math.radians(ORBIT_SWEEP_DEG) / (fe - fs)
         fcurve = pivot.driver_add("rotation_euler", 2)
@@ -163,33 +241,23 @@ def apply_camera(
         fcurve.driver.expression = (
             f"{-0.5 * math.radians(ORBIT_SWEEP_DEG):.6f} + (frame - {fs}) * {rate:.8f}"
         )
-    elif preset == "flythrough":
-        cam.data.lens = 24.0
-        cam.data.dof.aperture_fstop = 4.0
 
 
-def fly_camera(cam, target, path_world: np.ndarray, progress: float, ceiling: float) -> None:
-    """Put the camera behind the path point at `progress` (0..1), above the highest terrain
-    (`ceiling`, world z), looking at the path a sixth of its length ahead."""
+def fly_camera(
+    cam, target, path_world: np.ndarray, progress: float, ceiling: float, size: float
+) -> None:
+    """Ride along the path at `progress` (0..1): behind and above it (never under `ceiling`,
+    world z), looking ahead along it; distances scale with the terrain's `size`."""
     if len(path_world) < 2:
         return
-    n = len(path_world)
-    t = 0.05 + min(max(progress, 0.0), 1.0) * 0.7
-    k = int(round(t * (n - 1)))
-    ahead = min(n - 1, k + max(2, n // 6))
-    here, there = path_world[k], path_world[ahead]
-    direction = there[:2] - here[:2]
-    norm = float(np.hypot(*direction)) or 1.0
-    back = direction / norm
-    cam.location = (
-        float(here[0] - back[0] * 3.0),
-        float(here[1] - back[1] * 3.0),
-        float(max(here[2] + 1.5, ceiling)),
+    eye, there = framing.fly_pose(
+        path_world, progress, ceiling, back=0.16 * size, height=0.12 * size
     )
+    cam.location = tuple(float(v) for v in eye)
     target.location = tuple(float(v) for v in there)
 
 
-def setup_bloom(scene: bpy.types.Scene, strength: float = 0.5, threshold: float = 1.0) -> bool:
+def setup_bloom(scene: bpy.types.Scene, strength: float = 0.35, threshold: float = 1.2) -> bool:
     """A soft bloom in the compositor so the path and markers glow beyond their edges.
 
     Blender 5 keeps the compositor in a node group (`scene.compositing_node_group`) and the
@@ -213,7 +281,7 @@ def setup_bloom(scene: bpy.types.Scene, strength: float = 0.5, threshold: float 
             glare.inputs["Type"].default_value = "Bloom"
             glare.inputs["Threshold"].default_value = threshold
             glare.inputs["Strength"].default_value = strength
-            glare.inputs["Size"].default_value = 0.6
+            glare.inputs["Size"].default_value = 0.35
         else:
             glare.glare_type = (
                 "BLOOM"

@@ -21,6 +21,7 @@ def _options(scene):
         path_glow=s.path_glow,
         camera=s.camera_preset,
         show_bends=s.show_bends,
+        contours=s.contours,
         playback_speed=s.playback_speed,
         frame_start=s.frame_start,
     )
@@ -109,6 +110,7 @@ class LOSSART_PT_panel(bpy.types.Panel):
         col.prop(s, "palette")
         col.prop(s, "path_glow")
         col.prop(s, "show_bends")
+        col.prop(s, "contours")
         layout.prop(s, "camera_preset")
         col = layout.column(align=True)
         col.prop(s, "frame_start")

@@ -474,8 +474,9 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--palette", default="losslandscape", help="losslandscape, viridis, magma, ice")
     p.add_argument("--camera", default="overview", help="overview (default), orbit, flythrough")
     p.add_argument("--height-scale", type=float, default=1.0, help="relief multiplier (default 1)")
-    p.add_argument("--glow", type=float, default=10.0, help="path emission strength (default 10)")
+    p.add_argument("--glow", type=float, default=4.0, help="path emission strength (default 4)")
     p.add_argument("--bends", action="store_true", help="show the curve's bend points")
+    p.add_argument("--contours", action="store_true", help="draw faint contour lines")
     p.add_argument(
         "--denoise", action=argparse.BooleanOptionalAction, default=True,
         help="denoise with OpenImageDenoise (default on)",
@@ -499,6 +500,7 @@ def _run_render(args: argparse.Namespace) -> int:
         samples=args.samples, size=parse_size(args.size), palette=args.palette,
         camera=args.camera, denoise=args.denoise, height_scale=args.height_scale,
         engine=args.engine, device=args.device, path_glow=args.glow, show_bends=args.bends,
+        contours=args.contours,
         playback_speed=args.speed, blender=args.blender,
     )
     if args.still:

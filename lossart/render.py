@@ -51,8 +51,9 @@ class RenderOptions:
     height_scale: float = 1.0
     engine: str = "cycles"
     device: str = "auto"
-    path_glow: float = 10.0
+    path_glow: float = 4.0
     show_bends: bool = False
+    contours: bool = False
     playback_speed: float = 1.0
     blender: str | None = None
 
@@ -63,6 +64,7 @@ class RenderOptions:
             "path_glow": self.path_glow,
             "camera": self.camera,
             "show_bends": self.show_bends,
+            "contours": self.contours,
             "playback_speed": self.playback_speed,
         }
 

@@ -1,0 +1,163 @@
+"""Camera framing as plain geometry (numpy only, no bpy): how far away a camera must stand so
+that a set of points (the terrain's bounding box, the marked points) fills a chosen share of the
+picture, and a smooth ride along the path for the fly-through.
+
+The camera looks from `direction` (a unit vector from the aim point towards the camera) at the
+aim point with no roll (Blender's Track To with up = +Z), through a lens of `lens_mm` on a sensor
+of `sensor_mm` fitted to the longer side of the picture (Blender's "Auto" sensor fit).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def view_direction(elevation_deg: float, azimuth_deg: float) -> np.ndarray:
+    """Unit vector from the aim point towards a camera at this elevation and azimuth."""
+    el, az = math.radians(elevation_deg), math.radians(azimuth_deg)
+    return np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+
+
+def half_fov_tangents(
+    lens_mm: float, sensor_mm: float, width: int, height: int
+) -> tuple[float, float]:
+    """tan of the half field of view, horizontally and vertically (sensor fit "Auto")."""
+    t = 0.5 * sensor_mm / lens_mm
+    if width >= height:
+        return t, t * height / width
+    return t * width / height, t
+
+
+def camera_basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Right and up vectors of a camera looking along -direction with world +Z up."""
+    fwd = -np.asarray(direction, dtype=np.float64)
+    right = np.cross(fwd, [0.0, 0.0, 1.0])
+    norm = np.linalg.norm(right)
+    right = np.array([1.0, 0.0, 0.0]) if norm < 1e-9 else right / norm
+    return right, np.cross(right, fwd)
+
+
+def fit_distance(
+    points: np.ndarray,
+    aim: np.ndarray,
+    direction: np.ndarray,
+    tan_x: float,
+    tan_y: float,
+    fill: float = 0.86,
+) -> float:
+    """Smallest distance from `aim` along `direction` at which every point projects inside
+    `fill` of the half-width and half-height of the picture (closed form per point)."""
+    d = np.asarray(direction, dtype=np.float64)
+    right, up = camera_basis(d)
+    rel = np.asarray(points, dtype=np.float64).reshape(-1, 3) - np.asarray(aim, dtype=np.float64)
+    along = rel @ d  # how far towards the camera each point sits
+    need_x = along + np.abs(rel @ right) / (tan_x * fill)
+    need_y = along + np.abs(rel @ up) / (tan_y * fill)
+    return float(max(need_x.max(), need_y.max(), 1e-3))
+
+
+def box_corners(lo, hi) -> np.ndarray:
+    """The 8 corners of an axis-aligned box."""
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+
+
+def projected_width(
+    points: np.ndarray, aim: np.ndarray, direction: np.ndarray, distance: float, tan_x: float
+) -> float:
+    """Share of the picture's width the points span, seen from `distance` (for checks)."""
+    d = np.asarray(direction, dtype=np.float64)
+    right, _ = camera_basis(d)
+    rel = np.asarray(points, dtype=np.float64).reshape(-1, 3) - np.asarray(aim, dtype=np.float64)
+    u = (rel @ right) / (distance - rel @ d) / tan_x
+    return float(0.5 * (u.max() - u.min()))
+
+
+def resample_by_length(points: np.ndarray, n: int) -> np.ndarray:
+    """`n` points evenly spaced along the polyline's length (plane xy and height alike)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    seg = np.linalg.norm(np.diff(pts[:, :2], axis=0), axis=1)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    if s[-1] <= 0:
+        return np.repeat(pts[:1], n, axis=0)
+    t = np.linspace(0.0, s[-1], n)
+    return np.stack([np.interp(t, s, pts[:, k]) for k in range(3)], axis=1)
+
+
+def fly_pose(
+    path_world: np.ndarray,
+    progress: float,
+    ceiling: float,
+    back: float,
+    height: float,
+    lead: float = 0.22,
+    span: tuple[float, float] = (0.0, 0.8),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Camera position and look-at point for the fly-through at `progress` (0..1).
+
+    The camera rides `back` units behind a point that moves evenly (by length) along the path
+    over `span` of it, `height` above the path and never under `ceiling`; it looks at the point
+    `lead` of the path's length ahead. Direction and height come from the path resampled by
+    length and averaged over a window, so the camera glides instead of jerking at kinks.
+    """
+    pts = resample_by_length(path_world, 256)
+    p = span[0] + min(max(progress, 0.0), 1.0) * (span[1] - span[0])
+    idx = np.arange(len(pts)) / (len(pts) - 1)
+
+    def at(u: float) -> np.ndarray:
+        u = min(max(u, 0.0), 1.0)
+        return np.array([np.interp(u, idx, pts[:, k]) for k in range(3)])
+
+    here, there = at(p), at(p + lead)
+    tangent = there[:2] - here[:2]
+    norm = float(np.hypot(*tangent))
+    if norm < 1e-9:
+        tangent = pts[-1, :2] - pts[0, :2]
+        norm = float(np.hypot(*tangent)) or 1.0
+    tangent = tangent / norm
+    eye = np.array(
+        [
+            here[0] - tangent[0] * back,
+            here[1] - tangent[1] * back,
+            max(here[2] + height, ceiling),
+        ]
+    )
+    return eye, there
+
+
+def bilinear(heights: np.ndarray, xs: np.ndarray, ys: np.ndarray, x, y) -> np.ndarray:
+    """Heights [H, W] (row = y, column = x on increasing grids) sampled at points (x, y)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    fx = np.interp(x, xs, np.arange(len(xs)))
+    fy = np.interp(y, ys, np.arange(len(ys)))
+    i0 = np.clip(np.floor(fx).astype(int), 0, len(xs) - 2)
+    j0 = np.clip(np.floor(fy).astype(int), 0, len(ys) - 2)
+    ax, ay = fx - i0, fy - j0
+    h = np.asarray(heights, dtype=np.float64)
+    top = h[j0, i0] * (1 - ax) + h[j0, i0 + 1] * ax
+    bottom = h[j0 + 1, i0] * (1 - ax) + h[j0 + 1, i0 + 1] * ax
+    return top * (1 - ay) + bottom * ay
+
+
+def hidden_share(
+    points: np.ndarray,
+    eye: np.ndarray,
+    heights: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    steps: int = 64,
+) -> float:
+    """Share of `points` (world) that the terrain hides from a camera at `eye`: the line of
+    sight is marched over the heightfield and a point is hidden where the ground rises above it."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if not len(pts):
+        return 0.0
+    t = np.linspace(0.03, 1.0, steps)[None, :, None]
+    ray = pts[:, None, :] + t * (np.asarray(eye, dtype=np.float64)[None, None, :] - pts[:, None, :])
+    x, y, z = ray[..., 0], ray[..., 1], ray[..., 2]
+    inside = (x >= xs[0]) & (x <= xs[-1]) & (y >= ys[0]) & (y <= ys[-1])
+    ground = bilinear(heights, xs, ys, x, y)
+    blocked = inside & (ground > z)
+    return float(blocked.any(axis=1).mean())
