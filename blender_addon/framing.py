@@ -161,3 +161,42 @@ def hidden_share(
     ground = bilinear(heights, xs, ys, x, y)
     blocked = inside & (ground > z)
     return float(blocked.any(axis=1).mean())
+
+
+def _spans(points, aim, direction, distance, tan_x, tan_y):
+    """Centre and half-span of the points' projection, in units of the picture's half-size."""
+    right, up = camera_basis(direction)
+    rel = np.asarray(points, dtype=np.float64).reshape(-1, 3) - np.asarray(aim, dtype=np.float64)
+    depth = distance - rel @ np.asarray(direction, dtype=np.float64)
+    u, v = (rel @ right) / depth / tan_x, (rel @ up) / depth / tan_y
+    return (
+        0.5 * (u.max() + u.min()),
+        0.5 * (v.max() + v.min()),
+        0.5 * (u.max() - u.min()),
+        0.5 * (v.max() - v.min()),
+    )
+
+
+def fit_centred(
+    points: np.ndarray,
+    aim: np.ndarray,
+    direction: np.ndarray,
+    tan_x: float,
+    tan_y: float,
+    fill: float = 0.9,
+) -> tuple[float, float, float]:
+    """Like `fit_distance`, but the picture is re-centred on the points (a lens shift), so the
+    points span `fill` of the tighter side instead of leaving perspective's slack on one side.
+
+    Returns (distance, centre_u, centre_v): the shift, in units of the half-width and
+    half-height, that puts the projected points' centre in the middle of the picture."""
+    d = np.asarray(direction, dtype=np.float64)
+    rel = np.asarray(points, dtype=np.float64).reshape(-1, 3) - np.asarray(aim, dtype=np.float64)
+    hi = fit_distance(points, aim, d, tan_x, tan_y, fill)
+    lo = float((rel @ d).max()) + 1e-3 * hi  # every point stays in front of the camera
+    for _ in range(60):  # the spans shrink as the camera backs away: bisect on distance
+        mid = 0.5 * (lo + hi)
+        _, _, su, sv = _spans(points, aim, d, mid, tan_x, tan_y)
+        lo, hi = (mid, hi) if max(su, sv) > fill else (lo, mid)
+    cu, cv, _, _ = _spans(points, aim, d, hi, tan_x, tan_y)
+    return hi, cu, cv

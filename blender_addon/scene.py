@@ -203,6 +203,7 @@ def apply_camera(
     look = FLY if preset == "flythrough" else OVERVIEW if preset == "overview" else ORBIT
     cam.data.lens = look["lens"]
     cam.data.dof.aperture_fstop = look["fstop"]
+    cam.data.shift_x = cam.data.shift_y = 0.0
     if preset == "flythrough":
         return
     tx, ty = _tangents(scene, cam)
@@ -231,6 +232,11 @@ def apply_camera(
         azimuth = best[1]
     dist = fit(azimuth)
     d = framing.view_direction(look["elevation"], azimuth)
+    cam.data.shift_x = cam.data.shift_y = 0.0
+    if preset == "overview":  # re-centre on the terrain with a lens shift and come closer
+        dist, cu, cv = framing.fit_centred(framed, centre, d, tx, ty, FILL)
+        cam.data.shift_x = 0.5 * cu * tx / max(tx, ty)
+        cam.data.shift_y = 0.5 * cv * ty / max(tx, ty)
     offset = d * dist
     cam.location = (float(offset[0]), float(offset[1]), float(centre[2] + offset[2]))
     if preset == "orbit":

@@ -1,0 +1,234 @@
+"""The look of the renders, checked numerically: camera framing for every preset (the terrain
+and every marked point inside the frame), the path and markers sized to the terrain, contour
+lines off by default, three distinct markers; and the pure framing geometry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blender_addon import framing
+
+
+# ---------------------------------------------------------------- pure geometry (no bpy)
+def _project(points, aim, direction, distance, tx, ty):
+    right, up = framing.camera_basis(direction)
+    rel = np.asarray(points, float) - aim
+    depth = distance - rel @ direction
+    return (rel @ right) / depth / tx, (rel @ up) / depth / ty
+
+
+def test_fit_distance_puts_the_limiting_point_on_the_fill_edge():
+    corners = framing.box_corners([-5, -2.5, -0.1], [5, 2.5, 1.6])
+    aim = corners.mean(axis=0)
+    tx, ty = framing.half_fov_tangents(50.0, 36.0, 480, 270)
+    assert ty == pytest.approx(tx * 270 / 480)
+    for el, az in [(36.0, -116.0), (26.0, 64.0), (80.0, 10.0)]:
+        d = framing.view_direction(el, az)
+        dist = framing.fit_distance(corners, aim, d, tx, ty, fill=0.9)
+        u, v = _project(corners, aim, d, dist, tx, ty)
+        assert max(np.abs(u).max(), np.abs(v).max()) == pytest.approx(0.9, abs=1e-9)
+        # a little closer and some corner leaves the fill area
+        u2, v2 = _project(corners, aim, d, dist * 0.97, tx, ty)
+        assert max(np.abs(u2).max(), np.abs(v2).max()) > 0.9
+
+
+def test_portrait_sensor_fit_uses_the_longer_side():
+    tx, ty = framing.half_fov_tangents(50.0, 36.0, 270, 480)
+    assert ty == pytest.approx(18.0 / 50.0) and tx == pytest.approx(ty * 270 / 480)
+
+
+def test_hidden_share_sees_a_wall_and_not_a_plain():
+    xs = np.linspace(-5, 5, 21)
+    ys = np.linspace(-5, 5, 21)
+    flat = np.zeros((21, 21))
+    pts = np.array([[0.0, 0.0, 0.05], [1.0, 1.0, 0.05]])
+    eye = np.array([0.0, -20.0, 5.0])
+    assert framing.hidden_share(pts, eye, flat, xs, ys) == 0.0
+    wall = flat.copy()
+    wall[ys < -2] = 3.0  # a ridge between the points and the camera
+    assert framing.hidden_share(pts, eye, wall, xs, ys) == 1.0
+    behind = np.array([0.0, 20.0, 5.0])  # the other side sees over nothing
+    assert framing.hidden_share(pts, behind, wall, xs, ys) == 0.0
+
+
+def test_fly_pose_glides_evenly_along_a_kinked_path():
+    path = np.array([[0, 0, 0.1], [4, 0, 0.2], [4, 4, 0.3]], float)
+    poses = [framing.fly_pose(path, p, ceiling=1.0, back=1.6, height=1.2) for p in np.linspace(0, 1, 41)]
+    eyes = np.array([e for e, _ in poses])
+    steps = np.linalg.norm(np.diff(eyes, axis=0), axis=1)
+    assert eyes[:, 2].min() >= 1.0  # never under the ceiling
+    assert steps.max() < 4 * np.median(steps)  # no jump at the kink
+    for eye, look in poses:
+        assert np.linalg.norm(look - eye) > 0.5  # always looking ahead, never at itself
+
+
+# ---------------------------------------------------------------- in Blender (bpy)
+bpy_needed = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("bpy") is None,
+    reason="the bpy module (Blender as a Python module) is not installed",
+)
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory) -> dict[str, Path]:
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    root = tmp_path_factory.mktemp("look")
+    return {
+        "curve": synthetic_bundle(root / "curve", frames=3, size=25),
+        "plane3": synthetic_bundle(root / "plane3", size=17, kind="plane3"),
+    }
+
+
+@pytest.fixture
+def blender():
+    import bpy
+
+    import blender_addon
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    blender_addon.register()
+    yield bpy
+    blender_addon.unregister()
+
+
+def _setup(bpy, bundle: Path, size=(480, 270), **opts):
+    from blender_addon import landscape
+    from blender_addon.render import configure
+
+    scene = bpy.context.scene
+    landscape.import_landscape(scene, bundle, landscape.LandscapeOptions(**opts))
+    configure(scene, samples=1, size=size, denoise=False, device="CPU")
+    landscape.refresh(scene)  # what headless rendering does after configure
+    return scene
+
+
+def _uvz(scene, points) -> np.ndarray:
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+
+    scene.view_layers[0].update()
+    return np.array([tuple(world_to_camera_view(scene, scene.camera, Vector(p))) for p in points])
+
+
+def _marked(scene) -> np.ndarray:
+    s = scene.lossart
+    objs = [o for o in s.collection.objects if "lossart_point" in o and not o.hide_render]
+    assert objs
+    return np.array([tuple(o.matrix_world.translation) for o in objs])
+
+
+def _terrain_corners(scene) -> np.ndarray:
+    s = scene.lossart
+    co = np.empty(len(s.terrain.data.vertices) * 3, np.float32)
+    s.terrain.data.vertices.foreach_get("co", co)
+    co = co.reshape(-1, 3)
+    return framing.box_corners(co.min(axis=0), co.max(axis=0))
+
+
+def _inside(uvz, margin=0.0) -> np.ndarray:
+    return (
+        (uvz[:, 2] > 0)
+        & (uvz[:, 0] >= margin) & (uvz[:, 0] <= 1 - margin)
+        & (uvz[:, 1] >= margin) & (uvz[:, 1] <= 1 - margin)
+    )
+
+
+@bpy_needed
+@pytest.mark.blender
+@pytest.mark.parametrize("kind", ["curve", "plane3"])
+@pytest.mark.parametrize("size", [(480, 270), (270, 480)])
+def test_overview_shows_the_whole_terrain_and_every_point(blender, bundles, kind, size):
+    scene = _setup(blender, bundles[kind], size=size, camera="overview")
+    corners = _uvz(scene, _terrain_corners(scene))
+    assert _inside(corners, margin=0.02).all(), corners
+    assert _inside(_uvz(scene, _marked(scene)), margin=0.03).all()
+    width = corners[:, 0].max() - corners[:, 0].min()
+    height = corners[:, 1].max() - corners[:, 1].min()
+    assert max(width, height) > 0.8  # fills the frame along its tighter side
+    # an elevated three-quarter view: 30-40 degrees down onto the terrain's centre
+    cam = np.array(scene.camera.matrix_world.translation)
+    aim = np.array(scene.lossart.target.location)
+    down = np.degrees(np.arcsin((cam[2] - aim[2]) / np.linalg.norm(cam - aim)))
+    assert 30.0 <= down <= 40.0
+
+
+@bpy_needed
+@pytest.mark.blender
+def test_orbit_keeps_terrain_and_points_in_frame_all_the_way(blender, bundles):
+    scene = _setup(blender, bundles["curve"], camera="orbit", playback_speed=0.25)
+    seen = []
+    for f in np.linspace(scene.frame_start, scene.frame_end, 5).round().astype(int):
+        scene.frame_set(int(f))
+        assert _inside(_uvz(scene, _terrain_corners(scene)), margin=0.01).all()
+        assert _inside(_uvz(scene, _marked(scene)), margin=0.03).all()
+        seen.append(np.array(scene.camera.matrix_world.translation))
+    assert np.linalg.norm(seen[0] - seen[-1]) > 1.0  # it does move
+
+
+@bpy_needed
+@pytest.mark.blender
+def test_flythrough_follows_the_path_smoothly(blender, bundles):
+    scene = _setup(blender, bundles["curve"], camera="flythrough", playback_speed=0.1)
+    eyes, looks = [], []
+    for f in range(scene.frame_start, scene.frame_end + 1):
+        scene.frame_set(f)
+        eyes.append(np.array(scene.camera.matrix_world.translation))
+        looks.append(np.array(scene.lossart.target.location))
+        # the point it looks at is on the path and in the middle of the picture
+        uvz = _uvz(scene, [looks[-1]])[0]
+        assert uvz[2] > 0 and abs(uvz[0] - 0.5) < 0.02 and abs(uvz[1] - 0.5) < 0.02
+    steps = np.linalg.norm(np.diff(np.array(eyes), axis=0), axis=1)
+    assert steps.min() > 0 and steps.max() < 3 * np.median(steps)
+
+
+@bpy_needed
+@pytest.mark.blender
+def test_path_is_thin_and_contours_are_off_unless_asked(blender, bundles):
+    from blender_addon import geometry, materials
+
+    scene = _setup(blender, bundles["curve"])
+    s = scene.lossart
+    assert s.path.data.bevel_depth < 0.005 * geometry.SIZE  # a line, not a bar
+    node = s.terrain.active_material.node_tree.nodes["lossart_contours"]
+    assert node.inputs[1].default_value == 0.0
+    s.contours = True  # the panel's switch
+    assert node.inputs[1].default_value == pytest.approx(materials.CONTOUR_STRENGTH)
+    assert 0.0 < materials.CONTOUR_STRENGTH <= 0.2  # faint when shown
+
+
+@bpy_needed
+@pytest.mark.blender
+def test_three_optima_get_distinct_marker_colours(blender, bundles):
+    scene = _setup(blender, bundles["plane3"])
+    objs = [o for o in scene.lossart.collection.objects if "lossart_point" in o]
+    colours = {
+        tuple(round(c, 4) for c in o.active_material.node_tree.nodes["lossart_emission"]
+              .inputs["Color"].default_value[:3])
+        for o in objs
+    }
+    assert len(objs) == 3 and len(colours) == 3
+
+
+def test_cli_has_contours_flag():
+    from lossart.cli import build_parser
+
+    args = build_parser().parse_args(["render", "b", "--still", "--contours"])
+    assert args.contours is True
+
+
+def test_fit_centred_fills_the_tighter_side_and_centres_it():
+    corners = framing.box_corners([-5, -2.5, -0.1], [5, 2.5, 1.6])
+    aim = corners.mean(axis=0)
+    tx, ty = framing.half_fov_tangents(50.0, 36.0, 480, 270)
+    d = framing.view_direction(36.0, -116.0)
+    dist, cu, cv = framing.fit_centred(corners, aim, d, tx, ty, fill=0.9)
+    assert dist < framing.fit_distance(corners, aim, d, tx, ty, fill=0.9)
+    u, v = _project(corners, aim, d, dist, tx, ty)
+    assert 0.5 * (u.max() + u.min()) == pytest.approx(cu)
+    assert 0.5 * (v.max() + v.min()) == pytest.approx(cv)
+    half = max(0.5 * (u.max() - u.min()), 0.5 * (v.max() - v.min()))
+    assert half == pytest.approx(0.9, abs=1e-6)
