@@ -291,6 +291,7 @@ def _write_csv(result: CurveEvaluation, path: Path) -> None:
 def plot_paths(result: CurveEvaluation, path: Path, title: str = "") -> None:
     """Loss (and accuracy, for classification) against t for both paths, as a PNG."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -320,7 +321,11 @@ def plot_paths(result: CurveEvaluation, path: Path, title: str = "") -> None:
             axes[0, 1].plot(
                 ts, [100 * x.test_acc for x in p.points], "--", color=c, label=f"{p.name}, test"
             )
-    axes[0, 0].set(xlabel="t", ylabel="loss", yscale="log", title="loss along the path")
+    axes[0, 0].set(xlabel="t", ylabel="loss", title="loss along the path")
+    losses = [x.train_loss for p in (result.curve, result.segment) for x in p.points]
+    if min(losses) > 0 and max(losses) / min(losses) > 20:  # log only where it is needed
+        axes[0, 0].set_yscale("log")
+        axes[0, 0].yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     axes[0, 0].legend(fontsize=8)
     if has_acc:
         axes[0, 1].set(xlabel="t", ylabel="accuracy (%)", title="accuracy along the path")
