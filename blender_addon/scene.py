@@ -90,28 +90,41 @@ def _sun(
     obj.visible_glossy = glossy  # Cycles: False lights diffusely only, never a mirror glint
     # a sun shines along its local -Z; tilt it so it comes from (azimuth, elevation)
     obj.rotation_euler = (math.radians(90.0 - elevation_deg), 0.0, math.radians(azimuth_deg + 90.0))
+    obj["lossart_azimuth"] = azimuth_deg  # as designed for a camera at OVERVIEW's azimuth
     return obj
 
 
+def turn_lights(collection, camera_azimuth_deg: float) -> None:
+    """Keep the lighting as designed relative to the camera when the view picks another corner:
+    every sun turns by the camera's turn from the default azimuth."""
+    turn = camera_azimuth_deg - OVERVIEW["azimuth"]
+    for obj in collection.objects:
+        if "lossart_azimuth" in obj:
+            obj.rotation_euler[2] = math.radians(obj["lossart_azimuth"] + turn + 90.0)
+
+
 def setup_lights(collection) -> list[bpy.types.Object]:
+    # designed for a camera at OVERVIEW's azimuth (-116): the key comes low from behind on the
+    # left, so slopes facing the camera catch glossy highlights and ridges cast soft shadows
+    # towards it; the cool rim comes from the right and front and lifts the shadowed flanks
     key = _sun(
         "lossart_key",
         collection,
         "#ffd9b0",
         4.0,
-        elevation_deg=18.0,
-        azimuth_deg=-160.0,
-        angle_deg=6.0,
+        elevation_deg=28.0,
+        azimuth_deg=110.0,
+        angle_deg=12.0,  # a broad sun: soft shadows and highlights that spread, not glint
     )
     rim = _sun(
         "lossart_rim",
         collection,
         "#7fa8ff",
-        1.2,
+        1.5,
         elevation_deg=14.0,
-        azimuth_deg=60.0,
+        azimuth_deg=-20.0,
         angle_deg=8.0,
-        glossy=False,  # outlines ridges without a blinding glint when a camera faces it
+        glossy=False,  # lifts the flanks without a blinding glint
     )
     fill = _sun(
         "lossart_fill",
@@ -232,6 +245,8 @@ def apply_camera(
         azimuth = best[1]
     dist = fit(azimuth)
     d = framing.view_direction(look["elevation"], azimuth)
+    for coll in target.users_collection:
+        turn_lights(coll, azimuth)
     cam.data.shift_x = cam.data.shift_y = 0.0
     if preset == "overview":  # re-centre on the terrain with a lens shift and come closer
         dist, cu, cv = framing.fit_centred(framed, centre, d, tx, ty, FILL)

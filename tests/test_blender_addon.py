@@ -195,7 +195,16 @@ def test_cycles_render_not_blank_and_colour_follows_height(bundle3, tmp_path):
     from mathutils import Vector
 
     uv = np.array([world_to_camera_view(scene, s.camera, Vector(p))[:2] for p in co])
+    # only vertices the camera sees: from a 3/4 view a ridge hides the valley floor behind it
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    eye = s.camera.matrix_world.translation
+    seen = []
+    for p in co:
+        ray = Vector(p) - eye
+        hit, where, *_ = scene.ray_cast(depsgraph, eye, ray.normalized(), distance=ray.length + 1)
+        seen.append(hit and (where - Vector(p)).length < 0.15)
     inside = (uv[:, 0] > 0.02) & (uv[:, 0] < 0.98) & (uv[:, 1] > 0.02) & (uv[:, 1] < 0.98)
+    inside &= np.array(seen)
     px = np.clip((uv[inside] * [96, 64]).astype(int), 0, [95, 63])
     rgb = img[63 - px[:, 1], px[:, 0]]
     warmth = rgb[:, 0] - rgb[:, 2]  # the palette runs from blue valleys to warm ridges
