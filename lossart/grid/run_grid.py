@@ -215,10 +215,14 @@ def _clear(run: Run) -> None:
     (run.grids / "grid.json").unlink(missing_ok=True)
 
 
-def _check_time(spec: dict[str, Any], points: int, engine: GridEngine, force: bool) -> None:
-    """Refuse a grid that would take absurdly long: measure this engine's points/s and say so."""
+def _check_time(
+    spec: dict[str, Any], points: int, engine: GridEngine, force: bool, plane: Any
+) -> None:
+    """Refuse a grid that would take absurdly long: measure this engine's points/s (in the first
+    frame's `plane`) and say so."""
     if force or points < 5000:
         return
+    engine.set_plane(plane.origin, plane.u_hat, plane.v_hat)
     w, h = spec["resolution"]
     cx, cy = (sum(spec["window"]["x_range"]) / 2, sum(spec["window"]["y_range"]) / 2)
     n = max(1, min(4, engine.batch_points))
@@ -331,7 +335,7 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
                 and not tile_path(run.grids, f, k).is_file()
             ]  # fmt: skip
             share = -(-len(missing) // workers.world)
-            _check_time(spec, share * tiles.rows * w, engine, cfg.force)
+            _check_time(spec, share * tiles.rows * w, engine, cfg.force, source.plane(frames[0]))
             write_json(run.grids / "grid.json", spec)
             run.record_command("grid")
         except LossartError as exc:

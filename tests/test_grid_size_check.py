@@ -1,0 +1,23 @@
+"""The size check before a big grid measures the engine in a real plane (regression test)."""
+
+from __future__ import annotations
+
+from grid_fixtures import make_curve_run
+
+from lossart.grid.engine import GridEngine
+from lossart.grid.run_grid import _check_time, grid_source
+
+
+def test_size_check_sets_the_plane_before_timing(tmp_path):
+    from lossart.curve_run import load_curve_run
+    from lossart.data import eval_subset, load_dataset
+    from lossart.weights import ParamLayout
+
+    run = make_curve_run(tmp_path / "run", frames=2)
+    cr = load_curve_run(run)
+    model = cr.build_model()
+    x, y = eval_subset(load_dataset(cr.data_spec), "train", 16)
+    engine = GridEngine(model, ParamLayout.of(model), x, y)  # no plane set yet
+    spec = {"resolution": [100, 100], "window": {"x_range": [0.0, 1.0], "y_range": [0.0, 1.0]}}
+    _check_time(spec, 10_000, engine, force=False, plane=grid_source(run).plane(0))
+    assert engine.origin is not None
