@@ -21,3 +21,14 @@ def test_size_check_sets_the_plane_before_timing(tmp_path):
     spec = {"resolution": [100, 100], "window": {"x_range": [0.0, 1.0], "y_range": [0.0, 1.0]}}
     _check_time(spec, 10_000, engine, force=False, plane=grid_source(run).plane(0))
     assert engine.origin is not None
+
+
+def test_a_window_equal_up_to_rounding_is_the_recorded_one():
+    from lossart.grid.run_grid import _same_window
+    from lossart.plane import Window
+
+    recorded = {"x_range": [-3.8488669735945913, 23.09320184156755], "y_range": [-1.0, 9.595236159809488]}
+    now = Window((-3.848866973594591, 23.09320184156754), (-1.0, 9.595236159809486))
+    assert _same_window(now, recorded) == Window.from_dict(recorded)
+    moved = Window((-3.8, 23.09320184156754), (-1.0, 9.595236159809486))
+    assert _same_window(moved, recorded) == moved

@@ -32,6 +32,7 @@ from lossart.grid.tiles import (
     write_tile,
 )
 from lossart.grid.workers import Workers, parse_shard
+from lossart.plane import Window
 from lossart.progress import progress
 from lossart.runs import Run, now_iso, open_run, versions
 from lossart.weights import ParamLayout
@@ -52,7 +53,7 @@ class GridConfig:
     resolution: tuple[int, int] | None = None  # (W, H)
     subset: int | None = None
     split: str | None = None
-    margin: float = 0.2
+    margin: float | None = None  # window margin; None = grid.json's, else 0.2
     tile_rows: int | None = None
     device: str = "cpu"
     dtype: str | None = None
@@ -203,6 +204,23 @@ def _read_spec(run: Run) -> dict[str, Any] | None:
         raise LossartError(f"{path}: not valid JSON ({exc}); fix it or pass --overwrite") from None
 
 
+def _same_window(window: Window, recorded: dict[str, Any] | None) -> Window:
+    """The recorded window where it is this one up to rounding: processes with other thread counts
+    sum the plane geometry in another order, and must not see "other settings" in the last bit."""
+    if not recorded:
+        return window
+    try:
+        old = Window.from_dict(recorded)
+    except (KeyError, TypeError, ValueError):
+        return window
+    now = [*window.x_range, *window.y_range]
+    then = [*old.x_range, *old.y_range]
+    scale = max(abs(v) for v in now + then) or 1.0
+    if all(abs(a - b) <= 1e-9 * scale for a, b in zip(now, then)):
+        return old
+    return window
+
+
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{k} {old.get(k)} vs {new.get(k)}" for k in SPEC_KEYS if old.get(k) != new.get(k)]
 
@@ -277,7 +295,8 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
     dtype = cfg.dtype or old.get("dtype", "float32")
     subset_size = cfg.subset if cfg.subset is not None else old.get("subset")
     x, y, task, subset_size = _subset(source.data_spec, split, subset_size, device)
-    window = source.window(cfg.margin)
+    margin = cfg.margin if cfg.margin is not None else float(old.get("margin", 0.2))
+    window = _same_window(source.window(margin), old.get("window"))
     if cfg.tile_rows is not None and cfg.tile_rows < 1:
         raise LossartError(f"--tile-rows {cfg.tile_rows}: expected at least 1")
     rows = cfg.tile_rows or old.get("tile") or default_tile_rows(w, h)
@@ -297,7 +316,7 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
         "kind": source.kind,
         "resolution": [w, h],
         "window": window.to_dict(),
-        "margin": cfg.margin,
+        "margin": margin,
         "subset": subset_size,
         "split": split,
         "subset_seed": 0,
