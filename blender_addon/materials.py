@@ -99,9 +99,9 @@ def terrain_material(name: str, palette: str) -> bpy.types.Material:
     nt.links.new(ramp.outputs["Color"], mix.inputs["A"])
     nt.links.new(mix.outputs["Result"], bsdf.inputs["Base Color"])
     nt.links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
-    bsdf.inputs["Roughness"].default_value = 0.32
-    bsdf.inputs["Coat Weight"].default_value = 0.6  # a lacquered, sculpted surface
-    bsdf.inputs["Coat Roughness"].default_value = 0.4
+    bsdf.inputs["Roughness"].default_value = 0.4
+    bsdf.inputs["Coat Weight"].default_value = 0.45  # a lacquered, sculpted surface
+    bsdf.inputs["Coat Roughness"].default_value = 0.3
     bsdf.inputs["Specular IOR Level"].default_value = 0.25
     apply_palette(mat, palette)
     return mat

@@ -17,7 +17,7 @@ from .geometry import SIZE
 PATH_RADIUS = 0.0022 * SIZE
 PATH_LIFT = 0.003 * SIZE  # lies on the surface: just enough to never sink into it between samples
 MARKER_RADIUS = 0.011 * SIZE
-BEND_RADIUS = 0.007 * SIZE
+BEND_RADIUS = 0.008 * SIZE
 
 
 def build_path(name: str, collection) -> bpy.types.Object:

@@ -272,7 +272,7 @@ def fly_camera(
     if len(path_world) < 2:
         return
     eye, there = framing.fly_pose(
-        path_world, progress, ceiling, back=0.16 * size, height=0.12 * size
+        path_world, progress, ceiling, back=0.25 * size, height=0.32 * size, lead=0.3
     )
     cam.location = tuple(float(v) for v in eye)
     target.location = tuple(float(v) for v in there)
