@@ -136,10 +136,11 @@ def test_point_weights_map_back_exactly(setup):
 
 
 def test_grid_axis_follows_bundle_coordinates():
-    xs = grid_axis(-2.0, 12.0, 8)
-    assert xs[0] == -2.0 and xs[-1] == 12.0
-    for j in range(8):
-        assert xs[j] == -2.0 + j * (14.0 / 7)
+    x0, x1 = -1.4458072522254755, 6.265164759643727
+    xs = grid_axis(x0, x1, 8)
+    assert xs[0] == x0 and xs[-1] == x1
+    for j in range(7):
+        assert xs[j] == x0 + j * (x1 - x0) / 7
 
 
 def test_bfloat16_changes_loss_by_little_on_cpu(setup):

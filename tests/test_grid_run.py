@@ -66,7 +66,7 @@ def assert_same_grids(a: Run, b: Run) -> None:
 
 def test_grid_values_coordinates_and_format(tmp_path):
     run = make_curve_run(tmp_path / "run")
-    s = grid_run(run.root, GridConfig(**SMALL))
+    s = grid_run(run.root, GridConfig(**SMALL, margin=0.3))
     assert s.assembled == [0, 1, 2] and s.points_computed == 3 * 30 and s.flops_per_point > 0
     spec = json.loads((run.grids / "grid.json").read_text())
     assert spec["resolution"] == [6, 5] and spec["subset"] == 64 and spec["tile"] == 2
@@ -91,7 +91,7 @@ def test_grid_values_coordinates_and_format(tmp_path):
         w = plane.weights(torch.tensor([[g.xs[j], g.ys[i]]]))[0]
         ref = evaluate_exact_bn(model, ParamLayout.of(model), w, x, y)
         assert g.loss[i, j] == pytest.approx(ref.loss, rel=1e-5)
-    # Rerun: nothing left to do.
+    # Rerun with no flags: settings from grid.json, nothing left to do.
     again = grid_run(run.root, GridConfig())
     assert again.tiles_computed == 0 and again.assembled == []
 

@@ -504,11 +504,14 @@ class GridEngine:
 
 
 def grid_axis(lo: float, hi: float, n: int) -> np.ndarray:
-    """Sample positions of one grid axis per bundle.md: `lo + j*(hi-lo)/(n-1)` (float64)."""
+    """Sample positions of one grid axis per bundle.md, `lo + j*(hi-lo)/(n-1)` (float64), with
+    the last sample exactly `hi` (as `np.linspace`), so the window's edges are grid samples."""
     if n == 1:
         return np.array([lo], dtype=np.float64)
     j = np.arange(n, dtype=np.float64)
-    return lo + j * ((hi - lo) / (n - 1))
+    out = lo + j * (hi - lo) / (n - 1)
+    out[-1] = hi
+    return out
 
 
 def effective_gflops(flops_per_point: int, points_per_second: float) -> float:
