@@ -260,8 +260,8 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subset", type=int, metavar="N", default=None,
                    help="evaluation samples: a fixed, seeded subset (default min(1024, split size))")
     p.add_argument("--split", choices=("train", "test"), default=None, help="which split (default train)")
-    p.add_argument("--margin", type=float, default=0.2,
-                   help="window margin around the curve or points, as a share of their extent")
+    p.add_argument("--margin", type=float, default=None,
+                   help="window margin around the curve or points, as a share of their extent (0.2)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:i (under torchrun: the local GPU)")
     p.add_argument("--dtype", choices=("float32", "tf32", "bfloat16"), default=None,
                    help="evaluation precision (default float32; tf32 needs CUDA)")
