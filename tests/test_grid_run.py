@@ -115,8 +115,11 @@ def test_kill_9_then_resume_gives_identical_grids(tmp_path):
     done = len(list(tiles.glob("*/tile_*.npz")))
     assert 3 <= done < 48, f"kill landed with {done} of 48 tiles written"
     assert (killed.grids / "locks" / "all.lock").is_file()  # a stale lock from the dead pid
+    torn = tiles / "frame_00000" / ".tile_00099.npz.abc123.tmp"  # as a kill mid-write leaves
+    torn.write_bytes(b"partial")
     r = cli("grid", str(killed.root))  # resume: settings from grid.json, the stale lock taken over
     assert r.returncode == 0, r.stderr
+    assert not torn.exists()
     assert_same_grids(whole, killed)
 
 

@@ -233,6 +233,18 @@ def _clear(run: Run) -> None:
     (run.grids / "grid.json").unlink(missing_ok=True)
 
 
+def _sweep_partial_writes(run: Run) -> int:
+    """Delete temporary files of tiles whose writer was killed mid-write (kill -9 leaves them).
+
+    Only safe under the whole-run lock: shards may be writing their own temporaries right now.
+    """
+    n = 0
+    for p in run.grids.glob("tiles/*/.*.tmp"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
 def _check_time(
     spec: dict[str, Any], points: int, engine: GridEngine, force: bool, plane: Any
 ) -> None:
@@ -341,6 +353,8 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
             lock.acquire()
             if cfg.overwrite:
                 _clear(run)
+            elif workers.shard is None:
+                _sweep_partial_writes(run)
             elif old:
                 diff = _differences(old, spec)
                 if diff:
