@@ -301,8 +301,10 @@ def _print_grid_summary(s) -> None:
     if os.environ.get("RANK", "0") != "0":
         return
     w, h = s.spec["resolution"]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    who = f"rank 0 of {world}: " if world > 1 else ""
     print(
-        f"grid {w}x{h}, {len(s.frames)} frame(s): {s.tiles_computed} tile(s), {s.points_computed} points "
+        f"grid {w}x{h}, {len(s.frames)} frame(s): {who}{s.tiles_computed} tile(s), {s.points_computed} points "
         f"in {s.seconds:.1f} s ({s.points_per_second:.2f} points/s, "
         f"{s.flops_per_point * s.points_per_second / 1e9:.1f} GFLOP/s effective, "
         f"{s.flops_per_point / 1e9:.3f} GFLOP/point; {s.engine})"
