@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -464,6 +465,8 @@ class GridEngine:
         def forward() -> tuple[torch.Tensor, torch.Tensor]:
             return loss_and_accuracy(functional_call(model, params, (x,)), y, task)
 
+        # Inductor's C++ toolchain probe warns about CUDA on CPU-only machines: not news to users.
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         self._forward = torch.compile(forward)
         self.compiled = True
         return True
