@@ -351,10 +351,10 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
     if workers.leader:
         try:
             lock.acquire()
+            if workers.shard is None:
+                _sweep_partial_writes(run)
             if cfg.overwrite:
                 _clear(run)
-            elif workers.shard is None:
-                _sweep_partial_writes(run)
             elif old:
                 diff = _differences(old, spec)
                 if diff:
