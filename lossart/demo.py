@@ -32,9 +32,9 @@ class DemoSettings:
     model_width: int = 8  # smallcnn channels: the FLOPs of every grid point scale with it
     endpoint_epochs: int = 10
     curve_epochs: int = 8
-    frames: int = 20
+    frames: int = 30
     frame_spacing: str = "log"  # the curve moves most early on: log spacing shows that
-    resolution: int = 41
+    resolution: int = 51
     subset: int = 128
     sigma: float = 1.0
     frame_sigma: float = 0.6
