@@ -613,7 +613,7 @@ def _run_ensemble(args: argparse.Namespace) -> int:
     print(result.table())
     t_curve = result.first_t_matching("curve", args.tolerance)
     t_seg = result.first_t_matching("segment", args.tolerance)
-    print(f"ensemble within {100 * args.tolerance:.1f} points of the endpoint ensemble from "
+    print(f"ensemble first within {100 * args.tolerance:.1f} points of the endpoint ensemble at "
           f"t = {t_curve} on the curve, t = {t_seg} on the segment")
     print("wrote " + ", ".join(result.files.values()))
     return 0

@@ -80,3 +80,14 @@ def test_unfinished_run_is_refused_in_one_line(tmp_path, capsys):
 def test_ensemble_run_api_returns_files(curve_run):
     result = ensemble_run(curve_run.root, points=2, subset=100)
     assert set(result.files) == {"csv", "json", "png"}
+
+
+def test_first_t_matching_is_where_the_ensemble_first_reaches_the_reference():
+    from lossart.analyses.ensemble import EnsemblePoint, EnsembleResult
+
+    accs = [0.90, 0.91, 0.95, 0.97, 0.94, 0.96]
+    pts = [EnsemblePoint(i / 5, 0.0, a, 0.0, a) for i, a in enumerate(accs)]
+    result = EnsembleResult(pts, pts, 0.0, 0.96, "classification", 10)
+    assert result.first_t_matching("curve") == 0.6
+    assert result.first_t_matching("curve", tolerance=0.011) == 0.4
+    assert EnsembleResult(pts[:3], pts[:3], 0.0, 0.99, "classification", 10).first_t_matching() is None

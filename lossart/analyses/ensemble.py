@@ -48,16 +48,12 @@ class EnsembleResult:
     files: dict[str, str] = field(default_factory=dict)
 
     def first_t_matching(self, path: str = "curve", tolerance: float = 0.0) -> float | None:
-        """The smallest t from which the path's ensemble accuracy stays within `tolerance` of the
-        endpoint ensemble (the seed: about t = 0.3 for a trained curve)."""
-        points = getattr(self, path)
-        best = None
-        for p in reversed(points):
+        """The smallest t > 0 at which the path's ensemble accuracy comes within `tolerance` of the
+        endpoint ensemble (the seed: about t = 0.3 for a trained curve); None if it never does."""
+        for p in getattr(self, path)[1:]:
             if p.ensemble_acc + tolerance >= self.endpoint_ensemble_acc:
-                best = p.t
-            else:
-                break
-        return best
+                return p.t
+        return None
 
     def table(self) -> str:
         lines = [f"{'t':>5}  {'curve ens acc':>13} {'single':>7}   {'segment ens acc':>15} {'single':>7}"]
@@ -169,7 +165,7 @@ def ensemble_run(
         "test_size": result.test_size,
         "bn": "train subset statistics recomputed at every point; test set in eval mode with them",
         "endpoint_ensemble": {"loss": result.endpoint_ensemble_loss, "acc": result.endpoint_ensemble_acc},
-        "first_t_matching_endpoint_ensemble": {
+        "first_t_reaching_endpoint_ensemble": {
             "curve": result.first_t_matching("curve"), "segment": result.first_t_matching("segment")},
         "curve": [asdict(p) for p in result.curve],
         "segment": [asdict(p) for p in result.segment],
