@@ -19,6 +19,16 @@ CONTOUR_WIDTH = 0.012  # world units (the terrain is 10 wide)
 CONTOUR_STRENGTH = 0.14  # when shown (off by default: the surface should read as sculpted)
 
 
+def empty_node_tree(owner, output_type: str):
+    """`owner`'s (a material's or world's) node tree, emptied, with one output node of
+    `output_type`; returns (tree, output). Nodes are always on (and the switch deprecated) from 5.0."""
+    if bpy.app.version < (5, 0, 0):
+        owner.use_nodes = True
+    nt = owner.node_tree
+    nt.nodes.clear()
+    return nt, nt.nodes.new(output_type)
+
+
 def _check(name: str) -> None:
     if name not in PALETTES:
         raise ValueError(f"unknown palette {name!r}; choose one of {', '.join(PALETTES)}")
@@ -28,11 +38,7 @@ def terrain_material(name: str, palette: str) -> bpy.types.Material:
     """Glossy, height-coloured terrain material with faint contour lines."""
     _check(palette)
     mat = bpy.data.materials.new(name)
-    if bpy.app.version < (5, 0, 0):  # always on (and deprecated) from 5.0
-        mat.use_nodes = True
-    nt = mat.node_tree
-    nt.nodes.clear()
-    out = nt.nodes.new("ShaderNodeOutputMaterial")
+    nt, out = empty_node_tree(mat, "ShaderNodeOutputMaterial")
     bsdf = nt.nodes.new("ShaderNodeBsdfPrincipled")
     attr = nt.nodes.new("ShaderNodeAttribute")
     attr.attribute_type = "GEOMETRY"
@@ -162,11 +168,7 @@ def apply_palette(mat: bpy.types.Material, palette: str) -> None:
 def emission_material(name: str, colour: str, strength: float) -> bpy.types.Material:
     """A plain emissive material (the path and the markers): it also lights the terrain nearby."""
     mat = bpy.data.materials.new(name)
-    if bpy.app.version < (5, 0, 0):  # always on (and deprecated) from 5.0
-        mat.use_nodes = True
-    nt = mat.node_tree
-    nt.nodes.clear()
-    out = nt.nodes.new("ShaderNodeOutputMaterial")
+    nt, out = empty_node_tree(mat, "ShaderNodeOutputMaterial")
     em = nt.nodes.new("ShaderNodeEmission")
     em.name = "lossart_emission"
     em.inputs["Color"].default_value = srgb_to_linear(colour)

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import framing
 from .looks import CAMERA_PRESETS, srgb_to_linear
+from .materials import empty_node_tree
 
 ORBIT_SWEEP_DEG = 60.0
 
@@ -35,11 +36,7 @@ def setup_world(
     background never lights or tints the surface (the key and rim suns do that)."""
     world = scene.world or bpy.data.worlds.new("lossart_world")
     scene.world = world
-    if bpy.app.version < (5, 0, 0):
-        world.use_nodes = True
-    nt = world.node_tree
-    nt.nodes.clear()
-    out = nt.nodes.new("ShaderNodeOutputWorld")
+    nt, out = empty_node_tree(world, "ShaderNodeOutputWorld")
     coord = nt.nodes.new("ShaderNodeTexCoord")
     sep = nt.nodes.new("ShaderNodeSeparateXYZ")
     nt.links.new(coord.outputs["Generated"], sep.inputs["Vector"])  # the ray's direction
