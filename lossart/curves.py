@@ -156,6 +156,17 @@ def curve_points(
     return torch.where((ts == 1).unsqueeze(1), w2, out)
 
 
+def segment_points(w1: torch.Tensor, w2: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+    """Points of the straight segment w1 -> w2 at many t: `[N, P]`, exact endpoints at t = 0, 1.
+
+    The reference path that every curve is compared with (eval-curve, ensembles)."""
+    ts = torch.as_tensor(ts).reshape(-1).to(w1.device)
+    tf = ts.to(w1.dtype)[:, None]
+    out = (1 - tf) * w1 + tf * w2
+    out = torch.where((ts == 0)[:, None], w1, out)
+    return torch.where((ts == 1)[:, None], w2, out)
+
+
 def __getattr__(name: str) -> Any:
     # The on-disk curve run (frames) lives in lossart.curve_run; re-exported lazily here because
     # docs/architecture.md lists it with the curves contract.

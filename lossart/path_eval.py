@@ -27,7 +27,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from lossart.atomic import atomic_path, write_json
 from lossart.curve_run import CurveRun, load_curve_run
-from lossart.curves import curve_points
+from lossart.curves import curve_points, segment_points
 from lossart.errors import LossartError
 from lossart.evaluation import task_accuracy, task_loss
 from lossart.progress import progress
@@ -184,15 +184,7 @@ def evaluate_paths(
     bends = (curve_run.final_bends if bends is None else bends).to(device)
     ts = torch.linspace(0, 1, points, dtype=torch.float64)
     curve_w = curve_points(curve_run.spec, w1, bends, w2, ts)
-    seg_w = torch.where(
-        (ts == 0).to(device)[:, None],
-        w1,
-        torch.where(
-            (ts == 1).to(device)[:, None],
-            w2,
-            (1 - ts.float().to(device))[:, None] * w1 + ts.float().to(device)[:, None] * w2,
-        ),
-    )
+    seg_w = segment_points(w1, w2, ts)
     cache: dict[float, tuple[float, float, float, float]] = {}
     results: dict[str, list[PointEval]] = {"curve": [], "segment": []}
     bar = progress(total=2 * points - 2, desc="eval-curve", unit="pt")

@@ -137,3 +137,12 @@ def test_bad_specs_and_shapes_are_one_line_errors():
     with pytest.raises(LossartError, match="bends have shape"):
         curve_point(CurveSpec("bezier", 2), w1, bends, w2, 0.5)
     assert CurveSpec.from_dict(CurveSpec("polychain", 2).to_dict()) == CurveSpec("polychain", 2)
+
+
+def test_segment_points_are_exact_at_the_ends_and_linear_between():
+    from lossart.curves import segment_points
+
+    w1, w2 = torch.randn(50), torch.randn(50)
+    pts = segment_points(w1, w2, torch.linspace(0, 1, 5, dtype=torch.float64))
+    assert torch.equal(pts[0], w1) and torch.equal(pts[-1], w2)
+    torch.testing.assert_close(pts[2], (w1 + w2) / 2)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from lossart.atomic import atomic_path, write_json
 from lossart.curve_run import CurveRun, load_curve_run
-from lossart.curves import curve_points
+from lossart.curves import curve_points, segment_points
 from lossart.errors import LossartError
 from lossart.path_eval import BNEvaluator
 from lossart.progress import progress
@@ -106,7 +106,7 @@ def ensemble_along_paths(
     ts = torch.linspace(0, 1, points, dtype=torch.float64)
     paths = {
         "curve": curve_points(curve_run.spec, w1, curve_run.final_bends.to(device), w2, ts),
-        "segment": _segment(w1, w2, ts),
+        "segment": segment_points(w1, w2, ts),
     }
 
     def test_outputs(w: torch.Tensor) -> torch.Tensor:
@@ -132,14 +132,6 @@ def ensemble_along_paths(
         results["curve"], results["segment"], end.ensemble_loss, end.ensemble_acc, ds.task,
         int(test_x.shape[0]),
     )
-
-
-def _segment(w1: torch.Tensor, w2: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
-    """Points of the straight segment, with exact endpoints."""
-    tf = ts.to(w1.dtype).to(w1.device)[:, None]
-    out = (1 - tf) * w1 + tf * w2
-    out = torch.where((ts == 0).to(w1.device)[:, None], w1, out)
-    return torch.where((ts == 1).to(w1.device)[:, None], w2, out)
 
 
 def ensemble_run(
