@@ -261,3 +261,51 @@ def test_killed_video_render_resumes(tmp_path):
     )
     assert res.frames_skipped == done and res.frames_rendered == 4 - done
     assert len(list(frames.glob("frame_*.png"))) == 4 and not list(frames.glob(".tmp_frame_*"))
+
+
+STAND_IN_BLENDER = '''#!{python}
+"""A stand-in for the `blender` executable: Blender's background command line over the bpy module.
+
+Accepts what `lossart render --blender` passes (-b, --factory-startup, --python-exit-code N,
+--python-expr EXPR) and refuses anything else, so the test fails if lossart's command changes.
+"""
+import sys, traceback
+args = sys.argv[1:]
+code, expr = 0, None
+while args:
+    a = args.pop(0)
+    if a in ("-b", "--background", "--factory-startup"):
+        continue
+    if a == "--python-exit-code":
+        code = int(args.pop(0))
+    elif a == "--python-expr":
+        expr = args.pop(0)
+    else:
+        sys.exit(f"stand-in blender: unexpected argument {{a!r}}")
+import bpy  # noqa: F401  (Blender has it loaded before any script runs)
+try:
+    exec(compile(expr, "<python-expr>", "exec"), {{"__name__": "__main__"}})
+except SystemExit:
+    raise
+except BaseException:
+    traceback.print_exc()
+    sys.exit(code)
+'''
+
+
+def test_still_through_a_blender_executable(bundle3, tmp_path):
+    """`--blender PATH` runs the same add-on code in a separate Blender process, end to end."""
+    _needs_bpy()
+    import sys
+
+    import imageio.v3 as iio
+
+    exe = tmp_path / "blender"
+    exe.write_text(STAND_IN_BLENDER.format(python=sys.executable))
+    exe.chmod(0o755)
+    out = tmp_path / "via-exe.png"
+    result = render_still(bundle3, out=out, frame=0, opts=RenderOptions(
+        samples=4, size=(96, 64), denoise=False, device="CPU", blender=str(exe)))
+    assert result.out == out
+    img = iio.imread(out)
+    assert img.shape[:2] == (64, 96) and img.std() > 10
