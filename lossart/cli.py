@@ -471,6 +471,10 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
         "--speed", type=float, default=1.0,
         help="bundle frames per video frame; <1 renders interpolated heights (default 1)",
     )
+    p.add_argument(
+        "--caption", action="store_true",
+        help="video: write each frame's epoch, step and training loss into the picture",
+    )
     p.add_argument("--samples", type=int, default=32, help="Cycles samples (default 32)")
     p.add_argument("--size", default="960x540", help="WIDTHxHEIGHT in pixels (default 960x540)")
     p.add_argument("--palette", default="losslandscape", help="losslandscape, viridis, magma, ice")
@@ -510,7 +514,8 @@ def _run_render(args: argparse.Namespace) -> int:
         print(f"{res.out}  ({res.device}, {res.seconds:.1f} s)")
     else:
         res = render_video(
-            args.source, args.out, fps=args.fps, interpolate=args.interpolate, opts=opts
+            args.source, args.out, fps=args.fps, interpolate=args.interpolate, opts=opts,
+            caption=args.caption,
         )
         print(
             f"{res.out}  ({res.frames_rendered} frames rendered, {res.frames_skipped} reused, "

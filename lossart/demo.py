@@ -190,7 +190,8 @@ def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> 
         still = render_still(run_dir, out=cfg.out / "lossart-demo.png",
                              opts=replace(base, camera=s.still_camera))
         video = render_video(run_dir, out=cfg.out / "lossart-demo.mp4", fps=s.fps,
-                             interpolate=s.interpolate, opts=replace(base, camera=s.camera))
+                             interpolate=s.interpolate, opts=replace(base, camera=s.camera),
+                             caption=True)
         state["still"], state["video"] = still.out, video.out
 
     stages: list[tuple[str, Callable[[], None]]] = [

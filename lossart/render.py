@@ -313,8 +313,12 @@ def render_video(
     fps: int = 24,
     interpolate: int = 1,
     opts: RenderOptions | None = None,
+    caption: bool = False,
 ) -> RenderResult:
     """Render every frame of the bundle's animation to PNGs (resuming), then encode an MP4.
+
+    `caption` writes each frame's training state (epoch, step, training loss of the curve at
+    that frame) into the picture's corner; the rendered frames stay clean, captions go on copies.
 
     `interpolate` K > 1 makes K-times slow motion by blending K-1 frames between rendered ones
     (ffmpeg minterpolate). For smooth slow motion of the terrain itself, lower the playback
@@ -366,7 +370,10 @@ def render_video(
         }
         status = _run_blender(job, out.parent, out.stem, opts, watch=(frames_dir, first, last))
     rendered_s = time.perf_counter() - t0
-    encode_video(frames_dir, out, fps=fps, interpolate=interpolate, first=first)
+    source_dir = frames_dir
+    if caption:
+        source_dir = caption_frames(frames_dir, bundle, opts.playback_speed, first, last)
+    encode_video(source_dir, out, fps=fps, interpolate=interpolate, first=first)
     return RenderResult(
         out=out,
         device=status.get("device", "?"),
@@ -375,6 +382,49 @@ def render_video(
         frames_skipped=skipped,
         log=out.parent / f"{out.stem}.log",
     )
+
+
+def frame_caption(frame) -> str:
+    """What a video frame says about training: "epoch 3.25   step 130   train loss 0.412"."""
+    parts = []
+    if frame.epoch is not None:
+        parts.append(f"epoch {frame.epoch:.2f}")
+    if frame.step is not None:
+        parts.append(f"step {frame.step}")
+    if frame.train_loss is not None:
+        parts.append(f"train loss {frame.train_loss:.3f}")
+    return "   ".join(parts)
+
+
+def caption_frames(frames_dir: Path, bundle, speed: float, first: int, last: int) -> Path:
+    """Copies of frames first..last with the training state of the bundle frame each shows
+    (scene frame f shows bundle position (f - first) * speed, captioned by the nearest frame),
+    in frames_dir/captioned/ (made afresh each time: it is cheap and never stale)."""
+    import math
+    import shutil
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    out_dir = frames_dir / "captioned"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir()
+    n = len(bundle.frames)
+    for f in range(first, last + 1):
+        src = frames_dir / f"frame_{f:05d}.png"
+        index = min(n - 1, max(0, math.floor((f - first) * speed + 0.5)))
+        text = frame_caption(bundle.frames[index])
+        with Image.open(src) as im:
+            img = im.convert("RGB")
+        if text:
+            size = max(10, img.height // 22)
+            draw = ImageDraw.Draw(img)
+            font = ImageFont.load_default(size=size)
+            margin = max(4, img.height // 40)
+            draw.text((margin, img.height - margin), text, font=font, anchor="ls",
+                      fill=(235, 235, 245), stroke_width=max(1, size // 10), stroke_fill=(0, 0, 0))
+        with atomic_path(out_dir / src.name) as tmp:
+            img.save(tmp, format="PNG")
+    return out_dir
 
 
 def blend_frames(frames_dir: Path, first: int, k: int) -> Path:

@@ -309,3 +309,28 @@ def test_still_through_a_blender_executable(bundle3, tmp_path):
     assert result.out == out
     img = iio.imread(out)
     assert img.shape[:2] == (64, 96) and img.std() > 10
+
+
+def test_captions_name_each_frames_training_state(bundle3, tmp_path):
+    import imageio.v3 as iio
+    import numpy as np
+
+    from lossart.render import caption_frames, check_bundle, frame_caption
+
+    bundle = check_bundle(bundle3)
+    assert frame_caption(bundle.frames[2]).startswith(f"epoch {bundle.frames[2].epoch:.2f}")
+    assert f"train loss {bundle.frames[2].train_loss:.3f}" in frame_caption(bundle.frames[2])
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    blank = np.full((90, 160, 3), 40, dtype=np.uint8)
+    for f in range(1, 6):  # speed 0.5: scene frames 1..5 show bundle positions 0, .5, 1, 1.5, 2
+        iio.imwrite(frames / f"frame_{f:05d}.png", blank)
+    out = caption_frames(frames, bundle, 0.5, 1, 5)
+    captioned = [iio.imread(out / f"frame_{f:05d}.png") for f in range(1, 6)]
+    for img in captioned:
+        assert np.array_equal(img[:45], blank[:45])  # the picture is untouched above the caption
+        assert (img[70:] != 40).any()  # text in the bottom rows
+    # nearest bundle frame: positions 0, .5, 1, 1.5, 2 -> frames 0, 1, 1, 2, 2
+    same = [np.array_equal(captioned[i], captioned[i + 1]) for i in range(4)]
+    assert same == [False, True, False, True]
+    assert np.array_equal(iio.imread(frames / "frame_00003.png"), blank)  # rendered frames stay clean
