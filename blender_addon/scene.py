@@ -163,8 +163,8 @@ def build_camera(
     return cam, pivot, target
 
 
-OVERVIEW = {"elevation": 36.0, "azimuth": -116.0, "lens": 50.0, "fstop": 5.6}
-ORBIT = {"elevation": 32.0, "azimuth": -116.0, "lens": 50.0, "fstop": 4.5}
+OVERVIEW = {"elevation": 36.0, "azimuth": -116.0, "lens": 50.0, "fstop": 0.25}
+ORBIT = {"elevation": 40.0, "azimuth": -116.0, "lens": 50.0, "fstop": 0.3}
 FLY = {"lens": 28.0, "fstop": 5.6}
 VIEW_CORNERS = (-116.0, -64.0, 116.0, 64.0)  # three-quarter views, in order of preference
 FILL = 0.9  # share of the half-width/half-height the framed points may reach
