@@ -21,6 +21,19 @@ def _seeded_torch():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one torch thread, and far faster so on a shared, busy CPU.
+
+    Modules that train or evaluate tiny models use it (`pytestmark = usefixtures("one_thread")`)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def cifar_subset_path() -> Path:
     """The shared real CIFAR-10 subset; skipped where ../shared is absent (a user's clone)."""

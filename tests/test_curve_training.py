@@ -24,17 +24,11 @@ from lossart.weights import ParamLayout, flat_params
 TINY = {"width": 8}  # smallcnn on 16x16 shapes: endpoints train in about a second
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models train fastest on one thread, and far faster so on a shared, busy CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def endpoints(tmp_path_factory, _one_thread):
+def endpoints(tmp_path_factory, one_thread):
     """Two independently trained small nets (different seeds) on the built-in shapes data."""
     root = tmp_path_factory.mktemp("endpoints")
     paths = []

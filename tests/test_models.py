@@ -14,14 +14,7 @@ from lossart.errors import LossartError
 from lossart.models import ModelSpec, count_params, create_model, list_models, model_names
 from lossart.models.resnet import BasicBlock
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and far faster on a shared, busy CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 REQUIRED = {

@@ -19,14 +19,7 @@ from lossart.errors import LossartError
 from lossart.models import ModelSpec, create_model
 from lossart.train import TrainConfig, evaluate_model, learning_rate, partial_path, train_endpoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and far faster on a shared, busy CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_garipov_schedule():
