@@ -38,10 +38,10 @@ def main() -> None:
 
     import bpy
 
-    import blender_addon
-    from blender_addon import landscape, render, terrain
-    from blender_addon.bake import bake_landscape
-    from blender_addon.geometry import WorldMap
+    import lossart.blender
+    from lossart.blender import landscape, render, terrain
+    from lossart.blender.bake import bake_landscape
+    from lossart.blender.geometry import WorldMap
     from lossart.terrain.synthetic import synthetic_bundle
 
     tmp = Path(tempfile.mkdtemp(prefix="lossart-bench-"))
@@ -51,7 +51,7 @@ def main() -> None:
     mid = synthetic_bundle(tmp / "mid", frames=args.frames, size=300)
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    blender_addon.register()
+    lossart.blender.register()
     scene = bpy.context.scene
 
     t_import = timed(lambda: landscape.import_landscape(scene, big))
@@ -78,7 +78,7 @@ def main() -> None:
     )
 
     # reference: Blender's default scene (cube, light, camera) at the same settings, same run
-    blender_addon.unregister()
+    lossart.blender.unregister()
     bpy.ops.wm.read_factory_settings(use_empty=False)
     ref_scene = bpy.context.scene
     ref_times = {}
@@ -87,7 +87,7 @@ def main() -> None:
         render.render_still(ref_scene, tmp / "ref.png", frame=1)
         ref_times[size] = timed(lambda: render.render_still(ref_scene, tmp / "ref.png"), repeat=2)
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    blender_addon.register()
+    lossart.blender.register()
     scene = bpy.context.scene
 
     landscape.import_landscape(scene, mid)
@@ -130,7 +130,7 @@ def main() -> None:
         f"height PNGs {info.image_bytes / 1e6:.2f} MB; "
         f"{per / 1e3:.0f} kB per frame in all (600 frames: {per * 600 / 1e6:.0f} MB)"
     )
-    blender_addon.unregister()
+    lossart.blender.unregister()
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ os.environ.setdefault("LOSSART_QUIET", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from lossart.curve_training import curve_objective  # noqa: E402
-from lossart.curves import CurveSpec, init_bends  # noqa: E402
+from lossart.geometry.curves import CurveSpec, init_bends  # noqa: E402
+from lossart.geometry.weights import ParamLayout, flat_params  # noqa: E402
 from lossart.models import ModelSpec, create_model  # noqa: E402
-from lossart.weights import ParamLayout, flat_params  # noqa: E402
+from lossart.training.curve import curve_objective  # noqa: E402
 
 SHAPES = {"smallcnn": (4, (3, 16, 16)), "resnet20-noskip": (10, (3, 32, 32))}
 

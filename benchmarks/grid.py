@@ -33,9 +33,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lossart.geometry.weights import ParamLayout, flat_params, load_flat_  # noqa: E402
 from lossart.grid.engine import EngineConfig, GridEngine  # noqa: E402
 from lossart.models import ModelSpec, create_model  # noqa: E402
-from lossart.weights import ParamLayout, flat_params, load_flat_  # noqa: E402
 
 MM_REPS = 3
 CIFAR = REPO.parent / "shared" / "data" / "cifar10-subset.npz"

@@ -131,7 +131,7 @@ def _run_train(args: argparse.Namespace) -> int:
     import torch
 
     from lossart.data import parse_data_spec
-    from lossart.train import TrainConfig, train_endpoint
+    from lossart.training.endpoints import TrainConfig, train_endpoint
 
     device = args.device
     if device == "auto":
@@ -205,7 +205,7 @@ def _add_curve(sub: argparse._SubParsersAction) -> None:
 def _run_curve(args: argparse.Namespace) -> int:
     import time
 
-    from lossart.curve_training import CurveConfig, train_curve
+    from lossart.training.curve import CurveConfig, train_curve
 
     start = time.perf_counter()
     cfg = CurveConfig(
@@ -242,7 +242,7 @@ def _add_eval_curve(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_eval_curve(args: argparse.Namespace) -> int:
-    from lossart.path_eval import evaluate_curve_run
+    from lossart.analyses.eval_curve import evaluate_curve_run
 
     res = evaluate_curve_run(args.run_dir, points=args.points, subset=args.subset,
                              device=args.device, threads=args.threads)
@@ -500,7 +500,7 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_render(args: argparse.Namespace) -> int:
-    from lossart.render import RenderOptions, parse_size, render_still, render_video
+    from lossart.render.video import RenderOptions, parse_size, render_still, render_video
 
     opts = RenderOptions(
         samples=args.samples, size=parse_size(args.size), palette=args.palette,
@@ -525,7 +525,7 @@ def _run_render(args: argparse.Namespace) -> int:
 
 
 def _run_addon_build(args: argparse.Namespace) -> int:
-    from lossart.addon import build_addon
+    from lossart.render.addon_build import build_addon
 
     print(build_addon(args.out))
     return 0
@@ -570,7 +570,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         "samples": args.samples, "palette": args.palette,
     }.items() if v is not None}
     if args.size:
-        from lossart.render import parse_size
+        from lossart.render.video import parse_size
 
         overrides["render_size"] = parse_size(args.size)
     preset = "quick" if args.quick else "quality" if args.quality else "default"

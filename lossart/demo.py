@@ -95,7 +95,7 @@ class DemoResult:
 
 def _train_one(args: tuple[str, int, int, int, str]) -> str:
     """One endpoint (runs in a worker process; one CPU thread each)."""
-    from lossart.train import TrainConfig, train_endpoint
+    from lossart.training.endpoints import TrainConfig, train_endpoint
 
     out, seed, width, epochs, device = args
     train_endpoint(
@@ -148,11 +148,11 @@ def _grid_in_parallel(run_dir: Path, grid) -> None:
 
 def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> DemoResult:
     """Run (or resume) the demo into `cfg.out`; returns where everything is and how long it took."""
-    from lossart.curve_training import CurveConfig, train_curve
+    from lossart.analyses.eval_curve import evaluate_curve_run
     from lossart.grid.run_grid import GridConfig
-    from lossart.path_eval import evaluate_curve_run
     from lossart.terrain.build import build_terrain
     from lossart.terrain.heightfield import TerrainConfig
+    from lossart.training.curve import CurveConfig, train_curve
 
     s = cfg.settings()
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -184,7 +184,7 @@ def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> 
                                              upsample=s.upsample), preview=True)
 
     def renders() -> None:
-        from lossart.render import RenderOptions, render_still, render_video
+        from lossart.render.video import RenderOptions, render_still, render_video
 
         base = RenderOptions(samples=s.samples, size=s.render_size, palette=s.palette)
         still = render_still(run_dir, out=cfg.out / "lossart-demo.png",

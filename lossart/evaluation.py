@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from lossart.weights import ParamLayout
+from lossart.geometry.weights import ParamLayout
 
 
 @dataclass(frozen=True)

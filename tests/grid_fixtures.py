@@ -17,10 +17,10 @@ MODEL = {"name": "smallcnn", "num_classes": 6, "input_shape": [3, 16, 16], "kwar
 
 def make_curve_run(root: Path, frames: int = 3, seed: int = 0) -> Run:
     """w1, w2 checkpoints, `frames` bends around the midpoint, frames.json and run.json."""
-    from lossart.checkpoint import Checkpoint, save_checkpoint
     from lossart.data import DataSpec
+    from lossart.geometry.weights import ParamLayout
     from lossart.models import ModelSpec, create_model
-    from lossart.weights import ParamLayout
+    from lossart.training.checkpoint import Checkpoint, save_checkpoint
 
     spec = ModelSpec.from_dict(MODEL)
     data = DataSpec("shapes")

@@ -15,11 +15,11 @@ bpy = pytest.importorskip(
     "bpy", reason="the bpy module (Blender as a Python module) is not installed"
 )
 
-import blender_addon  # noqa: E402
-from blender_addon import landscape, path, terrain  # noqa: E402
-from blender_addon.bundle import BundleError, load_bundle  # noqa: E402
-from blender_addon.geometry import RELIEF, WorldMap  # noqa: E402
-from blender_addon.looks import PALETTES, srgb_to_linear  # noqa: E402
+import lossart.blender  # noqa: E402
+from lossart.blender import landscape, path, terrain  # noqa: E402
+from lossart.blender.bundle import BundleError, load_bundle  # noqa: E402
+from lossart.blender.geometry import RELIEF, WorldMap  # noqa: E402
+from lossart.blender.looks import PALETTES, srgb_to_linear  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
@@ -35,9 +35,9 @@ def bundle3(tmp_path_factory) -> Path:
 def empty_blender():
     """Every test starts from an empty factory scene with the add-on registered."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    blender_addon.register()
+    lossart.blender.register()
     yield
-    blender_addon.unregister()
+    lossart.blender.unregister()
 
 
 def _import(bundle: Path, **settings) -> bpy.types.Scene:
@@ -49,15 +49,15 @@ def _import(bundle: Path, **settings) -> bpy.types.Scene:
 
 
 def test_register_unregister_cleanly():
-    from blender_addon import handlers
+    from lossart.blender import handlers
 
     assert hasattr(bpy.types.Scene, "lossart") and hasattr(bpy.types, "LOSSART_PT_panel")
     assert handlers.installed()
-    blender_addon.unregister()
+    lossart.blender.unregister()
     assert not hasattr(bpy.types.Scene, "lossart")
     assert not hasattr(bpy.types, "LOSSART_PT_panel")
     assert not handlers.installed()
-    blender_addon.register()  # and again, as Blender does on enable/disable
+    lossart.blender.register()  # and again, as Blender does on enable/disable
     assert handlers.installed() and hasattr(bpy.types.Scene, "lossart")
 
 
@@ -173,7 +173,7 @@ def test_broken_bundle_reported_not_crashing(bundle3, tmp_path, how, message):
 def test_cycles_render_not_blank_and_colour_follows_height(bundle3, tmp_path):
     from bpy_extras.object_utils import world_to_camera_view
 
-    from blender_addon import render
+    from lossart.blender import render
 
     scene = _import(bundle3, path_glow=0.0)  # the terrain's own colour, not the path's light
     device = render.configure(scene, samples=8, size=(96, 64), denoise=False, device="CPU")
@@ -213,7 +213,7 @@ def test_cycles_render_not_blank_and_colour_follows_height(bundle3, tmp_path):
 
 
 def test_bake_plays_without_the_addon(bundle3, tmp_path):
-    from blender_addon.bake import bake_landscape
+    from lossart.blender.bake import bake_landscape
 
     scene = _import(bundle3)
     blend = tmp_path / "baked.blend"
@@ -228,7 +228,7 @@ def test_bake_plays_without_the_addon(bundle3, tmp_path):
     code = f"""
 import bpy, numpy as np, sys
 bpy.ops.wm.open_mainfile(filepath={str(blend)!r})
-assert 'blender_addon' not in sys.modules
+assert 'lossart.blender' not in sys.modules
 sc = bpy.context.scene
 sc.frame_set(2)
 ev = bpy.data.objects['lossart_terrain'].evaluated_get(bpy.context.evaluated_depsgraph_get())
@@ -263,7 +263,7 @@ def test_bundle_state_pure_numpy(bundle3):
 
 def test_animation_render_follows_frames(bundle3, tmp_path):
     # Blender's own animation render (what Ctrl+F12 does): the handler moves the terrain per frame
-    from blender_addon import render
+    from lossart.blender import render
 
     scene = _import(bundle3)
     render.configure(scene, samples=2, size=(48, 32), denoise=False, device="CPU")
@@ -301,7 +301,7 @@ def test_show_bends_toggles_bend_markers(bundle3):
 
 
 def test_engine_names_and_device_fallback():
-    from blender_addon import render
+    from lossart.blender import render
 
     scene = bpy.context.scene
     name = render.set_engine(scene, "eevee")  # set only; EEVEE never renders in tests (software GL)

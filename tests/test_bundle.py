@@ -266,12 +266,12 @@ def make_curve_run(root: Path, frames: int = 3, size: int = SIZE) -> Path:
     """A tiny curve run per docs/architecture.md: run.json, endpoints, frames, grids."""
     import torch
 
-    from lossart.checkpoint import Checkpoint, save_checkpoint
-    from lossart.curve_run import load_curve_run
     from lossart.data import DataSpec
+    from lossart.geometry.plane import control_points_2d, curve_window, frame_plane
     from lossart.models import ModelSpec, create_model
-    from lossart.plane import control_points_2d, curve_window, frame_plane
     from lossart.runs import Run
+    from lossart.training.checkpoint import Checkpoint, save_checkpoint
+    from lossart.training.curve_run import load_curve_run
 
     run = Run(root)
     spec = ModelSpec("mlp", num_classes=2, input_shape=(2,), kwargs={"width": 4, "depth": 1})

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lossart.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from lossart.data import parse_data_spec
 from lossart.errors import LossartError
 from lossart.models import ModelSpec, create_model
 from lossart.runs import versions
+from lossart.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 SPEC = ModelSpec("smallcnn", 6, (3, 16, 16), {"width": 4})
 

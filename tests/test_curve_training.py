@@ -10,16 +10,16 @@ from itertools import pairwise
 import pytest
 import torch
 
-from lossart.checkpoint import load_checkpoint, save_checkpoint
+from lossart.analyses.eval_curve import evaluate_curve_run
 from lossart.cli import main
-from lossart.curve_training import CurveConfig, curve_objective, frame_steps, train_curve
-from lossart.curves import CurveSpec, coefficients, curve_point, init_bends
 from lossart.data import load_dataset, num_batches
 from lossart.errors import LossartError
-from lossart.path_eval import evaluate_curve_run
-from lossart.plane import control_points_2d, curve_window, frame_plane
-from lossart.train import TrainConfig, train_endpoint
-from lossart.weights import ParamLayout, flat_params
+from lossart.geometry.curves import CurveSpec, coefficients, curve_point, init_bends
+from lossart.geometry.plane import control_points_2d, curve_window, frame_plane
+from lossart.geometry.weights import ParamLayout, flat_params
+from lossart.training.checkpoint import load_checkpoint, save_checkpoint
+from lossart.training.curve import CurveConfig, curve_objective, frame_steps, train_curve
+from lossart.training.endpoints import TrainConfig, train_endpoint
 
 TINY = {"width": 8}  # smallcnn on 16x16 shapes: endpoints train in about a second
 

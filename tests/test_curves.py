@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from lossart.curves import (
+from lossart.errors import LossartError
+from lossart.geometry.curves import (
     CurveSpec,
     bend_positions,
     coefficients,
@@ -15,8 +16,7 @@ from lossart.curves import (
     curve_points,
     init_bends,
 )
-from lossart.errors import LossartError
-from lossart.weights import ParamLayout, flat_params
+from lossart.geometry.weights import ParamLayout, flat_params
 
 SPECS = [
     CurveSpec("bezier", 1),
@@ -140,7 +140,7 @@ def test_bad_specs_and_shapes_are_one_line_errors():
 
 
 def test_segment_points_are_exact_at_the_ends_and_linear_between():
-    from lossart.curves import segment_points
+    from lossart.geometry.curves import segment_points
 
     w1, w2 = torch.randn(50), torch.randn(50)
     pts = segment_points(w1, w2, torch.linspace(0, 1, 5, dtype=torch.float64))

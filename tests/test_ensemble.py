@@ -9,12 +9,12 @@ import torch
 from grid_fixtures import make_curve_run
 
 from lossart.analyses.ensemble import combine, ensemble_along_paths, ensemble_run, single
+from lossart.analyses.eval_curve import BNEvaluator
 from lossart.atomic import torch_save
 from lossart.cli import main
-from lossart.curve_run import load_curve_run
 from lossart.data import eval_subset, load_dataset
-from lossart.path_eval import BNEvaluator
-from lossart.weights import ParamLayout
+from lossart.geometry.weights import ParamLayout
+from lossart.training.curve_run import load_curve_run
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import torch
 
 from lossart.analyses.functions import function_diversity
 from lossart.cli import main
-from lossart.curve_run import load_curve_run
-from lossart.curve_training import CurveConfig, train_curve
 from lossart.data import load_dataset
 from lossart.data.batches import normalize
-from lossart.train import TrainConfig, train_endpoint
+from lossart.training.curve import CurveConfig, train_curve
+from lossart.training.curve_run import load_curve_run
+from lossart.training.endpoints import TrainConfig, train_endpoint
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def wave_run(tmp_path_factory):
 
 
 def test_functions_at_the_ends_are_the_endpoints(wave_run):
-    from lossart.checkpoint import load_checkpoint
+    from lossart.training.checkpoint import load_checkpoint
 
     run_dir, ends = wave_run
     result = function_diversity(load_curve_run(run_dir), ts=(0.0, 0.5, 1.0), resolution=9)

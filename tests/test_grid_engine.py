@@ -12,6 +12,7 @@ from torch import nn
 
 from lossart.errors import LossartError
 from lossart.evaluation import evaluate_exact_bn
+from lossart.geometry.weights import ParamLayout, flat_params, load_flat_
 from lossart.grid.engine import (
     EngineConfig,
     GridEngine,
@@ -21,7 +22,6 @@ from lossart.grid.engine import (
     point_weights,
     resolve_device,
 )
-from lossart.weights import ParamLayout, flat_params, load_flat_
 
 RTOL = 1e-5
 

@@ -77,11 +77,11 @@ def test_grid_values_coordinates_and_format(tmp_path):
     assert g.xs[0] == x0 and g.xs[-1] == x1 and g.ys[0] == y0 and g.ys[-1] == y1
     assert np.all(np.diff(g.ys) > 0)
     # A cell equals a direct exact-BN evaluation at the plane's weights of its coordinates.
-    from lossart.curve_run import load_curve_run
     from lossart.data import load_dataset
     from lossart.data.batches import eval_subset
-    from lossart.plane import frame_plane
-    from lossart.weights import ParamLayout
+    from lossart.geometry.plane import frame_plane
+    from lossart.geometry.weights import ParamLayout
+    from lossart.training.curve_run import load_curve_run
 
     cr = load_curve_run(run)
     plane = frame_plane(cr, 1)
@@ -150,10 +150,10 @@ def test_shard_union_equals_whole(tmp_path):
 
 
 def test_plane_of_three_optima(tmp_path):
-    from lossart.checkpoint import Checkpoint, save_checkpoint
     from lossart.data import DataSpec
     from lossart.grid.plane3 import plane_run
     from lossart.models import ModelSpec, create_model
+    from lossart.training.checkpoint import Checkpoint, save_checkpoint
 
     spec = ModelSpec("smallcnn", 6, (3, 16, 16), {"width": 4})
     paths = []

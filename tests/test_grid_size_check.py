@@ -9,9 +9,9 @@ from lossart.grid.run_grid import _check_time, grid_source
 
 
 def test_size_check_sets_the_plane_before_timing(tmp_path):
-    from lossart.curve_run import load_curve_run
     from lossart.data import eval_subset, load_dataset
-    from lossart.weights import ParamLayout
+    from lossart.geometry.weights import ParamLayout
+    from lossart.training.curve_run import load_curve_run
 
     run = make_curve_run(tmp_path / "run", frames=2)
     cr = load_curve_run(run)
@@ -24,8 +24,8 @@ def test_size_check_sets_the_plane_before_timing(tmp_path):
 
 
 def test_a_window_equal_up_to_rounding_is_the_recorded_one():
+    from lossart.geometry.plane import Window
     from lossart.grid.run_grid import _same_window
-    from lossart.plane import Window
 
     recorded = {"x_range": [-3.8488669735945913, 23.09320184156755], "y_range": [-1.0, 9.595236159809488]}
     now = Window((-3.848866973594591, 23.09320184156754), (-1.0, 9.595236159809486))

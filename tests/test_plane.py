@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from lossart.curves import CurveSpec, coefficients, curve_point, init_bends
 from lossart.errors import LossartError
-from lossart.plane import (
+from lossart.geometry.curves import CurveSpec, coefficients, curve_point, init_bends
+from lossart.geometry.plane import (
     Window,
     control_points_2d,
     curve_window,

@@ -10,7 +10,7 @@ import pytest
 
 from lossart.cli import main
 from lossart.errors import LossartError
-from lossart.render import (
+from lossart.render.video import (
     RenderOptions,
     blender_command,
     parse_size,
@@ -161,13 +161,13 @@ def test_blender_executable_route_runs_the_addon(tmp_path):
     exe.chmod(0o755)
     cmd = blender_command(tmp_path / "job.json", str(exe))
     assert cmd[:3] == [str(exe), "-b", "--factory-startup"]
-    assert "--python-expr" in cmd and "blender_addon.headless" in cmd[-1]
+    assert "--python-expr" in cmd and "lossart.blender.headless" in cmd[-1]
 
 
 def test_run_folder_renders_into_run_renders(bundle3, tmp_path):
     import shutil
 
-    from lossart.render import default_out
+    from lossart.render.video import default_out
 
     run = tmp_path / "run"
     run.mkdir()
@@ -315,7 +315,7 @@ def test_captions_name_each_frames_training_state(bundle3, tmp_path):
     import imageio.v3 as iio
     import numpy as np
 
-    from lossart.render import caption_frames, check_bundle, frame_caption
+    from lossart.render.video import caption_frames, check_bundle, frame_caption
 
     bundle = check_bundle(bundle3)
     assert frame_caption(bundle.frames[2]).startswith(f"epoch {bundle.frames[2].epoch:.2f}")

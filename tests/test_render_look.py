@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_addon import framing
+from lossart.blender import framing
 
 
 # ---------------------------------------------------------------- pure geometry (no bpy)
@@ -87,17 +87,17 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
 def blender():
     import bpy
 
-    import blender_addon
+    import lossart.blender
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    blender_addon.register()
+    lossart.blender.register()
     yield bpy
-    blender_addon.unregister()
+    lossart.blender.unregister()
 
 
 def _setup(bpy, bundle: Path, size=(480, 270), **opts):
-    from blender_addon import landscape
-    from blender_addon.render import configure
+    from lossart.blender import landscape
+    from lossart.blender.render import configure
 
     scene = bpy.context.scene
     landscape.import_landscape(scene, bundle, landscape.LandscapeOptions(**opts))
@@ -188,7 +188,7 @@ def test_flythrough_follows_the_path_smoothly(blender, bundles):
 @bpy_needed
 @pytest.mark.blender
 def test_path_is_thin_and_contours_are_off_unless_asked(blender, bundles):
-    from blender_addon import geometry, materials
+    from lossart.blender import geometry, materials
 
     scene = _setup(blender, bundles["curve"])
     s = scene.lossart

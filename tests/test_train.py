@@ -11,13 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-import lossart.train as train_mod
-from lossart.checkpoint import load_checkpoint
+import lossart.training.endpoints as train_mod
 from lossart.cli import main
 from lossart.data import load_dataset
 from lossart.errors import LossartError
 from lossart.models import ModelSpec, create_model
-from lossart.train import TrainConfig, evaluate_model, learning_rate, partial_path, train_endpoint
+from lossart.training.checkpoint import load_checkpoint
+from lossart.training.endpoints import (
+    TrainConfig,
+    evaluate_model,
+    learning_rate,
+    partial_path,
+    train_endpoint,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

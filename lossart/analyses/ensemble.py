@@ -16,14 +16,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lossart.analyses.eval_curve import BNEvaluator
 from lossart.atomic import atomic_path, write_json
-from lossart.curve_run import CurveRun, load_curve_run
-from lossart.curves import curve_points, segment_points
 from lossart.errors import LossartError
-from lossart.path_eval import BNEvaluator
+from lossart.geometry.curves import curve_points, segment_points
+from lossart.geometry.weights import ParamLayout
 from lossart.progress import progress
 from lossart.runs import Run, now_iso, open_run
-from lossart.weights import ParamLayout
+from lossart.training.curve_run import CurveRun, load_curve_run
 
 
 @dataclass(frozen=True)

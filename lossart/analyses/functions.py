@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lossart.analyses.eval_curve import BNEvaluator
 from lossart.atomic import atomic_path, np_savez
-from lossart.curve_run import CurveRun, load_curve_run
-from lossart.curves import curve_points
 from lossart.errors import LossartError
-from lossart.path_eval import BNEvaluator
-from lossart.plane import Plane, control_points_2d, curve_window, frame_plane
+from lossart.geometry.curves import curve_points
+from lossart.geometry.plane import Plane, control_points_2d, curve_window, frame_plane
+from lossart.geometry.weights import ParamLayout
 from lossart.runs import Run, open_run
 from lossart.terrain.path import curve_polyline
-from lossart.weights import ParamLayout
+from lossart.training.curve_run import CurveRun, load_curve_run
 
 DEFAULT_TS = (0.0, 0.25, 0.5, 0.75, 1.0)
 

@@ -52,7 +52,7 @@ from torch import nn
 from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
 
 from lossart.errors import LossartError
-from lossart.weights import ParamLayout
+from lossart.geometry.weights import ParamLayout
 
 DTYPES = ("float32", "tf32", "bfloat16")
 COMPILE_MIN_POINTS = 20000  # below this a job is over before compiling (~20-60 s) pays off

@@ -20,7 +20,7 @@ NAMES = ("w1", "w2", "w3")
 
 
 def _flat(ckpts: list[Any]) -> tuple[Any, list[Any]]:
-    from lossart.weights import ParamLayout
+    from lossart.geometry.weights import ParamLayout
 
     model = ckpts[0].build_model()
     layout = ParamLayout.of(model)
@@ -34,8 +34,8 @@ def plane3_points(plane: Any, ws: list[Any]) -> dict[str, list[float]]:
 
 def create_plane_run(paths: list[str | Path], out: str | Path) -> Run:
     """A plane3 run folder holding copies of the three checkpoints (or the same one, resumed)."""
-    from lossart.checkpoint import load_checkpoint
-    from lossart.plane import plane_through
+    from lossart.geometry.plane import plane_through
+    from lossart.training.checkpoint import load_checkpoint
 
     if len(paths) != 3:
         raise LossartError(f"plane needs three checkpoints, got {len(paths)}")
@@ -77,10 +77,10 @@ def plane3_source(run: Run):
     """The grid source of a plane3 run: one plane (frame 0) through the three copied optima."""
     import numpy as np
 
-    from lossart.checkpoint import load_checkpoint
+    from lossart.geometry.plane import plane_through, window_around
     from lossart.grid.run_grid import GridSource
     from lossart.models import ModelSpec
-    from lossart.plane import plane_through, window_around
+    from lossart.training.checkpoint import load_checkpoint
 
     meta = run.read()
     spec = ModelSpec.from_dict(meta["model"])

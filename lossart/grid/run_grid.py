@@ -21,6 +21,8 @@ from torch import nn
 
 from lossart.atomic import write_json
 from lossart.errors import LossartError
+from lossart.geometry.plane import Window
+from lossart.geometry.weights import ParamLayout
 from lossart.grid.engine import EngineConfig, GridEngine, grid_axis
 from lossart.grid.lock import GridLock
 from lossart.grid.tiles import (
@@ -32,10 +34,8 @@ from lossart.grid.tiles import (
     write_tile,
 )
 from lossart.grid.workers import Workers, parse_shard
-from lossart.plane import Window
 from lossart.progress import progress
 from lossart.runs import Run, now_iso, open_run, versions
-from lossart.weights import ParamLayout
 
 GRID_FORMAT = "lossart-grid"
 DEFAULT_RESOLUTION = 41
@@ -146,8 +146,8 @@ def grid_source(run: Run) -> GridSource:
     """The planes and model of a curve run or a plane-of-three run."""
     kind = run.read().get("kind")
     if kind == "curve":
-        from lossart.curve_run import load_curve_run
-        from lossart.plane import curve_window, frame_plane
+        from lossart.geometry.plane import curve_window, frame_plane
+        from lossart.training.curve_run import load_curve_run
 
         cr = load_curve_run(run)
         if not cr.frames:

@@ -2,7 +2,7 @@
 
 Reads RUN/grids/ (grid.json + frame_XXXXX.npz, docs/architecture.md) with numpy alone, takes
 each frame's step/epoch/training loss from RUN/curve/frames.json, and the 2-D control points of
-the curve (or the three optima of a plane run) from the plane geometry (lossart.plane: the only
+the curve (or the three optima of a plane run) from the plane geometry (lossart.geometry.plane: the only
 part that touches torch). Two passes over the grids: one checks every frame and picks the loss
 cap, one streams heights into the bundle writer, so memory does not grow with the frame count.
 """
@@ -202,8 +202,8 @@ def run_kind(run: Run) -> str:
 
 def curve_frame_meta(run: Run, indices: list[int]) -> tuple[dict, Callable[[int], FrameMeta]]:
     """The curve spec and a lookup of each frame's step, epoch, loss and 2-D control points."""
-    from lossart.curve_run import load_curve_run
-    from lossart.plane import control_points_2d, frame_plane
+    from lossart.geometry.plane import control_points_2d, frame_plane
+    from lossart.training.curve_run import load_curve_run
 
     curve_run = load_curve_run(run)
     by_index = {fr.index: pos for pos, fr in enumerate(curve_run.frames)}
@@ -234,10 +234,10 @@ def curve_frame_meta(run: Run, indices: list[int]) -> tuple[dict, Callable[[int]
 def plane3_frame_meta(run: Run) -> Callable[[int], FrameMeta]:
     """The plane through three optima: w1, w2, w3 at run.json's `plane3.points` (written by
     `lossart plane`), else projected again from endpoints/w1.pt, w2.pt, w3.pt."""
-    from lossart.checkpoint import load_checkpoint
+    from lossart.geometry.plane import plane_through
+    from lossart.geometry.weights import ParamLayout
     from lossart.models import create_model
-    from lossart.plane import plane_through
-    from lossart.weights import ParamLayout
+    from lossart.training.checkpoint import load_checkpoint
 
     recorded = (run.read().get("plane3") or {}).get("points") or {}
     if all(isinstance(recorded.get(n), list) and len(recorded[n]) == 2 for n in ("w1", "w2", "w3")):

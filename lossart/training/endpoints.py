@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from lossart.atomic import torch_save
-from lossart.checkpoint import Checkpoint, load_checkpoint, read_torch_file, save_checkpoint
 from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
 from lossart.data.batches import normalize
 from lossart.errors import LossartError
@@ -29,6 +28,12 @@ from lossart.evaluation import task_loss
 from lossart.models import ModelSpec, create_model
 from lossart.progress import progress, tqdm
 from lossart.runs import versions
+from lossart.training.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    read_torch_file,
+    save_checkpoint,
+)
 
 SCHEDULES = ("garipov", "cosine", "constant")
 STATE_FORMAT = "lossart-train-state"

@@ -26,13 +26,13 @@ from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from lossart.atomic import atomic_path, write_json
-from lossart.curve_run import CurveRun, load_curve_run
-from lossart.curves import curve_points, segment_points
 from lossart.errors import LossartError
 from lossart.evaluation import task_accuracy, task_loss
+from lossart.geometry.curves import curve_points, segment_points
+from lossart.geometry.weights import ParamLayout
 from lossart.progress import progress
 from lossart.runs import Run, now_iso, open_run
-from lossart.weights import ParamLayout
+from lossart.training.curve_run import CurveRun, load_curve_run
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def evaluate_curve_run(
     `threads`: CPU threads; None means 1 for the built-in data on CPU (measured 17 s against 44 s
     for the default 21 points of a smallcnn run on two shared cores), torch's default otherwise.
     """
-    from lossart.curve_training import cpu_threads
+    from lossart.training.curve import cpu_threads
 
     run = run if isinstance(run, Run) else open_run(run)
     cr = load_curve_run(run)

@@ -22,10 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from lossart.curves import CurveSpec
 from lossart.errors import LossartError
+from lossart.geometry.curves import CurveSpec
+from lossart.geometry.weights import ParamLayout
 from lossart.runs import Run, open_run
-from lossart.weights import ParamLayout
 
 FRAMES_JSON = "frames.json"
 
@@ -141,9 +141,9 @@ def read_frames(run: Run) -> tuple[dict[str, Any], list[FrameRecord]]:
 
 def load_curve_run(run: Run | str | Path) -> CurveRun:
     """Open a curve run folder: specs, flat endpoints, and the frame records recorded so far."""
-    from lossart.checkpoint import load_checkpoint
     from lossart.data import DataSpec
     from lossart.models import ModelSpec, create_model
+    from lossart.training.checkpoint import load_checkpoint
 
     if not isinstance(run, Run):
         run = open_run(run)

@@ -1,7 +1,7 @@
 """lossart's Blender extension: loss-landscape terrain, animated, with the curve as a glowing path.
 
 Works as an installed Blender 4.2+ extension (this folder is the extension root, see
-blender_manifest.toml) and as the plain package `blender_addon` with the `bpy` module from the
+blender_manifest.toml) and as the plain package `lossart.blender` with the `bpy` module from the
 registry, which is how lossart's tests and headless renders use it. It reads terrain bundles
 (docs/bundle.md) with json and numpy only.
 """

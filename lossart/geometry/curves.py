@@ -166,12 +166,3 @@ def segment_points(w1: torch.Tensor, w2: torch.Tensor, ts: torch.Tensor) -> torc
     out = torch.where((ts == 0)[:, None], w1, out)
     return torch.where((ts == 1)[:, None], w2, out)
 
-
-def __getattr__(name: str) -> Any:
-    # The on-disk curve run (frames) lives in lossart.curve_run; re-exported lazily here because
-    # docs/architecture.md lists it with the curves contract.
-    if name in ("CurveRun", "FrameRecord", "load_curve_run"):
-        from lossart import curve_run
-
-        return getattr(curve_run, name)
-    raise AttributeError(f"module 'lossart.curves' has no attribute {name!r}")

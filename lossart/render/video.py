@@ -1,7 +1,7 @@
 """Headless rendering of a terrain bundle: stills and H.264 videos, through Blender.
 
 `render_still` and `render_video` start a fresh Blender process that runs the add-on's own code
-(`blender_addon.headless`): `python -c` with the `bpy` module when it is installed, otherwise a
+(`lossart.blender.headless`): `python -c` with the `bpy` module when it is installed, otherwise a
 `blender` executable in background mode (`--blender PATH` or on PATH). A subprocess, not `bpy`
 inside this process, because: Blender keeps global state (one scene, handlers, caches) that
 would leak from one render into the next in a long-lived Python; a crash or exit hang in
@@ -121,7 +121,7 @@ def resolve_source(source: str | os.PathLike) -> tuple[Path, Path | None]:
 
 def check_bundle(bundle_dir: Path):
     """Open the bundle with the add-on's own reader (numpy/json only) before starting Blender."""
-    from blender_addon.bundle import BundleError, load_bundle
+    from lossart.blender.bundle import BundleError, load_bundle
 
     try:
         return load_bundle(bundle_dir)
@@ -130,7 +130,7 @@ def check_bundle(bundle_dir: Path):
 
 
 def check_options(opts: RenderOptions) -> None:
-    from blender_addon.looks import CAMERA_PRESETS, PALETTES  # plain data, no bpy
+    from lossart.blender.looks import CAMERA_PRESETS, PALETTES  # plain data, no bpy
 
     if opts.palette not in PALETTES:
         raise LossartError(f"--palette {opts.palette!r}: choose one of {', '.join(PALETTES)}")
@@ -147,20 +147,20 @@ def check_options(opts: RenderOptions) -> None:
 
 
 def addon_parent() -> Path:
-    """The folder that holds the `blender_addon` package (put on Blender's sys.path)."""
-    spec = importlib.util.find_spec("blender_addon")
-    if spec is None or not spec.submodule_search_locations:
-        raise LossartError(
-            "the blender_addon package is not installed with lossart (reinstall lossart)"
-        )
-    return Path(list(spec.submodule_search_locations)[0]).parent
+    """The folder that holds the `lossart` package (put on Blender's sys.path)."""
+    return addon_dir().parent.parent
+
+
+def addon_dir() -> Path:
+    """The add-on's own folder (the extension root, `lossart/blender/`)."""
+    return Path(__file__).resolve().parent.parent / "blender"
 
 
 def blender_command(job_path: Path, blender: str | None = None) -> list[str]:
-    """The command running `blender_addon.headless.main(job)`: bpy module or blender executable."""
+    """The command running `lossart.blender.headless.main(job)`: bpy module or blender executable."""
     expr = (
         f"import sys; sys.path.insert(0, {str(addon_parent())!r}); "
-        f"from blender_addon.headless import main; main({str(job_path)!r})"
+        f"from lossart.blender.headless import main; main({str(job_path)!r})"
     )
     if blender:
         exe = shutil.which(blender) or (blender if Path(blender).is_file() else None)

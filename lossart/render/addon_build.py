@@ -13,14 +13,11 @@ from pathlib import Path
 
 from lossart.atomic import atomic_path
 from lossart.errors import LossartError
+from lossart.render.video import addon_dir
 
 ADDON_FILES = (".py", ".toml")
 
 
-def addon_dir() -> Path:
-    from lossart.render import addon_parent
-
-    return addon_parent() / "blender_addon"
 
 
 def addon_version(folder: Path) -> str:

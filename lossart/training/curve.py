@@ -36,13 +36,13 @@ import torch
 from torch.func import functional_call
 
 from lossart.atomic import atomic_path, torch_save, write_json
-from lossart.curve_run import CurveRun, FrameRecord, frames_json, load_curve_run
-from lossart.curves import CurveSpec, curve_point, init_bends
 from lossart.errors import LossartError
 from lossart.evaluation import private_buffers, task_loss
+from lossart.geometry.curves import CurveSpec, curve_point, init_bends
+from lossart.geometry.weights import ParamLayout
 from lossart.progress import progress
 from lossart.runs import Run, now_iso, versions
-from lossart.weights import ParamLayout
+from lossart.training.curve_run import CurveRun, FrameRecord, frames_json, load_curve_run
 
 SPACINGS = ("uniform", "log")
 STATE_VERSION = 1
@@ -145,8 +145,8 @@ class Endpoints:
 
 def load_endpoints(path1: str | Path, path2: str | Path) -> Endpoints:
     """Both checkpoints as flat vectors; refuses different architectures in one line."""
-    from lossart.checkpoint import load_checkpoint
     from lossart.models import create_model
+    from lossart.training.checkpoint import load_checkpoint
 
     ck1 = load_checkpoint(path1)
     ck2 = load_checkpoint(path2)
@@ -203,7 +203,7 @@ def prepare_run(cfg: CurveConfig, ends: Endpoints, data_spec: Any) -> Run:
                     f"--out {run.root}: existing curve run has {flag} {old.get(key)!r}, "
                     f"asked {value!r}; use another --out or the same settings to resume"
                 )
-        from lossart.checkpoint import load_checkpoint
+        from lossart.training.checkpoint import load_checkpoint
 
         for name, w in (("w1", ends.w1), ("w2", ends.w2)):
             ck = load_checkpoint(run.endpoints / f"{name}.pt")
@@ -367,8 +367,8 @@ def train_curve(cfg: CurveConfig, on_step: Callable[[int, float], None] | None =
     a busy CPU train far faster on one thread (smallcnn steps measured 20 ms on one thread against
     80-700 ms on two shared cores), so built-in data on CPU defaults to one thread.
     """
-    from lossart.checkpoint import load_checkpoint
     from lossart.data import parse_data_spec
+    from lossart.training.checkpoint import load_checkpoint
 
     builtin = (parse_data_spec(cfg.data) if cfg.data else load_checkpoint(cfg.w1).data).kind
     with cpu_threads(cfg.threads, cfg.device, builtin == "builtin"):
@@ -394,7 +394,7 @@ def cpu_threads(threads: int | None, device: str, small: bool) -> Iterator[None]
 def _train_curve(cfg: CurveConfig, on_step: Callable[[int, float], None] | None) -> CurveRun:
     from lossart.data import load_dataset, parse_data_spec, train_loader
     from lossart.models import create_model
-    from lossart.train import learning_rate
+    from lossart.training.endpoints import learning_rate
 
     cfg.check()
     spec = CurveSpec(cfg.kind, cfg.bends)

@@ -1,0 +1,1 @@
+"""Pure math on flat weight vectors: layouts, curves, planes."""

@@ -1,0 +1,1 @@
+"""Bundle -> Blender subprocess -> PNG / MP4, and the extension zip."""

@@ -1,0 +1,1 @@
+"""Training endpoints and curves, and the files they write (checkpoints, curve frames)."""
