@@ -1,0 +1,174 @@
+"""The tree tells the pipeline: no import cycles, no stage importing a later one (DESIGN.md).
+
+Reads lossart's own sources with `ast` (module-level and function-level imports alike: a lazy
+import that dodges a cycle is still a cycle) and checks them against the stage order.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent / "lossart"
+
+#: Stages in pipeline order; a module may import its own stage or an earlier one.
+STAGES = (
+    ("core", ("lossart", "lossart.errors", "lossart.atomic", "lossart.progress", "lossart.runs")),
+    ("data", ("lossart.data",)),
+    ("models", ("lossart.models",)),
+    ("geometry", ("lossart.geometry",)),
+    ("evaluation", ("lossart.evaluation",)),
+    ("training", ("lossart.training",)),
+    ("grid", ("lossart.grid",)),
+    ("terrain", ("lossart.terrain",)),
+    ("render", ("lossart.render",)),
+    ("analyses", ("lossart.analyses",)),
+    ("demo", ("lossart.demo",)),
+    ("cli", ("lossart.cli", "lossart.__main__")),
+)
+#: The Blender extension: imports only itself; the mesh layer and later may read it.
+ADDON = "lossart.blender"
+ADDON_READERS_FROM = "terrain"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def all_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+
+
+def resolve(name: str, modules: dict[str, Path]) -> str | None:
+    """The lossart module an import names (a module, else its package), or None if external."""
+    while name:
+        if name in modules:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def imports_of(mod: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            # `from pkg import sub` names the submodule when there is one, else pkg itself
+            names = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names
+            ]
+        for name in names:
+            target = resolve(name, modules)
+            if target and target != mod and not mod.startswith(target + "."):
+                found.add(target)
+    return found
+
+
+def stage_of(mod: str) -> int | None:
+    best, rank = -1, None
+    for i, (_, prefixes) in enumerate(STAGES):
+        for prefix in prefixes:
+            if (mod == prefix or mod.startswith(prefix + ".")) and len(prefix) > best:
+                best, rank = len(prefix), i
+    return rank
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    modules = all_modules()
+    return {mod: imports_of(mod, path, modules) for mod, path in modules.items()}
+
+
+def test_every_module_has_a_stage(graph):
+    loose = [m for m in graph if not m.startswith(ADDON) and stage_of(m) is None]
+    assert not loose, f"modules outside the stage order (add them to STAGES): {loose}"
+
+
+def test_no_stage_imports_a_later_one(graph):
+    names = [s for s, _ in STAGES]
+    readers_from = names.index(ADDON_READERS_FROM)
+    bad = []
+    for mod, targets in graph.items():
+        for target in sorted(targets):
+            if mod.startswith(ADDON):
+                if not target.startswith(ADDON):
+                    bad.append(f"{mod} -> {target} (the add-on imports only itself)")
+                continue
+            if target.startswith(ADDON):
+                if stage_of(mod) < readers_from:
+                    bad.append(f"{mod} -> {target} (only {ADDON_READERS_FROM} and later read the add-on)")
+                continue
+            if stage_of(target) > stage_of(mod):
+                bad.append(
+                    f"{mod} ({names[stage_of(mod)]}) -> {target} ({names[stage_of(target)]})"
+                )
+    assert not bad, "imports against the stage order:\n" + "\n".join(bad)
+
+
+def test_no_import_cycles(graph):
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_checker_sees_cycles_and_late_imports(tmp_path):
+    """The walker itself: a planted cycle and a backwards import are found."""
+    pkg = tmp_path / "lossart"
+    (pkg / "grid").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "grid" / "__init__.py").write_text("")
+    (pkg / "grid" / "a.py").write_text("def f():\n    from lossart.grid import b\n")
+    (pkg / "grid" / "b.py").write_text("from . import a\nimport lossart.cli\n")
+    (pkg / "cli.py").write_text("")
+    global ROOT
+    saved, ROOT = ROOT, pkg
+    try:
+        modules = all_modules()
+        g = {m: imports_of(m, p, modules) for m, p in modules.items()}
+    finally:
+        ROOT = saved
+    assert g["lossart.grid.a"] == {"lossart.grid.b"}
+    assert g["lossart.grid.b"] == {"lossart.grid.a", "lossart.cli"}
+    assert stage_of("lossart.cli") > stage_of("lossart.grid.b")
