@@ -16,7 +16,7 @@ bpy = pytest.importorskip(
 )
 
 import lossart.blender  # noqa: E402
-from lossart.blender import landscape, path, terrain  # noqa: E402
+from lossart.blender import path, terrain  # noqa: E402
 from lossart.blender.bundle import BundleError, load_bundle  # noqa: E402
 from lossart.blender.geometry import RELIEF, WorldMap  # noqa: E402
 from lossart.blender.presets import PALETTES, srgb_to_linear  # noqa: E402
