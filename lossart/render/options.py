@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from lossart.blender.look import Look, LookError, describe, flag
 from lossart.blender.look import parse_size as _parse_size
@@ -141,8 +141,6 @@ def look_values(args: argparse.Namespace, names: list[str] | None = None) -> dic
 
 def look_from_args(args: argparse.Namespace, base: Look | None = None) -> Look:
     """The Look the command line asks for, validated (a one-line LossartError otherwise)."""
-    from dataclasses import replace
-
     return check_look(replace(base or Look(), **look_values(args)))
 
 
