@@ -449,6 +449,8 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 @command
 def _add_render(sub: argparse._SubParsersAction) -> None:
+    from lossart.render.options import DEPRECATED_FLAGS, add_look_flags
+
     p = sub.add_parser(
         "render",
         help="render a terrain bundle in Blender: a still PNG or an H.264 MP4",
@@ -468,28 +470,11 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
         help="K-times slow motion: K-1 blended frames between rendered ones (default 1)",
     )
     p.add_argument(
-        "--speed", type=float, default=1.0,
-        help="bundle frames per video frame; <1 renders interpolated heights (default 1)",
-    )
-    p.add_argument(
         "--caption", action="store_true",
         help="video: write each frame's epoch, step and training loss into the picture",
     )
-    p.add_argument("--samples", type=int, default=32, help="Cycles samples (default 32)")
-    p.add_argument("--size", default="960x540", help="WIDTHxHEIGHT in pixels (default 960x540)")
-    p.add_argument("--palette", default="losslandscape", help="losslandscape, viridis, magma, ice")
-    p.add_argument("--camera", default="overview", help="overview (default), orbit, flythrough")
-    p.add_argument("--height-scale", type=float, default=1.0, help="relief multiplier (default 1)")
-    p.add_argument("--glow", type=float, default=4.0, help="path emission strength (default 4)")
-    p.add_argument("--bends", action="store_true", help="show the curve's bend points")
-    p.add_argument("--contours", action="store_true", help="draw faint contour lines")
-    p.add_argument(
-        "--denoise", action=argparse.BooleanOptionalAction, default=True,
-        help="denoise with OpenImageDenoise (default on)",
-    )
-    p.add_argument("--engine", default="cycles", choices=["cycles", "eevee"], help="default cycles")
-    p.add_argument("--device", default="auto", help="auto (a GPU if any), CPU, OPTIX, CUDA, HIP")
     p.add_argument("--blender", metavar="PATH", help="render with this Blender executable")
+    add_look_flags(p, deprecated=DEPRECATED_FLAGS)
     p.set_defaults(run=_run_render)
 
     a = sub.add_parser("addon", help="the Blender extension: build its installable zip")
@@ -500,22 +485,17 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_render(args: argparse.Namespace) -> int:
-    from lossart.render.video import RenderOptions, parse_size, render_still, render_video
+    from lossart.render import render_still, render_video
+    from lossart.render.options import look_from_args
 
-    opts = RenderOptions(
-        samples=args.samples, size=parse_size(args.size), palette=args.palette,
-        camera=args.camera, denoise=args.denoise, height_scale=args.height_scale,
-        engine=args.engine, device=args.device, path_glow=args.glow, show_bends=args.bends,
-        contours=args.contours,
-        playback_speed=args.speed, blender=args.blender,
-    )
+    look = look_from_args(args)
     if args.still:
-        res = render_still(args.source, args.out, frame=args.frame, opts=opts)
+        res = render_still(args.source, args.out, args.frame, look, blender=args.blender)
         print(f"{res.out}  ({res.device}, {res.seconds:.1f} s)")
     else:
         res = render_video(
-            args.source, args.out, fps=args.fps, interpolate=args.interpolate, opts=opts,
-            caption=args.caption,
+            args.source, args.out, fps=args.fps, interpolate=args.interpolate, look=look,
+            caption=args.caption, blender=args.blender,
         )
         print(
             f"{res.out}  ({res.frames_rendered} frames rendered, {res.frames_skipped} reused, "
@@ -536,6 +516,9 @@ def _run_addon_build(args: argparse.Namespace) -> int:
 
 @command
 def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from lossart.demo import DEMO_LOOK_FLAGS
+    from lossart.render.options import add_look_flags
+
     p = sub.add_parser(
         "demo",
         help="the whole pipeline on the built-in data: a rendered still and video",
@@ -551,28 +534,24 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, help="curve frames (video length)")
     p.add_argument("--resolution", type=int, help="grid points per side")
     p.add_argument("--subset", type=int, help="training images per grid point")
-    p.add_argument("--size", help="render size WxH")
-    p.add_argument("--samples", type=int, help="Cycles samples")
-    p.add_argument("--palette", help="terrain palette (see lossart render --help)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu or cuda for the compute stages")
     p.add_argument("--no-render", action="store_true", help="stop after the terrain bundle")
+    add_look_flags(p, DEMO_LOOK_FLAGS, defaults=False,
+                   title="look options (default: the preset's; see lossart render --help)")
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lossart.demo import DemoConfig, run_demo
+    from lossart.demo import DEMO_LOOK_FLAGS, DemoConfig, run_demo
+    from lossart.render.options import look_values
 
     overrides = {k: v for k, v in {
         "frames": args.frames, "resolution": args.resolution, "subset": args.subset,
-        "samples": args.samples, "palette": args.palette,
     }.items() if v is not None}
-    if args.size:
-        from lossart.render.video import parse_size
-
-        overrides["render_size"] = parse_size(args.size)
+    overrides.update(look_values(args, DEMO_LOOK_FLAGS))
     preset = "quick" if args.quick else "quality" if args.quality else "default"
     result = run_demo(DemoConfig(Path(args.out), preset, args.device, args.seed,
                                  not args.no_render, overrides))

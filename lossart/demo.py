@@ -39,7 +39,7 @@ class DemoSettings:
     sigma: float = 1.0
     frame_sigma: float = 0.6
     upsample: int = 3
-    render_size: tuple[int, int] = (640, 360)
+    size: tuple[int, int] = (640, 360)  # render size (Look.size)
     samples: int = 16
     fps: int = 10
     interpolate: int = 2
@@ -47,18 +47,29 @@ class DemoSettings:
     still_camera: str = "overview"
     palette: str = "losslandscape"
 
+    def looks(self):
+        """The still's and the video's Look (lossart.blender.look), checked."""
+        from lossart.render import Look, check_look
+
+        base = Look(samples=self.samples, size=self.size, palette=self.palette)
+        return (check_look(replace(base, camera_preset=self.still_camera)),
+                check_look(replace(base, camera_preset=self.camera)))
+
+
+# The demo's settings that are look options, with their flags generated from the Look fields.
+DEMO_LOOK_FLAGS = ["size", "samples", "palette"]
 
 # Cost on a 2-core CPU: quick ~20 s, default ~3 min, quality ~3 h (grids: 60 frames x 81^2 points
 # x 2.6 GFLOP; renders: 60 frames at 1280x720, 64 samples); with a GPU, quality takes minutes.
 PRESETS = {
     "quick": DemoSettings(
         model_width=8, endpoint_epochs=4, curve_epochs=4, frames=6, resolution=21, subset=64,
-        upsample=2, render_size=(320, 180), samples=8, fps=6, interpolate=1,
+        upsample=2, size=(320, 180), samples=8, fps=6, interpolate=1,
     ),
     "default": DemoSettings(),
     "quality": DemoSettings(
         model_width=32, endpoint_epochs=12, curve_epochs=20, frames=60, resolution=81,
-        subset=500, upsample=2, render_size=(1280, 720), samples=64, fps=24, interpolate=2,
+        subset=500, upsample=2, size=(1280, 720), samples=64, fps=24, interpolate=2,
     ),
 }
 
@@ -155,6 +166,8 @@ def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> 
     from lossart.training.curve import CurveConfig, train_curve
 
     s = cfg.settings()
+    if cfg.render:
+        still_look, video_look = s.looks()  # a bad look is refused now, not after the grids
     cfg.out.mkdir(parents=True, exist_ok=True)
     run_dir = cfg.out / "run"
     times: dict[str, float] = {}
@@ -184,14 +197,11 @@ def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> 
                                              upsample=s.upsample), preview=True)
 
     def renders() -> None:
-        from lossart.render.video import RenderOptions, render_still, render_video
+        from lossart.render import render_still, render_video
 
-        base = RenderOptions(samples=s.samples, size=s.render_size, palette=s.palette)
-        still = render_still(run_dir, out=cfg.out / "lossart-demo.png",
-                             opts=replace(base, camera=s.still_camera))
+        still = render_still(run_dir, out=cfg.out / "lossart-demo.png", look=still_look)
         video = render_video(run_dir, out=cfg.out / "lossart-demo.mp4", fps=s.fps,
-                             interpolate=s.interpolate, opts=replace(base, camera=s.camera),
-                             caption=True)
+                             interpolate=s.interpolate, look=video_look, caption=True)
         state["still"], state["video"] = still.out, video.out
 
     stages: list[tuple[str, Callable[[], None]]] = [

@@ -16,10 +16,11 @@ bpy = pytest.importorskip(
 )
 
 import lossart.blender  # noqa: E402
-from lossart.blender import landscape, path, terrain  # noqa: E402
+from lossart.blender import path, terrain  # noqa: E402
 from lossart.blender.bundle import BundleError, load_bundle  # noqa: E402
 from lossart.blender.geometry import RELIEF, WorldMap  # noqa: E402
-from lossart.blender.looks import PALETTES, srgb_to_linear  # noqa: E402
+from lossart.blender.presets import PALETTES, srgb_to_linear  # noqa: E402
+from lossart.blender.timeline import Timeline  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
@@ -258,7 +259,8 @@ def test_bundle_state_pure_numpy(bundle3):
     half = b.state(0.5)
     np.testing.assert_allclose(half.heights, 0.5 * (b.heights(0) + b.heights(1)), atol=1e-6)
     assert b.state(99).position == 2.0
-    assert landscape.frame_count(b, 1.0) == 3 and landscape.frame_count(b, 0.25) == 9
+    assert Timeline(len(b.frames), 1.0).frame_count == 3
+    assert Timeline(len(b.frames), 0.25).frame_count == 9
 
 
 def test_animation_render_follows_frames(bundle3, tmp_path):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from lossart.cli import main
 from lossart.errors import LossartError
-from lossart.render.video import (
-    RenderOptions,
+from lossart.render import (
+    Look,
     blender_command,
     parse_size,
     render_still,
@@ -19,7 +20,7 @@ from lossart.render.video import (
     resolve_source,
 )
 
-TINY = RenderOptions(samples=4, size=(96, 64), denoise=False, device="CPU")
+TINY = Look(samples=4, size=(96, 64), denoise=False, render_device="CPU")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_cli_still_png(bundle3, tmp_path):
             "--samples",
             "4",
             "--no-denoise",
-            "--device",
+            "--render-device",
             "CPU",
             "--palette",
             "viridis",
@@ -71,7 +72,7 @@ def test_video_is_mp4_with_three_frames_and_resumes(bundle3, tmp_path):
     import imageio_ffmpeg
 
     out = tmp_path / "renders" / "film.mp4"
-    res = render_video(bundle3, out, fps=12, opts=TINY)
+    res = render_video(bundle3, out, fps=12, look=TINY)
     assert (res.frames_rendered, res.frames_skipped) == (3, 0)
     frames = sorted((tmp_path / "renders" / "film_frames").glob("frame_*.png"))
     assert [f.name for f in frames] == ["frame_00001.png", "frame_00002.png", "frame_00003.png"]
@@ -86,14 +87,12 @@ def test_video_is_mp4_with_three_frames_and_resumes(bundle3, tmp_path):
     # an interrupted render: one frame lost; the rerun renders only that one
     kept = frames[0].stat().st_mtime_ns
     frames[1].unlink()
-    res = render_video(bundle3, out, fps=12, opts=TINY)
+    res = render_video(bundle3, out, fps=12, look=TINY)
     assert (res.frames_rendered, res.frames_skipped) == (1, 2)
     assert frames[0].stat().st_mtime_ns == kept
 
     # other settings do not reuse stale frames
-    res = render_video(
-        bundle3, out, fps=12, opts=RenderOptions(**{**TINY.__dict__, "palette": "ice"})
-    )
+    res = render_video(bundle3, out, fps=12, look=replace(TINY, palette="ice"))
     assert res.frames_rendered == 3
 
     # slow motion: K-1 blended frames between rendered ones
@@ -102,7 +101,7 @@ def test_video_is_mp4_with_three_frames_and_resumes(bundle3, tmp_path):
         out,
         fps=12,
         interpolate=3,
-        opts=RenderOptions(**{**TINY.__dict__, "palette": "ice"}),
+        look=replace(TINY, palette="ice"),
     )
     assert slow.frames_rendered == 0
     nslow, _ = imageio_ffmpeg.count_frames_and_secs(str(out))
@@ -126,7 +125,7 @@ def test_bad_flags_and_unwritable_output(bundle3, tmp_path):
     with pytest.raises(LossartError, match="--size"):
         parse_size("96by64")
     with pytest.raises(LossartError, match="--palette"):
-        render_still(bundle3, tmp_path / "x.png", opts=RenderOptions(palette="rainbow"))
+        render_still(bundle3, tmp_path / "x.png", look=Look(palette="rainbow"))
     with pytest.raises(LossartError, match="--frame 9"):
         render_still(bundle3, tmp_path / "x.png", frame=9)
     blocker = tmp_path / "a_file"
@@ -167,7 +166,7 @@ def test_blender_executable_route_runs_the_addon(tmp_path):
 def test_run_folder_renders_into_run_renders(bundle3, tmp_path):
     import shutil
 
-    from lossart.render.video import default_out
+    from lossart.render import default_out
 
     run = tmp_path / "run"
     run.mkdir()
@@ -242,7 +241,7 @@ def test_killed_video_render_resumes(tmp_path):
         "--samples",
         "2",
     ]
-    args += ["--no-denoise", "--device", "CPU"]
+    args += ["--no-denoise", "--render-device", "CPU"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "lossart", *args],
         start_new_session=True,
@@ -256,9 +255,7 @@ def test_killed_video_render_resumes(tmp_path):
     proc.wait()
     done = len(list(frames.glob("frame_*.png")))
     assert 1 <= done < 4 and not out.exists()
-    res = render_video(
-        bundle, out, opts=RenderOptions(**{**TINY.__dict__, "size": (64, 48), "samples": 2})
-    )
+    res = render_video(bundle, out, look=replace(TINY, size=(64, 48), samples=2))
     assert res.frames_skipped == done and res.frames_rendered == 4 - done
     assert len(list(frames.glob("frame_*.png"))) == 4 and not list(frames.glob(".tmp_frame_*"))
 
@@ -304,8 +301,8 @@ def test_still_through_a_blender_executable(bundle3, tmp_path):
     exe.write_text(STAND_IN_BLENDER.format(python=sys.executable))
     exe.chmod(0o755)
     out = tmp_path / "via-exe.png"
-    result = render_still(bundle3, out=out, frame=0, opts=RenderOptions(
-        samples=4, size=(96, 64), denoise=False, device="CPU", blender=str(exe)))
+    result = render_still(bundle3, out=out, frame=0, look=Look(
+        samples=4, size=(96, 64), denoise=False, render_device="CPU"), blender=str(exe))
     assert result.out == out
     img = iio.imread(out)
     assert img.shape[:2] == (64, 96) and img.std() > 10
@@ -315,7 +312,9 @@ def test_captions_name_each_frames_training_state(bundle3, tmp_path):
     import imageio.v3 as iio
     import numpy as np
 
-    from lossart.render.video import caption_frames, check_bundle, frame_caption
+    from lossart.blender.timeline import Timeline
+    from lossart.render.captions import caption_frames, frame_caption
+    from lossart.render.source import check_bundle
 
     bundle = check_bundle(bundle3)
     assert frame_caption(bundle.frames[2]).startswith(f"epoch {bundle.frames[2].epoch:.2f}")
@@ -325,7 +324,7 @@ def test_captions_name_each_frames_training_state(bundle3, tmp_path):
     blank = np.full((90, 160, 3), 40, dtype=np.uint8)
     for f in range(1, 6):  # speed 0.5: scene frames 1..5 show bundle positions 0, .5, 1, 1.5, 2
         iio.imwrite(frames / f"frame_{f:05d}.png", blank)
-    out = caption_frames(frames, bundle, 0.5, 1, 5)
+    out = caption_frames(frames, bundle, Timeline(len(bundle.frames), speed=0.5, frame_start=1))
     captioned = [iio.imread(out / f"frame_{f:05d}.png") for f in range(1, 6)]
     for img in captioned:
         assert np.array_equal(img[:45], blank[:45])  # the picture is untouched above the caption

@@ -97,10 +97,11 @@ def blender():
 
 def _setup(bpy, bundle: Path, size=(480, 270), **opts):
     from lossart.blender import landscape
+    from lossart.blender.look import Look
     from lossart.blender.render import configure
 
     scene = bpy.context.scene
-    landscape.import_landscape(scene, bundle, landscape.LandscapeOptions(**opts))
+    landscape.import_landscape(scene, bundle, Look(**opts))
     configure(scene, samples=1, size=size, denoise=False, device="CPU")
     landscape.refresh(scene)  # what headless rendering does after configure
     return scene
@@ -142,7 +143,7 @@ def _inside(uvz, margin=0.0) -> np.ndarray:
 @pytest.mark.parametrize("kind", ["curve", "plane3"])
 @pytest.mark.parametrize("size", [(480, 270), (270, 480)])
 def test_overview_shows_the_whole_terrain_and_every_point(blender, bundles, kind, size):
-    scene = _setup(blender, bundles[kind], size=size, camera="overview")
+    scene = _setup(blender, bundles[kind], size=size, camera_preset="overview")
     corners = _uvz(scene, _terrain_corners(scene))
     assert _inside(corners, margin=0.02).all(), corners
     assert _inside(_uvz(scene, _marked(scene)), margin=0.03).all()
@@ -159,7 +160,7 @@ def test_overview_shows_the_whole_terrain_and_every_point(blender, bundles, kind
 @bpy_needed
 @pytest.mark.blender
 def test_orbit_keeps_terrain_and_points_in_frame_all_the_way(blender, bundles):
-    scene = _setup(blender, bundles["curve"], camera="orbit", playback_speed=0.25)
+    scene = _setup(blender, bundles["curve"], camera_preset="orbit", playback_speed=0.25)
     seen = []
     for f in np.linspace(scene.frame_start, scene.frame_end, 5).round().astype(int):
         scene.frame_set(int(f))
@@ -172,7 +173,7 @@ def test_orbit_keeps_terrain_and_points_in_frame_all_the_way(blender, bundles):
 @bpy_needed
 @pytest.mark.blender
 def test_flythrough_follows_the_path_smoothly(blender, bundles):
-    scene = _setup(blender, bundles["curve"], camera="flythrough", playback_speed=0.1)
+    scene = _setup(blender, bundles["curve"], camera_preset="flythrough", playback_speed=0.1)
     eyes, looks = [], []
     for f in range(scene.frame_start, scene.frame_end + 1):
         scene.frame_set(f)

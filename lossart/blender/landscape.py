@@ -1,24 +1,25 @@
 """Build a loss landscape scene from a bundle and bring it to any frame.
 
 `import_landscape` builds everything once (terrain, path, markers, camera, lights, world);
-`update` is what the frame-change handler calls: scene frame -> bundle position (playback speed;
+`update` is what the frame-change handler calls: scene frame -> bundle position (timeline.py;
 fractional positions interpolate heights) -> heights, path, markers and, for the fly-through,
-the camera. Settings live in `scene.lossart` (props.py); this module reads them.
+the camera. The look lives in `scene.lossart` (props.py, generated from look.py's `Look`);
+this module reads it.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
 import numpy as np
 
-from . import materials, path, terrain
+from . import materials, path, render, terrain
 from . import scene as stage
 from .bundle import Bundle, BundleError, load_bundle, manifest_path
 from .geometry import RELIEF, SIZE, WorldMap
+from .look import Look, LookError
+from .timeline import Timeline
 
 COLLECTION = "Loss landscape"
 MARKER_LIFT = path.MARKER_RADIUS * 0.6  # half sunk into the surface, like a pearl set in it
@@ -28,20 +29,6 @@ MARKER_COLOURS = ("#ffffff", "#ffd23f", "#ff5c9d", "#5cf2a0", "#9fb4ff")
 
 _BUNDLES: dict[str, tuple[float, Bundle]] = {}
 _BUILDING = False  # property update callbacks do nothing while a scene is being built
-
-
-@dataclass
-class LandscapeOptions:
-    """What the panel and the CLI can set; mirrors `scene.lossart`."""
-
-    palette: str = materials.DEFAULT_PALETTE
-    height_scale: float = 1.0
-    path_glow: float = 4.0
-    camera: str = "overview"
-    show_bends: bool = False
-    contours: bool = False
-    playback_speed: float = 1.0
-    frame_start: int = 1
 
 
 def get_bundle(bundle_path: str) -> Bundle:
@@ -65,17 +52,13 @@ def active_bundle(scene: bpy.types.Scene) -> Bundle | None:
 
 
 def import_landscape(
-    scene: bpy.types.Scene, bundle_path: str | Path, options: LandscapeOptions | None = None
+    scene: bpy.types.Scene, bundle_path: str | Path, look: Look | None = None
 ) -> Bundle:
-    """Replace any landscape in `scene` with one built from the bundle; BundleError if broken."""
+    """Replace any landscape in `scene` with one built from the bundle, showing `look` (which
+    is copied onto `scene.lossart`); BundleError if the bundle is broken, LookError if the look
+    is. Blender's render settings are left alone (`render.apply_look` sets them)."""
     global _BUILDING
-    opts = options or LandscapeOptions()
-    materials._check(opts.palette)
-    if opts.camera not in stage.CAMERA_PRESETS:
-        raise ValueError(
-            f"unknown camera preset {opts.camera!r}; "
-            f"choose one of {', '.join(stage.CAMERA_PRESETS)}"
-        )
+    opts = (look or Look()).validate()
     mpath = manifest_path(bundle_path)
     bundle = load_bundle(mpath)  # fully checked before the scene is touched
     _BUNDLES[str(mpath.resolve())] = (mpath.stat().st_mtime, bundle)
@@ -84,10 +67,8 @@ def import_landscape(
     try:
         s = scene.lossart
         s.bundle_path = str(mpath.resolve())
-        s.palette, s.height_scale, s.path_glow = opts.palette, opts.height_scale, opts.path_glow
-        s.camera_preset, s.show_bends = opts.camera, opts.show_bends
-        s.contours = opts.contours
-        s.playback_speed, s.frame_start, s.baked = opts.playback_speed, opts.frame_start, False
+        opts.apply_to(s)
+        s.baked = False
 
         coll = bpy.data.collections.new(COLLECTION)
         scene.collection.children.link(coll)
@@ -169,16 +150,15 @@ def _remove_id(data) -> None:
             return
 
 
-def bundle_position(scene: bpy.types.Scene, bundle: Bundle, frame: float | None = None) -> float:
+def timeline(scene: bpy.types.Scene, bundle: Bundle) -> Timeline:
+    """The scene's timeline: which scene frame shows which bundle frame."""
     s = scene.lossart
-    f = scene.frame_current if frame is None else frame
-    pos = (f - s.frame_start) * s.playback_speed
-    return min(max(pos, 0.0), len(bundle.frames) - 1.0)
+    return Timeline(len(bundle.frames), s.playback_speed, s.frame_start)
 
 
-def frame_count(bundle: Bundle, speed: float) -> int:
-    """Scene frames needed to play every bundle frame at `speed` bundle frames per scene frame."""
-    return 1 + math.ceil((len(bundle.frames) - 1) / max(speed, 1e-6) - 1e-9)
+def bundle_position(scene: bpy.types.Scene, bundle: Bundle, frame: float | None = None) -> float:
+    """The bundle position the scene's current frame (or `frame`) shows."""
+    return timeline(scene, bundle).position(scene.frame_current if frame is None else frame)
 
 
 def retime(scene: bpy.types.Scene) -> None:
@@ -188,9 +168,18 @@ def retime(scene: bpy.types.Scene) -> None:
     bundle = active_bundle(scene)
     if bundle is None:
         return
-    s = scene.lossart
-    scene.frame_start = s.frame_start
-    scene.frame_end = s.frame_start + frame_count(bundle, s.playback_speed) - 1
+    t = timeline(scene, bundle)
+    scene.frame_start, scene.frame_end = t.frame_start, t.frame_end
+    refresh(scene)
+
+
+def apply_render(scene: bpy.types.Scene) -> None:
+    """Set Blender's render settings from `scene.lossart`'s render options, then refit the
+    cameras to the new aspect ratio (what changing one of them in the panel does)."""
+    if _BUILDING:
+        return
+    look = Look.from_settings(scene.lossart)
+    render.apply_look(scene, look)
     refresh(scene)
 
 
@@ -291,13 +280,15 @@ def update(scene: bpy.types.Scene, frame: float | None = None) -> None:
 
 __all__ = [
     "BundleError",
-    "LandscapeOptions",
+    "Look",
+    "LookError",
     "import_landscape",
     "remove_landscape",
     "update",
     "refresh",
     "retime",
+    "apply_render",
     "get_bundle",
-    "frame_count",
+    "timeline",
     "bundle_position",
 ]

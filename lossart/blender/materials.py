@@ -11,7 +11,7 @@ from __future__ import annotations
 import bpy
 
 from .geometry import RELIEF
-from .looks import DEFAULT_PALETTE, PALETTES, palette_names, srgb_to_linear  # noqa: F401
+from .presets import DEFAULT_PALETTE, PALETTES, palette_names, srgb_to_linear  # noqa: F401
 from .terrain import HEIGHT_ATTR
 
 CONTOURS = 10

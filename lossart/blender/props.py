@@ -1,10 +1,19 @@
-"""The add-on's settings, stored on the scene (`scene.lossart`) so they persist in the .blend."""
+"""The add-on's settings, stored on the scene (`scene.lossart`) so they persist in the .blend.
+
+The look options are generated from the fields of `look.Look` (name, label, help, default,
+range, choices), so the panel, the import operator and `lossart render` offer the same options
+with the same defaults. Changing one updates the scene: a look option refreshes materials and
+camera, a timeline option refits the frame range, a render option sets Blender's render
+settings.
+"""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import bpy
 
-from .looks import CAMERA_PRESETS, PALETTES
+from .look import Look
 
 
 def _refresh(self, context):
@@ -19,55 +28,48 @@ def _retime(self, context):
     landscape.retime(context.scene)
 
 
+def _apply_render(self, context):
+    from . import landscape
+
+    landscape.apply_render(context.scene)
+
+
+UPDATES = {"look": _refresh, "timeline": _retime, "render": _apply_render}
+
+
+def look_properties(*groups: str, update: bool = True, options: set[str] | None = None) -> dict:
+    """Blender properties for the Look fields of `groups` (default all), keyed by field name."""
+    props = {}
+    for f in fields(Look):
+        meta = f.metadata
+        if groups and meta["group"] not in groups:
+            continue
+        kw = {"name": meta["label"], "description": meta["help"][:1].upper() + meta["help"][1:]}
+        if update:
+            kw["update"] = UPDATES[meta["group"]]
+        if options is not None:
+            kw["options"] = options
+        limits = {k: meta[k] for k in ("min", "max", "soft_max") if k in meta}
+        d = f.default
+        if isinstance(d, bool):
+            props[f.name] = bpy.props.BoolProperty(default=d, **kw)
+        elif isinstance(d, int):
+            props[f.name] = bpy.props.IntProperty(default=d, **limits, **kw)
+        elif isinstance(d, float):
+            props[f.name] = bpy.props.FloatProperty(default=d, **limits, **kw)
+        elif isinstance(d, str):
+            items = [(k, k, desc) for k, desc in meta["choices"].items()]
+            props[f.name] = bpy.props.EnumProperty(items=items, default=d, **kw)
+        elif isinstance(d, tuple):
+            props[f.name] = bpy.props.IntVectorProperty(size=len(d), default=d, **limits, **kw)
+        else:
+            raise TypeError(f"Look.{f.name}: no Blender property for {type(d).__name__}")
+    return props
+
+
 class LossartSettings(bpy.types.PropertyGroup):
     bundle_path: bpy.props.StringProperty(
         name="Bundle", subtype="FILE_PATH", description="Terrain bundle folder or its manifest.json"
-    )
-    height_scale: bpy.props.FloatProperty(
-        name="Height scale",
-        default=1.0,
-        min=0.0,
-        soft_max=4.0,
-        description="Relief relative to the default",
-        update=_refresh,
-    )
-    palette: bpy.props.EnumProperty(
-        name="Palette",
-        items=[(k, k, v[3]) for k, v in PALETTES.items()],
-        update=_refresh,
-        description="Colour map from low loss (valleys) to high loss (ridges)",
-    )
-    path_glow: bpy.props.FloatProperty(
-        name="Path glow",
-        default=4.0,
-        min=0.0,
-        soft_max=30.0,
-        description="Emission strength of the path",
-        update=_refresh,
-    )
-    camera_preset: bpy.props.EnumProperty(
-        name="Camera", items=[(k, k, v) for k, v in CAMERA_PRESETS.items()], update=_refresh
-    )
-    show_bends: bpy.props.BoolProperty(
-        name="Show bends",
-        default=False,
-        update=_refresh,
-        description="Show the curve's bend points as small spheres",
-    )
-    contours: bpy.props.BoolProperty(
-        name="Contour lines",
-        default=False,
-        update=_refresh,
-        description="Faint contour lines over the surface (off: a glossy sculpted surface)",
-    )
-    frame_start: bpy.props.IntProperty(name="Start frame", default=1, update=_retime)
-    playback_speed: bpy.props.FloatProperty(
-        name="Playback speed",
-        default=1.0,
-        min=0.01,
-        soft_max=4.0,
-        update=_retime,
-        description="Bundle frames per scene frame; below 1 interpolates heights for slow motion",
     )
     baked: bpy.props.BoolProperty(
         name="Baked",
@@ -81,6 +83,8 @@ class LossartSettings(bpy.types.PropertyGroup):
     target: bpy.props.PointerProperty(type=bpy.types.Object)
     collection: bpy.props.PointerProperty(type=bpy.types.Collection)
 
+
+LossartSettings.__annotations__.update(look_properties())
 
 CLASSES = (LossartSettings,)
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import bpy
 
-GPU_KINDS = ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI")
-ENGINES = {"cycles": ("CYCLES",), "eevee": ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT")}
+from .look import Look
+from .presets import GPU_KINDS
+
+BLENDER_ENGINES = {"cycles": ("CYCLES",), "eevee": ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT")}
 
 
 def pick_device(scene: bpy.types.Scene, device: str = "auto") -> str:
@@ -43,7 +45,7 @@ def pick_device(scene: bpy.types.Scene, device: str = "auto") -> str:
 
 
 def set_engine(scene: bpy.types.Scene, engine: str) -> str:
-    names = ENGINES.get(engine.lower())
+    names = BLENDER_ENGINES.get(engine.lower())
     if names is None:
         raise ValueError(f"unknown engine {engine!r}; choose cycles or eevee")
     for name in names:
@@ -96,6 +98,18 @@ def configure(
         except AttributeError:
             pass
     return used
+
+
+def apply_look(scene: bpy.types.Scene, look: Look) -> str:
+    """Set Blender's render settings from the look's render options; returns the device used."""
+    return configure(
+        scene,
+        engine=look.engine,
+        samples=look.samples,
+        size=look.size,
+        denoise=look.denoise,
+        device=look.render_device,
+    )
 
 
 def render_still(scene: bpy.types.Scene, out: str | Path, frame: int | None = None) -> Path:

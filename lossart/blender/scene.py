@@ -18,8 +18,8 @@ import bpy
 import numpy as np
 
 from . import framing
-from .looks import CAMERA_PRESETS, srgb_to_linear
 from .materials import empty_node_tree
+from .presets import CAMERA_PRESETS, srgb_to_linear
 
 ORBIT_SWEEP_DEG = 60.0
 

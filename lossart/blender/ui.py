@@ -1,6 +1,8 @@
 """Blender UI: File > Import > Loss landscape, the "lossart" sidebar panel, bake and reload.
 
-Operators turn every bundle problem into Blender's own error report, never a traceback.
+The import operator's options and the panel's rows come from the fields of `look.Look`, like the
+scene properties they edit. Operators turn every bundle or look problem into Blender's own error
+report, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,22 +11,10 @@ import bpy
 from bpy_extras.io_utils import ImportHelper
 
 from .bundle import BundleError
+from .look import Look, LookError
+from .props import look_properties
 
-
-def _options(scene):
-    from .landscape import LandscapeOptions
-
-    s = scene.lossart
-    return LandscapeOptions(
-        palette=s.palette,
-        height_scale=s.height_scale,
-        path_glow=s.path_glow,
-        camera=s.camera_preset,
-        show_bends=s.show_bends,
-        contours=s.contours,
-        playback_speed=s.playback_speed,
-        frame_start=s.frame_start,
-    )
+IMPORT_GROUPS = ("look", "timeline")  # the render options do not change what is imported
 
 
 class LOSSART_OT_import(bpy.types.Operator, ImportHelper):
@@ -37,12 +27,23 @@ class LOSSART_OT_import(bpy.types.Operator, ImportHelper):
     filename_ext = ".json"
     filter_glob: bpy.props.StringProperty(default="manifest.json;*.json", options={"HIDDEN"})
 
+    def invoke(self, context, event):
+        # the file browser's options start from the scene's look
+        values = Look.from_settings(context.scene.lossart).to_dict()
+        for name in Look.names(*IMPORT_GROUPS):
+            setattr(self, name, values[name])
+        return ImportHelper.invoke(self, context, event)
+
     def execute(self, context):
         from .landscape import import_landscape
 
+        # options not set in this call (a script passing only filepath) keep the scene's
+        chosen = [n for n in Look.names(*IMPORT_GROUPS) if self.properties.is_property_set(n)]
+        scene_look = Look.from_settings(context.scene.lossart)
+        look = Look.from_settings(self, base=scene_look, names=chosen)
         try:
-            bundle = import_landscape(context.scene, self.filepath, _options(context.scene))
-        except BundleError as exc:
+            bundle = import_landscape(context.scene, self.filepath, look)
+        except (BundleError, LookError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         self.report(
@@ -66,8 +67,8 @@ class LOSSART_OT_reload(bpy.types.Operator):
             self.report({"ERROR"}, "lossart: no bundle imported in this scene")
             return {"CANCELLED"}
         try:
-            import_landscape(context.scene, path, _options(context.scene))
-        except BundleError as exc:
+            import_landscape(context.scene, path, Look.from_settings(context.scene.lossart))
+        except (BundleError, LookError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         return {"FINISHED"}
@@ -105,21 +106,26 @@ class LOSSART_PT_panel(bpy.types.Panel):
         layout.operator(LOSSART_OT_import.bl_idname, icon="IMPORT")
         if s.bundle_path:
             layout.label(text=bpy.path.basename(s.bundle_path.rstrip("/")) or s.bundle_path)
-        col = layout.column(align=True)
-        col.prop(s, "height_scale")
-        col.prop(s, "palette")
-        col.prop(s, "path_glow")
-        col.prop(s, "show_bends")
-        col.prop(s, "contours")
-        layout.prop(s, "camera_preset")
-        col = layout.column(align=True)
-        col.prop(s, "frame_start")
-        col.prop(s, "playback_speed")
+        for group in ("look", "timeline"):
+            col = layout.column(align=True)
+            for name in Look.names(group):
+                col.prop(s, name)
+        box = layout.box()
+        box.label(text="Render", icon="SCENE")
+        col = box.column(align=True)
+        for name in Look.names("render"):
+            col.prop(s, name)
         row = layout.row(align=True)
         row.operator(LOSSART_OT_reload.bl_idname, icon="FILE_REFRESH")
         row.operator(LOSSART_OT_bake.bl_idname, icon="RENDER_ANIMATION")
         if s.baked:
             layout.label(text="Baked: plays without the add-on", icon="CHECKMARK")
+
+
+# generated options, not remembered between calls: `invoke` starts them from the scene's look
+LOSSART_OT_import.__annotations__.update(
+    look_properties(*IMPORT_GROUPS, update=False, options={"SKIP_SAVE"})
+)
 
 
 def _menu_import(self, context):

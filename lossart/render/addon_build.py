@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lossart.atomic import atomic_path
 from lossart.errors import LossartError
-from lossart.render.video import addon_dir
+from lossart.render.job import addon_dir
 
 ADDON_FILES = (".py", ".toml")
 

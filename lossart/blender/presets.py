@@ -1,6 +1,7 @@
-"""Named looks as plain data (no bpy): palettes and camera presets.
+"""Named looks as plain data (no bpy): palettes, camera presets, engines and render devices.
 
-Kept free of bpy so lossart's CLI can list and check them without starting Blender.
+Kept free of bpy so lossart's CLI can list and check them without starting Blender; the look
+options (look.py) take their allowed values from here.
 """
 
 from __future__ import annotations
@@ -72,6 +73,16 @@ CAMERA_PRESETS = {
     "overview": "three-quarter view from above",
     "orbit": "slow low orbit over the frame range",
     "flythrough": "rides along the path, looking ahead",
+}
+ENGINES = {
+    "cycles": "path tracing: the reference look",
+    "eevee": "real-time rasteriser: quick previews",
+}
+GPU_KINDS = ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI")  # the order "auto" tries them in
+RENDER_DEVICES = {
+    "auto": "the first GPU kind that has a device (OptiX, CUDA, HIP, Metal, oneAPI), else the CPU",
+    "CPU": "the CPU",
+    **{kind: f"a {kind} GPU (the CPU if there is none)" for kind in GPU_KINDS},
 }
 
 

@@ -1,0 +1,138 @@
+"""One Blender job: the job file, the fresh Blender process that runs it, its status and log.
+
+Every render runs in a fresh Blender process that executes the add-on's own code
+(`lossart.blender.headless`): `python -c` with the `bpy` module when it is installed, otherwise
+a `blender` executable in background mode (`--blender PATH` or on PATH). A subprocess, not
+`bpy` inside this process, because: Blender keeps global state (one scene, handlers, caches)
+that would leak from one render into the next in a long-lived Python; a crash or exit hang in
+Blender (bpy 4.5 after animation renders) cannot take lossart down or hang it; the bpy-module
+and blender-executable routes run the very same code; and Blender's own log goes to a file
+instead of mixing with our progress bar.
+
+The job is the add-on's `RenderJob` (its look is a `Look`), written with `to_dict` and read
+back by headless.py with `from_dict`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lossart.atomic import write_json
+from lossart.blender.headless import RenderJob
+from lossart.errors import LossartError
+from lossart.progress import progress
+
+INSTALL_HINT = (
+    "install the bpy module (`pip install bpy` on Python 3.11, or `pip install 'lossart[render]'`) "
+    "or install Blender 4.2+ (https://www.blender.org/download/) and pass --blender PATH"
+)
+
+
+@dataclass
+class RenderResult:
+    out: Path
+    device: str
+    seconds: float
+    frames_rendered: int = 1
+    frames_skipped: int = 0
+    log: Path | None = None
+
+
+def addon_dir() -> Path:
+    """The add-on's own folder (the extension root, `lossart/blender/`)."""
+    return Path(__file__).resolve().parent.parent / "blender"
+
+
+def addon_parent() -> Path:
+    """The folder that holds the `lossart` package (put on Blender's sys.path)."""
+    return addon_dir().parent.parent
+
+
+def blender_command(job_path: Path, blender: str | None = None) -> list[str]:
+    """The command running `lossart.blender.headless.main(job)`: bpy module or blender executable."""
+    expr = (
+        f"import sys; sys.path.insert(0, {str(addon_parent())!r}); "
+        f"from lossart.blender.headless import main; main({str(job_path)!r})"
+    )
+    if blender:
+        exe = shutil.which(blender) or (blender if Path(blender).is_file() else None)
+        if exe is None:
+            raise LossartError(f"--blender {blender}: no such Blender executable")
+        return [exe, "-b", "--factory-startup", "--python-exit-code", "4", "--python-expr", expr]
+    if importlib.util.find_spec("bpy") is not None:
+        return [sys.executable, "-c", expr]
+    exe = shutil.which("blender")
+    if exe:
+        return [exe, "-b", "--factory-startup", "--python-exit-code", "4", "--python-expr", expr]
+    raise LossartError(f"cannot render: no bpy module and no blender executable; {INSTALL_HINT}")
+
+
+def frame_file(folder: Path, frame: int) -> Path:
+    """Where scene frame `frame` of a video is rendered (as the add-on's render_frames names it)."""
+    return folder / f"frame_{frame:05d}.png"
+
+
+def count_frames(folder: Path, frames: range) -> int:
+    return sum(1 for f in frames if frame_file(folder, f).is_file())
+
+
+def run_job(
+    job: RenderJob,
+    work: Path,
+    name: str,
+    blender: str | None = None,
+    watch: tuple[Path, range] | None = None,
+) -> dict:
+    """Run one headless job, logging Blender's output to work/<name>.log; its status dict.
+
+    `watch` (folder, scene frames) shows a progress bar of the frames appearing there."""
+    job_path = work / f".{name}.job.json"
+    status_path = work / f".{name}.status.json"
+    log_path = work / f"{name}.log"
+    status_path.unlink(missing_ok=True)
+    job.status = str(status_path)
+    write_json(job_path, job.to_dict())
+    cmd = blender_command(job_path, blender)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        bar = None
+        try:
+            if watch is not None:
+                folder, frames = watch
+                bar = progress(total=len(frames), desc="render", unit="frame")
+                seen = 0
+                while proc.poll() is None:
+                    time.sleep(0.25)
+                    now = count_frames(folder, frames)
+                    if now > seen:
+                        bar.update(now - seen)
+                        seen = now
+                bar.update(count_frames(folder, frames) - seen)
+            proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            proc.wait()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+    status = json.loads(status_path.read_text()) if status_path.is_file() else {}
+    job_path.unlink(missing_ok=True)
+    status_path.unlink(missing_ok=True)
+    if proc.returncode != 0 or "error" in status:
+        if "error" in status:
+            raise LossartError(status["error"])
+        tail = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()][-1:]
+        raise LossartError(
+            f"Blender exited with status {proc.returncode} "
+            f"({tail[0] if tail else 'no output'}); see {log_path}"
+        )
+    return status
