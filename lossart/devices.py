@@ -10,8 +10,7 @@ import torch
 
 from lossart.errors import LossartError
 
-DEVICE_CHOICES = "cpu, cuda, cuda:N or auto"
-DEVICE_HELP = f"{DEVICE_CHOICES} (auto: CUDA if there is a GPU, else cpu; default cpu)"
+DEVICE_CHOICES = "cpu, cuda, cuda:N or auto"  # the CLI's --device help lists the same
 
 
 def pick_device(name: str) -> str:
