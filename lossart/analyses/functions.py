@@ -23,6 +23,8 @@ from lossart.evaluation import ExactBN
 from lossart.geometry.curves import curve_points
 from lossart.geometry.plane import Plane, control_points_2d, curve_window, frame_plane
 from lossart.geometry.weights import ParamLayout
+from lossart.grid import list_frame_grids, load_frame_grid
+from lossart.grid.engine import EngineConfig, GridEngine
 from lossart.runs import Run, open_run
 from lossart.terrain.path import curve_polyline
 from lossart.training.curve_run import CurveRun, load_curve_run
@@ -57,16 +59,12 @@ class FunctionsResult:
 def _plane_grid(cr: CurveRun, plane: Plane, index: int, resolution: tuple[int, int], train,
                 device: torch.device):
     """The final frame's loss grid: from RUN/grids when `lossart grid` made it, else computed."""
-    from lossart.grid import list_frame_grids, load_frame_grid
-
     try:
         if index in list_frame_grids(cr.run):
             g = load_frame_grid(cr.run, index)
             return np.asarray(g.xs), np.asarray(g.ys), np.asarray(g.loss)
     except LossartError:
         pass
-    from lossart.grid.engine import EngineConfig, GridEngine
-
     window = curve_window(cr)
     w, h = resolution
     xs = np.linspace(*window.x_range, w)
