@@ -27,6 +27,58 @@ def command(add: Callable[[argparse._SubParsersAction], None]):
     return add
 
 
+# ---------------------------------------------------------------- compute flags shared by commands
+#
+# One meaning per flag name across train, curve, eval-curve, grid, plane, terrain, ensemble and
+# functions (README, "Compute flags"): --device is cpu | cuda | cuda:N | auto everywhere;
+# --frames N is a count (curve), --select-frames SPEC picks recorded frames (grid, terrain);
+# --resolution is N or WxH (grid, plane, functions), parsed by one function.
+
+DEVICE_HELP = "cpu, cuda, cuda:N or auto (CUDA if there is a GPU); default cpu"  # devices.py accepts these
+FRAMES_SPEC = "start:stop:step, i, or i,j,k"
+
+
+def _device_flag(p: argparse.ArgumentParser, note: str = "") -> None:
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP + note)
+
+
+def _device(args: argparse.Namespace) -> str:
+    """`--device` checked, `auto` made concrete (lossart.devices.pick_device)."""
+    from lossart.devices import pick_device
+
+    return pick_device(args.device)
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    """`--resolution N|WxH`, the one parser of grid, plane and functions."""
+    from lossart.grid.run_grid import parse_resolution
+
+    return parse_resolution(text)
+
+
+class _Renamed(argparse.Action):
+    """An old flag spelling kept for one release: fills the new flag and says so on stderr."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(
+            f"lossart: note: {option_string} is now {self.new} here; "
+            "the old spelling goes away in the next release",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def _select_frames_flag(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--select-frames", dest="select_frames", metavar="A:B:S", default=None,
+                   help=help)  # fmt: skip
+    p.add_argument("--frames", dest="select_frames", action=_Renamed, new="--select-frames",
+                   metavar="A:B:S", help=argparse.SUPPRESS)  # fmt: skip
+
+
 # ---------------------------------------------------------------- foundation: models, train
 
 
@@ -115,7 +167,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=0, help="seed: different seeds give independent optima"
     )
     p.add_argument("--no-augment", action="store_true", help="train without crop/flip augmentation")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto")
+    _device_flag(p)
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.add_argument(
         "--threads",
@@ -128,16 +180,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    import torch
-
     from lossart.data import parse_data_spec
     from lossart.training.endpoints import TrainConfig, train_endpoint
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device.startswith("cuda") and not torch.cuda.is_available():
-        raise LossartError(f"--device {device}: CUDA is not available here; use --device cpu")
+    device = _device(args)
     cfg = TrainConfig(
         data=parse_data_spec(args.data, args.data_root, args.download, args.image_size),
         model=args.model,
@@ -190,13 +236,15 @@ def _add_curve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=1, help="seed of t sampling, data order, init noise")
-    p.add_argument("--frames", type=int, default=50, help="snapshots of the bends, first and last included")
+    p.add_argument("--frames", type=int, default=50, metavar="N",
+                   help="how many snapshots of the bends to record, first and last included "
+                   "(a count; grid and terrain pick among them with --select-frames)")
     p.add_argument("--frame-spacing", default="uniform", choices=["uniform", "log"])
     p.add_argument("--init-noise", type=float, default=0.0,
                    help="initial noise on the bends, as a fraction of |w2 - w1| (default 0)")
     p.add_argument("--no-augment", action="store_true", help="train without data augmentation")
     p.add_argument("--data", help="dataset (default: the endpoints' dataset)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
+    _device_flag(p)
     p.add_argument("--threads", type=int,
                    help="CPU threads (default: 1 for the built-in data, else torch's default)")
     p.set_defaults(run=_run_curve)
@@ -212,7 +260,7 @@ def _run_curve(args: argparse.Namespace) -> int:
         w1=args.w1, w2=args.w2, out=args.out, kind=args.kind, bends=args.bends, epochs=args.epochs,
         lr=args.lr, wd=args.wd, momentum=args.momentum, batch_size=args.batch_size, seed=args.seed,
         frames=args.frames, frame_spacing=args.frame_spacing, init_noise=args.init_noise,
-        augment=not args.no_augment, data=args.data, device=args.device, threads=args.threads,
+        augment=not args.no_augment, data=args.data, device=_device(args), threads=args.threads,
     )  # fmt: skip
     cr = train_curve(cfg)
     last = cr.frames[-1]
@@ -235,7 +283,7 @@ def _add_eval_curve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", type=int, default=21, help="evenly spaced t per path (default 21)")
     p.add_argument("--subset", type=int, default=2000,
                    help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set")
-    p.add_argument("--device", default="cpu")
+    _device_flag(p)
     p.add_argument("--threads", type=int,
                    help="CPU threads (default: 1 for the built-in data, else torch's default)")
     p.set_defaults(run=_run_eval_curve)
@@ -245,7 +293,7 @@ def _run_eval_curve(args: argparse.Namespace) -> int:
     from lossart.analyses.eval_curve import evaluate_curve_run
 
     res = evaluate_curve_run(args.run_dir, points=args.points, subset=args.subset,
-                             device=args.device, threads=args.threads)
+                             device=_device(args), threads=args.threads)
     print(res.table())
     print(f"train subset {res.train_subset}, test {res.test_size}; wrote {res.files['csv']}, "
           f"{res.files['json']}, {res.files['png']}")
@@ -262,7 +310,7 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=("train", "test"), default=None, help="which split (default train)")
     p.add_argument("--margin", type=float, default=None,
                    help="window margin around the curve or points, as a share of their extent (0.2)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:i (under torchrun: the local GPU)")
+    _device_flag(p, note="; under torchrun cuda is each rank's local GPU")
     p.add_argument("--dtype", choices=("float32", "tf32", "bfloat16"), default=None,
                    help="evaluation precision (default float32; tf32 needs CUDA)")
     p.add_argument("--batch-points", type=int, metavar="B", default=None,
@@ -278,16 +326,16 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _grid_config(args: argparse.Namespace):
-    from lossart.grid.run_grid import GridConfig, parse_resolution
+    from lossart.grid.run_grid import GridConfig
 
     return GridConfig(
-        frames=getattr(args, "frames", None),
-        resolution=parse_resolution(args.resolution) if args.resolution else None,
+        frames=getattr(args, "select_frames", None),
+        resolution=_resolution(args.resolution) if args.resolution else None,
         subset=args.subset,
         split=args.split,
         margin=args.margin,
         tile_rows=args.tile_rows,
-        device=args.device,
+        device=_device(args),
         dtype=args.dtype,
         batch_points=args.batch_points,
         shard=args.shard,
@@ -325,8 +373,7 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("run_dir", metavar="RUN", help="a curve run folder (or a plane run)")
-    p.add_argument("--frames", metavar="A:B:S", default=None,
-                   help="frame indices: start:stop:step, i, or i,j,k (default: all recorded frames)")
+    _select_frames_flag(p, f"frame indices: {FRAMES_SPEC} (default: all recorded frames)")
     _grid_flags(p)
     p.set_defaults(run=_run_grid)
 
@@ -382,8 +429,7 @@ def _add_terrain(sub: argparse._SubParsersAction) -> None:
     add("--floor", type=float, default=1e-4, help="loss floor before the log (default 1e-4)")
     add("--upsample", type=int, default=1, help="cubic interpolation to (n-1)*k+1 samples per axis")
     add("--path-samples", type=int, default=200, help="points in each frame's path (default 200)")
-    add("--frames", default=None, metavar="A:B:S",
-        help="grid frames to use: start:stop:step, i, or i,j,k (default: all)")  # fmt: skip
+    _select_frames_flag(p, f"grid frames to use: {FRAMES_SPEC} (default: all)")
     add("--out", default=None, help="bundle folder (default RUN/terrain)")
     add("--preview", action="store_true", help="also write preview/frame_XXXXX.png maps")
     add("--export-mesh", type=int, default=None, metavar="FRAME",
@@ -411,7 +457,7 @@ def _run_terrain(args: argparse.Namespace) -> int:
         args.run_dir,
         config,
         out=args.out,
-        frames=args.frames,
+        frames=args.select_frames,
         preview=args.preview,
         export_mesh=args.export_mesh,
         mesh_format=args.mesh_format,
@@ -586,14 +632,14 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
                    help="train examples (fixed, seeded) for the BN statistics at every point")
     p.add_argument("--tolerance", type=float, default=0.005,
                    help="accuracy margin for 'ensembles as well as the endpoints' (default 0.005)")
-    p.add_argument("--device", default="cpu")
+    _device_flag(p)
     p.set_defaults(run=_run_ensemble)
 
 
 def _run_ensemble(args: argparse.Namespace) -> int:
     from lossart.analyses.ensemble import ensemble_run
 
-    result = ensemble_run(args.run_dir, args.points, args.subset, args.device)
+    result = ensemble_run(args.run_dir, args.points, args.subset, _device(args))
     print(result.table())
     t_curve = result.first_t_matching("curve", args.tolerance)
     t_seg = result.first_t_matching("segment", args.tolerance)
@@ -615,9 +661,10 @@ def _add_functions(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN", help="curve run folder trained on 1-D regression data")
     p.add_argument("--t", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0],
                    help="points on the curve (default 0 0.25 0.5 0.75 1)")
-    p.add_argument("--resolution", type=int, default=41,
-                   help="loss plane grid side when RUN has no grid of the final frame (default 41)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--resolution", metavar="N|WxH", default="41",
+                   help="loss plane grid points per side, square or WxH, when RUN has no grid of "
+                   "the final frame (default 41)")
+    _device_flag(p)
     p.set_defaults(run=_run_functions)
 
 
@@ -626,7 +673,7 @@ def _run_functions(args: argparse.Namespace) -> int:
 
     if any(not 0.0 <= t <= 1.0 for t in args.t):
         raise LossartError(f"--t: expected values in [0, 1], got {args.t}")
-    result = functions_run(args.run_dir, tuple(args.t), args.resolution, args.device)
+    result = functions_run(args.run_dir, tuple(args.t), _resolution(args.resolution), _device(args))
     for t, loss in zip(result.ts, result.train_loss):
         print(f"t = {t:4.2f}: train MSE {loss:.4f}")
     print(f"spread of the functions (std across t): {result.spread.mean():.3f} on average, "

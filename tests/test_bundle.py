@@ -456,7 +456,7 @@ def test_plane3_run(tmp_path):
 
 def test_frames_option_leaves_a_bad_frame_out(run_dir):
     _all_nan(run_dir)
-    assert main(["terrain", str(run_dir), "--frames", "0,2"]) == 0
+    assert main(["terrain", str(run_dir), "--select-frames", "0,2"]) == 0
     m = read_bundle(run_dir / "terrain").manifest
     assert [f["index"] for f in m["frames"]] == [0, 2]
     assert validate_bundle(run_dir / "terrain").ok

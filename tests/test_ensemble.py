@@ -9,11 +9,10 @@ import torch
 from grid_fixtures import make_curve_run
 
 from lossart.analyses.ensemble import combine, ensemble_along_paths, ensemble_run, single
-from lossart.analyses.eval_curve import BNEvaluator
 from lossart.atomic import torch_save
 from lossart.cli import main
 from lossart.data import eval_subset, load_dataset
-from lossart.geometry.weights import ParamLayout
+from lossart.evaluation import ExactBN
 from lossart.training.curve_run import load_curve_run
 
 
@@ -51,8 +50,8 @@ def test_paths_start_at_w1_alone_and_end_at_the_endpoint_ensemble(curve_run):
     train_x, _ = eval_subset(ds, "train", 200)
     test_x, test_y = eval_subset(ds, "test", None)
     model = cr.build_model()
-    ev = BNEvaluator(model, ParamLayout.of(model), ds.task)
-    out1, out2 = (ev.outputs(w, train_x, test_x)[1] for w in (cr.w1, cr.w2))
+    ev = ExactBN(model)
+    out1, out2 = (ev.reference_outputs(w, train_x, test_x)[1] for w in (cr.w1, cr.w2))
     loss, acc = combine(out1, out2, test_y, ds.task)
     assert acc == pytest.approx(result.endpoint_ensemble_acc)
     assert loss == pytest.approx(result.endpoint_ensemble_loss, rel=1e-5)

@@ -205,3 +205,23 @@ def test_spec_round_trip():
     again = ModelSpec.from_dict(spec.to_dict())
     assert again == spec and again.input_shape == (3, 32, 32)
     assert hash(again) == hash(spec) and len({spec, again}) == 1
+
+
+def test_registry_imports_no_model_module():
+    """The zoo imports the registry, never the other way round (`lossart.models` loads the zoo)."""
+    import ast
+    from pathlib import Path
+
+    import lossart.models.registry as registry
+
+    tree = ast.parse(Path(registry.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+            imported.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    zoo = {f"lossart.models.{m}" for m in ("preresnet", "resnet", "small", "vgg", "wrn")}
+    assert not imported & (zoo | {"lossart.models"})
+    assert "resnet20-noskip" in model_names()  # populated by the package, not by the registry

@@ -3,8 +3,8 @@
 For t in [0, 1], the two-network ensemble of w1 and φ(t) (average of predicted probabilities for
 classification, of predictions for regression) on the test set, for the trained curve and for the
 straight segment. At t = 1 both paths give the ensemble of the two endpoints, the reference line.
-BN statistics are recomputed at every point from the fixed train subset (as `eval-curve` does), so
-no point borrows the endpoints' stored statistics.
+BN statistics are recomputed at every point from the fixed train subset (as `eval-curve` does,
+`ExactBN.reference_outputs`), so no point borrows the endpoints' stored statistics.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lossart.analyses.eval_curve import BNEvaluator
 from lossart.atomic import atomic_path, write_json
+from lossart.data import eval_subset, load_dataset
+from lossart.devices import resolve_device
 from lossart.errors import LossartError
+from lossart.evaluation import ExactBN
 from lossart.geometry.curves import curve_points, segment_points
-from lossart.geometry.weights import ParamLayout
 from lossart.progress import progress
 from lossart.runs import Run, now_iso, open_run
 from lossart.training.curve_run import CurveRun, load_curve_run
@@ -93,15 +94,13 @@ def ensemble_along_paths(
     seed: int = 0,
 ) -> EnsembleResult:
     """Ensemble of w1 with φ(t) along the trained curve and the segment (no files written)."""
-    from lossart.data import eval_subset, load_dataset
-
     if points < 2:
         raise LossartError(f"--points: expected at least 2, got {points}")
     ds = load_dataset(curve_run.data_spec)
+    device = resolve_device(device)
     train_x, _ = eval_subset(ds, "train", subset, seed=seed, device=device)
     test_x, test_y = eval_subset(ds, "test", None, seed=seed, device=device)
-    model = curve_run.build_model().to(device)
-    ev = BNEvaluator(model, ParamLayout.of(model), ds.task)
+    ev = ExactBN(curve_run.build_model(), device=device)
     w1, w2 = curve_run.w1.to(device), curve_run.w2.to(device)
     ts = torch.linspace(0, 1, points, dtype=torch.float64)
     paths = {
@@ -110,7 +109,7 @@ def ensemble_along_paths(
     }
 
     def test_outputs(w: torch.Tensor) -> torch.Tensor:
-        return ev.outputs(w, train_x, test_x)[1]
+        return ev.reference_outputs(w, train_x, test_x)[1]
 
     bar = progress(total=2 * points - 1, desc="ensemble", unit="pt")
     try:

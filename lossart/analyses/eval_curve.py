@@ -2,9 +2,9 @@
 
 The seed's central evidence: the straight line between two independently trained optima crosses
 a high-loss barrier, while the trained curve does not. Both paths are evaluated at the same evenly
-spaced t, with BN statistics recomputed at every point:
+spaced t, with BN statistics recomputed at every point (`lossart.evaluation.ExactBN`):
 
-- train subset: one training-mode pass over the whole fixed subset (exact BN, DESIGN.md);
+- train subset: one batch-statistics pass over the whole fixed subset (exact BN, DESIGN.md);
 - test set: BN statistics of that same train-subset pass (the running statistics it leaves with
   momentum None, i.e. what Garipov's `update_bn` computes), then the test set in eval mode — so
   test numbers never use test-batch statistics.
@@ -21,18 +21,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
-from torch.func import functional_call
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from lossart.atomic import atomic_path, write_json
+from lossart.data import eval_subset, load_dataset
+from lossart.devices import resolve_device
 from lossart.errors import LossartError
-from lossart.evaluation import task_accuracy, task_loss
+from lossart.evaluation import ExactBN
 from lossart.geometry.curves import curve_points, segment_points
-from lossart.geometry.weights import ParamLayout
 from lossart.progress import progress
 from lossart.runs import Run, now_iso, open_run
 from lossart.training.curve_run import CurveRun, load_curve_run
+from lossart.training.loop import cpu_threads
 
 
 @dataclass(frozen=True)
@@ -98,68 +97,6 @@ def _pct(a: float) -> str:
     return "-" if math.isnan(a) else f"{100 * a:.1f}%"
 
 
-class BNEvaluator:
-    """Loss/accuracy of one model at many flat weight vectors with recomputed BN statistics."""
-
-    def __init__(self, model: nn.Module, layout: ParamLayout, task: str) -> None:
-        self.model, self.layout, self.task = model, layout, task
-        self.bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-
-    def _fresh_buffers(self) -> dict[str, torch.Tensor]:
-        out = {}
-        for name, b in self.model.named_buffers():
-            if name.endswith("running_mean") or name.endswith("num_batches_tracked"):
-                out[name] = torch.zeros_like(b)
-            elif name.endswith("running_var"):
-                out[name] = torch.ones_like(b)
-            else:
-                out[name] = b.clone()
-        return out
-
-    @torch.no_grad()
-    def outputs(
-        self, flat: torch.Tensor, train_x: torch.Tensor, test_x: torch.Tensor, chunk: int = 1000
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Model outputs at `flat` on the train subset (one exact-BN pass) and on the test set
-        (eval mode with the statistics that pass leaves)."""
-        params = self.layout.unflatten(flat)
-        buffers = self._fresh_buffers()
-        momenta = [m.momentum for m in self.bns]
-        try:
-            for m in self.bns:
-                m.momentum = None  # cumulative average: one pass leaves the pass's statistics
-            self.model.train()
-            train_out = functional_call(self.model, {**buffers, **params}, (train_x,))
-            self.model.eval()
-            test_out = torch.cat(
-                [
-                    functional_call(self.model, {**buffers, **params}, (xs,))
-                    for xs in test_x.split(chunk)
-                ]
-            )
-        finally:
-            for m, mom in zip(self.bns, momenta, strict=True):
-                m.momentum = mom
-            self.model.train()
-        return train_out, test_out
-
-    def evaluate(
-        self,
-        flat: torch.Tensor,
-        train: tuple[torch.Tensor, torch.Tensor],
-        test: tuple[torch.Tensor, torch.Tensor],
-        chunk: int = 1000,
-    ) -> tuple[float, float, float, float]:
-        """(train loss, train acc, test loss, test acc) at `flat`."""
-        train_out, test_out = self.outputs(flat, train[0], test[0], chunk)
-        return (
-            task_loss(train_out, train[1], self.task).item(),
-            task_accuracy(train_out, train[1], self.task),
-            task_loss(test_out, test[1], self.task).item(),
-            task_accuracy(test_out, test[1], self.task),
-        )
-
-
 def evaluate_paths(
     curve_run: CurveRun,
     points: int = 21,
@@ -169,17 +106,15 @@ def evaluate_paths(
     bends: torch.Tensor | None = None,
 ) -> CurveEvaluation:
     """Both paths of a curve run at `points` evenly spaced t (no files written)."""
-    from lossart.data import eval_subset, load_dataset
-
     if points < 2:
         raise LossartError(f"--points: expected at least 2, got {points}")
     if subset is not None and subset < 2:
         raise LossartError(f"--subset: expected at least 2 examples, got {subset}")
     ds = load_dataset(curve_run.data_spec)
+    device = resolve_device(device)
     train = eval_subset(ds, "train", subset, seed=seed, device=device)
     test = eval_subset(ds, "test", subset, seed=seed, device=device)
-    model = curve_run.build_model().to(device)
-    ev = BNEvaluator(model, ParamLayout.of(model), ds.task)
+    ev = ExactBN(curve_run.build_model(), device=device)
     w1, w2 = curve_run.w1.to(device), curve_run.w2.to(device)
     bends = (curve_run.final_bends if bends is None else bends).to(device)
     ts = torch.linspace(0, 1, points, dtype=torch.float64)
@@ -194,7 +129,8 @@ def evaluate_paths(
                 if t in (0.0, 1.0) and t in cache:  # endpoints are the same weights on both paths
                     r = cache[t]
                 else:
-                    r = ev.evaluate(w, train, test)
+                    on_train, on_test = ev.evaluate_with_reference(w, train, test, ds.task)
+                    r = (on_train.loss, on_train.accuracy, on_test.loss, on_test.accuracy)
                     bar.update(1)
                     if t in (0.0, 1.0):
                         cache[t] = r
@@ -222,8 +158,6 @@ def evaluate_curve_run(
     `threads`: CPU threads; None means 1 for the built-in data on CPU (measured 17 s against 44 s
     for the default 21 points of a smallcnn run on two shared cores), torch's default otherwise.
     """
-    from lossart.training.curve import cpu_threads
-
     run = run if isinstance(run, Run) else open_run(run)
     cr = load_curve_run(run)
     with cpu_threads(threads, device, cr.data_spec.kind == "builtin"):

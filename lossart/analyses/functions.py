@@ -14,12 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lossart.analyses.eval_curve import BNEvaluator
 from lossart.atomic import atomic_path, np_savez
+from lossart.data import eval_subset, load_dataset
+from lossart.data.batches import normalize
+from lossart.devices import resolve_device
 from lossart.errors import LossartError
+from lossart.evaluation import ExactBN
 from lossart.geometry.curves import curve_points
 from lossart.geometry.plane import Plane, control_points_2d, curve_window, frame_plane
 from lossart.geometry.weights import ParamLayout
+from lossart.grid import list_frame_grids, load_frame_grid
+from lossart.grid.engine import EngineConfig, GridEngine
 from lossart.runs import Run, open_run
 from lossart.terrain.path import curve_polyline
 from lossart.training.curve_run import CurveRun, load_curve_run
@@ -51,40 +56,44 @@ class FunctionsResult:
         return self.predictions.std(axis=0)
 
 
-def _plane_grid(cr: CurveRun, plane: Plane, index: int, resolution: int, train, device: str):
+def _plane_grid(cr: CurveRun, plane: Plane, index: int, resolution: tuple[int, int], train,
+                device: torch.device):
     """The final frame's loss grid: from RUN/grids when `lossart grid` made it, else computed."""
-    from lossart.grid import list_frame_grids, load_frame_grid
-
     try:
         if index in list_frame_grids(cr.run):
             g = load_frame_grid(cr.run, index)
             return np.asarray(g.xs), np.asarray(g.ys), np.asarray(g.loss)
     except LossartError:
         pass
-    from lossart.grid.engine import EngineConfig, GridEngine
-
     window = curve_window(cr)
-    xs = np.linspace(*window.x_range, resolution)
-    ys = np.linspace(*window.y_range, resolution)
+    w, h = resolution
+    xs = np.linspace(*window.x_range, w)
+    ys = np.linspace(*window.y_range, h)
     model = cr.build_model()
     engine = GridEngine(model, ParamLayout.of(model), train[0], train[1], "regression",
-                        EngineConfig(device=device))
+                        EngineConfig(device=str(device)))
     engine.set_plane(plane.origin, plane.u_hat, plane.v_hat)
     gx, gy = np.meshgrid(xs, ys)
-    loss = engine.evaluate(gx.ravel(), gy.ravel()).loss.reshape(resolution, resolution)
+    loss = engine.evaluate(gx.ravel(), gy.ravel()).loss.reshape(h, w)
     return xs, ys, loss
 
 
 def function_diversity(
     curve_run: CurveRun,
     ts: tuple[float, ...] = DEFAULT_TS,
-    resolution: int = 41,
+    resolution: int | tuple[int, int] = 41,
     device: str = "cpu",
 ) -> FunctionsResult:
-    """Predictive functions of the curve at `ts`, and the loss plane of the final curve."""
-    from lossart.data import eval_subset, load_dataset
-    from lossart.data.batches import normalize
+    """Predictive functions of the curve at `ts`, and the loss plane of the final curve.
 
+    `resolution`: the plane grid's points per side, N or (W, H), where RUN has no grid of the
+    final frame (`lossart grid`'s own grid is used where it has one)."""
+    if isinstance(resolution, int):
+        resolution = (resolution, resolution)
+    if min(resolution) < 2:
+        raise LossartError(
+            f"--resolution {resolution[0]}x{resolution[1]}: expected at least 2 points per side"
+        )
     ds = load_dataset(curve_run.data_spec)
     if ds.task != "regression" or tuple(ds.input_shape) != (1,):
         raise LossartError(
@@ -93,19 +102,19 @@ def function_diversity(
         )
     if not curve_run.frames:
         raise LossartError(f"{curve_run.run.root}: the curve run has no frames")
+    device = resolve_device(device)
     train = eval_subset(ds, "train", None, device=device)
     lo, hi = float(ds.x_train.min()), float(ds.x_train.max())
     pad = 0.15 * (hi - lo)
     x = torch.linspace(lo - pad, hi + pad, 400).reshape(-1, 1)
     x_in = normalize(ds, x.to(device))
-    model = curve_run.build_model().to(device)
-    ev = BNEvaluator(model, ParamLayout.of(model), ds.task)
+    ev = ExactBN(curve_run.build_model(), device=device)
     w1, w2 = curve_run.w1.to(device), curve_run.w2.to(device)
     bends = curve_run.final_bends.to(device)
     weights = curve_points(curve_run.spec, w1, bends, w2, torch.tensor(ts, dtype=torch.float64))
     preds, losses = [], []
     for w in weights:
-        train_out, out = ev.outputs(w, train[0], x_in)
+        train_out, out = ev.reference_outputs(w, train[0], x_in)
         preds.append(out.reshape(-1).cpu().numpy())
         losses.append(torch.nn.functional.mse_loss(train_out.reshape(-1), train[1]).item())
     last = len(curve_run.frames) - 1
@@ -122,7 +131,7 @@ def function_diversity(
 def functions_run(
     run: Run | str | Path,
     ts: tuple[float, ...] = DEFAULT_TS,
-    resolution: int = 41,
+    resolution: int | tuple[int, int] = 41,
     device: str = "cpu",
 ) -> FunctionsResult:
     """Compute function diversity for a curve run; write RUN/analyses/functions.{png,npz}."""

@@ -5,7 +5,8 @@
 - `tiles`: tiles and assembled frame grids on disk; `load_frame_grid` (what terrain reads).
 - `run_grid`: `grid_run(RUN, GridConfig)`, the `lossart grid` command's library function.
 - `plane3`: `plane_run(A, B, C, OUT, GridConfig)`, the `lossart plane` command's.
-- `lock`, `workers`, `chunked_bn`: the lock file, torchrun/shard task division, exact BN in chunks.
+- `lock`, `workers`: the lock file, torchrun/shard task division (exact BN, chunked or not:
+  `lossart.evaluation.ExactBN`).
 """
 
 from lossart.grid.tiles import FrameGrid, list_frame_grids, load_frame_grid

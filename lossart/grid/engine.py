@@ -2,7 +2,7 @@
 
 A grid point (x, y) stands for the weights `w = origin + x*û + y*v̂`. At every point the model is
 evaluated on the whole evaluation subset with batch normalization using that subset's own
-statistics under those weights ("exact BN", DESIGN.md): identical to `evaluate_exact_bn`, never
+statistics under those weights ("exact BN", DESIGN.md): identical to `ExactBN.evaluate`, never
 stored running statistics.
 
 Two strategies, picked per device (`strategy="auto"`):
@@ -22,9 +22,11 @@ products and sums rounded separately, so the weights behind a grid cell are bitw
 `origin + x*u_hat + y*v_hat` gives in torch, on any device and in either strategy.
 
 When the subset's activations do not fit the memory budget, the per-point strategy evaluates the
-subset in chunks with exact BN over the whole subset (`lossart.grid.chunked_bn`): statistics are
-gathered layer by layer across chunks, so values match the one-pass result up to float rounding,
-at the price of roughly (number of BN layers)/2 extra partial forward passes.
+subset in chunks with exact BN over the whole subset (`lossart.evaluation.ExactBN` with `chunk`):
+statistics are gathered layer by layer across chunks, so values match the one-pass result up to
+float rounding, at the price of roughly (number of BN layers)/2 extra partial forward passes.
+The evaluation copy of the model and that chunked path come from `ExactBN`, the one exact-BN
+evaluator; the per-point and vmap strategies here only decide how points reach it.
 
 Large CPU jobs compile the per-point pass with `torch.compile` (`plan_compile`): the compiler
 fuses each BN layer's statistics, normalization and the following ReLU, the memory-bound third
@@ -38,7 +40,6 @@ deterministic, unlike a whole-model `model.train()`).
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 import sys
@@ -47,11 +48,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
+from torch.func import functional_call, vmap
 
+from lossart.devices import resolve_device
 from lossart.errors import LossartError
+from lossart.evaluation import ExactBN, evaluation_copy, loss_and_accuracy
 from lossart.geometry.weights import ParamLayout
 
 DTYPES = ("float32", "tf32", "bfloat16")
@@ -83,24 +85,6 @@ class PointResults:
     accuracy: np.ndarray  # float32 [N]
 
 
-def resolve_device(name: str) -> torch.device:
-    """A torch device that exists here, or a one-line error naming `--device`."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise LossartError(f"--device {name!r}: expected cpu, cuda or cuda:i") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise LossartError(f"--device {name}: CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise LossartError(
-                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here"
-            )
-    elif device.type != "cpu":
-        raise LossartError(f"--device {name!r}: expected cpu, cuda or cuda:i")
-    return device
-
-
 def point_weights(
     origin: torch.Tensor,
     u_hat: torch.Tensor,
@@ -115,35 +99,6 @@ def point_weights(
     block.add_(origin)
     block.add_(torch.outer(ys, v_hat))
     return block
-
-
-def evaluation_copy(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
-    """A private copy of `model` whose BN layers always normalize with batch statistics.
-
-    BN modules lose their running statistics (so training-mode behaviour is the only behaviour and
-    vmap never writes a shared buffer); the rest of the model is in eval mode (no dropout).
-    """
-    m = copy.deepcopy(model).to(device)
-    replace_all_batch_norm_modules_(m)
-    m.eval()
-    for p in m.parameters():
-        p.requires_grad_(False)
-    if channels_last:
-        m = m.to(memory_format=torch.channels_last)
-    return m
-
-
-def loss_and_accuracy(
-    outputs: torch.Tensor, targets: torch.Tensor, task: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss and accuracy as 0-d float32 tensors (vmap-friendly: no `.item()`)."""
-    outputs = outputs.float()
-    if task == "regression":
-        loss = F.mse_loss(outputs.reshape(targets.shape), targets)
-        return loss, torch.full((), float("nan"), device=outputs.device)
-    loss = F.cross_entropy(outputs, targets)
-    acc = (outputs.argmax(dim=-1) == targets).float().mean()
-    return loss, acc
 
 
 @contextlib.contextmanager
@@ -296,7 +251,10 @@ class GridEngine:
             self.strategy = "vmap" if self.device.type == "cuda" else "point"
         images = x.dim() == 4
         self.channels_last = images and self.strategy == "point"
-        self.model = evaluation_copy(model, self.device, self.channels_last)
+        # The one exact-BN evaluator owns the evaluation copy (BN without running statistics,
+        # eval mode) and the chunked path; the strategies below call its model directly.
+        self.evaluator = ExactBN(model, layout, self.device, self.channels_last)
+        self.model = self.evaluator.model
         x = x.to(self.device, dtype=torch.float32)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -315,6 +273,7 @@ class GridEngine:
         self._point_basis: tuple[torch.Tensor, ...] | None = None
         self._bytes_per_sample = activation_bytes_per_sample(self.model, self._params, self.x)
         self.chunk = self._choose_chunk()
+        self.evaluator.chunk = self.chunk
         self.batch_points = self._choose_batch_points() if self.strategy == "vmap" else 1
         self._flops: int | None = None
         self._reference_model = model
@@ -483,12 +442,7 @@ class GridEngine:
                     file=sys.stderr,
                 )
                 self._forward, self.compiled = None, False
-        if self.chunk:
-            from lossart.grid.chunked_bn import chunked_exact_bn_outputs
-
-            out = chunked_exact_bn_outputs(self.model, self._params, self.x, self.chunk)
-        else:
-            out = functional_call(self.model, self._params, (self.x,))
+        out = self.evaluator.forward(self._params, self.x)
         lo, ac = loss_and_accuracy(out, self.y, self.task)
         return lo.item(), ac.item()
 

@@ -6,6 +6,8 @@ VGG-16 with and without BN, WideResNet-28-10, `smallcnn` (the demo's model) and 
 `torch.func.functional_call` and in channels_last.
 """
 
+# The zoo modules register their constructors on import; the registry imports none of them.
+from lossart.models import preresnet, resnet, small, vgg, wrn  # noqa: F401
 from lossart.models.registry import (
     ModelInfo,
     ModelSpec,

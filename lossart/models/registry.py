@@ -3,6 +3,10 @@
 A constructor is `fn(num_classes, input_shape, **kwargs) -> nn.Module`. A user's own model enters
 through the same door as `"package.module:factory"`, called with `num_classes=` and
 `input_shape=`. A `ModelSpec` is everything needed to rebuild a model, so checkpoints store it.
+
+This module holds the table and the decorator only; it imports no model. The zoo modules import
+it and register themselves, and `lossart.models` imports them all, so any import of the registry
+(which runs the package first) finds the table filled.
 """
 
 from __future__ import annotations
@@ -79,7 +83,6 @@ def register_model(name: str, description: str) -> Callable[[Constructor], Const
 
 
 def model_names() -> list[str]:
-    _load_zoo()
     return sorted(_REGISTRY)
 
 
@@ -89,7 +92,6 @@ def is_user_model(name: str) -> bool:
 
 def create_model(spec: ModelSpec) -> nn.Module:
     """A fresh model for `spec` (registry name or user factory); one-line errors for bad names."""
-    _load_zoo()
     if is_user_model(spec.name):
         fn = _user_factory(spec.name)
     elif spec.name in _REGISTRY:
@@ -117,7 +119,6 @@ def count_params(model: nn.Module) -> int:
 
 def list_models() -> list[ModelInfo]:
     """Every registered model with its parameter count at CIFAR-10 shapes (built on `meta`)."""
-    _load_zoo()
     rows = []
     for name in sorted(_REGISTRY):
         fn, description = _REGISTRY[name]
@@ -151,14 +152,3 @@ def _user_factory(name: str) -> Constructor:
 
 def flat_input_size(input_shape: tuple[int, ...]) -> int:
     return int(prod(input_shape))
-
-
-_LOADED = False
-
-
-def _load_zoo() -> None:
-    """Import the modules that register the built-in models (once)."""
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        from lossart.models import preresnet, resnet, small, vgg, wrn  # noqa: F401

@@ -12,22 +12,19 @@ epoch) and `train_loss`: the mean task loss (without the weight-decay term) of t
 `loss_window` minibatches, each measured at its own random t with the bends before that step's
 update; frame 0 records the first minibatch's loss at the initial bends.
 
-Resume: the state (bends, momentum, step, recent losses, frame records) is saved atomically after
-every epoch and on Ctrl-C (at the next step boundary). Because t is drawn from a per-run seeded
-sequence indexed by step, and data order and augmentation are seeded by epoch, a resumed run
-replays exactly what an uninterrupted one does: frames recorded after the saved state are
-recomputed bit-identically, never duplicated or dropped.
+Resume: the loop is `lossart.training.loop`'s; the state RUN/curve/state.pt (`{"version": 1,
+"settings", "step", "bends", "optimizer", "recent", "frames"}`) is saved atomically after every
+epoch, every `save_every_s` and on Ctrl-C (at the next step boundary). Because t is drawn from a
+per-run seeded sequence indexed by step, and data order and augmentation are seeded by epoch, a
+resumed run replays exactly what an uninterrupted one does: frames recorded after the saved state
+are recomputed bit-identically, never duplicated or dropped.
 """
 
 from __future__ import annotations
 
-import math
 import shutil
-import signal
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +33,27 @@ import torch
 from torch.func import functional_call
 
 from lossart.atomic import atomic_path, torch_save, write_json
+from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
+from lossart.devices import pick_device, resolve_device
 from lossart.errors import LossartError
 from lossart.evaluation import private_buffers, task_loss
 from lossart.geometry.curves import CurveSpec, curve_point, init_bends
 from lossart.geometry.weights import ParamLayout
-from lossart.progress import progress
+from lossart.models import ModelSpec, create_model
 from lossart.runs import Run, now_iso, versions
+from lossart.training.checkpoint import load_checkpoint
 from lossart.training.curve_run import CurveRun, FrameRecord, frames_json, load_curve_run
+from lossart.training.endpoints import learning_rate
+from lossart.training.loop import (
+    LoopPlan,
+    ResumeState,
+    check_finite,
+    check_settings,
+    cpu_threads,
+    run_loop,
+    run_option,
+    settings_of,
+)
 
 SPACINGS = ("uniform", "log")
 STATE_VERSION = 1
@@ -50,11 +61,15 @@ STATE_VERSION = 1
 
 @dataclass
 class CurveConfig:
-    """What `lossart curve` was asked for. Defaults follow Garipov et al. (lr 0.015, wd 5e-4)."""
+    """What `lossart curve` was asked for. Defaults follow Garipov et al. (lr 0.015, wd 5e-4).
 
-    w1: str
-    w2: str
-    out: str
+    The fields that decide the result (`settings_of`: all but the `run_option` ones, with `data`
+    resolved to the dataset's spec) are recorded in run.json and state.pt; a rerun must match them.
+    """
+
+    w1: str = run_option()
+    w2: str = run_option()
+    out: str = run_option()
     kind: str = "bezier"
     bends: int = 1
     epochs: int = 10
@@ -63,22 +78,18 @@ class CurveConfig:
     momentum: float = 0.9
     batch_size: int = 128
     seed: int = 1
-    frames: int = 50
+    frames: int = 50  # how many frames to record (a count; `lossart grid --select-frames` picks)
     frame_spacing: str = "uniform"
     init_noise: float = 0.0
     schedule: str = "garipov"
     augment: bool = True
     loss_window: int = 50
-    data: str | None = None  # default: the endpoints' dataset
-    device: str = "cpu"
-    threads: int | None = None  # CPU threads; None: 1 for the built-in data on CPU, else torch's
-
-    def settings(self) -> dict[str, Any]:
-        """The fields that decide the result (a rerun must match them to resume)."""
-        d = asdict(self)
-        for key in ("w1", "w2", "out", "device", "data", "threads"):
-            d.pop(key)
-        return d
+    data: str | DataSpec | None = None  # default: the endpoints' dataset
+    device: str = run_option(default="cpu")
+    # CPU threads; None: 1 for the built-in data on CPU, else torch's
+    threads: int | None = run_option(default=None)
+    save_every_s: float = run_option(default=120.0)
+    progress: bool = run_option(default=True)
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "frames", "loss_window"):
@@ -102,7 +113,6 @@ class CurveConfig:
                 f"--wd must be >= 0 and --momentum in [0, 1), got {self.wd}, {self.momentum}"
             )
         CurveSpec(self.kind, self.bends)
-
 
 def frame_steps(total_steps: int, frames: int, spacing: str = "uniform") -> list[int]:
     """`frames` distinct steps from 0 to `total_steps`, evenly or log-spaced (0 and the end always).
@@ -135,8 +145,8 @@ def frame_steps(total_steps: int, frames: int, spacing: str = "uniform") -> list
 
 @dataclass
 class Endpoints:
-    model_spec: Any
-    data_spec: Any
+    model_spec: ModelSpec
+    data_spec: DataSpec | None  # None: the two were trained on different data
     layout: ParamLayout
     w1: torch.Tensor
     w2: torch.Tensor
@@ -145,9 +155,6 @@ class Endpoints:
 
 def load_endpoints(path1: str | Path, path2: str | Path) -> Endpoints:
     """Both checkpoints as flat vectors; refuses different architectures in one line."""
-    from lossart.models import create_model
-    from lossart.training.checkpoint import load_checkpoint
-
     ck1 = load_checkpoint(path1)
     ck2 = load_checkpoint(path2)
     if ck1.model != ck2.model:
@@ -179,10 +186,12 @@ def _copy_file(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def prepare_run(cfg: CurveConfig, ends: Endpoints, data_spec: Any) -> Run:
-    """Create the run folder, or check that an existing one is this very run (then resume)."""
+def prepare_run(cfg: CurveConfig, ends: Endpoints) -> Run:
+    """Create the run folder, or check that an existing one is this very run (then resume).
+
+    `cfg` is resolved: its `data` is the dataset's spec."""
     run = Run(Path(cfg.out))
-    settings = {**cfg.settings(), "data": data_spec.to_dict()}
+    settings = settings_of(cfg)
     if run.root.exists() and not run.root.is_dir():
         raise LossartError(f"--out {run.root}: exists and is not a folder")
     if run.root.is_dir() and any(run.root.iterdir()):
@@ -195,16 +204,8 @@ def prepare_run(cfg: CurveConfig, ends: Endpoints, data_spec: Any) -> Run:
             raise LossartError(
                 f"--out {run.root}: an existing {meta.get('kind')!r} run, not a curve run"
             )
-        old = meta.get("curve_training", {})
-        for key, value in settings.items():
-            if old.get(key) != value:
-                flag = "--" + key.replace("_", "-")
-                raise LossartError(
-                    f"--out {run.root}: existing curve run has {flag} {old.get(key)!r}, "
-                    f"asked {value!r}; use another --out or the same settings to resume"
-                )
-        from lossart.training.checkpoint import load_checkpoint
-
+        check_settings(meta.get("curve_training"), settings, f"--out {run.root}: existing curve run",
+                       "use another --out or the same settings to resume")  # fmt: skip
         for name, w in (("w1", ends.w1), ("w2", ends.w2)):
             ck = load_checkpoint(run.endpoints / f"{name}.pt")
             if not torch.equal(ends.layout.flatten(ck.state_dict).float(), w):
@@ -222,7 +223,7 @@ def prepare_run(cfg: CurveConfig, ends: Endpoints, data_spec: Any) -> Run:
             "kind": "curve",
             "created": now_iso(),
             "model": ends.model_spec.to_dict(),
-            "data": data_spec.to_dict(),
+            "data": settings["data"],
             "curve": CurveSpec(cfg.kind, cfg.bends).to_dict(),
             "curve_training": settings,
             "seeds": {"curve": cfg.seed, "w1": ends.seeds[0], "w2": ends.seeds[1]},
@@ -235,81 +236,6 @@ def prepare_run(cfg: CurveConfig, ends: Endpoints, data_spec: Any) -> Run:
     )
     run.record_command("curve")
     return run
-
-
-# ---------------------------------------------------------------------------- interruption
-
-
-class _Interrupt:
-    """Ctrl-C sets a flag that the loop honours at the next step boundary (state stays whole);
-    a second Ctrl-C interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def handler(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-
-@contextmanager
-def _deferred_sigint() -> Iterator[_Interrupt]:
-    flag = _Interrupt()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = signal.signal(signal.SIGINT, flag.handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-# ---------------------------------------------------------------------------- training
-
-
-@dataclass
-class _State:
-    step: int
-    bends: torch.Tensor
-    optimizer: dict
-    recent: list[float]
-    frames: list[dict[str, Any]]
-
-
-def _state_path(run: Run) -> Path:
-    return run.curve / "state.pt"
-
-
-def _save_state(run: Run, st: _State, opt: torch.optim.Optimizer, settings: dict) -> None:
-    torch_save(
-        {
-            "version": STATE_VERSION,
-            "settings": settings,
-            "step": st.step,
-            "bends": st.bends.detach().cpu().clone(),
-            "optimizer": opt.state_dict(),
-            "recent": list(st.recent),
-            "frames": list(st.frames),
-        },
-        _state_path(run),
-    )
-
-
-def _load_state(run: Run, settings: dict) -> dict | None:
-    path = _state_path(run)
-    if not path.is_file():
-        return None
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise LossartError(
-            f"{path}: unreadable resume state ({type(exc).__name__}); delete it to restart"
-        ) from None
-    if data.get("version") != STATE_VERSION or data.get("settings") != settings:
-        raise LossartError(f"{path}: resume state of other settings; use another --out")
-    return data
 
 
 def _write_frames_json(run: Run, cfg: CurveConfig, total: int, frames: list[dict]) -> None:
@@ -326,13 +252,6 @@ def _write_frames_json(run: Run, cfg: CurveConfig, total: int, frames: list[dict
             "frames": frames,
         },
     )
-
-
-def steps_per_epoch(ds: Any, batch_size: int) -> int:
-    """Minibatches per epoch as `train_loader` yields them (see lossart.data)."""
-    from lossart.data import num_batches
-
-    return num_batches(ds, batch_size)
 
 
 def curve_objective(
@@ -363,168 +282,151 @@ def curve_objective(
 def train_curve(cfg: CurveConfig, on_step: Callable[[int, float], None] | None = None) -> CurveRun:
     """Train the curve of `cfg` into `cfg.out` (resuming whatever is there) and return it.
 
-    `on_step(step, loss)` is called after every completed step (logging, tests). Small models on
-    a busy CPU train far faster on one thread (smallcnn steps measured 20 ms on one thread against
-    80-700 ms on two shared cores), so built-in data on CPU defaults to one thread.
+    `on_step(step, loss)` is called after every completed step (logging, tests). Built-in data on
+    the CPU trains on one thread unless `threads` says otherwise (`loop.cpu_threads`).
     """
-    from lossart.data import parse_data_spec
-    from lossart.training.checkpoint import load_checkpoint
-
-    builtin = (parse_data_spec(cfg.data) if cfg.data else load_checkpoint(cfg.w1).data).kind
-    with cpu_threads(cfg.threads, cfg.device, builtin == "builtin"):
-        return _train_curve(cfg, on_step)
-
-
-@contextmanager
-def cpu_threads(threads: int | None, device: str, small: bool) -> Iterator[None]:
-    """Run with `threads` torch threads; None means 1 for small (built-in) data on CPU."""
-    old = torch.get_num_threads()
-    if threads is None and small and str(device).startswith("cpu"):
-        threads = 1
-    if threads is not None and threads < 1:
-        raise LossartError(f"--threads: expected a whole number >= 1, got {threads}")
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def _train_curve(cfg: CurveConfig, on_step: Callable[[int, float], None] | None) -> CurveRun:
-    from lossart.data import load_dataset, parse_data_spec, train_loader
-    from lossart.models import create_model
-    from lossart.training.endpoints import learning_rate
-
     cfg.check()
-    spec = CurveSpec(cfg.kind, cfg.bends)
+    device = pick_device(cfg.device)
     ends = load_endpoints(cfg.w1, cfg.w2)
     if cfg.data is not None:
-        data_spec = parse_data_spec(cfg.data)
+        data_spec = parse_data_spec(cfg.data) if isinstance(cfg.data, str) else cfg.data
     elif ends.data_spec is None:
         raise LossartError(f"{cfg.w1} and {cfg.w2} were trained on different data; pass --data")
     else:
         data_spec = ends.data_spec
-    ds = load_dataset(data_spec)
+    cfg = replace(cfg, data=data_spec, device=device)
+    with cpu_threads(cfg.threads, device, data_spec.kind == "builtin"):
+        return _train_curve(cfg, ends, on_step)
+
+
+class _CurveTrainer:
+    """The bends' SGD steps for `run_loop`, recording frames as their steps come."""
+
+    def __init__(
+        self,
+        cfg: CurveConfig,
+        run: Run,
+        ds: Dataset,
+        ends: Endpoints,
+        bends: torch.Tensor,
+        on_step: Callable[[int, float], None] | None,
+    ) -> None:
+        self.cfg, self.run, self.ds, self.on_step = cfg, run, ds, on_step
+        self.spec = CurveSpec(cfg.kind, cfg.bends)
+        self.device = resolve_device(cfg.device)
+        self.model = create_model(ends.model_spec).to(self.device)
+        self.model.train()
+        self.layout = ends.layout
+        self.buffers = private_buffers(self.model)
+        self.w1, self.w2 = ends.w1.to(self.device), ends.w2.to(self.device)
+        self.spe = num_batches(ds, cfg.batch_size)
+        self.total = cfg.epochs * self.spe
+        self.frame_at = {s: i for i, s in enumerate(frame_steps(self.total, cfg.frames,
+                                                                 cfg.frame_spacing))}  # fmt: skip
+        self.ts = torch.rand(
+            self.total,
+            generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + 17),
+            dtype=torch.float64,
+        )
+        self.bends = bends.to(self.device).requires_grad_(True)
+        self.opt = torch.optim.SGD([self.bends], lr=cfg.lr, momentum=cfg.momentum)
+        self.recent: list[float] = []
+        self.frames: list[dict[str, Any]] = []
+
+    def resume(self, st: dict[str, Any]) -> int:
+        """Load a saved state (bends given to the constructor); returns the step to go on from."""
+        if st["optimizer"]:
+            self.opt.load_state_dict(st["optimizer"])
+        self.recent, self.frames = list(st["recent"]), list(st["frames"])
+        return int(st["step"])
+
+    def write_frames(self) -> None:
+        _write_frames_json(self.run, self.cfg, self.total, self.frames)
+
+    def record(self, index: int, step: int, loss: float) -> None:
+        rel = f"frames/frame_{index:05d}.pt"
+        torch_save({"bends": self.bends.detach().cpu().clone()}, self.run.curve / rel)
+        self.frames.append({"index": index, "step": step, "epoch": step / self.spe,
+                            "train_loss": loss, "file": rel})  # fmt: skip
+        self.write_frames()
+
+    def batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        cfg = self.cfg
+        return train_loader(self.ds, cfg.batch_size, seed=cfg.seed, epoch=epoch,
+                            augment=cfg.augment, device=self.device, start_batch=start)  # fmt: skip
+
+    def step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> float:
+        cfg = self.cfg
+        for group in self.opt.param_groups:
+            group["lr"] = learning_rate(cfg.schedule, cfg.lr, step / self.total)
+        objective, loss = curve_objective(
+            self.model, self.layout, self.buffers, self.spec, self.w1, self.bends, self.w2,
+            float(self.ts[step]), x, y, self.ds.task, cfg.wd,
+        )  # fmt: skip
+        lv = check_finite(float(loss.detach()), step, cfg.lr)
+        if step == 0 and not self.frames:
+            self.record(0, 0, lv)
+        self.opt.zero_grad(set_to_none=True)
+        objective.backward()
+        self.opt.step()
+        self.recent = (self.recent + [lv])[-cfg.loss_window :]
+        return lv
+
+    def after_step(self, steps: int, loss: float) -> dict[str, str]:
+        if steps in self.frame_at:
+            self.record(self.frame_at[steps], steps, float(np.mean(self.recent)))
+        if self.on_step is not None:
+            self.on_step(steps, loss)
+        return {"loss": f"{loss:.3f}"}
+
+    def end_epoch(self, epoch: int) -> None:
+        pass
+
+    def state(self, steps: int) -> dict[str, Any]:
+        return {
+            "step": steps,
+            "bends": self.bends.detach().cpu().clone(),
+            "optimizer": self.opt.state_dict(),
+            "recent": list(self.recent),
+            "frames": list(self.frames),
+        }
+
+
+def _train_curve(
+    cfg: CurveConfig, ends: Endpoints, on_step: Callable[[int, float], None] | None
+) -> CurveRun:
+    ds = load_dataset(cfg.data)
     ms = ends.model_spec
     if tuple(ds.input_shape) != tuple(ms.input_shape) or ds.num_classes != ms.num_classes:
         raise LossartError(
-            f"--data {data_spec.name}: inputs {tuple(ds.input_shape)} and {ds.num_classes} classes, "
+            f"--data {cfg.data.name}: inputs {tuple(ds.input_shape)} and {ds.num_classes} classes, "
             f"but the endpoints' model takes {tuple(ms.input_shape)} and {ms.num_classes} classes"
         )
-    spe = steps_per_epoch(ds, cfg.batch_size)
-    total = cfg.epochs * spe
-    steps = frame_steps(total, cfg.frames, cfg.frame_spacing)
-    run = prepare_run(cfg, ends, data_spec)
-    settings = {**cfg.settings(), "data": data_spec.to_dict()}
-
-    device = torch.device(cfg.device)
-    model = create_model(ends.model_spec).to(device)
-    model.train()
-    layout = ends.layout
-    buffers = private_buffers(model)
-    w1, w2 = ends.w1.to(device), ends.w2.to(device)
-    ts = torch.rand(
-        total,
-        generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + 17),
-        dtype=torch.float64,
-    )
-
-    saved = _load_state(run, settings)
+    spe = num_batches(ds, cfg.batch_size)
+    frame_steps(cfg.epochs * spe, cfg.frames, cfg.frame_spacing)  # refuse before writing anything
+    run = prepare_run(cfg, ends)
+    state = ResumeState(run.curve / "state.pt", {"version": STATE_VERSION}, settings_of(cfg),
+                        "use another --out")  # fmt: skip
+    saved = state.load()
     if saved is None:
         g = torch.Generator().manual_seed(cfg.seed)
-        bends = init_bends(spec, ends.w1, ends.w2, cfg.init_noise, generator=g).to(device)
-        st = _State(0, bends, {}, [], [])
+        bends = init_bends(CurveSpec(cfg.kind, cfg.bends), ends.w1, ends.w2, cfg.init_noise,
+                           generator=g)  # fmt: skip
     else:
-        st = _State(
-            saved["step"],
-            saved["bends"].to(device),
-            saved["optimizer"],
-            saved["recent"],
-            saved["frames"],
+        bends = saved["bends"]
+    trainer = _CurveTrainer(cfg, run, ds, ends, bends, on_step)
+    start = 0 if saved is None else trainer.resume(saved)
+    trainer.write_frames()
+    plan = LoopPlan(cfg.epochs, spe, "curve", cfg.save_every_s, cfg.progress)
+    run_loop(trainer, plan, state, start)
+    if len(trainer.frames) != cfg.frames:
+        raise LossartError(
+            f"{run.root}: recorded {len(trainer.frames)} frames, expected {cfg.frames}"
         )
-    bends = st.bends.requires_grad_(True)
-    opt = torch.optim.SGD([bends], lr=cfg.lr, momentum=cfg.momentum)
-    if st.optimizer:
-        opt.load_state_dict(st.optimizer)
-    frame_at = {s: i for i, s in enumerate(steps)}
-    _write_frames_json(run, cfg, total, st.frames)
-
-    def record(index: int, step: int, loss: float, b: torch.Tensor) -> None:
-        rel = f"frames/frame_{index:05d}.pt"
-        torch_save({"bends": b.detach().cpu().clone()}, run.curve / rel)
-        st.frames.append(
-            {"index": index, "step": step, "epoch": step / spe, "train_loss": loss, "file": rel}
-        )
-        _write_frames_json(run, cfg, total, st.frames)
-
-    bar = progress(total=total, desc="curve", unit="step", initial=st.step)
-    try:
-        with _deferred_sigint() as interrupt:
-            for epoch in range(st.step // spe, cfg.epochs):
-                skip = st.step - epoch * spe
-                batches = train_loader(
-                    ds,
-                    cfg.batch_size,
-                    seed=cfg.seed,
-                    epoch=epoch,
-                    augment=cfg.augment,
-                    device=device,
-                    start_batch=skip,
-                )
-                for x, y in batches:
-                    s = st.step
-                    for group in opt.param_groups:
-                        group["lr"] = learning_rate(cfg.schedule, cfg.lr, s / total)
-                    objective, loss = curve_objective(
-                        model,
-                        layout,
-                        buffers,
-                        spec,
-                        w1,
-                        bends,
-                        w2,
-                        float(ts[s]),
-                        x,
-                        y,
-                        ds.task,
-                        cfg.wd,
-                    )
-                    lv = float(loss.detach())
-                    if not math.isfinite(lv):
-                        raise LossartError(
-                            f"curve training diverged at step {s} (loss {lv}); "
-                            f"lower --lr (now {cfg.lr})"
-                        )
-                    if s == 0 and not st.frames:
-                        record(0, 0, lv, bends)
-                    opt.zero_grad(set_to_none=True)
-                    objective.backward()
-                    opt.step()
-                    st.step = s + 1
-                    st.recent = (st.recent + [lv])[-cfg.loss_window :]
-                    if st.step in frame_at:
-                        record(frame_at[st.step], st.step, float(np.mean(st.recent)), bends)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{lv:.3f}", refresh=False)
-                    if on_step is not None:
-                        on_step(st.step, lv)
-                    if interrupt.requested:
-                        _save_state(run, st, opt, settings)
-                        raise KeyboardInterrupt
-                if st.step != (epoch + 1) * spe:
-                    raise LossartError(
-                        f"data loader gave {st.step - epoch * spe} batches in epoch {epoch}, "
-                        f"expected {spe}"
-                    )
-                _save_state(run, st, opt, settings)
-    finally:
-        bar.close()
-    if len(st.frames) != cfg.frames:
-        raise LossartError(f"{run.root}: recorded {len(st.frames)} frames, expected {cfg.frames}")
-    torch_save({"bends": bends.detach().cpu().clone()}, run.curve / "final.pt")
+    torch_save({"bends": trainer.bends.detach().cpu().clone()}, run.curve / "final.pt")
     run.update(
-        curve_status={"complete": True, "steps": total, "frames": cfg.frames, "time": now_iso()}
+        curve_status={"complete": True, "steps": trainer.total, "frames": cfg.frames,
+                      "time": now_iso()}  # fmt: skip
     )
     return load_curve_run(run)
 

@@ -22,10 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from lossart.data import DataSpec
 from lossart.errors import LossartError
 from lossart.geometry.curves import CurveSpec
 from lossart.geometry.weights import ParamLayout
+from lossart.models import ModelSpec, create_model
 from lossart.runs import Run, open_run
+from lossart.training.checkpoint import load_checkpoint
 
 FRAMES_JSON = "frames.json"
 
@@ -74,8 +77,8 @@ class CurveRun:
 
     run: Run
     spec: CurveSpec
-    model_spec: Any
-    data_spec: Any
+    model_spec: ModelSpec
+    data_spec: DataSpec
     w1: torch.Tensor
     w2: torch.Tensor
     frames: list[FrameRecord]
@@ -104,8 +107,6 @@ class CurveRun:
     def build_model(self) -> nn.Module:
         """A fresh model of the run's architecture (its own weights are irrelevant: evaluation is
         functional at flat weight vectors)."""
-        from lossart.models import create_model
-
         return create_model(self.model_spec)
 
     def layout(self) -> ParamLayout:
@@ -141,10 +142,6 @@ def read_frames(run: Run) -> tuple[dict[str, Any], list[FrameRecord]]:
 
 def load_curve_run(run: Run | str | Path) -> CurveRun:
     """Open a curve run folder: specs, flat endpoints, and the frame records recorded so far."""
-    from lossart.data import DataSpec
-    from lossart.models import ModelSpec, create_model
-    from lossart.training.checkpoint import load_checkpoint
-
     if not isinstance(run, Run):
         run = open_run(run)
     meta = run.read()

@@ -1,38 +1,45 @@
 """Endpoint training: one optimum per call, SGD with momentum and weight decay, resumable.
 
-Resuming is exact: the data order and augmentation are a pure function of (seed, epoch, batch)
-(`lossart.data.train_loader`), and the state file `<out>.partial` holds the weights, buffers,
-optimizer momentum and position. It is written atomically after every epoch, every few minutes,
-and on Ctrl-C (the signal only sets a flag, so a step is never cut in half); rerunning the same
-command continues from it and ends bitwise-equal to an uninterrupted run.
+The loop (threads, Ctrl-C, resume state, settings checks, progress) is `lossart.training.loop`'s;
+this module brings the SGD step and what it keeps. Resuming is exact: the data order and
+augmentation are a pure function of (seed, epoch, batch) (`lossart.data.train_loader`), and the
+state file `<out>.partial` holds the weights, buffers, optimizer momentum, epoch sums and position
+(`{"format": "lossart-train-state", "settings", "epoch", "batch", "model", "optimizer", "history",
+"sums", "wall_s"}`). It is written atomically after every epoch, every `save_every_s` and on
+Ctrl-C; rerunning the same command continues from it and ends bitwise-equal to an uninterrupted
+run.
 """
 
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from lossart.atomic import torch_save
 from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
 from lossart.data.batches import normalize
+from lossart.devices import pick_device, resolve_device
 from lossart.errors import LossartError
 from lossart.evaluation import task_loss
 from lossart.models import ModelSpec, create_model
 from lossart.progress import progress, tqdm
 from lossart.runs import versions
-from lossart.training.checkpoint import (
-    Checkpoint,
-    load_checkpoint,
-    read_torch_file,
-    save_checkpoint,
+from lossart.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from lossart.training.loop import (
+    LoopPlan,
+    ResumeState,
+    check_finite,
+    check_settings,
+    cpu_threads,
+    run_loop,
+    run_option,
+    settings_of,
 )
 
 SCHEDULES = ("garipov", "cosine", "constant")
@@ -62,11 +69,15 @@ def learning_rate(schedule: str, base_lr: float, progress: float) -> float:
 
 @dataclass
 class TrainConfig:
-    """One endpoint's training. `None` fields take the dataset's defaults (`train_defaults`)."""
+    """One endpoint's training. `None` fields take the dataset's defaults (`train_defaults`).
+
+    The fields that decide the result (`settings_of`) are stored in the checkpoint and compared
+    on every rerun; `run_option` fields only change how the training runs.
+    """
 
     data: str | DataSpec = "shapes"
     model: str | ModelSpec | None = None  # registry name, "pkg.mod:factory", or a full spec
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    model_kwargs: dict[str, Any] = run_option(default_factory=dict)  # part of `model` resolved
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -75,13 +86,15 @@ class TrainConfig:
     schedule: str = "garipov"
     seed: int = 0
     augment: bool = True
-    device: str = "cpu"
-    channels_last: bool = False
-    out: str | Path = "endpoint.pt"
-    train_eval_size: int = 10000  # train metrics on a fixed subset this large (un-augmented)
-    save_every_s: float = 120.0
-    progress: bool = True
-    threads: int | None = None  # CPU threads; None: 1 for the built-in data, else torch's default
+    device: str = run_option(default="cpu")
+    channels_last: bool = run_option(default=False)
+    out: str | Path = run_option(default="endpoint.pt")
+    # train metrics on a fixed subset this large (un-augmented)
+    train_eval_size: int = run_option(default=10000)
+    save_every_s: float = run_option(default=120.0)
+    progress: bool = run_option(default=True)
+    # CPU threads; None: 1 for the built-in data on the CPU, else torch's default
+    threads: int | None = run_option(default=None)
 
 
 # Per-dataset defaults: (model, epochs, batch size, lr, weight decay). CIFAR-like numbers follow
@@ -104,8 +117,8 @@ def train_defaults(ds: Dataset) -> tuple[str, int, int, float, float]:
     return DEFAULTS["images" if ds.is_image else "features"]
 
 
-def resolve(cfg: TrainConfig, ds: Dataset) -> tuple[ModelSpec, dict[str, Any]]:
-    """The model spec and the complete settings (defaults filled) that define this training."""
+def resolve(cfg: TrainConfig, ds: Dataset) -> TrainConfig:
+    """The config with every default filled in: model a `ModelSpec`, data the dataset's spec."""
     model, epochs, batch_size, lr, wd = train_defaults(ds)
     if isinstance(cfg.model, ModelSpec):
         spec = cfg.model
@@ -117,54 +130,32 @@ def resolve(cfg: TrainConfig, ds: Dataset) -> tuple[ModelSpec, dict[str, Any]]:
             f"input {spec.input_shape}; "
             f"data {ds.spec.name!r} has {ds.num_classes}, input {ds.input_shape}"
         )
-    settings = {
-        "model": spec.to_dict(),
-        "data": ds.spec.to_dict(),
-        "epochs": int(cfg.epochs if cfg.epochs is not None else epochs),
-        "batch_size": int(cfg.batch_size if cfg.batch_size is not None else batch_size),
-        "lr": float(cfg.lr if cfg.lr is not None else lr),
-        "momentum": float(cfg.momentum),
-        "wd": float(cfg.wd if cfg.wd is not None else wd),
-        "schedule": cfg.schedule,
-        "seed": int(cfg.seed),
-        "augment": bool(cfg.augment),
-    }
+    resolved = replace(
+        cfg,
+        model=spec,
+        data=ds.spec,
+        epochs=int(cfg.epochs if cfg.epochs is not None else epochs),
+        batch_size=int(cfg.batch_size if cfg.batch_size is not None else batch_size),
+        lr=float(cfg.lr if cfg.lr is not None else lr),
+        momentum=float(cfg.momentum),
+        wd=float(cfg.wd if cfg.wd is not None else wd),
+        seed=int(cfg.seed),
+        augment=bool(cfg.augment),
+    )
     learning_rate(cfg.schedule, 1.0, 0.0)  # validates the name
     for key in ("epochs", "batch_size"):
-        if settings[key] < 1:
+        if getattr(resolved, key) < 1:
             raise LossartError(
-                f"--{key.replace('_', '-')} {settings[key]}: expected a positive integer"
+                f"--{key.replace('_', '-')} {getattr(resolved, key)}: expected a positive integer"
             )
-    if settings["lr"] <= 0:
-        raise LossartError(f"--lr {settings['lr']}: expected a positive number")
-    return spec, settings
+    if resolved.lr <= 0:
+        raise LossartError(f"--lr {resolved.lr}: expected a positive number")
+    return resolved
 
 
 def partial_path(out: str | Path) -> Path:
     out = Path(out)
     return out.with_name(out.name + ".partial")
-
-
-class _StopFlag:
-    """SIGINT sets a flag the loop checks between steps; a second Ctrl-C interrupts at once."""
-
-    def __init__(self) -> None:
-        self.set = False
-        self._old = None
-
-    def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.set:
-            raise KeyboardInterrupt
-        self.set = True
-
-    def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
 
 
 @torch.no_grad()
@@ -223,183 +214,149 @@ def train_endpoint(cfg: TrainConfig) -> Checkpoint:
     """Train one optimum and write its checkpoint to `cfg.out`, resuming from `<out>.partial`.
 
     If `cfg.out` already holds a checkpoint trained with the same settings it is returned as is;
-    one trained with other settings is an error (nothing is overwritten). One CPU thread is much
-    faster for small models on a busy CPU (measured 15 vs 110-300 ms per smallcnn step on 2 shared
-    cores), so the built-in datasets default to it; resume is bitwise exact on the same device and
-    thread count.
+    one trained with other settings is an error (nothing is overwritten). The built-in datasets
+    train on one CPU thread unless `threads` says otherwise (`lossart.training.loop.cpu_threads`).
     """
-    old_threads = torch.get_num_threads()
-    threads = cfg.threads
-    if threads is None and _is_builtin(cfg.data) and str(cfg.device).startswith("cpu"):
-        threads = 1
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        return _train(cfg)
-    finally:
-        torch.set_num_threads(old_threads)
+    data = parse_data_spec(cfg.data) if isinstance(cfg.data, str) else cfg.data
+    device = pick_device(cfg.device)
+    with cpu_threads(cfg.threads, device, data.kind == "builtin"):
+        return _train(replace(cfg, data=data, device=device))
 
 
-def _is_builtin(data: str | DataSpec) -> bool:
-    from lossart.data.spec import BUILTIN
+class _EndpointTrainer:
+    """One endpoint's SGD steps for `run_loop`: weights, momentum, running epoch sums, history."""
 
-    name = data if isinstance(data, str) else data.name
-    return name.lower() in BUILTIN
+    def __init__(self, cfg: TrainConfig, ds: Dataset, model: nn.Module, device: torch.device):
+        self.cfg, self.ds, self.model, self.device = cfg, ds, model, device
+        self.opt = torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.wd
+        )
+        self.nb = num_batches(ds, cfg.batch_size)
+        self.total = cfg.epochs * self.nb
+        self.history: list[dict[str, Any]] = []
+        self.sums = _fresh_sums()
+        self.lr = cfg.lr
+        self.wall = 0.0
+        self.t0 = time.perf_counter()
+
+    def resume(self, st: dict[str, Any]) -> int:
+        """Load a saved state; returns the step to continue from."""
+        self.model.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        epoch, batch = int(st["epoch"]), int(st["batch"])
+        self.history, self.sums = list(st["history"]), dict(st["sums"])
+        self.wall = float(st["wall_s"])
+        if batch >= self.nb:  # earlier versions saved an epoch's last step before closing it
+            self.lr = learning_rate(self.cfg.schedule, self.cfg.lr, ((epoch + 1) * self.nb - 1)
+                                    / self.total)  # fmt: skip
+            self.end_epoch(epoch)
+            epoch, batch = epoch + 1, 0
+        return epoch * self.nb + batch
+
+    def batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        cfg = self.cfg
+        return train_loader(self.ds, cfg.batch_size, cfg.seed, epoch, cfg.augment, self.device,
+                            start)  # fmt: skip
+
+    def step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> float:
+        cfg = self.cfg
+        if cfg.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        self.lr = learning_rate(cfg.schedule, cfg.lr, step / self.total)
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr
+        out = self.model(x)
+        loss = task_loss(out, y, self.ds.task)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        lv = check_finite(loss.item(), step, cfg.lr)
+        self.sums["loss"] += lv * y.shape[0]
+        self.sums["n"] += y.shape[0]
+        if self.ds.task == "classification":
+            self.sums["correct"] += (out.argmax(1) == y).sum().item()
+        return lv
+
+    def after_step(self, steps: int, loss: float) -> dict[str, str]:
+        n = self.sums["n"]
+        post = {"ep": str((steps - 1) // self.nb + 1), "loss": f"{self.sums['loss'] / n:.3f}",
+                "lr": f"{self.lr:.3g}"}  # fmt: skip
+        if self.ds.task == "classification":
+            post["acc"] = f"{self.sums['correct'] / n:.3f}"
+        return post
+
+    def end_epoch(self, epoch: int) -> None:
+        n = max(self.sums["n"], 1)
+        classification = self.ds.task == "classification"
+        self.history.append(
+            {
+                "epoch": epoch + 1,
+                "lr": self.lr,
+                "train_loss": self.sums["loss"] / n,
+                "train_accuracy": self.sums["correct"] / n if classification else float("nan"),
+            }
+        )
+        self.sums = _fresh_sums()
+
+    def elapsed(self) -> float:
+        return self.wall + time.perf_counter() - self.t0
+
+    def state(self, steps: int) -> dict[str, Any]:
+        return {
+            "epoch": steps // self.nb,
+            "batch": steps % self.nb,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.opt.state_dict(),
+            "history": self.history,
+            "sums": self.sums,
+            "wall_s": self.elapsed(),
+        }
+
+
+def _fresh_sums() -> dict[str, float]:
+    return {"loss": 0.0, "correct": 0, "n": 0}
 
 
 def _train(cfg: TrainConfig) -> Checkpoint:
-    data_spec = parse_data_spec(cfg.data) if isinstance(cfg.data, str) else cfg.data
-    ds = load_dataset(data_spec)
-    spec, settings = resolve(cfg, ds)
+    ds = load_dataset(cfg.data)
+    cfg = resolve(cfg, ds)
+    settings = settings_of(cfg)
     out, partial = Path(cfg.out), partial_path(cfg.out)
     if out.exists():
         done = load_checkpoint(out)
-        if done.extra.get("train_config") == settings:
-            return done
-        raise LossartError(
-            f"{out}: exists and was trained with other settings; remove it or choose another --out"
-        )
+        check_settings(done.extra.get("train_config"), settings, f"{out}: exists and was trained",
+                       "remove it or choose another --out")  # fmt: skip
+        return done
 
-    device = torch.device(cfg.device)
-    torch.manual_seed(settings["seed"])
-    model = create_model(spec).to(device)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model).to(device)
     if cfg.channels_last and ds.is_image:
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=settings["lr"],
-        momentum=settings["momentum"],
-        weight_decay=settings["wd"],
+    trainer = _EndpointTrainer(cfg, ds, model, device)
+    state = ResumeState(partial, {"format": STATE_FORMAT}, settings, "remove it to start over")
+    saved = state.load()
+    start = 0 if saved is None else trainer.resume(saved)
+    plan = LoopPlan(
+        epochs=cfg.epochs,
+        steps_per_epoch=trainer.nb,
+        desc=f"train {cfg.model.name} on {ds.spec.name.split('/')[-1]} seed {cfg.seed}",
+        save_every_s=cfg.save_every_s,
+        progress=cfg.progress,
     )
-    epoch, batch, history, wall = 0, 0, [], 0.0
-    sums = {"loss": 0.0, "correct": 0, "n": 0}
-    if partial.exists():
-        st = read_torch_file(partial, "lossart training state")
-        if not isinstance(st, dict) or st.get("format") != STATE_FORMAT:
-            raise LossartError(f"{partial}: not a lossart training state; remove it to start over")
-        if st["settings"] != settings:
-            raise LossartError(
-                f"{partial}: was started with other settings; "
-                "rerun with those or remove it to start over"
-            )
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        epoch, batch, history = st["epoch"], st["batch"], list(st["history"])
-        sums, wall = dict(st["sums"]), float(st["wall_s"])
-
-    epochs, bs = settings["epochs"], settings["batch_size"]
-    nb = num_batches(ds, bs)
-    total = epochs * nb
-    t0 = time.perf_counter()
-    last_save = t0
-
-    def save_state(e: int, b: int) -> None:
-        nonlocal last_save
-        torch_save(
-            {
-                "format": STATE_FORMAT,
-                "settings": settings,
-                "epoch": e,
-                "batch": b,
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "optimizer": opt.state_dict(),
-                "history": history,
-                "sums": sums,
-                "wall_s": wall + time.perf_counter() - t0,
-            },
-            partial,
-        )
-        last_save = time.perf_counter()
-
-    desc = f"train {spec.name} on {ds.spec.name.split('/')[-1]} seed {settings['seed']}"
-    bar = progress(
-        total,
-        desc=desc,
-        unit="step",
-        initial=epoch * nb + batch,
-        disable=None if cfg.progress else True,
-    )
-    with bar, _StopFlag() as stop:
-        while epoch < epochs:
-            loader = train_loader(
-                ds, bs, settings["seed"], epoch, settings["augment"], device, batch
-            )
-            for x, y in loader:
-                if cfg.channels_last and x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                lr = learning_rate(
-                    settings["schedule"], settings["lr"], (epoch * nb + batch) / total
-                )
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                out_b = model(x)
-                loss = task_loss(out_b, y, ds.task)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                batch += 1
-                lv = loss.item()
-                if not math.isfinite(lv):
-                    raise LossartError(
-                        f"training diverged (loss {lv}) at epoch {epoch} step {batch}; "
-                        "try a smaller --lr"
-                    )
-                sums["loss"] += lv * y.shape[0]
-                sums["n"] += y.shape[0]
-                if ds.task == "classification":
-                    sums["correct"] += (out_b.argmax(1) == y).sum().item()
-                bar.update()
-                post = {
-                    "ep": epoch + 1,
-                    "loss": f"{sums['loss'] / sums['n']:.3f}",
-                    "lr": f"{lr:.3g}",
-                }
-                if ds.task == "classification":
-                    post["acc"] = f"{sums['correct'] / sums['n']:.3f}"
-                bar.set_postfix(post, refresh=False)
-                if stop.set:
-                    save_state(epoch, batch)
-                    raise KeyboardInterrupt
-                if time.perf_counter() - last_save > cfg.save_every_s:
-                    save_state(epoch, batch)
-            n = max(sums["n"], 1)
-            history.append(
-                {
-                    "epoch": epoch + 1,
-                    "lr": lr,
-                    "train_loss": sums["loss"] / n,
-                    "train_accuracy": sums["correct"] / n
-                    if ds.task == "classification"
-                    else float("nan"),
-                }
-            )
-            epoch, batch = epoch + 1, 0
-            sums = {"loss": 0.0, "correct": 0, "n": 0}
-            save_state(epoch, batch)
+    run_loop(trainer, plan, state, start)
 
     metrics = final_metrics(model, ds, device, cfg.train_eval_size, cfg.progress)
-    wall += time.perf_counter() - t0
     ckpt = Checkpoint(
-        model=spec,
+        model=cfg.model,
         data=ds.spec,
         state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        seed=settings["seed"],
+        seed=cfg.seed,
         metrics=metrics,
         versions=versions(),
-        extra={"train_config": settings, "history": history, "wall_s": wall},
+        extra={"train_config": settings, "history": trainer.history, "wall_s": trainer.elapsed()},
     )
     save_checkpoint(ckpt, out)
     partial.unlink(missing_ok=True)
     return ckpt
-
-
-def config_dict(cfg: TrainConfig) -> dict[str, Any]:
-    """The config as plain data (for run.json)."""
-    d = asdict(cfg)
-    d["out"] = str(d["out"])
-    for key in ("model", "data"):
-        v = getattr(cfg, key)
-        if hasattr(v, "to_dict"):
-            d[key] = v.to_dict()
-    return d
