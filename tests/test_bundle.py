@@ -11,14 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lossart.blender.bundle import (
+    BundleError,
+    dequantize16,
+    load_bundle,
+    quantize16,
+    sample_bilinear,
+)
+from lossart.blender.bundle_validate import validate_bundle
+from lossart.blender.bundle_write import write_png16
+from lossart.blender.curve2d import curve_polyline
+from lossart.blender.png16 import read_png16
 from lossart.cli import main
 from lossart.errors import LossartError
-from lossart.terrain.bundle import read_bundle, read_png16, write_png16
-from lossart.terrain.heightfield import TerrainConfig, dequantize16, quantize16, sample_bilinear
+from lossart.terrain.heightfield import TerrainConfig
 from lossart.terrain.mesh import export_frame_mesh
-from lossart.terrain.path import curve_polyline
 from lossart.terrain.synthetic import synthetic_bundle, synthetic_loss
-from lossart.terrain.validate import validate_bundle
 
 
 @pytest.fixture
@@ -50,30 +58,28 @@ def test_synthetic_bundles_are_valid(tmp_path, kwargs):
     root = synthetic_bundle(tmp_path / "b", **kwargs)
     report = validate_bundle(root)
     assert report.ok, report.problems
-    b = read_bundle(root)
+    b = load_bundle(root)
     assert b.manifest["schema_version"] == 1
     assert len(b.frames) == (1 if kwargs.get("kind") == "plane3" else kwargs.get("frames", 3))
 
 
 def test_heights_share_one_range_and_nonfinite_is_counted(bundle):
-    b = read_bundle(bundle)
-    h = b.height
+    b = load_bundle(bundle)
     zs = [b.heights(i) for i in range(len(b.frames))]
-    assert min(z.min() for z in zs) == pytest.approx(h["z_min"])
-    assert max(z.max() for z in zs) == pytest.approx(h["z_max"])
+    assert min(z.min() for z in zs) == pytest.approx(b.z_min)
+    assert max(z.max() for z in zs) == pytest.approx(b.z_max)
     assert all(z.dtype == np.float32 and np.isfinite(z).all() for z in zs)
-    assert b.frames[0]["nonfinite"] == 4 and b.frames[1]["nonfinite"] == 0
+    assert b.frames[0].nonfinite == 4 and b.frames[1].nonfinite == 0
 
 
 def test_png_round_trip_is_lossless_to_half_a_step(bundle, tmp_path):
-    b = read_bundle(bundle)
-    h = b.height
-    step = (h["z_max"] - h["z_min"]) / 65535
+    b = load_bundle(bundle)
+    step = (b.z_max - b.z_min) / 65535
     for i in range(len(b.frames)):
         z = b.heights(i)
-        p = read_png16(b.root / b.frames[i]["heights_png"])
+        p = read_png16(b.frames[i].heights_png)
         assert p.dtype == np.uint16 and p.shape == z.shape
-        np.testing.assert_array_equal(p, quantize16(z, h["z_min"], h["z_max"]))  # exact codes
+        np.testing.assert_array_equal(p, quantize16(z, b.z_min, b.z_max))  # exact codes
         assert np.abs(b.png_heights(i) - z).max() <= step / 2 * (1 + 1e-3) + 1e-7
     values = np.arange(65536, dtype=np.uint16).reshape(256, 256)
     write_png16(tmp_path / "all.png", values)
@@ -82,19 +88,17 @@ def test_png_round_trip_is_lossless_to_half_a_step(bundle, tmp_path):
 
 
 def test_path_follows_the_curve_on_the_surface(bundle):
-    b = read_bundle(bundle)
-    g = b.grid
+    b = load_bundle(bundle)
     for i, frame in enumerate(b.frames):
-        path = np.array(frame["path"])
-        cp = np.array(frame["control_points"])
+        path, cp = frame.path, frame.control_points
         assert len(path) == b.manifest["path_samples"]
         np.testing.assert_allclose(path[:, :2], curve_polyline(cp, "bezier", len(path)), atol=1e-5)
-        surface = sample_bilinear(b.heights(i), g["x_range"], g["y_range"], path[:, :2])
+        surface = sample_bilinear(b.heights(i), b.x_range, b.y_range, path[:, :2])
         np.testing.assert_allclose(path[:, 2], surface, atol=1e-5)
-        assert frame["bends"] == frame["control_points"][1:-1]
-        names = {p["name"]: p for p in frame["points"]}
-        assert names["w1"]["xy"] == frame["control_points"][0]
-        assert names["w1"]["loss"] == pytest.approx(0.01, abs=1e-6)  # the synthetic minimum
+        np.testing.assert_array_equal(frame.bends, cp[1:-1])
+        names = {p.name: p for p in frame.points}
+        assert names["w1"].xy == tuple(cp[0])
+        assert names["w1"].loss == pytest.approx(0.01, abs=1e-6)  # the synthetic minimum
 
 
 def test_rewrite_removes_stale_frames(tmp_path):
@@ -111,10 +115,10 @@ def test_rewrite_removes_stale_frames(tmp_path):
 
 def test_reader_refuses_newer_schema_and_other_files(bundle, tmp_path):
     edit_manifest(bundle, lambda m: m.update(schema_version=2))
-    with pytest.raises(LossartError, match="schema_version 2 is newer"):
-        read_bundle(bundle)
-    with pytest.raises(LossartError, match="no manifest.json"):
-        read_bundle(tmp_path)
+    with pytest.raises(BundleError, match="schema_version 2 is newer"):
+        load_bundle(bundle)
+    with pytest.raises(BundleError, match="no manifest.json"):
+        load_bundle(tmp_path)
 
 
 # ---------------------------------------------------------------- the validator
@@ -220,7 +224,7 @@ def read_ply(path: Path) -> tuple[dict, np.ndarray, np.ndarray]:
 def test_ply_export_holds_the_heights(bundle, ascii):
     path = export_frame_mesh(bundle, 1, fmt="ply", ascii=ascii)
     counts, verts, faces = read_ply(path)
-    z = read_bundle(bundle).heights(1)
+    z = load_bundle(bundle).heights(1)
     assert counts == {"vertex": z.size, "face": 2 * 32 * 32}
     np.testing.assert_allclose(verts[:, 2], z.ravel(), atol=1e-6)
     assert faces.max() == z.size - 1
@@ -247,7 +251,7 @@ def test_glb_export_is_a_well_formed_gltf(bundle):
         binary, np.float32, count=3 * pos_acc["count"], offset=view["byteOffset"]
     ).reshape(-1, 3)
     np.testing.assert_allclose(pos.min(0), pos_acc["min"])
-    np.testing.assert_allclose(pos[:, 1], read_bundle(bundle).heights(2).ravel(), atol=1e-6)  # y-up
+    np.testing.assert_allclose(pos[:, 1], load_bundle(bundle).heights(2).ravel(), atol=1e-6)  # y-up
 
 
 def test_mesh_export_rejects_unknown_frame_and_format(bundle):
@@ -359,7 +363,7 @@ def test_terrain_command_end_to_end(run_dir, capsys):
     assert "3 frame(s) of 21x21" in out and "3 non-finite grid point(s)" in out
     terrain = run_dir / "terrain"
     assert main(["validate", str(terrain)]) == 0
-    b = read_bundle(terrain)
+    b = load_bundle(terrain)
     m = b.manifest
     assert m["kind"] == "curve" and m["curve"] == {"kind": "bezier", "bends": 1}
     assert m["source_run"] == str(run_dir.resolve())
@@ -443,7 +447,7 @@ def test_plane3_run(tmp_path):
     (run.grids / "grid.json").write_text(json.dumps({"kind": "plane3", "frames": [0]}))
     assert main(["terrain", str(run.root), "--loss-cap", "2.0", "--sigma", "0"]) == 0
     assert validate_bundle(run.terrain).ok
-    m = read_bundle(run.terrain).manifest
+    m = load_bundle(run.terrain).manifest
     assert m["kind"] == "plane3" and m["curve"] is None and m["path_samples"] == 0
     assert m["height"]["loss_cap"] == 2.0 and m["height"]["cap_quantile"] is None
     frame = m["frames"][0]
@@ -457,14 +461,14 @@ def test_plane3_run(tmp_path):
 def test_frames_option_leaves_a_bad_frame_out(run_dir):
     _all_nan(run_dir)
     assert main(["terrain", str(run_dir), "--frames", "0,2"]) == 0
-    m = read_bundle(run_dir / "terrain").manifest
+    m = load_bundle(run_dir / "terrain").manifest
     assert [f["index"] for f in m["frames"]] == [0, 2]
     assert validate_bundle(run_dir / "terrain").ok
 
 
 def steep_far_bundle(root: Path) -> Path:
     """A steep ramp far from the origin: 7-digit coordinates move the surface height visibly."""
-    from lossart.terrain.bundle import BundleFrame, BundleSpec, NamedPoint, write_bundle
+    from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
 
     x_range, y_range = (1000.0, 1001.0), (-0.5, 0.5)
     z = np.tile(np.arange(201, dtype=np.float32), (11, 1))  # z = 200 * (x - 1000)
@@ -482,8 +486,8 @@ def test_heights_are_sampled_at_the_stored_coordinates(tmp_path):
     root = steep_far_bundle(tmp_path / "b")
     report = validate_bundle(root)
     assert report.ok, report.problems
-    b = read_bundle(root)
-    path = np.array(b.frames[0]["path"])
+    b = load_bundle(root)
+    path = b.frames[0].path
     np.testing.assert_allclose(path[:, 2], 200 * (path[:, 0] - 1000), rtol=1e-6, atol=1e-6)
-    w1 = b.frames[0]["points"][0]
-    assert w1["z"] == pytest.approx(200 * (w1["xy"][0] - 1000), rel=1e-6)
+    w1 = b.frames[0].points[0]
+    assert w1.z == pytest.approx(200 * (w1.xy[0] - 1000), rel=1e-6)

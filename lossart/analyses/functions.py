@@ -16,12 +16,12 @@ import torch
 
 from lossart.analyses.eval_curve import BNEvaluator
 from lossart.atomic import atomic_path, np_savez
+from lossart.blender.curve2d import curve_polyline
 from lossart.errors import LossartError
 from lossart.geometry.curves import curve_points
 from lossart.geometry.plane import Plane, control_points_2d, curve_window, frame_plane
 from lossart.geometry.weights import ParamLayout
 from lossart.runs import Run, open_run
-from lossart.terrain.path import curve_polyline
 from lossart.training.curve_run import CurveRun, load_curve_run
 
 DEFAULT_TS = (0.0, 0.25, 0.5, 0.75, 1.0)

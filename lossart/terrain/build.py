@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
 from lossart.errors import LossartError
 from lossart.progress import progress
 from lossart.runs import Run, open_run
-from lossart.terrain.bundle import BundleFrame, BundleSpec, NamedPoint, write_bundle
 from lossart.terrain.heightfield import (
     TerrainConfig,
     cap_from_samples,
