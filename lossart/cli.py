@@ -497,6 +497,10 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     asub = a.add_subparsers(dest="addon_command", metavar="ACTION", required=True)
     b = asub.add_parser("build", help="write lossart-<version>.zip for Blender's Install from Disk")
     b.add_argument("--out", default="dist", metavar="DIR", help="folder for the zip (default dist)")
+    b.add_argument(
+        "--blender", metavar="PATH",
+        help="build with this Blender executable (default: the bpy module's builder, else blender)",
+    )
     b.set_defaults(run=_run_addon_build)
 
 
@@ -528,7 +532,7 @@ def _run_render(args: argparse.Namespace) -> int:
 def _run_addon_build(args: argparse.Namespace) -> int:
     from lossart.render.addon_build import build_addon
 
-    print(build_addon(args.out))
+    print(build_addon(args.out, blender=args.blender))
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,45 @@ def test_png_round_trip_is_lossless_to_half_a_step(bundle, tmp_path):
     write_png16(tmp_path / "all.png", values)
     np.testing.assert_array_equal(read_png16(tmp_path / "all.png"), values)
     assert np.abs(dequantize16(values, -1.0, 2.0)[0, :2] - [-1.0, -1.0 + 3 / 65535]).max() < 1e-6
+
+
+def test_png16_reads_pillow_files_and_pillow_reads_ours(tmp_path):
+    """Bundles written before the codec moved into the add-on (Pillow: Sub/Up/Paeth rows) open."""
+    from PIL import Image
+
+    from lossart.blender.png16 import decode_png16, encode_png16
+
+    y, x = np.mgrid[0:40, 0:57]
+    smooth = (32000 + 20000 * np.sin(x / 7.0) * np.cos(y / 5.0)).astype(np.uint16)
+    noisy = np.random.default_rng(5).integers(0, 65536, (23, 31)).astype(np.uint16)
+    for values in (smooth, noisy, np.zeros((1, 1), np.uint16)):
+        Image.fromarray(values).save(tmp_path / "pil.png", format="PNG", compress_level=1)
+        np.testing.assert_array_equal(read_png16(tmp_path / "pil.png"), values)
+        (tmp_path / "ours.png").write_bytes(encode_png16(values))
+        with Image.open(tmp_path / "ours.png") as image:
+            np.testing.assert_array_equal(np.asarray(image), values)
+        np.testing.assert_array_equal(decode_png16(encode_png16(values)), values)
+    # Pillow never writes the Average filter (3); other encoders may: rows built by hand
+    raw = noisy[:5, :6].astype(">u2").view(np.uint8).reshape(5, 12).astype(int)
+    rows = b""
+    for r in range(5):
+        prev = raw[r - 1] if r else np.zeros(12, int)
+        left = np.concatenate([[0, 0], raw[r, :-2]])
+        rows += bytes([3]) + bytes(((raw[r] - (left + prev) // 2) % 256).tolist())
+    chunk = lambda tag, body: (  # noqa: E731
+        struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+    )
+    average = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 6, 5, 16, 0, 0, 0, 0))
+    average += chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    np.testing.assert_array_equal(decode_png16(average), noisy[:5, :6])
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "rgb.png")
+    with pytest.raises(BundleError, match="rgb.png: expected a 16-bit grayscale PNG"):
+        read_png16(tmp_path / "rgb.png")
+    data = bytearray(encode_png16(smooth))
+    data[-20] ^= 0xFF  # inside the IDAT chunk
+    (tmp_path / "bad.png").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="bad.png: truncated or corrupt PNG"):
+        read_png16(tmp_path / "bad.png")
 
 
 def test_path_follows_the_curve_on_the_surface(bundle):
