@@ -39,7 +39,7 @@ from .png16 import COMPRESS_LEVEL, encode_png16
 
 
 def _addon_version() -> str:
-    """The version in blender_manifest.toml beside this file: lossart's own (a test keeps them equal)."""
+    """blender_manifest.toml's version (beside this file): lossart's own, a test keeps them equal."""
     text = (Path(__file__).resolve().parent / "blender_manifest.toml").read_text(encoding="utf-8")
     m = re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE)
     return m.group(1) if m else "unknown"

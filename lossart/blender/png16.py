@@ -4,7 +4,7 @@ Blender's Python has no imaging library, and the add-on must read and write the 
 lossart does, so the codec is ours: a few lines of PNG (RFC 2083) for the one image type the
 bundle uses. Writing picks, per row, whichever of the None/Sub/Up filters gives the smallest
 residuals (smooth heights compress several times better than unfiltered); reading takes any
-filter, since bundles written by other PNG encoders (lossart before 0.2 used Pillow) must open.
+filter, since bundles written by other PNG encoders (earlier lossart bundles: Pillow) must open.
 """
 
 from __future__ import annotations

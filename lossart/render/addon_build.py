@@ -75,7 +75,7 @@ def bpy_extension_script() -> tuple[Path, Path | None] | None:
 
 
 def extension_tool(blender: str | None = None) -> ExtensionTool:
-    """Blender's extension tool: `blender` if given, else the bpy wheel's, else `blender` on PATH."""
+    """Blender's extension tool: `blender` if given, else the bpy wheel's, else one on PATH."""
     if blender:
         exe = shutil.which(blender) or (blender if Path(blender).is_file() else None)
         if exe is None:

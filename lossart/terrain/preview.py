@@ -60,7 +60,10 @@ def write_previews(
         aspect="equal",
     )
     fig.colorbar(
-        image, ax=ax, shrink=0.9, label=f"{h.get('transform', 'log10')} loss (smoothed, sigma {h.get('sigma', 0):g})"
+        image,
+        ax=ax,
+        shrink=0.9,
+        label=f"{h.get('transform', 'log10')} loss (smoothed, sigma {h.get('sigma', 0):g})",
     )
     (path_line,) = ax.plot([], [], color="#7fffd4", lw=2.0, label="curve")
     (bend_marks,) = ax.plot([], [], "x", color="#7fffd4", ms=8, mew=2, label="bend")
