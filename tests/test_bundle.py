@@ -531,3 +531,59 @@ def test_heights_are_sampled_at_the_stored_coordinates(tmp_path):
     np.testing.assert_allclose(path[:, 2], 200 * (path[:, 0] - 1000), rtol=1e-6, atol=1e-6)
     w1 = b.frames[0].points[0]
     assert w1.z == pytest.approx(200 * (w1.xy[0] - 1000), rel=1e-6)
+
+
+STANDALONE = """
+import importlib.abc, sys
+from types import SimpleNamespace
+import numpy as np
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('lossart', 'torch', 'bpy', 'scipy', 'PIL'):
+            raise ImportError('blocked: ' + name)
+
+sys.meta_path.insert(0, Refuse())
+sys.path.insert(0, ROOT)
+from addon.bundle import load_bundle
+from addon.bundle_validate import validate_bundle
+from addon.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
+
+cfg = SimpleNamespace(transform='log10', loss_floor=1e-4, loss_cap=2.0, cap_quantile=None,
+                      sigma=0.0, frame_sigma=0.0, upsample=1, path_samples=20)
+x, y = np.meshgrid(np.linspace(-1, 11, 25), np.linspace(-4, 4, 17))
+cp = np.array([[0.0, 0.0], [5.0, 2.0], [10.0, 0.0]])
+frames = [BundleFrame(i, 10 * i, 0.5 * i, 1.0, (0.01 * x * y + i).astype(np.float32), 0, cp,
+                      [NamedPoint('w1', (0.0, 0.0), 0.1), NamedPoint('w2', (10.0, 0.0), 0.1)])
+          for i in range(2)]
+spec = BundleSpec('curve', {'kind': 'bezier', 'bends': 1}, (-1.0, 11.0), (-4.0, 4.0), (17, 25), cfg, 2.0)
+write_bundle(OUT, spec, frames, total=2)
+report = validate_bundle(OUT)
+assert report.ok, report.problems
+b = load_bundle(OUT)
+assert np.abs(b.png_heights(1) - b.heights(1)).max() < (b.z_max - b.z_min) / 65535
+print('STANDALONE', report.summary())
+"""
+
+
+def test_bundle_modules_work_without_lossart(tmp_path):
+    """The add-on's bundle modules write, check and read a bundle with numpy + json alone."""
+    import subprocess
+    import sys
+
+    import lossart.blender as addon
+
+    src, pkg = Path(addon.__file__).parent, tmp_path / "addon"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name in ("bundle.py", "bundle_write.py", "bundle_validate.py", "png16.py", "curve2d.py"):
+        shutil.copy(src / name, pkg / name)
+    shutil.copy(src / "blender_manifest.toml", pkg)
+    code = f"ROOT, OUT = {str(tmp_path)!r}, {str(tmp_path / 'b')!r}\n" + STANDALONE
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert "STANDALONE" in res.stdout and "valid terrain bundle, 2 frame(s) of 25x17" in res.stdout, (
+        res.stdout + res.stderr
+    )[-3000:]
