@@ -21,7 +21,7 @@ import numpy as np
 
 os.environ.setdefault("LOSSART_QUIET", "1")
 
-from lossart.terrain.bundle import BundleFrame, BundleSpec, NamedPoint, write_bundle  # noqa: E402
+from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle  # noqa: E402
 from lossart.terrain.heightfield import TerrainConfig, resolve_loss_cap, stream_heights  # noqa: E402
 
 X_RANGE, Y_RANGE = (-2.0, 12.0), (-5.0, 7.0)

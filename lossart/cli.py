@@ -1,8 +1,9 @@
 """The `lossart` command line: a thin shell over the library.
 
 Each subcommand parses flags and calls one documented library function; no logic lives here.
-Errors raised as `LossartError` print as one line (`lossart: error: ...`) with exit status 2;
-`--debug` shows the traceback instead.
+Errors raised as `LossartError` (or, from the bundle format's module in the add-on, its
+`BundleError`) print as one line (`lossart: error: ...`) with exit status 2; `--debug` shows the
+traceback instead.
 
 Layout: one section per pipeline area; each `@command` function adds its subparser and sets
 `run` to the handler. Sections are independent of each other.
@@ -481,7 +482,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from lossart.terrain.validate import validate_bundle
+    from lossart.blender.bundle_validate import validate_bundle
 
     report = validate_bundle(args.bundle)
     for problem in report.problems:
@@ -527,6 +528,10 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     asub = a.add_subparsers(dest="addon_command", metavar="ACTION", required=True)
     b = asub.add_parser("build", help="write lossart-<version>.zip for Blender's Install from Disk")
     b.add_argument("--out", default="dist", metavar="DIR", help="folder for the zip (default dist)")
+    b.add_argument(
+        "--blender", metavar="PATH",
+        help="build with this Blender executable (default: the bpy module's builder, else blender)",
+    )
     b.set_defaults(run=_run_addon_build)
 
 
@@ -553,7 +558,7 @@ def _run_render(args: argparse.Namespace) -> int:
 def _run_addon_build(args: argparse.Namespace) -> int:
     from lossart.render.addon_build import build_addon
 
-    print(build_addon(args.out))
+    print(build_addon(args.out, blender=args.blender))
     return 0
 
 
@@ -698,6 +703,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_error(exc: Exception) -> bool:
+    """One-line errors: ours, and the bundle module's (it ships in the add-on, without lossart)."""
+    if isinstance(exc, LossartError):
+        return True
+    from lossart.blender.bundle import BundleError
+
+    return isinstance(exc, BundleError)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -706,8 +720,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         result = args.run(args)
-    except LossartError as exc:
-        if args.debug or os.environ.get("LOSSART_DEBUG") == "1":
+    except Exception as exc:
+        if not _user_error(exc) or args.debug or os.environ.get("LOSSART_DEBUG") == "1":
             raise
         print(f"lossart: error: {exc}", file=sys.stderr)
         return 2

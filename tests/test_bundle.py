@@ -6,19 +6,28 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from lossart.blender.bundle import (
+    BundleError,
+    dequantize16,
+    load_bundle,
+    quantize16,
+    sample_bilinear,
+)
+from lossart.blender.bundle_validate import validate_bundle
+from lossart.blender.bundle_write import write_png16
+from lossart.blender.curve2d import curve_polyline
+from lossart.blender.png16 import read_png16
 from lossart.cli import main
 from lossart.errors import LossartError
-from lossart.terrain.bundle import read_bundle, read_png16, write_png16
-from lossart.terrain.heightfield import TerrainConfig, dequantize16, quantize16, sample_bilinear
+from lossart.terrain.heightfield import TerrainConfig
 from lossart.terrain.mesh import export_frame_mesh
-from lossart.terrain.path import curve_polyline
 from lossart.terrain.synthetic import synthetic_bundle, synthetic_loss
-from lossart.terrain.validate import validate_bundle
 
 
 @pytest.fixture
@@ -50,30 +59,28 @@ def test_synthetic_bundles_are_valid(tmp_path, kwargs):
     root = synthetic_bundle(tmp_path / "b", **kwargs)
     report = validate_bundle(root)
     assert report.ok, report.problems
-    b = read_bundle(root)
+    b = load_bundle(root)
     assert b.manifest["schema_version"] == 1
     assert len(b.frames) == (1 if kwargs.get("kind") == "plane3" else kwargs.get("frames", 3))
 
 
 def test_heights_share_one_range_and_nonfinite_is_counted(bundle):
-    b = read_bundle(bundle)
-    h = b.height
+    b = load_bundle(bundle)
     zs = [b.heights(i) for i in range(len(b.frames))]
-    assert min(z.min() for z in zs) == pytest.approx(h["z_min"])
-    assert max(z.max() for z in zs) == pytest.approx(h["z_max"])
+    assert min(z.min() for z in zs) == pytest.approx(b.z_min)
+    assert max(z.max() for z in zs) == pytest.approx(b.z_max)
     assert all(z.dtype == np.float32 and np.isfinite(z).all() for z in zs)
-    assert b.frames[0]["nonfinite"] == 4 and b.frames[1]["nonfinite"] == 0
+    assert b.frames[0].nonfinite == 4 and b.frames[1].nonfinite == 0
 
 
 def test_png_round_trip_is_lossless_to_half_a_step(bundle, tmp_path):
-    b = read_bundle(bundle)
-    h = b.height
-    step = (h["z_max"] - h["z_min"]) / 65535
+    b = load_bundle(bundle)
+    step = (b.z_max - b.z_min) / 65535
     for i in range(len(b.frames)):
         z = b.heights(i)
-        p = read_png16(b.root / b.frames[i]["heights_png"])
+        p = read_png16(b.frames[i].heights_png)
         assert p.dtype == np.uint16 and p.shape == z.shape
-        np.testing.assert_array_equal(p, quantize16(z, h["z_min"], h["z_max"]))  # exact codes
+        np.testing.assert_array_equal(p, quantize16(z, b.z_min, b.z_max))  # exact codes
         assert np.abs(b.png_heights(i) - z).max() <= step / 2 * (1 + 1e-3) + 1e-7
     values = np.arange(65536, dtype=np.uint16).reshape(256, 256)
     write_png16(tmp_path / "all.png", values)
@@ -81,20 +88,57 @@ def test_png_round_trip_is_lossless_to_half_a_step(bundle, tmp_path):
     assert np.abs(dequantize16(values, -1.0, 2.0)[0, :2] - [-1.0, -1.0 + 3 / 65535]).max() < 1e-6
 
 
+def test_png16_reads_pillow_files_and_pillow_reads_ours(tmp_path):
+    """Bundles written before the codec moved into the add-on (Pillow: Sub/Up/Paeth rows) open."""
+    from PIL import Image
+
+    from lossart.blender.png16 import decode_png16, encode_png16
+
+    y, x = np.mgrid[0:40, 0:57]
+    smooth = (32000 + 20000 * np.sin(x / 7.0) * np.cos(y / 5.0)).astype(np.uint16)
+    noisy = np.random.default_rng(5).integers(0, 65536, (23, 31)).astype(np.uint16)
+    for values in (smooth, noisy, np.zeros((1, 1), np.uint16)):
+        Image.fromarray(values).save(tmp_path / "pil.png", format="PNG", compress_level=1)
+        np.testing.assert_array_equal(read_png16(tmp_path / "pil.png"), values)
+        (tmp_path / "ours.png").write_bytes(encode_png16(values))
+        with Image.open(tmp_path / "ours.png") as image:
+            np.testing.assert_array_equal(np.asarray(image), values)
+        np.testing.assert_array_equal(decode_png16(encode_png16(values)), values)
+    # Pillow never writes the Average filter (3); other encoders may: rows built by hand
+    raw = noisy[:5, :6].astype(">u2").view(np.uint8).reshape(5, 12).astype(int)
+    rows = b""
+    for r in range(5):
+        prev = raw[r - 1] if r else np.zeros(12, int)
+        left = np.concatenate([[0, 0], raw[r, :-2]])
+        rows += bytes([3]) + bytes(((raw[r] - (left + prev) // 2) % 256).tolist())
+    chunk = lambda tag, body: (  # noqa: E731
+        struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+    )
+    average = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 6, 5, 16, 0, 0, 0, 0))
+    average += chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    np.testing.assert_array_equal(decode_png16(average), noisy[:5, :6])
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "rgb.png")
+    with pytest.raises(BundleError, match="rgb.png: expected a 16-bit grayscale PNG"):
+        read_png16(tmp_path / "rgb.png")
+    data = bytearray(encode_png16(smooth))
+    data[-20] ^= 0xFF  # inside the IDAT chunk
+    (tmp_path / "bad.png").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="bad.png: truncated or corrupt PNG"):
+        read_png16(tmp_path / "bad.png")
+
+
 def test_path_follows_the_curve_on_the_surface(bundle):
-    b = read_bundle(bundle)
-    g = b.grid
+    b = load_bundle(bundle)
     for i, frame in enumerate(b.frames):
-        path = np.array(frame["path"])
-        cp = np.array(frame["control_points"])
+        path, cp = frame.path, frame.control_points
         assert len(path) == b.manifest["path_samples"]
         np.testing.assert_allclose(path[:, :2], curve_polyline(cp, "bezier", len(path)), atol=1e-5)
-        surface = sample_bilinear(b.heights(i), g["x_range"], g["y_range"], path[:, :2])
+        surface = sample_bilinear(b.heights(i), b.x_range, b.y_range, path[:, :2])
         np.testing.assert_allclose(path[:, 2], surface, atol=1e-5)
-        assert frame["bends"] == frame["control_points"][1:-1]
-        names = {p["name"]: p for p in frame["points"]}
-        assert names["w1"]["xy"] == frame["control_points"][0]
-        assert names["w1"]["loss"] == pytest.approx(0.01, abs=1e-6)  # the synthetic minimum
+        np.testing.assert_array_equal(frame.bends, cp[1:-1])
+        names = {p.name: p for p in frame.points}
+        assert names["w1"].xy == tuple(cp[0])
+        assert names["w1"].loss == pytest.approx(0.01, abs=1e-6)  # the synthetic minimum
 
 
 def test_rewrite_removes_stale_frames(tmp_path):
@@ -111,10 +155,10 @@ def test_rewrite_removes_stale_frames(tmp_path):
 
 def test_reader_refuses_newer_schema_and_other_files(bundle, tmp_path):
     edit_manifest(bundle, lambda m: m.update(schema_version=2))
-    with pytest.raises(LossartError, match="schema_version 2 is newer"):
-        read_bundle(bundle)
-    with pytest.raises(LossartError, match="no manifest.json"):
-        read_bundle(tmp_path)
+    with pytest.raises(BundleError, match="schema_version 2 is newer"):
+        load_bundle(bundle)
+    with pytest.raises(BundleError, match="no manifest.json"):
+        load_bundle(tmp_path)
 
 
 # ---------------------------------------------------------------- the validator
@@ -220,7 +264,7 @@ def read_ply(path: Path) -> tuple[dict, np.ndarray, np.ndarray]:
 def test_ply_export_holds_the_heights(bundle, ascii):
     path = export_frame_mesh(bundle, 1, fmt="ply", ascii=ascii)
     counts, verts, faces = read_ply(path)
-    z = read_bundle(bundle).heights(1)
+    z = load_bundle(bundle).heights(1)
     assert counts == {"vertex": z.size, "face": 2 * 32 * 32}
     np.testing.assert_allclose(verts[:, 2], z.ravel(), atol=1e-6)
     assert faces.max() == z.size - 1
@@ -247,7 +291,7 @@ def test_glb_export_is_a_well_formed_gltf(bundle):
         binary, np.float32, count=3 * pos_acc["count"], offset=view["byteOffset"]
     ).reshape(-1, 3)
     np.testing.assert_allclose(pos.min(0), pos_acc["min"])
-    np.testing.assert_allclose(pos[:, 1], read_bundle(bundle).heights(2).ravel(), atol=1e-6)  # y-up
+    np.testing.assert_allclose(pos[:, 1], load_bundle(bundle).heights(2).ravel(), atol=1e-6)  # y-up
 
 
 def test_mesh_export_rejects_unknown_frame_and_format(bundle):
@@ -359,7 +403,7 @@ def test_terrain_command_end_to_end(run_dir, capsys):
     assert "3 frame(s) of 21x21" in out and "3 non-finite grid point(s)" in out
     terrain = run_dir / "terrain"
     assert main(["validate", str(terrain)]) == 0
-    b = read_bundle(terrain)
+    b = load_bundle(terrain)
     m = b.manifest
     assert m["kind"] == "curve" and m["curve"] == {"kind": "bezier", "bends": 1}
     assert m["source_run"] == str(run_dir.resolve())
@@ -443,7 +487,7 @@ def test_plane3_run(tmp_path):
     (run.grids / "grid.json").write_text(json.dumps({"kind": "plane3", "frames": [0]}))
     assert main(["terrain", str(run.root), "--loss-cap", "2.0", "--sigma", "0"]) == 0
     assert validate_bundle(run.terrain).ok
-    m = read_bundle(run.terrain).manifest
+    m = load_bundle(run.terrain).manifest
     assert m["kind"] == "plane3" and m["curve"] is None and m["path_samples"] == 0
     assert m["height"]["loss_cap"] == 2.0 and m["height"]["cap_quantile"] is None
     frame = m["frames"][0]
@@ -457,14 +501,14 @@ def test_plane3_run(tmp_path):
 def test_frames_option_leaves_a_bad_frame_out(run_dir):
     _all_nan(run_dir)
     assert main(["terrain", str(run_dir), "--select-frames", "0,2"]) == 0
-    m = read_bundle(run_dir / "terrain").manifest
+    m = load_bundle(run_dir / "terrain").manifest
     assert [f["index"] for f in m["frames"]] == [0, 2]
     assert validate_bundle(run_dir / "terrain").ok
 
 
 def steep_far_bundle(root: Path) -> Path:
     """A steep ramp far from the origin: 7-digit coordinates move the surface height visibly."""
-    from lossart.terrain.bundle import BundleFrame, BundleSpec, NamedPoint, write_bundle
+    from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
 
     x_range, y_range = (1000.0, 1001.0), (-0.5, 0.5)
     z = np.tile(np.arange(201, dtype=np.float32), (11, 1))  # z = 200 * (x - 1000)
@@ -482,8 +526,64 @@ def test_heights_are_sampled_at_the_stored_coordinates(tmp_path):
     root = steep_far_bundle(tmp_path / "b")
     report = validate_bundle(root)
     assert report.ok, report.problems
-    b = read_bundle(root)
-    path = np.array(b.frames[0]["path"])
+    b = load_bundle(root)
+    path = b.frames[0].path
     np.testing.assert_allclose(path[:, 2], 200 * (path[:, 0] - 1000), rtol=1e-6, atol=1e-6)
-    w1 = b.frames[0]["points"][0]
-    assert w1["z"] == pytest.approx(200 * (w1["xy"][0] - 1000), rel=1e-6)
+    w1 = b.frames[0].points[0]
+    assert w1.z == pytest.approx(200 * (w1.xy[0] - 1000), rel=1e-6)
+
+
+STANDALONE = """
+import importlib.abc, sys
+from types import SimpleNamespace
+import numpy as np
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('lossart', 'torch', 'bpy', 'scipy', 'PIL'):
+            raise ImportError('blocked: ' + name)
+
+sys.meta_path.insert(0, Refuse())
+sys.path.insert(0, ROOT)
+from addon.bundle import load_bundle
+from addon.bundle_validate import validate_bundle
+from addon.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
+
+cfg = SimpleNamespace(transform='log10', loss_floor=1e-4, loss_cap=2.0, cap_quantile=None,
+                      sigma=0.0, frame_sigma=0.0, upsample=1, path_samples=20)
+x, y = np.meshgrid(np.linspace(-1, 11, 25), np.linspace(-4, 4, 17))
+cp = np.array([[0.0, 0.0], [5.0, 2.0], [10.0, 0.0]])
+frames = [BundleFrame(i, 10 * i, 0.5 * i, 1.0, (0.01 * x * y + i).astype(np.float32), 0, cp,
+                      [NamedPoint('w1', (0.0, 0.0), 0.1), NamedPoint('w2', (10.0, 0.0), 0.1)])
+          for i in range(2)]
+spec = BundleSpec('curve', {'kind': 'bezier', 'bends': 1}, (-1.0, 11.0), (-4.0, 4.0), (17, 25), cfg, 2.0)
+write_bundle(OUT, spec, frames, total=2)
+report = validate_bundle(OUT)
+assert report.ok, report.problems
+b = load_bundle(OUT)
+assert np.abs(b.png_heights(1) - b.heights(1)).max() < (b.z_max - b.z_min) / 65535
+print('STANDALONE', report.summary())
+"""
+
+
+def test_bundle_modules_work_without_lossart(tmp_path):
+    """The add-on's bundle modules write, check and read a bundle with numpy + json alone."""
+    import subprocess
+    import sys
+
+    import lossart.blender as addon
+
+    src, pkg = Path(addon.__file__).parent, tmp_path / "addon"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name in ("bundle.py", "bundle_write.py", "bundle_validate.py", "png16.py", "curve2d.py"):
+        shutil.copy(src / name, pkg / name)
+    shutil.copy(src / "blender_manifest.toml", pkg)
+    code = f"ROOT, OUT = {str(tmp_path)!r}, {str(tmp_path / 'b')!r}\n" + STANDALONE
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert "STANDALONE" in res.stdout and "valid terrain bundle, 2 frame(s) of 25x17" in res.stdout, (
+        res.stdout + res.stderr
+    )[-3000:]

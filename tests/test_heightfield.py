@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from lossart.blender import bundle as fmt
+from lossart.blender.bundle import BundleError
+from lossart.blender.bundle_write import height_range
+from lossart.blender.curve2d import curve_points, curve_polyline
 from lossart.errors import LossartError
 from lossart.terrain import heightfield as hf
 from lossart.terrain.heightfield import TerrainConfig
-from lossart.terrain.path import curve_points, curve_polyline
 
 X_RANGE = (-4.0, 4.0)
 Y_RANGE = (-3.0, 3.0)
@@ -145,14 +148,14 @@ def test_bilinear_reproduces_planes_and_nodes():
 def test_quantize_round_trip_within_half_a_step():
     z = np.random.default_rng(4).uniform(-2.5, 0.8, size=(40, 30)).astype(np.float32)
     z_min, z_max = float(z.min()), float(z.max())
-    p = hf.quantize16(z, z_min, z_max)
+    p = fmt.quantize16(z, z_min, z_max)
     assert p.dtype == np.uint16 and p.min() == 0 and p.max() == 65535
-    err = np.abs(hf.dequantize16(p, z_min, z_max) - z).max()
+    err = np.abs(fmt.dequantize16(p, z_min, z_max) - z).max()
     assert err <= (z_max - z_min) / 131070 * (1 + 1e-3)
 
 
 def test_flat_terrain_gets_a_range():
-    lo, hi = hf.height_range(0.5, 0.5)
+    lo, hi = height_range(0.5, 0.5)
     assert lo < 0.5 < hi
 
 
@@ -189,5 +192,5 @@ def test_bezier_and_polychain_paths():
     )
     cubic = curve_polyline(cp4, "bezier", 5)
     np.testing.assert_allclose(cubic[[0, -1]], cp4[[0, -1]])
-    with pytest.raises(LossartError, match="curve kind"):
+    with pytest.raises(BundleError, match="curve kind"):
         curve_polyline(cp, "spline", 5)

@@ -15,8 +15,6 @@ before compression (300x300: ~0.1 MB/frame on disk), a few kB of shape keys per 
 
 from __future__ import annotations
 
-import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +22,9 @@ import bpy
 import numpy as np
 
 from . import landscape, path, terrain
+from .bundle import quantize16
 from .geometry import RELIEF, WorldMap
+from .png16 import encode_png16
 
 PATH_SAMPLES = 128
 MODIFIER = "lossart_baked_heights"
@@ -39,21 +39,7 @@ class BakeInfo:
 
 def write_png16(file: Path, values01: np.ndarray) -> None:
     """A 16-bit grayscale PNG from values in 0..1 (first array row = first PNG row)."""
-    a = np.clip(np.asarray(values01, dtype=np.float64), 0.0, 1.0)
-    px = np.round(a * 65535.0).astype(">u2")
-    h, w = px.shape
-    raw = b"".join(b"\x00" + px[i].tobytes() for i in range(h))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + tag
-            + data
-            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-        )
-
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 0, 0, 0, 0))
-    png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    png = encode_png16(quantize16(values01, 0.0, 1.0), level=6)
     tmp = file.with_suffix(".tmp")
     tmp.write_bytes(png)
     tmp.replace(file)

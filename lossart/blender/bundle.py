@@ -1,8 +1,12 @@
-"""Read and check a lossart terrain bundle (docs/bundle.md, schema v1) with json and numpy only.
+"""The terrain bundle (docs/bundle.md, schema v1): its constants and its one reader.
 
-This is the add-on's whole view of lossart: it never imports torch or lossart's compute code.
-Every problem with a bundle is one `BundleError` line naming the file and what was expected, so
-operators can hand it to `self.report({'ERROR'}, ...)` and the CLI can print it as is.
+The format's single home, with json and numpy only: it ships inside the Blender extension (so the
+add-on reads bundles in a Blender without lossart) and lossart reads every bundle through it too
+(previews, meshes, renders, `lossart validate`). Beside it, also bpy-free: `bundle_write` (the
+writer), `bundle_validate` (every rule of the format), `png16` (the height PNGs) and `curve2d`
+(the path's curve). Every problem with a bundle is one `BundleError` line naming the file and
+what was expected, so operators can hand it to `self.report({'ERROR'}, ...)` and the CLI can
+print it as is.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ import numpy as np
 
 FORMAT = "lossart-terrain"
 SCHEMA_VERSION = 1
+KINDS = ("curve", "plane3")
+TRANSFORMS = ("log10",)
+PNG_BITS = 16
+HEIGHTS_DIR = "heights"
 
 
 class BundleError(Exception):
@@ -41,6 +49,7 @@ class Frame:
     train_loss: float | None
     heights_npy: Path
     heights_png: Path | None
+    nonfinite: int  # source grid points that were NaN/inf (filled with the loss cap)
     path: np.ndarray  # [N, 3] plane x, y, z (may be empty for plane3 bundles)
     points: tuple[Point, ...]
     bends: np.ndarray  # [k, 2]
@@ -95,6 +104,15 @@ class Bundle:
             self._cache.popitem(last=False)
         return arr
 
+    def png_heights(self, i: int) -> np.ndarray:
+        """Frame `i`'s heights decoded from its 16-bit PNG (within half a step of `heights(i)`)."""
+        from .png16 import read_png16
+
+        png = self.frames[i].heights_png
+        if png is None:
+            raise BundleError(f"{self.root}: frame {self.frames[i].index} has no heights_png")
+        return dequantize16(read_png16(png), self.z_min, self.z_max)
+
     def state(self, position: float) -> FrameState:
         """Heights, path, points and bends at a fractional frame position (linear in between).
 
@@ -136,19 +154,7 @@ class Bundle:
 
     def sample(self, heights: np.ndarray, xy: np.ndarray) -> np.ndarray:
         """Bilinear heights at plane points `xy` [N, 2] (clamped to the grid)."""
-        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-        if len(xy) == 0:
-            return np.zeros(0)
-        (x0, x1), (y0, y1) = self.x_range, self.y_range
-        fj = np.clip((xy[:, 0] - x0) / (x1 - x0) * (self.width - 1), 0, self.width - 1)
-        fi = np.clip((xy[:, 1] - y0) / (y1 - y0) * (self.height - 1), 0, self.height - 1)
-        j0 = np.minimum(np.floor(fj).astype(int), self.width - 2)
-        i0 = np.minimum(np.floor(fi).astype(int), self.height - 2)
-        tj, ti = fj - j0, fi - i0
-        h = heights.astype(np.float64)
-        top = (1 - tj) * h[i0, j0] + tj * h[i0, j0 + 1]
-        bottom = (1 - tj) * h[i0 + 1, j0] + tj * h[i0 + 1, j0 + 1]
-        return (1 - ti) * top + ti * bottom
+        return sample_bilinear(heights, self.x_range, self.y_range, xy)
 
 
 @dataclass
@@ -170,23 +176,24 @@ def _lerp_points(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 
 
 def manifest_path(path: str | Path) -> Path:
-    """Accept the bundle folder, its manifest.json, or a run folder holding terrain/."""
+    """Accept the bundle folder, its manifest.json, or a run folder (run.json) holding terrain/."""
     p = Path(path).expanduser()
     if p.is_dir():
         if (p / "manifest.json").is_file():
             return p / "manifest.json"
-        if (p / "terrain" / "manifest.json").is_file():
+        if (p / "run.json").is_file() and (p / "terrain" / "manifest.json").is_file():
             return p / "terrain" / "manifest.json"
-        raise BundleError(f"{p}: no manifest.json here (expected a lossart terrain bundle folder)")
+        raise BundleError(
+            f"{p}: no manifest.json here (not a lossart terrain bundle, or an unfinished one)"
+        )
     if p.is_file():
         return p
     raise BundleError(f"{p}: no such bundle folder or manifest.json")
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Open and check a bundle; a `BundleError` (one line) for anything the add-on cannot show."""
+def read_manifest(path: str | Path) -> tuple[Path, dict]:
+    """(manifest.json's path, its JSON) with format and schema version checked; newer: refused."""
     mpath = manifest_path(path)
-    root = mpath.parent
     try:
         m = json.loads(mpath.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -194,13 +201,20 @@ def load_bundle(path: str | Path) -> Bundle:
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise BundleError(f"{mpath}: not a lossart terrain bundle (format != {FORMAT!r})")
     version = m.get("schema_version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise BundleError(f"{mpath}: schema_version must be a positive integer, got {version!r}")
     if version > SCHEMA_VERSION:
         raise BundleError(
-            f"{mpath}: bundle schema_version {version} is newer than this add-on reads "
-            f"({SCHEMA_VERSION}); update the lossart add-on"
+            f"{mpath}: schema_version {version} is newer than this lossart knows "
+            f"({SCHEMA_VERSION}); update lossart and its Blender add-on"
         )
+    return mpath, m
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Open and check a bundle; a `BundleError` (one line) for anything the add-on cannot show."""
+    mpath, m = read_manifest(path)
+    root = mpath.parent
     grid = _need(m, "grid", dict, mpath)
     width = _need(grid, "width", int, mpath, "grid.width")
     height = _need(grid, "height", int, mpath, "grid.height")
@@ -302,6 +316,8 @@ def _frame(f, k: int, root: Path, mpath: Path, width: int, height: int) -> Frame
         if isinstance(png_rel, str)
         else None
     )
+    nonfinite = f.get("nonfinite", 0)
+    nonfinite = nonfinite if isinstance(nonfinite, int) and not isinstance(nonfinite, bool) else 0
     points = []
     for q, pt in enumerate(f.get("points") or []):
         try:
@@ -324,8 +340,54 @@ def _frame(f, k: int, root: Path, mpath: Path, width: int, height: int) -> Frame
         train_loss=f.get("train_loss"),
         heights_npy=npy,
         heights_png=png,
+        nonfinite=nonfinite,
         path=_array(f.get("path"), 3, mpath, f"frames[{k}].path"),
         points=tuple(points),
         bends=_array(f.get("bends"), 2, mpath, f"frames[{k}].bends"),
         control_points=_array(f.get("control_points"), 2, mpath, f"frames[{k}].control_points"),
     )
+
+
+# ---------------------------------------------------------------- heights in plane coordinates
+
+
+def sample_bilinear(
+    field: np.ndarray,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    xy: np.ndarray,
+) -> np.ndarray:
+    """Bilinear values of `field` [H, W] at plane points `xy` [N, 2] (row 0 = smallest y).
+
+    How every bundle `z` of a path sample or named point is defined (docs/bundle.md); points
+    outside the window take the value at the nearest edge (clamped).
+    """
+    field = np.asarray(field, dtype=np.float64)
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    h, w = field.shape
+    (x0, x1), (y0, y1) = x_range, y_range
+    fj = (xy[:, 0] - x0) / (x1 - x0) * (w - 1) if w > 1 else np.zeros(len(xy))
+    fi = (xy[:, 1] - y0) / (y1 - y0) * (h - 1) if h > 1 else np.zeros(len(xy))
+    fj = np.clip(fj, 0, w - 1)
+    fi = np.clip(fi, 0, h - 1)
+    j0 = np.minimum(np.floor(fj).astype(np.int64), max(w - 2, 0))
+    i0 = np.minimum(np.floor(fi).astype(np.int64), max(h - 2, 0))
+    j1 = np.minimum(j0 + 1, w - 1)
+    i1 = np.minimum(i0 + 1, h - 1)
+    tj = fj - j0
+    ti = fi - i0
+    top = field[i0, j0] * (1 - tj) + field[i0, j1] * tj
+    bottom = field[i1, j0] * (1 - tj) + field[i1, j1] * tj
+    return top * (1 - ti) + bottom * ti
+
+
+def quantize16(z: np.ndarray, z_min: float, z_max: float) -> np.ndarray:
+    """Heights to PNG values over [z_min, z_max]: p = round((z - z_min)/(z_max - z_min) * 65535)."""
+    scale = 65535.0 / (z_max - z_min)
+    p = np.rint((np.asarray(z, dtype=np.float64) - z_min) * scale)
+    return np.clip(p, 0, 65535).astype(np.uint16)
+
+
+def dequantize16(p: np.ndarray, z_min: float, z_max: float) -> np.ndarray:
+    """PNG values back to heights: z = z_min + p/65535*(z_max - z_min)."""
+    return (z_min + np.asarray(p, dtype=np.float64) / 65535.0 * (z_max - z_min)).astype(np.float32)

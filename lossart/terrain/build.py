@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
 from lossart.errors import LossartError
 from lossart.progress import progress
 from lossart.runs import Run, open_run
-from lossart.terrain.bundle import BundleFrame, BundleSpec, NamedPoint, write_bundle
 from lossart.terrain.heightfield import (
     TerrainConfig,
     cap_from_samples,
@@ -339,7 +339,7 @@ def build_terrain(
         loss_cap=cap,
         source_run=str(run.root.resolve()),
     )
-    manifest = write_bundle(root, spec, stream(), total=len(indices))
+    manifest = write_bundle(root, spec, stream(), total=len(indices), progress=progress)
     result = TerrainResult(root=root, manifest=manifest)
     if preview:
         from lossart.terrain.preview import write_previews

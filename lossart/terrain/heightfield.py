@@ -3,7 +3,8 @@
 Pure numpy/scipy functions (no torch, no I/O) so the math is testable on synthetic grids and the
 same code serves the bundle writer, the previews and the mesh export. Conventions follow
 docs/bundle.md: an array `z[i, j]` sits at plane coordinates `x = x0 + j*(x1-x0)/(W-1)`,
-`y = y0 + i*(y1-y0)/(H-1)`.
+`y = y0 + i*(y1-y0)/(H-1)`. Sampling (`sample_bilinear`) and the 16-bit quantization belong to
+the bundle format and live in `lossart.blender.bundle`; `sample_bilinear` is importable here too.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from lossart.blender.bundle import TRANSFORMS
+from lossart.blender.bundle import sample_bilinear as sample_bilinear  # the format's one sampler
 from lossart.errors import LossartError
 
-TRANSFORMS = ("log10",)
 #: Gaussian kernels are cut at this many sigmas (scipy's default), in space and across frames.
 TRUNCATE = 4.0
 #: Above this many finite losses, the cap quantile is taken over an even subsample of each frame.
@@ -253,32 +255,7 @@ def heightfields(
     return heights, [n for _, n in pairs], cap
 
 
-def height_range(z_min: float, z_max: float) -> tuple[float, float]:
-    """The manifest's range: a flat terrain gets a small non-empty range so quantizing works."""
-    if not (math.isfinite(z_min) and math.isfinite(z_max)):
-        raise LossartError(f"heights: range [{z_min}, {z_max}] is not finite")
-    if z_max <= z_min:
-        pad = max(1e-6, abs(z_min) * 1e-6)
-        return float(z_min - pad), float(z_max + pad)
-    return float(z_min), float(z_max)
-
-
-# ---------------------------------------------------------------- quantizing for PNG
-
-
-def quantize16(z: np.ndarray, z_min: float, z_max: float) -> np.ndarray:
-    """Heights to uint16 over [z_min, z_max]: p = round((z - z_min)/(z_max - z_min) * 65535)."""
-    scale = 65535.0 / (z_max - z_min)
-    p = np.rint((np.asarray(z, dtype=np.float64) - z_min) * scale)
-    return np.clip(p, 0, 65535).astype(np.uint16)
-
-
-def dequantize16(p: np.ndarray, z_min: float, z_max: float) -> np.ndarray:
-    """uint16 PNG values back to heights: z = z_min + p/65535*(z_max - z_min)."""
-    return (z_min + np.asarray(p, dtype=np.float64) / 65535.0 * (z_max - z_min)).astype(np.float32)
-
-
-# ---------------------------------------------------------------- sampling in plane coordinates
+# ---------------------------------------------------------------- plane coordinates
 
 
 def grid_coords(n: int, lo: float, hi: float) -> np.ndarray:
@@ -286,32 +263,3 @@ def grid_coords(n: int, lo: float, hi: float) -> np.ndarray:
     if n == 1:
         return np.array([lo], dtype=np.float64)
     return lo + np.arange(n, dtype=np.float64) * ((hi - lo) / (n - 1))
-
-
-def sample_bilinear(
-    field: np.ndarray,
-    x_range: tuple[float, float],
-    y_range: tuple[float, float],
-    xy: np.ndarray,
-) -> np.ndarray:
-    """Bilinear values of `field` [H, W] at plane points `xy` [N, 2].
-
-    Points outside the window take the value at the nearest edge (clamped).
-    """
-    field = np.asarray(field, dtype=np.float64)
-    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-    h, w = field.shape
-    (x0, x1), (y0, y1) = x_range, y_range
-    fj = (xy[:, 0] - x0) / (x1 - x0) * (w - 1) if w > 1 else np.zeros(len(xy))
-    fi = (xy[:, 1] - y0) / (y1 - y0) * (h - 1) if h > 1 else np.zeros(len(xy))
-    fj = np.clip(fj, 0, w - 1)
-    fi = np.clip(fi, 0, h - 1)
-    j0 = np.minimum(np.floor(fj).astype(np.int64), max(w - 2, 0))
-    i0 = np.minimum(np.floor(fi).astype(np.int64), max(h - 2, 0))
-    j1 = np.minimum(j0 + 1, w - 1)
-    i1 = np.minimum(i0 + 1, h - 1)
-    tj = fj - j0
-    ti = fi - i0
-    top = field[i0, j0] * (1 - tj) + field[i0, j1] * tj
-    bottom = field[i1, j0] * (1 - tj) + field[i1, j1] * tj
-    return top * (1 - ti) + bottom * ti

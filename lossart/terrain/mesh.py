@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from lossart.atomic import atomic_path
+from lossart.blender.bundle import load_bundle
 from lossart.errors import LossartError
-from lossart.terrain.bundle import read_bundle
 from lossart.terrain.heightfield import grid_coords
 
 FORMATS = ("ply", "gltf")
@@ -192,19 +192,18 @@ def export_frame_mesh(
         raise LossartError(f"--mesh-format: expected one of {FORMATS}, got {fmt!r}")
     if ascii and fmt != "ply":
         raise LossartError("--ascii: only PLY has an ascii form")
-    bundle = read_bundle(root)
-    positions = {f["index"]: pos for pos, f in enumerate(bundle.frames)}
+    bundle = load_bundle(root)
+    positions = {f.index: pos for pos, f in enumerate(bundle.frames)}
     if index not in positions:
         raise LossartError(f"--export-mesh: bundle {bundle.root} has no frame {index}")
-    g, h = bundle.grid, bundle.height
     z = bundle.heights(positions[index])
-    verts, tris = grid_mesh(z, tuple(g["x_range"]), tuple(g["y_range"]), z_scale)
-    colors = height_colors(z, h["z_min"], h["z_max"])
+    verts, tris = grid_mesh(z, bundle.x_range, bundle.y_range, z_scale)
+    colors = height_colors(z, bundle.z_min, bundle.z_max)
     name = f"frame_{index:05d}"
     if fmt == "ply":
+        transform = bundle.manifest["height"].get("transform", "log10")
         comment = (
-            f"lossart terrain {name}: x, y plane coordinates, "
-            f"z = {h['transform']} loss x {z_scale:g}"
+            f"lossart terrain {name}: x, y plane coordinates, z = {transform} loss x {z_scale:g}"
         )
         data = ply_bytes(verts, tris, colors, ascii=ascii, comment=comment)
         target = Path(out) if out else bundle.root / "mesh" / f"{name}.ply"

@@ -13,19 +13,19 @@ from pathlib import Path
 import numpy as np
 
 from lossart.atomic import atomic_path
+from lossart.blender.bundle import Frame, load_bundle
 from lossart.progress import progress
-from lossart.terrain.bundle import Bundle, read_bundle
 
 CMAP = "magma"
 CONTOURS = 14
 
 
-def _title(frame: dict, kind: str) -> str:
+def _title(frame: Frame, kind: str) -> str:
     if kind == "plane3":
         return "plane through three optima"
-    loss = frame.get("train_loss")
+    loss = frame.train_loss
     loss_s = f", train loss {loss:.4g}" if loss is not None else ""
-    return f"frame {frame['index']}: step {frame['step']}, epoch {frame['epoch']:.2f}{loss_s}"
+    return f"frame {frame.index}: step {frame.step}, epoch {frame.epoch:.2f}{loss_s}"
 
 
 def write_previews(
@@ -37,14 +37,13 @@ def write_previews(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bundle: Bundle = read_bundle(root)
+    bundle = load_bundle(root)
     out_dir = Path(out) if out is not None else bundle.root / "preview"
     out_dir.mkdir(parents=True, exist_ok=True)
-    g, h = bundle.grid, bundle.height
-    extent = (*g["x_range"], *g["y_range"])
-    levels = np.linspace(h["z_min"], h["z_max"], CONTOURS + 2)[1:-1]
-    xs = np.linspace(g["x_range"][0], g["x_range"][1], g["width"])
-    ys = np.linspace(g["y_range"][0], g["y_range"][1], g["height"])
+    h = bundle.manifest["height"]
+    extent = (*bundle.x_range, *bundle.y_range)
+    levels = np.linspace(bundle.z_min, bundle.z_max, CONTOURS + 2)[1:-1]
+    xs, ys = bundle.xs, bundle.ys
 
     aspect = (extent[3] - extent[2]) / (extent[1] - extent[0])
     fig, ax = plt.subplots(
@@ -55,13 +54,16 @@ def write_previews(
         origin="lower",
         extent=extent,
         cmap=CMAP,
-        vmin=h["z_min"],
-        vmax=h["z_max"],
+        vmin=bundle.z_min,
+        vmax=bundle.z_max,
         interpolation="bilinear",
         aspect="equal",
     )
     fig.colorbar(
-        image, ax=ax, shrink=0.9, label=f"{h['transform']} loss (smoothed, sigma {h['sigma']:g})"
+        image,
+        ax=ax,
+        shrink=0.9,
+        label=f"{h.get('transform', 'log10')} loss (smoothed, sigma {h.get('sigma', 0):g})",
     )
     (path_line,) = ax.plot([], [], color="#7fffd4", lw=2.0, label="curve")
     (bend_marks,) = ax.plot([], [], "x", color="#7fffd4", ms=8, mew=2, label="bend")
@@ -84,18 +86,16 @@ def write_previews(
             contours = ax.contour(
                 xs, ys, z, levels=levels, colors="white", linewidths=0.5, alpha=0.45
             )
-            path = np.asarray(frame["path"], dtype=np.float64).reshape(-1, 3)
-            path_line.set_data(path[:, 0], path[:, 1])
-            bends = np.asarray(frame["bends"], dtype=np.float64).reshape(-1, 2)
-            bend_marks.set_data(bends[:, 0], bends[:, 1])
-            pts = frame["points"]
-            point_marks.set_data([p["xy"][0] for p in pts], [p["xy"][1] for p in pts])
+            path_line.set_data(frame.path[:, 0], frame.path[:, 1])
+            bend_marks.set_data(frame.bends[:, 0], frame.bends[:, 1])
+            pts = frame.points
+            point_marks.set_data([p.xy[0] for p in pts], [p.xy[1] for p in pts])
             for label in labels:
                 label.remove()
             labels = [
                 ax.annotate(
-                    f"{p['name']} ({p['loss']:.3g})",
-                    p["xy"],
+                    f"{p.name} ({p.loss:.3g})" if p.loss is not None else p.name,
+                    p.xy,
                     xytext=(6, 6),
                     textcoords="offset points",
                     color="white",
@@ -103,8 +103,8 @@ def write_previews(
                 )
                 for p in pts
             ]
-            ax.set_title(_title(frame, bundle.manifest["kind"]), fontsize=10)
-            target = out_dir / f"frame_{frame['index']:05d}.png"
+            ax.set_title(_title(frame, bundle.kind), fontsize=10)
+            target = out_dir / f"frame_{frame.index:05d}.png"
             with atomic_path(target) as tmp:
                 fig.savefig(tmp, dpi=dpi, format="png")
             written.append(target)

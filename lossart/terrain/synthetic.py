@@ -14,16 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from lossart.terrain.bundle import BundleFrame, BundleSpec, NamedPoint, write_bundle
+from lossart.blender.bundle import sample_bilinear
+from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
+from lossart.blender.curve2d import curve_polyline
+from lossart.progress import progress
 from lossart.terrain.heightfield import (
     TerrainConfig,
     fill_nonfinite,
     grid_coords,
     resolve_loss_cap,
-    sample_bilinear,
     stream_heights,
 )
-from lossart.terrain.path import curve_polyline
 
 X_RANGE = (-3.0, 13.0)
 Y_RANGE = (-6.0, 6.0)
@@ -139,5 +140,5 @@ def synthetic_bundle(
         loss_cap=cap,
         source_run=None,
     )
-    write_bundle(path, spec, stream(), total=frames)
+    write_bundle(path, spec, stream(), total=frames, progress=progress)
     return path

@@ -1,9 +1,12 @@
-"""Write and read the terrain bundle (docs/bundle.md): the one contract with the Blender add-on.
+"""Write the terrain bundle (docs/bundle.md): the writer `lossart terrain` uses, numpy + json only.
 
 The writer streams frames: each frame's float32 heights go to `heights/frame_XXXXX.npy` as they
 arrive (only a running min/max is kept), then a second pass quantizes every frame over the one
 shared range into 16-bit PNGs, and `manifest.json` is written last. Every file is written
 atomically and an old manifest is removed first, so a bundle is valid only when complete.
+
+It lives in the add-on beside the reader so that the format has one home; what only lossart has
+(its progress bars) comes in as an argument.
 """
 
 from __future__ import annotations
@@ -11,34 +14,95 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from lossart import __version__
-from lossart.atomic import atomic_path, np_save
-from lossart.errors import LossartError
-from lossart.progress import progress
-from lossart.runs import now_iso
-from lossart.terrain.heightfield import (
-    TerrainConfig,
-    dequantize16,
-    height_range,
+from .bundle import (
+    FORMAT,
+    HEIGHTS_DIR,
+    PNG_BITS,
+    SCHEMA_VERSION,
+    BundleError,
     quantize16,
     sample_bilinear,
 )
-from lossart.terrain.path import curve_polyline
+from .curve2d import curve_polyline
+from .png16 import COMPRESS_LEVEL, encode_png16
 
-FORMAT = "lossart-terrain"
-SCHEMA_VERSION = 1
-PNG_BITS = 16
-#: zlib level for the 16-bit PNGs: 1 is several times faster than 6 and smooth heights still
-#: compress well (the PNG is lossless at any level).
-PNG_COMPRESS_LEVEL = 1
-HEIGHTS_DIR = "heights"
+
+def _addon_version() -> str:
+    """blender_manifest.toml's version (beside this file): lossart's own, a test keeps them equal."""
+    text = (Path(__file__).resolve().parent / "blender_manifest.toml").read_text(encoding="utf-8")
+    m = re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE)
+    return m.group(1) if m else "unknown"
+
+
+#: What `lossart_version` records: the release this writer ships in (lossart and its add-on).
+WRITER_VERSION = _addon_version()
+
+
+class HeightConfig(Protocol):
+    """How heights were made, as the manifest's `height` section records it (lossart's
+    `TerrainConfig` is one)."""
+
+    transform: str
+    loss_floor: float
+    loss_cap: float | None
+    cap_quantile: float | None
+    sigma: float
+    frame_sigma: float
+    upsample: int
+    path_samples: int
+
+
+class Progress(Protocol):
+    def update(self, n: int = 1) -> Any: ...
+    def close(self) -> Any: ...
+
+
+#: `progress(total, desc=..., unit=...)` -> a bar with update/close (lossart.progress.progress).
+ProgressFactory = Callable[..., Progress]
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _no_progress(total: int | None = None, desc: str = "", unit: str = "it") -> _NoBar:
+    return _NoBar()
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` that replaces it atomically (fsync'd) on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; bundles are ordinary shared files
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
 
 
 @dataclass
@@ -77,7 +141,7 @@ class BundleSpec:
     x_range: tuple[float, float]
     y_range: tuple[float, float]
     source_shape: tuple[int, int]  # (H, W) of the loss grids before upsampling
-    config: TerrainConfig
+    config: HeightConfig
     loss_cap: float  # the resolved cap (config.loss_cap or the quantile's value)
     source_run: str | None = None
 
@@ -104,26 +168,24 @@ def _nums(a: np.ndarray) -> list:
 
 def write_png16(path: Path, values: np.ndarray) -> None:
     """A 16-bit grayscale PNG, written atomically; row 0 of the array is the image's top row."""
-    from PIL import Image
-
-    image = Image.fromarray(np.ascontiguousarray(values, dtype=np.uint16))
+    data = encode_png16(values, COMPRESS_LEVEL)
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        tmp.write_bytes(data)
 
 
-def read_png16(path: Path) -> np.ndarray:
-    """The uint16 values of a 16-bit grayscale PNG; LossartError for any other PNG."""
-    from PIL import Image
+def _np_save(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
 
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-            values = np.asarray(image)
-    except (OSError, ValueError) as exc:
-        raise LossartError(f"{path}: not a readable PNG ({exc})") from None
-    if mode not in ("I;16", "I;16B", "I;16L") or values.ndim != 2:
-        raise LossartError(f"{path}: expected a 16-bit grayscale PNG, got mode {mode}")
-    return values.astype(np.uint16)
+
+def height_range(z_min: float, z_max: float) -> tuple[float, float]:
+    """The manifest's range: a flat terrain gets a small non-empty range so quantizing works."""
+    if not (math.isfinite(z_min) and math.isfinite(z_max)):
+        raise BundleError(f"heights: range [{z_min}, {z_max}] is not finite")
+    if z_max <= z_min:
+        pad = max(1e-6, abs(z_min) * 1e-6)
+        return float(z_min - pad), float(z_max + pad)
+    return float(z_min), float(z_max)
 
 
 def _frame_entry(frame: BundleFrame, spec: BundleSpec) -> dict[str, Any]:
@@ -170,12 +232,17 @@ def write_bundle(
     spec: BundleSpec,
     frames: Iterable[BundleFrame],
     total: int | None = None,
+    *,
+    progress: ProgressFactory | None = None,
+    lossart_version: str = WRITER_VERSION,
 ) -> dict[str, Any]:
     """Write a bundle from a stream of frames; returns the manifest (also on disk, written last).
 
     Frames must come in increasing `index` with one heights shape. Files of an older bundle in
     the same folder that this one does not name are removed before the manifest is written.
+    `progress` makes the bars (`lossart.progress.progress`); none without it.
     """
+    progress = progress or _no_progress
     root = Path(root)
     manifest_path = root / "manifest.json"
     if manifest_path.exists():
@@ -190,32 +257,32 @@ def write_bundle(
         for frame in frames:
             z = np.asarray(frame.heights, dtype=np.float32)
             if z.ndim != 2:
-                raise LossartError(f"frame {frame.index}: heights must be 2-D, got shape {z.shape}")
+                raise BundleError(f"frame {frame.index}: heights must be 2-D, got shape {z.shape}")
             if shape is None:
                 shape = z.shape
             elif z.shape != shape:
-                raise LossartError(
+                raise BundleError(
                     f"frame {frame.index}: heights shape {z.shape} differs from frame "
                     f"{entries[0]['index']}'s {shape}"
                 )
             if entries and frame.index <= entries[-1]["index"]:
-                raise LossartError(
+                raise BundleError(
                     f"frame {frame.index}: frames must come in increasing index "
                     f"(after {entries[-1]['index']})"
                 )
             if not np.isfinite(z).all():
-                raise LossartError(f"frame {frame.index}: heights contain NaN or inf")
-            np_save(root / HEIGHTS_DIR / f"{frame_name(frame.index)}.npy", z)
+                raise BundleError(f"frame {frame.index}: heights contain NaN or inf")
+            _np_save(root / HEIGHTS_DIR / f"{frame_name(frame.index)}.npy", z)
             z_lo, z_hi = min(z_lo, float(z.min())), max(z_hi, float(z.max()))
             entries.append(_frame_entry(frame, spec))
             bar.update(1)
     finally:
         bar.close()
     if not entries:
-        raise LossartError(f"{root}: no frames to write")
+        raise BundleError(f"{root}: no frames to write")
 
     z_min, z_max = height_range(z_lo, z_hi)
-    for entry in _bar(entries):
+    for entry in _bar(entries, progress):
         z = np.load(root / entry["heights_npy"])
         write_png16(root / entry["heights_png"], quantize16(z, z_min, z_max))
 
@@ -228,8 +295,8 @@ def write_bundle(
     manifest = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
-        "lossart_version": __version__,
-        "created": now_iso(),
+        "lossart_version": lossart_version,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "source_run": spec.source_run,
         "kind": spec.kind,
         "curve": spec.curve,
@@ -262,7 +329,7 @@ def write_bundle(
     return manifest
 
 
-def _bar(entries: list) -> Iterator[dict]:
+def _bar(entries: list, progress: ProgressFactory) -> Iterator[dict]:
     bar = progress(len(entries), desc="terrain png", unit="frame")
     try:
         for entry in entries:
@@ -291,66 +358,3 @@ def dumps_manifest(obj: Any, indent: int = 2) -> str:
         return json.dumps(x, separators=(", ", ": "), allow_nan=False)
 
     return dump(obj, 0) + "\n"
-
-
-# ---------------------------------------------------------------- reading
-
-
-@dataclass
-class Bundle:
-    """A bundle on disk: its manifest plus loaders for each frame's heights."""
-
-    root: Path
-    manifest: dict[str, Any]
-
-    @property
-    def frames(self) -> list[dict[str, Any]]:
-        return self.manifest["frames"]
-
-    @property
-    def grid(self) -> dict[str, Any]:
-        return self.manifest["grid"]
-
-    @property
-    def height(self) -> dict[str, Any]:
-        return self.manifest["height"]
-
-    def heights(self, position: int) -> np.ndarray:
-        """Exact float32 heights of the frame at this position in `frames`."""
-        return np.load(self.root / self.frames[position]["heights_npy"])
-
-    def png_heights(self, position: int) -> np.ndarray:
-        """Heights decoded from the frame's 16-bit PNG (within (z_max-z_min)/65535/2 of exact)."""
-        p = read_png16(self.root / self.frames[position]["heights_png"])
-        return dequantize16(p, self.height["z_min"], self.height["z_max"])
-
-
-def load_manifest(root: str | os.PathLike) -> dict[str, Any]:
-    """The manifest as JSON, with format and schema version checked (newer: refused)."""
-    root = Path(root)
-    path = root / "manifest.json" if root.is_dir() or not root.name.endswith(".json") else root
-    if not path.is_file():
-        raise LossartError(f"{path}: no manifest.json (not a terrain bundle, or an unfinished one)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LossartError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise LossartError(f"{path}: not a terrain bundle manifest (format != {FORMAT!r})")
-    version = manifest.get("schema_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise LossartError(f"{path}: schema_version must be a positive integer, got {version!r}")
-    if version > SCHEMA_VERSION:
-        raise LossartError(
-            f"{path}: schema_version {version} is newer than this lossart knows "
-            f"({SCHEMA_VERSION}); upgrade lossart"
-        )
-    return manifest
-
-
-def read_bundle(root: str | os.PathLike) -> Bundle:
-    """Open a bundle folder (or its manifest.json); refuses other formats and newer schemas."""
-    root = Path(root)
-    if root.name == "manifest.json":
-        root = root.parent
-    return Bundle(root=root, manifest=load_manifest(root))

@@ -1,9 +1,11 @@
-"""The curve in the plane: dense 2-D samples of a Bézier curve or polygonal chain.
+"""The curve in the plane: dense 2-D samples of a Bézier curve or polygonal chain (numpy only).
 
-A quadratic Bézier through w1, θ, w2 lies in the frame's plane, and its image there is exactly
-the Bézier of the projected control points (DESIGN.md), so the path is computed in 2-D from the
-control points alone (numpy, no weights needed). `k` bends give a Bézier of degree k+1 (Bernstein
-basis) or a chain of k+1 straight segments, each covering an equal share of t.
+Part of the bundle format (a frame's `path` is this curve of its `control_points`), so it lives
+beside the bundle reader in the add-on and lossart uses it from here. A quadratic Bézier through
+w1, θ, w2 lies in the frame's plane, and its image there is exactly the Bézier of the projected
+control points (DESIGN.md), so the path is computed in 2-D from the control points alone. `k`
+bends give a Bézier of degree k+1 (Bernstein basis) or a chain of k+1 straight segments, each
+covering an equal share of t.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from math import comb
 
 import numpy as np
 
-from lossart.errors import LossartError
+from .bundle import BundleError
 
 CURVE_KINDS = ("bezier", "polychain")
 
@@ -43,13 +45,13 @@ def curve_points(control_points: np.ndarray, kind: str, t: np.ndarray) -> np.nda
     """[len(t), 2] points of the curve at parameters t, from control points [k+2, 2] (w1 first)."""
     cp = np.asarray(control_points, dtype=np.float64)
     if cp.ndim != 2 or cp.shape[0] < 2 or cp.shape[1] != 2:
-        raise LossartError(f"control points: expected an array [k+2, 2], got shape {cp.shape}")
+        raise BundleError(f"control points: expected an array [k+2, 2], got shape {cp.shape}")
     if kind == "bezier":
         weights = bernstein(t, cp.shape[0] - 1)
     elif kind == "polychain":
         weights = polychain_weights(t, cp.shape[0])
     else:
-        raise LossartError(f"curve kind: expected one of {CURVE_KINDS}, got {kind!r}")
+        raise BundleError(f"curve kind: expected one of {CURVE_KINDS}, got {kind!r}")
     return weights @ cp
 
 

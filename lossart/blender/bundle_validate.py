@@ -1,8 +1,8 @@
-"""Check a terrain bundle against every rule of docs/bundle.md and name each problem.
+"""Check a terrain bundle against every rule of docs/bundle.md and name each problem (numpy only).
 
 `validate_bundle` collects problems instead of stopping at the first, so one run of
 `lossart validate` says everything that is wrong. A bundle that cannot be read at all (no
-manifest, not JSON, a newer schema) raises LossartError from `load_manifest`.
+manifest, not JSON, a newer schema) raises BundleError from `read_manifest`, as the reader does.
 """
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from lossart.errors import LossartError
-from lossart.terrain.bundle import load_manifest, read_png16
-from lossart.terrain.heightfield import TRANSFORMS, dequantize16, sample_bilinear
-from lossart.terrain.path import CURVE_KINDS
+from .bundle import KINDS, TRANSFORMS, BundleError, dequantize16, read_manifest, sample_bilinear
+from .curve2d import CURVE_KINDS
+from .png16 import read_png16
 
-KINDS = ("curve", "plane3")
 #: Tolerance for numbers the manifest stores with 7 significant digits, relative to a scale.
 REL_TOL = 2e-6
 
@@ -321,7 +319,7 @@ class _Checker:
         if png is not None:
             try:
                 p = read_png16(png)
-            except LossartError as exc:
+            except BundleError as exc:
                 self.bad(where, str(exc).replace(str(png), fr["heights_png"]))
                 p = None
             if p is not None and None not in shape and p.shape != shape:
@@ -467,11 +465,9 @@ class _Checker:
 
 
 def validate_bundle(root: str | os.PathLike) -> ValidationReport:
-    """Every rule of docs/bundle.md; raises LossartError only where the manifest is unreadable."""
-    root = Path(root)
-    if root.name == "manifest.json":
-        root = root.parent
-    manifest = load_manifest(root)
+    """Every rule of docs/bundle.md; raises BundleError only where the manifest is unreadable."""
+    mpath, manifest = read_manifest(root)
+    root = mpath.parent
     checker = _Checker(root, manifest)
     ctx = checker.check_global()
     checker.check_frames(ctx)
