@@ -19,16 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import BundleError
+from .png16 import read_png16
+
 FORMAT = "lossart-terrain"
 SCHEMA_VERSION = 1
 KINDS = ("curve", "plane3")
 TRANSFORMS = ("log10",)
 PNG_BITS = 16
 HEIGHTS_DIR = "heights"
-
-
-class BundleError(Exception):
-    """A broken, foreign or too-new bundle, described in one line."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +105,6 @@ class Bundle:
 
     def png_heights(self, i: int) -> np.ndarray:
         """Frame `i`'s heights decoded from its 16-bit PNG (within half a step of `heights(i)`)."""
-        from .png16 import read_png16
-
         png = self.frames[i].heights_png
         if png is None:
             raise BundleError(f"{self.root}: frame {self.frames[i].index} has no heights_png")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import BundleError
+from .errors import BundleError
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: zlib level: 1 is several times faster than 6 and smooth heights still compress well.
