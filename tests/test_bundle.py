@@ -254,7 +254,7 @@ def test_mesh_export_rejects_unknown_frame_and_format(bundle):
     with pytest.raises(LossartError, match="no frame 9"):
         export_frame_mesh(bundle, 9)
     with pytest.raises(LossartError, match="--mesh-format"):
-        export_frame_mesh(bundle, 0, fmt="obj")
+        export_frame_mesh(bundle, 0, fmt="fbx")
 
 
 # ---------------------------------------------------------------- lossart terrain on a run folder

@@ -90,14 +90,18 @@ def is_user_model(name: str) -> bool:
 def create_model(spec: ModelSpec) -> nn.Module:
     """A fresh model for `spec` (registry name or user factory); one-line errors for bad names."""
     _load_zoo()
-    if is_user_model(spec.name):
+    if spec.name.startswith("torchvision:"):
+        from lossart.models.torchvision_models import torchvision_factory
+
+        fn = torchvision_factory(spec.name)
+    elif is_user_model(spec.name):
         fn = _user_factory(spec.name)
     elif spec.name in _REGISTRY:
         fn = _REGISTRY[spec.name][0]
     else:
         raise LossartError(
             f"--model {spec.name!r}: unknown model; known: {', '.join(model_names())} "
-            "(or your own as package.module:factory)"
+            "(or torchvision:NAME, or your own as package.module:factory)"
         )
     try:
         model = fn(num_classes=spec.num_classes, input_shape=spec.input_shape, **spec.kwargs)
