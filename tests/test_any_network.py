@@ -95,6 +95,19 @@ def test_plain_state_dicts_go_through_import_curve_grid_terrain(state_dicts, tmp
     assert imported_path(b).stat().st_mtime_ns == stamp
 
 
+def test_plane_takes_three_plain_state_dicts(state_dicts, tmp_path):
+    a, b, _ = state_dicts
+    c = tmp_path / "c.pt"
+    torch.save(plain_training_loop(2, steps=5).state_dict(), c)
+    run = tmp_path / "plane"
+    assert main(["plane", str(a), str(b), str(c), "--model", USER_MODEL, "--data", "shapes",
+                 "--out", str(run), "--resolution", "3", "--subset", "32"]) == 0  # fmt: skip
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["kind"] == "plane3" and meta["model"]["name"] == USER_MODEL
+    assert meta["plane3"]["sources"][2] == str(imported_path(c).resolve())
+    assert load_checkpoint(run / "endpoints" / "w3.pt").extra["import"]["source"] == str(c)
+
+
 def test_import_is_idempotent_and_refuses_other_sources(state_dicts, tmp_path):
     a, b, _ = state_dicts
     out = tmp_path / "x.pt"
