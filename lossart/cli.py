@@ -113,7 +113,8 @@ def _run_models(args: argparse.Namespace) -> int:
     print(f"{'name':<{width}}  {'params':>11}  description")
     for r in rows:
         print(f"{r.name:<{width}}  {r.params:>11,d}  {r.description}")
-    print("(parameters at CIFAR-10 shapes; your own model: --model package.module:factory)")
+    print("(parameters at CIFAR-10 shapes; also --model torchvision:NAME, "
+          "or your own: --model package.module:factory)")
     return 0
 
 
@@ -214,6 +215,94 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- your own weights: import
+
+
+def _weights_flags(p: argparse.ArgumentParser, required: bool = False) -> None:
+    """--model and friends: the architecture of a plain state_dict file."""
+    p.add_argument(
+        "--model", required=required,
+        help="the weights' architecture: a zoo name (lossart models), torchvision:NAME "
+        "(e.g. torchvision:resnet18) or package.module:factory"
+        + ("" if required else "; needed for files that are plain state_dicts"),
+    )  # fmt: skip
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra model constructor argument (repeatable), e.g. width=32")
+    p.add_argument("--num-classes", type=int, help="model outputs (default: the data's classes)")
+    p.add_argument("--input-shape", metavar="CxHxW",
+                   help="model input shape, e.g. 3x32x32 (default: the data's)")  # fmt: skip
+
+
+def _weights_options(args: argparse.Namespace) -> dict:
+    from lossart.training.import_weights import parse_input_shape
+
+    return {
+        "model_kwargs": _model_args(args.model_arg),
+        "num_classes": args.num_classes,
+        "input_shape": parse_input_shape(args.input_shape) if args.input_shape else None,
+    }
+
+
+def _checkpoint_files(args: argparse.Namespace, paths: list[str], data: str | None) -> list[str]:
+    """Checkpoints as they are; plain state_dicts imported beside them (a.pt -> a.lossart.pt)."""
+    from lossart.training.import_weights import checkpoint_file
+
+    out = []
+    for path in paths:
+        ckpt = checkpoint_file(path, args.model, data, **_weights_options(args))
+        if str(ckpt) != str(path):
+            print(f"imported {path} -> {ckpt} ({args.model})")
+        out.append(str(ckpt))
+    return out
+
+
+@command
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import",
+        help="wrap a plain PyTorch state_dict into a lossart checkpoint",
+        description="Load STATE_DICT (torch.save(model.state_dict(), path), or a dict holding it "
+        "under 'state_dict', 'model_state_dict' or 'model') into --model, evaluate it on --data "
+        "as `lossart train` does, and write a checkpoint that curve, plane and grid take.",
+    )
+    p.add_argument("state_dict", metavar="STATE_DICT", help="the weights file")
+    _weights_flags(p, required=True)
+    p.add_argument("--data", required=True,
+                   help="the data the weights were trained on: a lossart dataset name, "
+                   "npz:PATH, folder:PATH or package.module:factory")  # fmt: skip
+    p.add_argument("--data-root", default="data", help="folder of torchvision datasets")
+    p.add_argument("--download", action="store_true", help="download a torchvision dataset")
+    p.add_argument("--image-size", type=int, help="image side for folder:PATH datasets")
+    p.add_argument("--seed", type=int, default=0, help="seed to record for these weights")
+    p.add_argument("--device", default="cpu", help="where to evaluate the metrics")
+    p.add_argument("--threads", type=int, help="CPU threads (default: 1 for the built-in data)")
+    p.add_argument("--out", required=True, help="checkpoint to write, e.g. a_ckpt.pt")
+    p.set_defaults(run=_run_import)
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from lossart.data import parse_data_spec
+    from lossart.training.import_weights import import_state_dict
+
+    ckpt = import_state_dict(
+        args.state_dict,
+        args.model,
+        parse_data_spec(args.data, args.data_root, args.download, args.image_size),
+        args.out,
+        **_weights_options(args),
+        device=args.device,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    m = ckpt.metrics
+    acc = ""
+    if m.get("test_accuracy") == m.get("test_accuracy"):  # not NaN: classification
+        acc = f"test accuracy {m['test_accuracy']:.4f}, train accuracy {m['train_accuracy']:.4f}, "
+    print(f"wrote {args.out}: {ckpt.model.name} on {ckpt.data.name}, {acc}"
+          f"test loss {m['test_loss']:.4f}, train loss {m['train_loss']:.4f}")  # fmt: skip
+    return 0
+
+
 # ---------------------------------------------------------------- curves: curve, eval-curve
 
 
@@ -226,8 +315,9 @@ def _add_curve(sub: argparse._SubParsersAction) -> None:
         "(Garipov et al. 2018), recording snapshots (frames) for a video. Rerunning the same "
         "command resumes an interrupted run.",
     )
-    p.add_argument("w1", help="first endpoint checkpoint (lossart train)")
-    p.add_argument("w2", help="second endpoint checkpoint (same model)")
+    p.add_argument("w1", help="first endpoint: a checkpoint (lossart train, lossart import) "
+                   "or a plain state_dict with --model and --data")
+    p.add_argument("w2", help="second endpoint (same model)")
     p.add_argument("--out", required=True, help="run folder to create (or resume)")
     p.add_argument("--kind", default="bezier", choices=["bezier", "polychain"])
     p.add_argument("--bends", type=int, default=1, help="trainable bends (Bezier degree = bends + 1)")
@@ -245,6 +335,7 @@ def _add_curve(sub: argparse._SubParsersAction) -> None:
                    help="initial noise on the bends, as a fraction of |w2 - w1| (default 0)")
     p.add_argument("--no-augment", action="store_true", help="train without data augmentation")
     p.add_argument("--data", help="dataset (default: the endpoints' dataset)")
+    _weights_flags(p)
     _device_flag(p)
     p.add_argument("--threads", type=int,
                    help="CPU threads (default: 1 for the built-in data, else torch's default)")
@@ -257,8 +348,9 @@ def _run_curve(args: argparse.Namespace) -> int:
     from lossart.training.curve import CurveConfig, train_curve
 
     start = time.perf_counter()
+    w1, w2 = _checkpoint_files(args, [args.w1, args.w2], args.data)
     cfg = CurveConfig(
-        w1=args.w1, w2=args.w2, out=args.out, kind=args.kind, bends=args.bends, epochs=args.epochs,
+        w1=w1, w2=w2, out=args.out, kind=args.kind, bends=args.bends, epochs=args.epochs,
         lr=args.lr, wd=args.wd, momentum=args.momentum, batch_size=args.batch_size, seed=args.seed,
         frames=args.frames, frame_spacing=args.frame_spacing, init_noise=args.init_noise,
         augment=not args.no_augment, data=args.data, device=_device(args), threads=args.threads,
@@ -393,8 +485,11 @@ def _add_plane(sub: argparse._SubParsersAction) -> None:
         help="the loss grid in the plane of three optima (a run of kind plane3)",
         description="Copy three checkpoints into a new run folder and evaluate the grid in their plane.",
     )
-    p.add_argument("checkpoints", nargs=3, metavar="CKPT", help="three checkpoints of one model")
+    p.add_argument("checkpoints", nargs=3, metavar="CKPT",
+                   help="three checkpoints of one model (plain state_dicts with --model, --data)")
     p.add_argument("--out", required=True, metavar="RUN", help="the run folder to create (or resume)")
+    _weights_flags(p)
+    p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
     _grid_flags(p)
     p.set_defaults(run=_run_plane)
 
@@ -402,7 +497,8 @@ def _add_plane(sub: argparse._SubParsersAction) -> None:
 def _run_plane(args: argparse.Namespace) -> int:
     from lossart.grid.plane3 import plane_run
 
-    _print_grid_summary(plane_run(args.checkpoints, args.out, _grid_config(args)))
+    paths = _checkpoint_files(args, args.checkpoints, args.data)
+    _print_grid_summary(plane_run(paths, args.out, _grid_config(args)))
     return 0
 
 
@@ -435,7 +531,8 @@ def _add_terrain(sub: argparse._SubParsersAction) -> None:
     add("--preview", action="store_true", help="also write preview/frame_XXXXX.png maps")
     add("--export-mesh", type=int, default=None, metavar="FRAME",
         help="also write frame FRAME as a mesh (terrain/mesh/)")  # fmt: skip
-    add("--mesh-format", choices=("ply", "gltf"), default="ply", help="mesh format (default ply)")
+    add("--mesh-format", choices=("ply", "gltf", "obj", "stl"), default="ply",
+        help="ply (default), gltf (.glb), obj (with the path), stl (a closed slab for printing)")
     add("--ascii", action="store_true", help="ascii PLY instead of binary")
     p.set_defaults(run=_run_terrain)
 

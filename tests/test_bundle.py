@@ -298,7 +298,7 @@ def test_mesh_export_rejects_unknown_frame_and_format(bundle):
     with pytest.raises(LossartError, match="no frame 9"):
         export_frame_mesh(bundle, 9)
     with pytest.raises(LossartError, match="--mesh-format"):
-        export_frame_mesh(bundle, 0, fmt="obj")
+        export_frame_mesh(bundle, 0, fmt="fbx")
 
 
 # ---------------------------------------------------------------- lossart terrain on a run folder
@@ -576,7 +576,8 @@ def test_bundle_modules_work_without_lossart(tmp_path):
     src, pkg = Path(addon.__file__).parent, tmp_path / "addon"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    for name in ("bundle.py", "bundle_write.py", "bundle_validate.py", "png16.py", "curve2d.py"):
+    for name in ("bundle.py", "bundle_write.py", "bundle_validate.py", "png16.py", "curve2d.py",
+                 "errors.py"):
         shutil.copy(src / name, pkg / name)
     shutil.copy(src / "blender_manifest.toml", pkg)
     code = f"ROOT, OUT = {str(tmp_path)!r}, {str(tmp_path / 'b')!r}\n" + STANDALONE

@@ -2,8 +2,9 @@
 docs/architecture.md).
 
 Sources: built-ins generated locally (`shapes`, `blobs2d`, `wave1d`), torchvision sets (`cifar10`,
-`cifar100`, `mnist`, `fashion-mnist`, `svhn`; downloaded only when asked), `npz:PATH` and
-`folder:PATH`. Everything is held in memory; images as uint8 NCHW tensors.
+`cifar100`, `mnist`, `fashion-mnist`, `svhn`; downloaded only when asked), `npz:PATH`,
+`folder:PATH` and a user's `package.module:factory`. Everything is held in memory; images as
+uint8 NCHW tensors.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ def load_dataset(spec: DataSpec | str) -> Dataset:
         from lossart.data.folder import load_folder
 
         return load_folder(spec)
+    if kind == "factory":
+        from lossart.data.user_factory import load_user_dataset
+
+        return load_user_dataset(spec)
     from lossart.data.spec import TORCHVISION
 
     if spec.name not in TORCHVISION:

@@ -18,12 +18,8 @@ from lossart.data.spec import Dataset
 
 def normalize(ds: Dataset, x: torch.Tensor) -> torch.Tensor:
     """Stored inputs (uint8 images or float features) to normalized float32 model inputs."""
-    if x.dtype == torch.uint8:
-        shape = (1, -1, 1, 1)
-        x = x.float().div_(255.0)
-    else:
-        shape = (1, -1)
-        x = x.float()
+    shape = (1, -1, 1, 1) if x.dim() == 4 else (1, -1)  # per channel (images) or feature
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
     if ds.mean:
         mean = torch.tensor(ds.mean, dtype=torch.float32, device=x.device).view(shape)
         std = torch.tensor(ds.std, dtype=torch.float32, device=x.device).view(shape)

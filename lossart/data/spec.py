@@ -22,14 +22,15 @@ ALIASES = {
 
 
 def known_datasets() -> str:
-    return ", ".join([*BUILTIN, *TORCHVISION, "npz:PATH", "folder:PATH"])
+    return ", ".join([*BUILTIN, *TORCHVISION, "npz:PATH", "folder:PATH", "package.module:factory"])
 
 
 @dataclass(frozen=True)
 class DataSpec:
     """Everything needed to load the same data again (checkpoints and runs store it).
 
-    `name` is a built-in or torchvision name, or `npz:PATH` / `folder:PATH` (PATH made absolute).
+    `name` is a built-in or torchvision name, `npz:PATH` / `folder:PATH` (PATH made absolute), or
+    a user's `package.module:factory` (`lossart.data.user_factory`).
     `root` is where torchvision sets live; `size` is the image side for `folder:` sets.
     """
 
@@ -40,11 +41,13 @@ class DataSpec:
 
     @property
     def kind(self) -> str:
-        """ "builtin", "torchvision", "npz" or "folder"."""
+        """ "builtin", "torchvision", "npz", "folder" or "factory" (`package.module:factory`)."""
         if self.name.startswith("npz:"):
             return "npz"
         if self.name.startswith("folder:"):
             return "folder"
+        if ":" in self.name:
+            return "factory"
         return "builtin" if self.name in BUILTIN else "torchvision"
 
     @property
@@ -74,6 +77,10 @@ def parse_data_spec(
             return DataSpec(prefix + str(Path(path).expanduser().resolve()), root, download, size)
     if lowered in BUILTIN or lowered in TORCHVISION:
         return DataSpec(lowered, root, download, size)
+    from lossart.data.user_factory import is_factory_name
+
+    if is_factory_name(name):
+        return DataSpec(name, root, download, size)
     raise LossartError(f"--data {text!r}: unknown dataset; known: {known_datasets()}")
 
 

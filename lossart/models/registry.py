@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from lossart.errors import LossartError
+from lossart.models.torchvision_models import torchvision_factory
 
 Constructor = Callable[..., nn.Module]
 
@@ -92,14 +93,16 @@ def is_user_model(name: str) -> bool:
 
 def create_model(spec: ModelSpec) -> nn.Module:
     """A fresh model for `spec` (registry name or user factory); one-line errors for bad names."""
-    if is_user_model(spec.name):
+    if spec.name.startswith("torchvision:"):
+        fn = torchvision_factory(spec.name)
+    elif is_user_model(spec.name):
         fn = _user_factory(spec.name)
     elif spec.name in _REGISTRY:
         fn = _REGISTRY[spec.name][0]
     else:
         raise LossartError(
             f"--model {spec.name!r}: unknown model; known: {', '.join(model_names())} "
-            "(or your own as package.module:factory)"
+            "(or torchvision:NAME, or your own as package.module:factory)"
         )
     try:
         model = fn(num_classes=spec.num_classes, input_shape=spec.input_shape, **spec.kwargs)

@@ -278,7 +278,7 @@ def build_terrain(
     """Write RUN/terrain/ (or `out`) from the run's grids; optionally previews and one mesh.
 
     `frames` selects grid frames like `lossart grid --frames` (`a:b:s`, `i`, `i,j,k`; default
-    all). `export_mesh` names a frame index; the mesh goes to RUN/terrain/mesh/frame_XXXXX.ply|glb.
+    all). `export_mesh` names a frame index; the mesh goes to RUN/terrain/mesh/frame_XXXXX.ply|glb|obj|stl.
     A plane-of-three run gives one frame, an empty path and the points w1, w2, w3.
     """
     config = config or TerrainConfig()

@@ -1,4 +1,5 @@
-"""One bundle frame as a standard mesh file: PLY (binary or ascii) or glTF binary (.glb).
+"""One bundle frame as a standard mesh file: PLY (binary or ascii), glTF binary (.glb), OBJ or
+binary STL (the last two in `mesh_obj_stl`: OBJ with the path as a polyline, STL a closed slab).
 
 A regular triangle grid over the heightfield with height-coloured vertices (the bundle's one
 height range through a matplotlib colormap), for viewers and tools other than Blender. Small
@@ -23,7 +24,8 @@ from lossart.blender.bundle import load_bundle
 from lossart.errors import LossartError
 from lossart.terrain.heightfield import grid_coords
 
-FORMATS = ("ply", "gltf")
+FORMATS = ("ply", "gltf", "obj", "stl")
+SUFFIX = {"ply": ".ply", "gltf": ".glb", "obj": ".obj", "stl": ".stl"}
 CMAP = "magma"
 
 
@@ -187,7 +189,7 @@ def export_frame_mesh(
     out: str | os.PathLike | None = None,
     z_scale: float = 1.0,
 ) -> Path:
-    """Frame `index` of the bundle at `root` as ROOT/mesh/frame_XXXXX.ply|glb (or `out`)."""
+    """Frame `index` of the bundle at `root` as ROOT/mesh/frame_XXXXX.ply|glb|obj|stl (or `out`)."""
     if fmt not in FORMATS:
         raise LossartError(f"--mesh-format: expected one of {FORMATS}, got {fmt!r}")
     if ascii and fmt != "ply":
@@ -206,10 +208,21 @@ def export_frame_mesh(
             f"lossart terrain {name}: x, y plane coordinates, z = {transform} loss x {z_scale:g}"
         )
         data = ply_bytes(verts, tris, colors, ascii=ascii, comment=comment)
-        target = Path(out) if out else bundle.root / "mesh" / f"{name}.ply"
-    else:
+    elif fmt == "gltf":
         data = glb_bytes(verts, tris, colors, name=name)
-        target = Path(out) if out else bundle.root / "mesh" / f"{name}.glb"
+    else:
+        from lossart.terrain import mesh_obj_stl
+
+        what = f"lossart terrain {name}: z = {h['transform']} loss x {z_scale:g}"
+        if fmt == "obj":
+            path = np.asarray(bundle.frames[positions[index]].get("path") or [], np.float64)
+            path = path.reshape(-1, 3) * np.array([1.0, 1.0, z_scale])
+            data = mesh_obj_stl.obj_bytes(verts, tris, colors, path, comment=what + ", y up")
+        else:
+            base = (h["z_min"] - 0.1 * ((h["z_max"] - h["z_min"]) or 1.0)) * z_scale
+            slab = mesh_obj_stl.solid_slab(verts, tris, z.shape, base)
+            data = mesh_obj_stl.stl_bytes(*slab, header=what)
+    target = Path(out) if out else bundle.root / "mesh" / f"{name}{SUFFIX[fmt]}"
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return target
