@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lossart.terrain.bundle import read_bundle
+from lossart.blender.bundle import load_bundle
 
 from lossart.terrain.mesh import export_frame_mesh
 from lossart.terrain.synthetic import synthetic_bundle
@@ -28,14 +28,14 @@ def test_obj_holds_the_grid_colours_and_path(bundle):
     assert mesh.vertices.shape == (SIZE * SIZE, 3)
     assert mesh.faces.shape == (2 * (SIZE - 1) ** 2, 3)
     assert mesh.visual.kind == "vertex"
-    b = read_bundle(bundle)
+    b = load_bundle(bundle)
     heights = b.heights(1).ravel()
     np.testing.assert_allclose(mesh.vertices[:, 1], heights, atol=1e-5)  # y up, as glTF
     assert (mesh.face_normals[:, 1] > 0).all()  # faces point up
     lines = [ln for ln in path.read_text().splitlines() if ln.startswith("l ")]
     assert len(lines) == 1
     ids = [int(i) for i in lines[0].split()[1:]]
-    samples = len(b.frames[1]["path"])
+    samples = len(b.frames[1].path)
     assert ids == list(range(SIZE * SIZE + 1, SIZE * SIZE + samples + 1))
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from lossart.atomic import atomic_path
 from lossart.blender.bundle import load_bundle
 from lossart.errors import LossartError
+from lossart.terrain import mesh_obj_stl
 from lossart.terrain.heightfield import grid_coords
 
 FORMATS = ("ply", "gltf", "obj", "stl")
@@ -202,8 +203,8 @@ def export_frame_mesh(
     verts, tris = grid_mesh(z, bundle.x_range, bundle.y_range, z_scale)
     colors = height_colors(z, bundle.z_min, bundle.z_max)
     name = f"frame_{index:05d}"
+    transform = bundle.manifest["height"].get("transform", "log10")
     if fmt == "ply":
-        transform = bundle.manifest["height"].get("transform", "log10")
         comment = (
             f"lossart terrain {name}: x, y plane coordinates, z = {transform} loss x {z_scale:g}"
         )
@@ -211,15 +212,13 @@ def export_frame_mesh(
     elif fmt == "gltf":
         data = glb_bytes(verts, tris, colors, name=name)
     else:
-        from lossart.terrain import mesh_obj_stl
-
-        what = f"lossart terrain {name}: z = {h['transform']} loss x {z_scale:g}"
+        what = f"lossart terrain {name}: z = {transform} loss x {z_scale:g}"
         if fmt == "obj":
-            path = np.asarray(bundle.frames[positions[index]].get("path") or [], np.float64)
+            path = np.asarray(bundle.frames[positions[index]].path, np.float64)
             path = path.reshape(-1, 3) * np.array([1.0, 1.0, z_scale])
             data = mesh_obj_stl.obj_bytes(verts, tris, colors, path, comment=what + ", y up")
         else:
-            base = (h["z_min"] - 0.1 * ((h["z_max"] - h["z_min"]) or 1.0)) * z_scale
+            base = (bundle.z_min - 0.1 * ((bundle.z_max - bundle.z_min) or 1.0)) * z_scale
             slab = mesh_obj_stl.solid_slab(verts, tris, z.shape, base)
             data = mesh_obj_stl.stl_bytes(*slab, header=what)
     target = Path(out) if out else bundle.root / "mesh" / f"{name}{SUFFIX[fmt]}"
