@@ -23,7 +23,8 @@ from grid_fixtures import make_curve_run
 from lossart.errors import LossartError
 from lossart.evaluation import evaluate_exact_bn
 from lossart.grid import list_frame_grids, load_frame_grid
-from lossart.grid.run_grid import GridConfig, grid_run, parse_resolution, select_frames
+from lossart.grid.files import select_frames
+from lossart.grid.run_grid import GridConfig, grid_run, parse_resolution
 from lossart.runs import Run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,8 +80,8 @@ def test_grid_values_coordinates_and_format(tmp_path):
     # A cell equals a direct exact-BN evaluation at the plane's weights of its coordinates.
     from lossart.data import load_dataset
     from lossart.data.batches import eval_subset
-    from lossart.geometry.plane import frame_plane
     from lossart.geometry.weights import ParamLayout
+    from lossart.grid.planes import frame_plane
     from lossart.training.curve_run import load_curve_run
 
     cr = load_curve_run(run)

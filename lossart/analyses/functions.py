@@ -18,8 +18,9 @@ from lossart.analyses.eval_curve import BNEvaluator
 from lossart.atomic import atomic_path, np_savez
 from lossart.errors import LossartError
 from lossart.geometry.curves import curve_points
-from lossart.geometry.plane import Plane, control_points_2d, curve_window, frame_plane
+from lossart.geometry.plane import Plane, control_points_2d
 from lossart.geometry.weights import ParamLayout
+from lossart.grid.planes import curve_window, frame_plane
 from lossart.runs import Run, open_run
 from lossart.terrain.path import curve_polyline
 from lossart.training.curve_run import CurveRun, load_curve_run
