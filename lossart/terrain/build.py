@@ -172,7 +172,7 @@ def _frame_meta(run: Run, grids: GridMeta, frame: FrameMeta | None, path: Path) 
     if len(frame.control_points) != want:
         raise LossartError(
             f"{path}: {len(frame.control_points)} control points, expected {want} for "
-            f"{grids.kind} grids ({grids.curve}); {_rerun(run)}"
+            f"{grids.kind} grids ({grids.curve}); rerun `lossart grid {run.root} --overwrite`"
         )
     return frame
 
