@@ -452,6 +452,9 @@ def _print_grid_summary(s) -> None:
     )
     if s.assembled:
         print(f"assembled frames: {s.assembled[:20]}{' ...' if len(s.assembled) > 20 else ''}")
+    if s.upgraded:
+        more = " ..." if len(s.upgraded) > 20 else ""
+        print(f"coordinates added to frames: {s.upgraded[:20]}{more} (grids from an older lossart)")
 
 
 @command

@@ -307,11 +307,14 @@ SIZE = 21
 
 
 def make_curve_run(root: Path, frames: int = 3, size: int = SIZE) -> Path:
-    """A tiny curve run per docs/architecture.md: run.json, endpoints, frames, grids."""
+    """A tiny curve run per docs/architecture.md: run.json, endpoints, frames, grids (synthetic
+    losses, written through lossart.grid.files as `lossart grid` writes them)."""
     import torch
 
     from lossart.data import DataSpec
-    from lossart.geometry.plane import control_points_2d, curve_window, frame_plane
+    from lossart.geometry.plane import control_points_2d
+    from lossart.grid.files import FrameGrid, FrameMeta, GridMeta, write_frame_grid, write_grid_meta
+    from lossart.grid.planes import curve_window, frame_plane
     from lossart.models import ModelSpec, create_model
     from lossart.runs import Run
     from lossart.training.checkpoint import Checkpoint, save_checkpoint
@@ -357,18 +360,21 @@ def make_curve_run(root: Path, frames: int = 3, size: int = SIZE) -> Path:
     ys = np.linspace(*window.y_range, size)
     run.grids.mkdir()
     for i in range(frames):
-        cp = control_points_2d(
-            frame_plane(curve_run, i), curve_run.w1, curve_run.frames[i].bends, curve_run.w2
-        )
+        fr = curve_run.frames[i]
+        cp = control_points_2d(frame_plane(curve_run, i), curve_run.w1, fr.bends, curve_run.w2)
         loss = synthetic_loss(cp, size, "bezier", window.x_range, window.y_range)
         if i == 1:
             loss[0, :3] = np.nan
-        np.savez(run.grids / f"frame_{i:05d}.npz", loss=loss, accuracy=1 - loss / 3, xs=xs, ys=ys)
-    (run.grids / "grid.json").write_text(
-        json.dumps(
-            {"resolution": [size, size], "window": window.to_dict(), "frames": list(range(frames))}
-        )
-    )
+        points = {"w1": tuple(cp[0]), "w2": tuple(cp[-1])}
+        meta = FrameMeta(i, fr.step, fr.epoch, fr.train_loss, cp, points)
+        write_frame_grid(run.grids, FrameGrid(i, loss, 1 - loss / 3, xs, ys, meta))
+    write_grid_meta(
+        run.grids,
+        GridMeta(
+            "curve", (size, size), window.x_range, window.y_range, 64, "train", "float32", size,
+            list(range(frames)), curve={"kind": "bezier", "bends": 1},
+        ),
+    )  # fmt: skip
     return root
 
 
@@ -473,6 +479,7 @@ def test_terrain_bad_input_is_one_clear_line(run_dir, breaker, message, capsys):
 
 def test_plane3_run(tmp_path):
     """A plane-of-three run (as `lossart plane` writes it): one frame, no path, three points."""
+    from lossart.grid.files import FrameGrid, FrameMeta, GridMeta, write_frame_grid, write_grid_meta
     from lossart.runs import Run
 
     run = Run(tmp_path / "p3")
@@ -482,9 +489,11 @@ def test_plane3_run(tmp_path):
     loss = synthetic_loss(
         np.array([pts["w1"], pts["w3"], pts["w2"]]), (13, 17), "polychain", (-3, 13), (-6, 6)
     )
-    run.grids.mkdir(parents=True)
-    np.savez(run.grids / "frame_00000.npz", loss=loss, accuracy=loss, xs=xs, ys=ys)
-    (run.grids / "grid.json").write_text(json.dumps({"kind": "plane3", "frames": [0]}))
+    named = {name: tuple(xy) for name, xy in pts.items()}
+    meta = FrameMeta(0, 0, 0.0, None, np.zeros((0, 2)), named)
+    write_frame_grid(run.grids, FrameGrid(0, loss, loss, xs, ys, meta))
+    spec = GridMeta("plane3", (17, 13), (-3.0, 13.0), (-6.0, 6.0), 64, "train", "float32", 13, [0])
+    write_grid_meta(run.grids, spec)
     assert main(["terrain", str(run.root), "--loss-cap", "2.0", "--sigma", "0"]) == 0
     assert validate_bundle(run.terrain).ok
     m = load_bundle(run.terrain).manifest

@@ -15,8 +15,9 @@ from lossart.cli import main
 from lossart.data import load_dataset, num_batches
 from lossart.errors import LossartError
 from lossart.geometry.curves import CurveSpec, coefficients, curve_point, init_bends
-from lossart.geometry.plane import control_points_2d, curve_window, frame_plane
+from lossart.geometry.plane import control_points_2d
 from lossart.geometry.weights import ParamLayout, flat_params
+from lossart.grid.planes import curve_window, frame_plane
 from lossart.training.checkpoint import load_checkpoint, save_checkpoint
 from lossart.training.curve import CurveConfig, curve_objective, frame_steps, train_curve
 from lossart.training.endpoints import TrainConfig, train_endpoint

@@ -23,7 +23,8 @@ from grid_fixtures import make_curve_run
 from lossart.errors import LossartError
 from lossart.evaluation import evaluate_exact_bn
 from lossart.grid import list_frame_grids, load_frame_grid
-from lossart.grid.run_grid import GridConfig, grid_run, parse_resolution, select_frames
+from lossart.grid.files import select_frames
+from lossart.grid.run_grid import GridConfig, grid_run, parse_resolution
 from lossart.runs import Run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,8 +80,8 @@ def test_grid_values_coordinates_and_format(tmp_path):
     # A cell equals a direct exact-BN evaluation at the plane's weights of its coordinates.
     from lossart.data import load_dataset
     from lossart.data.batches import eval_subset
-    from lossart.geometry.plane import frame_plane
     from lossart.geometry.weights import ParamLayout
+    from lossart.grid.planes import frame_plane
     from lossart.training.curve_run import load_curve_run
 
     cr = load_curve_run(run)
@@ -91,6 +92,14 @@ def test_grid_values_coordinates_and_format(tmp_path):
         w = plane.weights(torch.tensor([[g.xs[j], g.ys[i]]]))[0]
         ref = evaluate_exact_bn(model, ParamLayout.of(model), w, x, y)
         assert g.loss[i, j] == pytest.approx(ref.loss, rel=1e-5)
+    # The frame file carries the frame's curve in its plane, and grid.json the curve.
+    from lossart.geometry.plane import control_points_2d
+
+    cp = control_points_2d(plane, cr.w1, cr.frames[1].bends, cr.w2)
+    np.testing.assert_allclose(g.meta.control_points, cp, rtol=1e-9, atol=1e-9)
+    assert g.meta.points == {"w1": tuple(g.meta.control_points[0]), "w2": tuple(cp[-1])}
+    assert (g.meta.index, g.meta.step, g.meta.epoch, g.meta.train_loss) == (1, 10, 1.0, 1.0)
+    assert spec["format_version"] == 2 and spec["curve"] == {"kind": "bezier", "bends": 1}
     # Rerun with no flags: settings from grid.json, nothing left to do.
     again = grid_run(run.root, GridConfig())
     assert again.tiles_computed == 0 and again.assembled == []
@@ -177,6 +186,10 @@ def test_plane_of_three_optima(tmp_path):
     assert (run.endpoints / "w3.pt").is_file()
     g = load_frame_grid(run, 0)
     assert g.loss.shape == (4, 5) and np.isfinite(g.loss).all()
+    assert g.meta.control_points.shape == (0, 2) and g.meta.train_loss is None
+    assert list(g.meta.points) == ["w1", "w2", "w3"]
+    for name, xy in g.meta.points.items():  # the points run.json records, in the grid's plane
+        assert xy == pytest.approx(tuple(pts[name]), rel=1e-9, abs=1e-9)
     for name in ("w1", "w2", "w3"):  # the window holds the three points
         assert g.xs[0] < pts[name][0] < g.xs[-1] and g.ys[0] < pts[name][1] < g.ys[-1]
     # Same inputs, same folder: resumes (nothing to do); `lossart grid` accepts the plane run too.

@@ -5,7 +5,8 @@ from __future__ import annotations
 from grid_fixtures import make_curve_run
 
 from lossart.grid.engine import GridEngine
-from lossart.grid.run_grid import _check_time, grid_source
+from lossart.grid.planes import grid_source
+from lossart.grid.run_grid import _check_time
 
 
 def test_size_check_sets_the_plane_before_timing(tmp_path):

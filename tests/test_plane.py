@@ -10,14 +10,8 @@ import torch
 
 from lossart.errors import LossartError
 from lossart.geometry.curves import CurveSpec, coefficients, curve_point, init_bends
-from lossart.geometry.plane import (
-    Window,
-    control_points_2d,
-    curve_window,
-    frame_plane,
-    plane_through,
-    window_around,
-)
+from lossart.geometry.plane import Window, control_points_2d, plane_through, window_around
+from lossart.grid.planes import curve_window, frame_plane
 
 P = 4000
 

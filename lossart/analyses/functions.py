@@ -22,10 +22,11 @@ from lossart.devices import resolve_device
 from lossart.errors import LossartError
 from lossart.evaluation import ExactBN
 from lossart.geometry.curves import curve_points
-from lossart.geometry.plane import Plane, control_points_2d, curve_window, frame_plane
+from lossart.geometry.plane import Plane, control_points_2d
 from lossart.geometry.weights import ParamLayout
 from lossart.grid import list_frame_grids, load_frame_grid
 from lossart.grid.engine import EngineConfig, GridEngine
+from lossart.grid.planes import curve_window, frame_plane
 from lossart.runs import Run, open_run
 from lossart.training.curve_run import CurveRun, load_curve_run
 

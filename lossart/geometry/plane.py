@@ -4,7 +4,8 @@ A plane through three weight vectors w1, w2, w3 (DESIGN.md): u = w2 − w1, v = 
 Gram–Schmidt v ← v − (u·v / u·u)·u, and w(x, y) = w1 + x·û + y·v̂. w1 is at (0, 0), w2 at
 (|u|, 0) and w3 at (x3, y3) with y3 > 0. For a curve frame, w3 is the frame's bend (the mean of
 its bends when there are several), so every frame shows w1 and w2 at the same place and the bend
-above the x axis.
+above the x axis. Which plane each frame of a run uses is the grid stage's choice
+(`lossart.grid.planes`); this module is pure math on tensors and arrays.
 
 Because a curve is an affine combination of its control points, its projection onto any plane is
 the same curve of the projected control points (`control_points_2d`); a quadratic Bézier whose
@@ -68,6 +69,12 @@ def _is_degenerate(v_perp: torch.Tensor, *ws: torch.Tensor) -> bool:
     return float(v_perp.norm()) <= DEGENERATE_TOL * max(scale, 1e-30)
 
 
+def defines_plane(w1: torch.Tensor, w2: torch.Tensor, w3: torch.Tensor) -> bool:
+    """Whether w3 lies far enough off the line through w1 and w2 to fix a plane with them."""
+    vp = _perp((w2 - w1).double(), (w3 - w1).double())
+    return not _is_degenerate(vp, w1, w2, w3)
+
+
 def plane_from_directions(w1: torch.Tensor, w2: torch.Tensor, v: torch.Tensor) -> Plane:
     """The plane through w1 and w2 spanned with direction v (v need not be orthogonal to w2−w1)."""
     u = (w2 - w1).double()
@@ -104,54 +111,6 @@ def plane_through(w1: torch.Tensor, w2: torch.Tensor, w3: torch.Tensor) -> Plane
 def frame_bend(bends: torch.Tensor) -> torch.Tensor:
     """The point that fixes a frame's plane: the bend, or the mean of the bends."""
     return bends.mean(dim=0) if bends.dim() == 2 else bends
-
-
-def _frame_index(curve_run: Any, frame: Any) -> int:
-    if isinstance(frame, int):
-        index = frame
-    else:
-        index = int(frame.index)
-    if not 0 <= index < len(curve_run.frames):
-        raise LossartError(
-            f"frame {index} does not exist (the run has {len(curve_run.frames)} frames)"
-        )
-    return index
-
-
-def _fallback_direction(curve_run: Any, index: int) -> torch.Tensor:
-    """A second direction for a frame whose bend lies on the segment (e.g. the initial frame).
-
-    The nearest later frame with a bend off the segment is used (then the nearest earlier one), so
-    a video starting on the straight line shows it in the plane the curve is about to take; a run
-    whose bends never leave the segment gets a fixed seeded direction.
-    """
-    w1, w2 = curve_run.w1, curve_run.w2
-    n = len(curve_run.frames)
-    order = list(range(index + 1, n)) + list(range(index - 1, -1, -1))
-    u = (w2 - w1).double()
-    for j in order:
-        b = frame_bend(curve_run.frames[j].bends).to(w1.device)
-        vp = _perp(u, (b - w1).double())
-        if not _is_degenerate(vp, w1, w2, b):
-            return b - w1
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(w1.shape, generator=g, dtype=w1.dtype).to(w1.device)
-
-
-def frame_plane(curve_run: Any, frame: Any) -> Plane:
-    """The plane of one frame of a curve run: through w1, w2 and the frame's (mean) bend.
-
-    `frame` is an index or a `FrameRecord`. A frame whose bend lies on the straight segment
-    (training without init noise starts there) takes its second direction from the nearest frame
-    that has left it (see `_fallback_direction`).
-    """
-    index = _frame_index(curve_run, frame)
-    w1, w2 = curve_run.w1, curve_run.w2
-    b = frame_bend(curve_run.frames[index].bends).to(w1.device)
-    vp = _perp((w2 - w1).double(), (b - w1).double())
-    if _is_degenerate(vp, w1, w2, b):
-        return plane_from_directions(w1, w2, _fallback_direction(curve_run, index))
-    return plane_from_directions(w1, w2, b - w1)
 
 
 def control_points_2d(
@@ -211,20 +170,3 @@ def window_around(points: np.ndarray, margin: float = 0.2) -> Window:
     return Window(
         (float(lo[0] - pad), float(hi[0] + pad)), (float(lo[1] - pad), float(hi[1] + pad))
     )
-
-
-def curve_window(curve_run: Any, margin: float = 0.2) -> Window:
-    """One window holding every frame's control points (hence every frame's curve), with margin.
-
-    w1 is at (0, 0) and w2 at (|w2 − w1|, 0) in every frame, so with this window fixed for all
-    frames a video keeps the endpoints still and only the bend moves.
-    """
-    pts = []
-    for i, fr in enumerate(curve_run.frames):
-        plane = frame_plane(curve_run, i)
-        pts.append(
-            control_points_2d(plane, curve_run.w1, fr.bends.to(curve_run.w1.device), curve_run.w2)
-        )
-    if not pts:
-        raise LossartError("curve run has no frames: nothing to hold in a window")
-    return window_around(np.concatenate(pts), margin)

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from lossart.errors import LossartError
+from lossart.grid.files import locks_dir
 from lossart.runs import now_iso
 
 WHOLE = "all"
@@ -65,7 +66,7 @@ class GridLock:
     """Holds `RUN/grids/locks/<name>.lock` while a grid job runs (a context manager)."""
 
     def __init__(self, grids: Path, shard: tuple[int, int] | None = None) -> None:
-        self.dir = grids / "locks"
+        self.dir = locks_dir(grids)
         self.name = lock_name(shard)
         self.path = self.dir / f"{self.name}.lock"
         self.held = False

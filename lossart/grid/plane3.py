@@ -2,41 +2,28 @@
 
 The run folder is of kind "plane3": the three checkpoints are copied to `endpoints/w1.pt .. w3.pt`,
 and run.json's `plane3.points` records their plane coordinates (w1 at the origin, w2 on +x, w3
-at y > 0). Its grid is frame 0 in the same `grids/` format as a curve run's, so terrain and
-render work unchanged; the window holds the three points with `margin` on every side.
+at y > 0). Its grid is frame 0 in the same `grids/` format as a curve run's (the frame file
+carries the three points), so terrain and render work unchanged; the window holds the three
+points with `margin` on every side (`lossart.grid.planes.plane3_source`).
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 from lossart.atomic import atomic_path
 from lossart.errors import LossartError
+from lossart.geometry.plane import plane_through
+from lossart.grid.planes import PLANE3_NAMES, flat_optima, plane3_points
+from lossart.grid.run_grid import GridConfig, GridSummary, grid_run
+from lossart.grid.workers import Workers, parse_shard
 from lossart.runs import Run, now_iso, versions
-
-NAMES = ("w1", "w2", "w3")
-
-
-def _flat(ckpts: list[Any]) -> tuple[Any, list[Any]]:
-    from lossart.geometry.weights import ParamLayout
-
-    model = ckpts[0].build_model()
-    layout = ParamLayout.of(model)
-    return model, [layout.flatten(c.state_dict).float().clone() for c in ckpts]
-
-
-def plane3_points(plane: Any, ws: list[Any]) -> dict[str, list[float]]:
-    """Plane coordinates of the three optima, by name."""
-    return {n: [float(v) for v in plane.coords(w)[:2]] for n, w in zip(NAMES, ws, strict=True)}
+from lossart.training.checkpoint import load_checkpoint
 
 
 def create_plane_run(paths: list[str | Path], out: str | Path) -> Run:
     """A plane3 run folder holding copies of the three checkpoints (or the same one, resumed)."""
-    from lossart.geometry.plane import plane_through
-    from lossart.training.checkpoint import load_checkpoint
-
     if len(paths) != 3:
         raise LossartError(f"plane needs three checkpoints, got {len(paths)}")
     paths = [Path(p).resolve() for p in paths]
@@ -54,9 +41,9 @@ def create_plane_run(paths: list[str | Path], out: str | Path) -> Run:
         return run
     if run.root.exists() and any(run.root.iterdir()):
         raise LossartError(f"--out {out}: folder exists and is not empty; choose a new folder")
-    _model, ws = _flat(ckpts)
+    _model, ws = flat_optima(ckpts)
     plane = plane_through(*ws)
-    for name, src in zip(NAMES, paths, strict=True):
+    for name, src in zip(PLANE3_NAMES, paths, strict=True):
         with atomic_path(run.endpoints / f"{name}.pt") as tmp:
             shutil.copyfile(src, tmp)
     run.write(
@@ -73,36 +60,8 @@ def create_plane_run(paths: list[str | Path], out: str | Path) -> Run:
     return run
 
 
-def plane3_source(run: Run):
-    """The grid source of a plane3 run: one plane (frame 0) through the three copied optima."""
-    import numpy as np
-
-    from lossart.geometry.plane import plane_through, window_around
-    from lossart.grid.run_grid import GridSource
-    from lossart.models import ModelSpec
-    from lossart.training.checkpoint import load_checkpoint
-
-    meta = run.read()
-    spec = ModelSpec.from_dict(meta["model"])
-    ckpts = [load_checkpoint(run.endpoints / f"{n}.pt", expect_model=spec) for n in NAMES]
-    model, ws = _flat(ckpts)
-    plane = plane_through(*ws)
-    pts = np.array(list(plane3_points(plane, ws).values()), dtype=np.float64)
-    return GridSource(
-        "plane3",
-        model,
-        ckpts[0].data,
-        [0],
-        lambda _i: plane,
-        lambda margin: window_around(pts, margin),
-    )
-
-
-def plane_run(paths: list[str | Path], out: str | Path, cfg: Any) -> Any:
+def plane_run(paths: list[str | Path], out: str | Path, cfg: GridConfig) -> GridSummary:
     """Create (or resume) the plane3 run and compute its grid; returns the `GridSummary`."""
-    from lossart.grid.run_grid import grid_run
-    from lossart.grid.workers import Workers, parse_shard
-
     workers = Workers.from_env(parse_shard(cfg.shard))
     workers.start(workers.device_name(cfg.device))
     status = None

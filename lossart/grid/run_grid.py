@@ -1,48 +1,56 @@
 """`lossart grid RUN`: every selected frame's loss grid, tile by tile, resumable, many workers.
 
-The run says what the planes are (`grid_source`): a curve run has one plane per recorded frame
-(`frame_plane`) and one window for all frames (`curve_window`); a plane-of-three run (`lossart
-plane`) has one plane, frame 0. `grid.json` fixes the grid (resolution, window, subset, precision,
-tile rows); a rerun with different settings is refused unless `overwrite`, and flags left out
-take the values already recorded, so `lossart grid RUN` alone resumes whatever was started.
+The run says what the planes are (`lossart.grid.planes.grid_source`): a curve run has one plane
+per recorded frame and one window for all frames; a plane-of-three run (`lossart plane`) has one
+plane, frame 0. `grid.json` fixes the grid (resolution, window, subset, precision, tile rows); a
+rerun with different settings is refused unless `overwrite`, and flags left out take the values
+already recorded, so `lossart grid RUN` alone resumes whatever was started. Each assembled frame
+file carries the frame's coordinates in its plane (`lossart.grid.files.FrameMeta`); frames
+assembled before files carried them get them on a rerun, without evaluating any loss again.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from lossart.atomic import write_json
+from lossart.data import DataSpec, eval_subset, load_dataset
 from lossart.errors import LossartError
-from lossart.geometry.plane import Window
+from lossart.geometry.plane import Plane, Window
 from lossart.geometry.weights import ParamLayout
-from lossart.grid.engine import EngineConfig, GridEngine, grid_axis
-from lossart.grid.lock import GridLock
-from lossart.grid.tiles import (
+from lossart.grid.engine import EngineConfig, GridEngine, grid_axis, resolve_device
+from lossart.grid.files import (
+    GridMeta,
     TileLayout,
+    add_frame_meta,
     assemble_frame,
+    clear_grids,
     default_tile_rows,
     frame_grid_path,
+    frame_has_meta,
+    grid_json_path,
+    read_grid_meta,
+    select_frames,
+    sweep_partial_tiles,
     tile_path,
+    write_grid_meta,
     write_tile,
 )
+from lossart.grid.lock import GridLock
+from lossart.grid.planes import GridSource, grid_source
 from lossart.grid.workers import Workers, parse_shard
 from lossart.progress import progress
 from lossart.runs import Run, now_iso, open_run, versions
 
-GRID_FORMAT = "lossart-grid"
 DEFAULT_RESOLUTION = 41
 DEFAULT_SUBSET = 1024
 MAX_SIDE = 20000  # per axis, without --force
 MAX_DAYS = 7.0  # estimated time for this process's share, without --force
-SPEC_KEYS = ("kind", "resolution", "window", "subset", "split", "subset_seed", "dtype", "tile")
 
 
 @dataclass
@@ -76,23 +84,12 @@ class GridSummary:
     seconds: float
     flops_per_point: int
     engine: str
-    spec: dict[str, Any] = field(default_factory=dict)
+    spec: dict[str, Any] = field(default_factory=dict)  # grid.json as written
+    upgraded: list[int] = field(default_factory=list)  # old frame files given their coordinates
 
     @property
     def points_per_second(self) -> float:
         return self.points_computed / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass
-class GridSource:
-    """The planes a run's grids live in, and the model and data to evaluate there."""
-
-    kind: str
-    model: nn.Module
-    data_spec: Any
-    frames: list[int]
-    plane: Callable[[int], Any]  # frame index -> Plane (origin, u_hat, v_hat)
-    window: Callable[[float], Any]  # margin -> Window
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -108,76 +105,9 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
-def select_frames(available: list[int], text: str | None) -> list[int]:
-    """Frame indices from `--frames` (`a:b:c` as a range of indices, `i`, or `i,j,k`)."""
-    if text is None:
-        return list(available)
-    have = set(available)
-    try:
-        if ":" in text:
-            parts = [p.strip() for p in text.split(":")]
-            if len(parts) > 3:
-                raise ValueError
-            start = int(parts[0]) if parts[0] else 0
-            stop = int(parts[1]) if len(parts) > 1 and parts[1] else max(available) + 1
-            step = int(parts[2]) if len(parts) > 2 and parts[2] else 1
-            if step <= 0:
-                raise ValueError
-            chosen = [i for i in range(start, stop, step) if i in have]
-        else:
-            chosen = [int(p) for p in text.split(",")]
-            missing = [i for i in chosen if i not in have]
-            if missing:
-                raise LossartError(
-                    f"--frames {text!r}: frame {missing[0]} is not recorded "
-                    f"(frames {min(available)}..{max(available)})"
-                )
-    except ValueError:
-        raise LossartError(f"--frames {text!r}: expected start:stop:step, i, or i,j,k") from None
-    if not chosen:
-        raise LossartError(
-            f"--frames {text!r}: selects none of the recorded frames "
-            f"{min(available)}..{max(available)}"
-        )
-    return sorted(set(chosen))
-
-
-def grid_source(run: Run) -> GridSource:
-    """The planes and model of a curve run or a plane-of-three run."""
-    kind = run.read().get("kind")
-    if kind == "curve":
-        from lossart.geometry.plane import curve_window, frame_plane
-        from lossart.training.curve_run import load_curve_run
-
-        cr = load_curve_run(run)
-        if not cr.frames:
-            raise LossartError(
-                f"{run.root}: the run has no recorded curve frames (run `lossart curve` first)"
-            )
-        positions = {f.index: k for k, f in enumerate(cr.frames)}
-        return GridSource(
-            "curve",
-            cr.build_model(),
-            cr.data_spec,
-            [f.index for f in cr.frames],
-            lambda i: frame_plane(cr, positions[i]),
-            lambda margin: curve_window(cr, margin),
-        )
-    if kind == "plane3":
-        from lossart.grid.plane3 import plane3_source
-
-        return plane3_source(run)
-    raise LossartError(
-        f"{run.root}: grids need a curve run or a plane run (run.json kind is {kind!r})"
-    )
-
-
 def _subset(
-    data_spec: Any, split: str, size: int | None, device: str
+    data_spec: DataSpec, split: str, size: int | None, device: str
 ) -> tuple[torch.Tensor, torch.Tensor, str, int]:
-    from lossart.data import load_dataset
-    from lossart.data.batches import eval_subset
-
     ds = load_dataset(data_spec)
     n = len(ds.split(split)[0])
     if size is None:
@@ -192,16 +122,12 @@ def _subset(
     return x, y, ds.task, size
 
 
-def _read_spec(run: Run) -> dict[str, Any] | None:
-    import json
-
-    path = run.grids / "grid.json"
-    if not path.is_file():
-        return None
+def _recorded(run: Run) -> GridMeta | None:
+    """The grid.json on disk (None if there is none); a broken one is refused in one line."""
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LossartError(f"{path}: not valid JSON ({exc}); fix it or pass --overwrite") from None
+        return read_grid_meta(run.grids)
+    except LossartError as exc:
+        raise LossartError(f"{exc}; fix it or pass --overwrite") from None
 
 
 def _same_window(window: Window, recorded: dict[str, Any] | None) -> Window:
@@ -221,32 +147,8 @@ def _same_window(window: Window, recorded: dict[str, Any] | None) -> Window:
     return window
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return [f"{k} {old.get(k)} vs {new.get(k)}" for k in SPEC_KEYS if old.get(k) != new.get(k)]
-
-
-def _clear(run: Run) -> None:
-    """Remove grid results (not locks) for --overwrite."""
-    shutil.rmtree(run.grids / "tiles", ignore_errors=True)
-    for p in run.grids.glob("frame_*.npz"):
-        p.unlink(missing_ok=True)
-    (run.grids / "grid.json").unlink(missing_ok=True)
-
-
-def _sweep_partial_writes(run: Run) -> int:
-    """Delete temporary files of tiles whose writer was killed mid-write (kill -9 leaves them).
-
-    Only safe under the whole-run lock: shards may be writing their own temporaries right now.
-    """
-    n = 0
-    for p in run.grids.glob("tiles/*/.*.tmp"):
-        p.unlink(missing_ok=True)
-        n += 1
-    return n
-
-
 def _check_time(
-    spec: dict[str, Any], points: int, engine: GridEngine, force: bool, plane: Any
+    spec: dict[str, Any], points: int, engine: GridEngine, force: bool, plane: Plane
 ) -> None:
     """Refuse a grid that would take absurdly long: measure this engine's points/s (in the first
     frame's `plane`) and say so."""
@@ -270,14 +172,12 @@ def _check_time(
         )
 
 
-def grid_run(run_path: Any, cfg: GridConfig) -> GridSummary:
+def grid_run(run_path: str | Path | Run, cfg: GridConfig) -> GridSummary:
     """Compute (or resume) the grids of the selected frames of a run; returns what was done."""
     workers = Workers.from_env(parse_shard(cfg.shard))
     if cfg.overwrite and workers.shard is not None:
         raise LossartError("--overwrite with --shard: clear the grids with one unsharded run first")
     device = workers.device_name(cfg.device)
-    from lossart.grid.engine import resolve_device
-
     resolve_device(device)
     workers.start(device)
     try:
@@ -286,15 +186,16 @@ def grid_run(run_path: Any, cfg: GridConfig) -> GridSummary:
         workers.stop()
 
 
-def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> GridSummary:
+def _grid_run(
+    run_path: str | Path | Run, cfg: GridConfig, workers: Workers, device: str
+) -> GridSummary:
     started = time.perf_counter()
     run = run_path if isinstance(run_path, Run) else open_run(run_path)
     source = grid_source(run)
     frames = select_frames(source.frames, cfg.frames)
-    old = None if cfg.overwrite else _read_spec(run)
-    old = old or {}
+    old = None if cfg.overwrite else _recorded(run)
 
-    resolution = cfg.resolution or tuple(old.get("resolution") or (DEFAULT_RESOLUTION,) * 2)
+    resolution = cfg.resolution or (old.resolution if old else (DEFAULT_RESOLUTION,) * 2)
     w, h = int(resolution[0]), int(resolution[1])
     if min(w, h) < 2:
         raise LossartError(f"--resolution {w}x{h}: expected at least 2 points per side")
@@ -303,15 +204,15 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
             f"--resolution {w}x{h}: over {MAX_SIDE} points per side; one frame's arrays alone "
             f"take {w * h * 8 / 2**30:.1f} GiB (pass --force to run it anyway)"
         )
-    split = cfg.split or old.get("split", "train")
-    dtype = cfg.dtype or old.get("dtype", "float32")
-    subset_size = cfg.subset if cfg.subset is not None else old.get("subset")
+    split = cfg.split or (old.split if old else "train")
+    dtype = cfg.dtype or (old.dtype if old else "float32")
+    subset_size = cfg.subset if cfg.subset is not None else (old.subset if old else None)
     x, y, task, subset_size = _subset(source.data_spec, split, subset_size, device)
-    margin = cfg.margin if cfg.margin is not None else float(old.get("margin", 0.2))
-    window = _same_window(source.window(margin), old.get("window"))
+    margin = cfg.margin if cfg.margin is not None else (old.margin if old else 0.2)
+    window = _same_window(source.window(margin), old.window if old else None)
     if cfg.tile_rows is not None and cfg.tile_rows < 1:
         raise LossartError(f"--tile-rows {cfg.tile_rows}: expected at least 1")
-    rows = cfg.tile_rows or old.get("tile") or default_tile_rows(w, h)
+    rows = cfg.tile_rows or (old.tile if old else None) or default_tile_rows(w, h)
     rows = min(int(rows), h)
 
     layout = ParamLayout.of(source.model)
@@ -321,26 +222,27 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
     )  # fmt: skip
     # Compiling is decided once per grid (then read from grid.json), so that a resumed run
     # rounds exactly like the first one.
-    force_compile = cfg.compile if cfg.compile is not None else old.get("compile")
+    force_compile = cfg.compile if cfg.compile is not None else (old.compile if old else None)
     compiled = engine.plan_compile(len(frames) * w * h, force=force_compile)
-    spec = {
-        "format": GRID_FORMAT,
-        "kind": source.kind,
-        "resolution": [w, h],
-        "window": window.to_dict(),
-        "margin": margin,
-        "subset": subset_size,
-        "split": split,
-        "subset_seed": 0,
-        "dtype": dtype,
-        "tile": rows,
-        "frames": sorted(set(old.get("frames", [])) | set(frames)) if not cfg.overwrite else frames,
-        "flops_per_point": engine.flops_per_point,
-        "compile": compiled,
-        "model": (run.read().get("model") or {}).get("name"),
-        "created": old.get("created", now_iso()),
-        "versions": versions(),
-    }
+    meta = GridMeta(
+        kind=source.kind,
+        resolution=(w, h),
+        x_range=window.x_range,
+        y_range=window.y_range,
+        subset=subset_size,
+        split=split,
+        dtype=dtype,
+        tile=rows,
+        frames=sorted(set(old.frames) | set(frames)) if old else frames,
+        margin=margin,
+        curve=source.curve,
+        flops_per_point=engine.flops_per_point,
+        compile=compiled,
+        model=(run.read().get("model") or {}).get("name"),
+        created=old.created if old and old.created else now_iso(),
+        versions=versions(),
+    )
+    spec = meta.to_dict()
     tiles = TileLayout(w, h, rows)
     xs = grid_axis(*window.x_range, w)
     ys = grid_axis(*window.y_range, h)
@@ -352,14 +254,14 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
         try:
             lock.acquire()
             if workers.shard is None:
-                _sweep_partial_writes(run)
+                sweep_partial_tiles(run.grids)
             if cfg.overwrite:
-                _clear(run)
+                clear_grids(run.grids)
             elif old:
-                diff = _differences(old, spec)
+                diff = old.differences(meta)
                 if diff:
                     raise LossartError(
-                        f"{run.grids / 'grid.json'}: existing grids were made with other settings "
+                        f"{grid_json_path(run.grids)}: existing grids were made with other settings "
                         f"({'; '.join(diff)}); pass --overwrite to discard them"
                     )
             missing = [
@@ -369,7 +271,7 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
             ]  # fmt: skip
             share = -(-len(missing) // workers.world)
             _check_time(spec, share * tiles.rows * w, engine, cfg.force, source.plane(frames[0]))
-            write_json(run.grids / "grid.json", spec)
+            write_grid_meta(run.grids, meta)
             run.record_command("grid")
         except LossartError as exc:
             lock.release()
@@ -382,13 +284,14 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
         points = sum(tiles.points_of(k) for _, k in mine)
         computed = _compute(run, engine, source, mine, tiles, xs, ys, points, workers, cfg.quiet)
         workers.barrier()
-        assembled = []
+        assembled, upgraded = [], []
         if workers.leader:
             for f in frames:
                 if frame_grid_path(run.grids, f).is_file():
                     continue
-                if assemble_frame(run.grids, f, tiles, xs, ys) is not None:
+                if assemble_frame(run.grids, f, tiles, xs, ys, source.frame_meta(f)) is not None:
                     assembled.append(f)
+            upgraded = _add_coordinates(run, source, meta.frames)
         workers.barrier()
     finally:
         lock.release()
@@ -401,7 +304,21 @@ def _grid_run(run_path: Any, cfg: GridConfig, workers: Workers, device: str) -> 
         flops_per_point=engine.flops_per_point,
         engine=engine.describe(),
         spec=spec,
+        upgraded=upgraded,
     )
+
+
+def _add_coordinates(run: Run, source: GridSource, frames: list[int]) -> list[int]:
+    """Give frame files assembled before frames carried their plane coordinates those
+    coordinates (the loss arrays are kept); returns the frames rewritten."""
+    recorded = set(source.frames)
+    out = []
+    for f in frames:
+        path = frame_grid_path(run.grids, f)
+        if f in recorded and path.is_file() and not frame_has_meta(run.grids, f):
+            add_frame_meta(run.grids, f, source.frame_meta(f))
+            out.append(f)
+    return out
 
 
 def _compute(

@@ -1,16 +1,15 @@
-"""`lossart terrain RUN`: a run's loss grids and curve frames to RUN/terrain/ (docs/bundle.md).
+"""`lossart terrain RUN`: a run's loss grids to RUN/terrain/ (docs/bundle.md).
 
-Reads RUN/grids/ (grid.json + frame_XXXXX.npz, docs/architecture.md) with numpy alone, takes
-each frame's step/epoch/training loss from RUN/curve/frames.json, and the 2-D control points of
-the curve (or the three optima of a plane run) from the plane geometry (lossart.geometry.plane: the only
-part that touches torch). Two passes over the grids: one checks every frame and picks the loss
-cap, one streams heights into the bundle writer, so memory does not grow with the frame count.
+Reads RUN/grids/ alone, through `lossart.grid.files` (numpy + json): grid.json for the frames,
+the kind and the curve, and each frame file for its loss and its coordinates in its plane
+(control points, named points, step, epoch, training loss), which `lossart grid` wrote there. No
+checkpoint, model or torch is touched, so a bundle can be rebuilt on a machine without torch. Two
+passes over the grids: one checks every frame and picks the loss cap, one streams heights into
+the bundle writer, so memory does not grow with the frame count.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,15 @@ import numpy as np
 
 from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
 from lossart.errors import LossartError
+from lossart.grid.files import (
+    FrameMeta,
+    GridMeta,
+    frame_grid_path,
+    grid_json_path,
+    read_frame_grid,
+    read_grid_meta,
+    select_frames,
+)
 from lossart.progress import progress
 from lossart.runs import Run, open_run
 from lossart.terrain.heightfield import (
@@ -35,26 +43,14 @@ SPACING_TOL = 1e-4
 
 
 @dataclass
-class FrameMeta:
-    """What the manifest says about one frame apart from heights."""
-
-    index: int
-    step: int
-    epoch: float
-    train_loss: float | None
-    control_points: np.ndarray  # [k+2, 2] or [0, 2] for plane3
-    points: list[tuple[str, tuple[float, float]]]  # named positions (w1, w2[, w3])
-
-
-@dataclass
 class GridSet:
-    """The run's grid frames, checked to share one size and one window."""
+    """The run's grid frames, checked to share one size and one window, and their coordinates."""
 
     indices: list[int]
-    files: list[Path]
     shape: tuple[int, int]
     x_range: tuple[float, float]
     y_range: tuple[float, float]
+    metas: list[FrameMeta]
 
 
 @dataclass
@@ -86,32 +82,27 @@ class TerrainResult:
 # ---------------------------------------------------------------- reading the grids
 
 
-def grid_frame_path(run: Run, index: int) -> Path:
-    return run.grids / f"frame_{index:05d}.npz"
+def _rerun(run: Run) -> str:
+    return f"rerun `lossart grid {run.root}` (it adds them without evaluating any loss again)"
 
 
-def listed_grid_frames(run: Run) -> list[int]:
-    """Frame indices from RUN/grids/grid.json, or the frame files present where it lists none."""
-    spec_path = run.grids / "grid.json"
+def grid_meta(run: Run) -> GridMeta:
+    """RUN/grids/grid.json, written by a lossart whose frame files carry plane coordinates."""
     if not run.grids.is_dir():
         raise LossartError(f"{run.root}: no grids/ folder (run `lossart grid {run.root}` first)")
-    listed = None
-    if spec_path.is_file():
-        try:
-            spec = json.loads(spec_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise LossartError(f"{spec_path}: not valid JSON ({exc})") from None
-        listed = spec.get("frames") if isinstance(spec, dict) else None
-    if listed:
-        try:
-            indices = [int(f["index"] if isinstance(f, dict) else f) for f in listed]
-        except (KeyError, TypeError, ValueError):
-            raise LossartError(f"{spec_path}: 'frames' must list frame indices") from None
-    else:
-        indices = sorted(int(p.stem.split("_")[1]) for p in run.grids.glob("frame_[0-9]*.npz"))
-    if not indices:
+    meta = read_grid_meta(run.grids)
+    if meta is None:
+        raise LossartError(
+            f"{grid_json_path(run.grids)}: missing (run `lossart grid {run.root}` first)"
+        )
+    if not meta.has_coordinates:
+        raise LossartError(
+            f"{grid_json_path(run.grids)}: grids made before grid files carried the frames' "
+            f"plane coordinates; {_rerun(run)}"
+        )
+    if not meta.frames:
         raise LossartError(f"{run.grids}: no frame grids (run `lossart grid {run.root}` first)")
-    return sorted(set(indices))
+    return meta
 
 
 def _even_range(values: np.ndarray, what: str, path: Path) -> tuple[float, float]:
@@ -126,39 +117,22 @@ def _even_range(values: np.ndarray, what: str, path: Path) -> tuple[float, float
     return float(v[0]), float(v[-1])
 
 
-def load_grid_frame(path: Path, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(loss [H, W], xs [W], ys [H]) of one frame file, with one-line errors."""
-    if not path.is_file():
-        raise LossartError(
-            f"{path}: grid of frame {index} is missing (rerun `lossart grid` to finish the run)"
-        )
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            loss, xs, ys = data["loss"], data["xs"], data["ys"]
-    except KeyError as exc:
-        raise LossartError(f"{path}: frame grid lacks array {exc} (needs loss, xs, ys)") from None
-    except (OSError, ValueError) as exc:
-        raise LossartError(f"{path}: not a readable frame grid ({exc})") from None
-    if loss.ndim != 2 or loss.shape != (len(ys), len(xs)):
-        raise LossartError(
-            f"{path}: loss has shape {loss.shape}, expected [len(ys), len(xs)] = "
-            f"[{len(ys)}, {len(xs)}]"
-        )
-    return loss, xs, ys
-
-
-def scan_grids(run: Run, indices: list[int], config: TerrainConfig) -> tuple[GridSet, float]:
-    """Check every frame grid (present, same size and window, not all NaN); pick the loss cap."""
-    files = [grid_frame_path(run, i) for i in indices]
+def scan_grids(
+    run: Run, meta: GridMeta, indices: list[int], config: TerrainConfig
+) -> tuple[GridSet, float]:
+    """Check every frame grid (present, same size and window, not all NaN, with its plane
+    coordinates); pick the loss cap."""
     first: tuple | None = None
     samples: list[np.ndarray] = []
+    metas: list[FrameMeta] = []
     stride = 1
     bar = progress(len(indices), desc="terrain scan", unit="frame")
-    for index, path in zip(indices, files, strict=True):
+    for index in indices:
         bar.update(1)
-        loss, xs, ys = load_grid_frame(path, index)
-        xr = _even_range(xs, "xs", path)
-        yr = _even_range(ys, "ys", path)
+        grid = read_frame_grid(run.grids, index)
+        loss, path = grid.loss, frame_grid_path(run.grids, index)
+        xr = _even_range(grid.xs, "xs", path)
+        yr = _even_range(grid.ys, "ys", path)
         if first is None:
             first = (index, loss.shape, xr, yr)
             stride = quantile_stride(loss.size * len(indices))
@@ -178,88 +152,29 @@ def scan_grids(run: Run, indices: list[int], config: TerrainConfig) -> tuple[Gri
                 f"{path}: every loss of frame {index} is NaN/inf (diverged everywhere, or an "
                 f"unfinished grid); rerun `lossart grid` for it or leave it out with --frames"
             )
+        metas.append(_frame_meta(run, meta, grid.meta, path))
         if config.loss_cap is None:
             samples.append(cap_samples(loss, stride))
     bar.close()
     assert first is not None
     cap = cap_from_samples(samples, config)
-    return GridSet(indices, files, first[1], first[2], first[3]), cap
+    return GridSet(indices, first[1], first[2], first[3], metas), cap
 
 
-# ---------------------------------------------------------------- frame metadata and geometry
-
-
-def run_kind(run: Run) -> str:
-    kind = run.read().get("kind")
-    if kind in ("plane3", "plane"):
-        return "plane3"
-    if kind == "curve" or (run.curve / "frames.json").is_file():
-        return "curve"
-    raise LossartError(
-        f"{run.manifest}: kind {kind!r} has no terrain (expected a 'curve' or 'plane3' run)"
-    )
-
-
-def curve_frame_meta(run: Run, indices: list[int]) -> tuple[dict, Callable[[int], FrameMeta]]:
-    """The curve spec and a lookup of each frame's step, epoch, loss and 2-D control points."""
-    from lossart.geometry.plane import control_points_2d, frame_plane
-    from lossart.training.curve_run import load_curve_run
-
-    curve_run = load_curve_run(run)
-    by_index = {fr.index: pos for pos, fr in enumerate(curve_run.frames)}
-    missing = [i for i in indices if i not in by_index]
-    if missing:
+def _frame_meta(run: Run, grids: GridMeta, frame: FrameMeta | None, path: Path) -> FrameMeta:
+    """A frame's plane coordinates, checked against the curve that grid.json names."""
+    if frame is None:
         raise LossartError(
-            f"{run.grids}: grids for frame(s) {missing[:5]} have no curve frame in "
-            f"{run.curve / 'frames.json'}"
+            f"{path}: assembled before grid files carried the frames' plane coordinates; "
+            f"{_rerun(run)}"
         )
-
-    def meta(index: int) -> FrameMeta:
-        pos = by_index[index]
-        fr = curve_run.frames[pos]
-        plane = frame_plane(curve_run, pos)
-        cp = control_points_2d(plane, curve_run.w1, fr.bends, curve_run.w2)
-        return FrameMeta(
-            index=index,
-            step=int(fr.step),
-            epoch=float(fr.epoch),
-            train_loss=float(fr.train_loss),
-            control_points=cp,
-            points=[("w1", tuple(cp[0])), ("w2", tuple(cp[-1]))],
+    want = grids.curve["bends"] + 2 if grids.kind == "curve" and grids.curve else 0
+    if len(frame.control_points) != want:
+        raise LossartError(
+            f"{path}: {len(frame.control_points)} control points, expected {want} for "
+            f"{grids.kind} grids ({grids.curve}); rerun `lossart grid {run.root} --overwrite`"
         )
-
-    return curve_run.spec.to_dict(), meta
-
-
-def plane3_frame_meta(run: Run) -> Callable[[int], FrameMeta]:
-    """The plane through three optima: w1, w2, w3 at run.json's `plane3.points` (written by
-    `lossart plane`), else projected again from endpoints/w1.pt, w2.pt, w3.pt."""
-    from lossart.geometry.plane import plane_through
-    from lossart.geometry.weights import ParamLayout
-    from lossart.models import create_model
-    from lossart.training.checkpoint import load_checkpoint
-
-    recorded = (run.read().get("plane3") or {}).get("points") or {}
-    if all(isinstance(recorded.get(n), list) and len(recorded[n]) == 2 for n in ("w1", "w2", "w3")):
-        xy = [(float(recorded[n][0]), float(recorded[n][1])) for n in ("w1", "w2", "w3")]
-    else:  # not recorded by `lossart plane`: project the three optima again
-        ckpts = [load_checkpoint(run.endpoints / f"w{i}.pt") for i in (1, 2, 3)]
-        layout = ParamLayout.of(create_model(ckpts[0].model))
-        ws = [layout.flatten(ck.state_dict).float() for ck in ckpts]
-        plane = plane_through(*ws)
-        xy = [tuple(float(c) for c in plane.coords(w)[:2]) for w in ws]
-
-    def meta(index: int) -> FrameMeta:
-        return FrameMeta(
-            index=index,
-            step=0,
-            epoch=0.0,
-            train_loss=None,
-            control_points=np.zeros((0, 2)),
-            points=[("w1", xy[0]), ("w2", xy[1]), ("w3", xy[2])],
-        )
-
-    return meta
+    return frame
 
 
 # ---------------------------------------------------------------- the build
@@ -284,11 +199,10 @@ def build_terrain(
     config = config or TerrainConfig()
     run = open_run(run_path)
     root = Path(out) if out is not None else run.terrain
-    kind = run_kind(run)
-    indices = listed_grid_frames(run)
+    meta = grid_meta(run)
+    kind = meta.kind
+    indices = sorted(set(meta.frames))
     if frames is not None:
-        from lossart.grid.run_grid import select_frames
-
         indices = select_frames(indices, frames)
     if kind == "plane3" and len(indices) != 1:
         raise LossartError(f"{run.grids}: a plane3 run has one frame grid, found {len(indices)}")
@@ -297,18 +211,15 @@ def build_terrain(
             f"--export-mesh: no frame {export_mesh} in the grids "
             f"(frames {indices[0]}..{indices[-1]})"
         )
-    grids, cap = scan_grids(run, indices, config)
-    if kind == "curve":
-        curve, meta_of = curve_frame_meta(run, indices)
-    else:
-        curve, meta_of = None, plane3_frame_meta(run)
+    grids, cap = scan_grids(run, meta, indices, config)
+    curve = meta.curve if kind == "curve" else None
 
     def load(position: int) -> np.ndarray:
-        return load_grid_frame(grids.files[position], indices[position])[0]
+        return read_frame_grid(run.grids, indices[position]).loss
 
     def stream():
         for pos, z, nonfinite in stream_heights(load, len(indices), config, cap):
-            meta = meta_of(indices[pos])
+            frame = grids.metas[pos]
             filled = fill_nonfinite(load(pos), cap)
             points = [
                 NamedPoint(
@@ -316,16 +227,16 @@ def build_terrain(
                     xy,
                     float(sample_bilinear(filled, grids.x_range, grids.y_range, np.array([xy]))[0]),
                 )
-                for name, xy in meta.points
+                for name, xy in frame.points.items()
             ]
             yield BundleFrame(
-                index=meta.index,
-                step=meta.step,
-                epoch=meta.epoch,
-                train_loss=meta.train_loss,
+                index=frame.index,
+                step=frame.step,
+                epoch=frame.epoch,
+                train_loss=frame.train_loss,
                 heights=z,
                 nonfinite=nonfinite,
-                control_points=meta.control_points,
+                control_points=frame.control_points,
                 points=points,
             )
 
