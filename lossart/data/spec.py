@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,11 +78,17 @@ def parse_data_spec(
             return DataSpec(prefix + str(Path(path).expanduser().resolve()), root, download, size)
     if lowered in BUILTIN or lowered in TORCHVISION:
         return DataSpec(lowered, root, download, size)
-    from lossart.data.user_factory import is_factory_name
-
     if is_factory_name(name):
         return DataSpec(name, root, download, size)
     raise LossartError(f"--data {text!r}: unknown dataset; known: {known_datasets()}")
+
+
+FACTORY_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def is_factory_name(name: str) -> bool:
+    """`package.module:factory` (not `npz:PATH` or `folder:PATH`, which are checked first)."""
+    return FACTORY_PATTERN.fullmatch(name) is not None
 
 
 @dataclass

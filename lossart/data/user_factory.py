@@ -22,26 +22,19 @@ otherwise ("crop-flip", "crop" or "none").
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from lossart.data.spec import Dataset, DataSpec
+from lossart.data.spec import Dataset, DataSpec, is_factory_name  # noqa: F401 (re-export)
 from lossart.errors import LossartError
 from lossart.progress import progress
 
-PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 MAX_BYTES = 4 * 2**30  # both splits together, as held in memory
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 AUGMENTS = ("crop-flip", "crop", "none")
-
-
-def is_factory_name(name: str) -> bool:
-    """`package.module:factory` (not `npz:PATH` or `folder:PATH`, which are checked first)."""
-    return PATTERN.fullmatch(name) is not None
 
 
 def _factory(name: str):
