@@ -403,6 +403,9 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=("train", "test"), default=None, help="which split (default train)")
     p.add_argument("--margin", type=float, default=None,
                    help="window margin around the curve or points, as a share of their extent (0.2)")
+    p.add_argument("--aspect", metavar="W:H|none", default=None,
+                   help="window width:height, grown around the curve to fill the picture "
+                        "(default 16:9 for a new grid, else grid.json's; none: hug the points)")
     _device_flag(p, note="; under torchrun cuda is each rank's local GPU")
     p.add_argument("--dtype", choices=("float32", "tf32", "bfloat16"), default=None,
                    help="evaluation precision (default float32; tf32 needs CUDA)")
@@ -418,6 +421,20 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
                    help="torch.compile the CPU pass (auto: grids of 20000+ points; kept in grid.json)")
 
 
+def _aspect(text: str) -> float:
+    """`--aspect 16:9`, `1.5` or `none` (0: no aspect) as width / height."""
+    if text.strip().lower() == "none":
+        return 0.0
+    w, sep, h = text.partition(":")
+    try:
+        value = float(w) / float(h) if sep else float(w)
+    except (ValueError, ZeroDivisionError):
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise LossartError(f"--aspect {text!r}: expected W:H (e.g. 16:9), a ratio > 0, or none")
+    return value
+
+
 def _grid_config(args: argparse.Namespace):
     from lossart.grid.run_grid import GridConfig
 
@@ -427,6 +444,7 @@ def _grid_config(args: argparse.Namespace):
         subset=args.subset,
         split=args.split,
         margin=args.margin,
+        aspect=_aspect(args.aspect) if args.aspect is not None else None,
         tile_rows=args.tile_rows,
         device=_device(args),
         dtype=args.dtype,

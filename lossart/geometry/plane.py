@@ -170,3 +170,25 @@ def window_around(points: np.ndarray, margin: float = 0.2) -> Window:
     return Window(
         (float(lo[0] - pad), float(hi[0] + pad)), (float(lo[1] - pad), float(hi[1] + pad))
     )
+
+
+def fit_aspect(window: Window, aspect: float | None) -> Window:
+    """`window` grown symmetrically along its short side until width / height == `aspect`.
+
+    A picture's frame is wider than tall (16:9 for video), while the curve's window is often a
+    thin strip along w1 -> w2; growing it to the picture's aspect fills the frame with terrain
+    instead of background, and keeps the curve centred. None leaves the window as it is.
+    """
+    if aspect is None:
+        return window
+    if not (aspect > 0 and aspect < float("inf")):
+        raise LossartError(f"--aspect: expected a finite ratio > 0 (e.g. 16:9), got {aspect}")
+    (x0, x1), (y0, y1) = window.x_range, window.y_range
+    width, height = x1 - x0, y1 - y0
+    if width > aspect * height:
+        grow = (width / aspect - height) / 2
+        y0, y1 = y0 - grow, y1 + grow
+    else:
+        grow = (height * aspect - width) / 2
+        x0, x1 = x0 - grow, x1 + grow
+    return Window((float(x0), float(x1)), (float(y0), float(y1)))

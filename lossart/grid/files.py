@@ -92,6 +92,7 @@ class GridMeta:
     tile: int  # rows per tile
     frames: list[int]
     margin: float = 0.2
+    aspect: float | None = None  # window width / height; None: the window hugs the points
     subset_seed: int = 0
     curve: dict[str, Any] | None = None  # {"kind", "bends"} of a curve run; None for plane3
     flops_per_point: int | None = None
@@ -113,6 +114,7 @@ class GridMeta:
             "resolution": list(self.resolution),
             "window": self.window,
             "margin": self.margin,
+            "aspect": self.aspect,
             "subset": self.subset,
             "split": self.split,
             "subset_seed": self.subset_seed,
@@ -153,6 +155,7 @@ class GridMeta:
                 tile=int(d["tile"]),
                 frames=[_index(f) for f in d["frames"]],
                 margin=float(d.get("margin", 0.2)),
+                aspect=None if d.get("aspect") is None else float(d["aspect"]),
                 subset_seed=int(d.get("subset_seed", 0)),
                 curve=_curve(d.get("curve")),
                 flops_per_point=d.get("flops_per_point"),

@@ -21,7 +21,7 @@ import torch
 
 from lossart.data import DataSpec, eval_subset, load_dataset
 from lossart.errors import LossartError
-from lossart.geometry.plane import Plane, Window
+from lossart.geometry.plane import Plane, Window, fit_aspect
 from lossart.geometry.weights import ParamLayout
 from lossart.grid.engine import EngineConfig, GridEngine, grid_axis, resolve_device
 from lossart.grid.files import (
@@ -48,6 +48,8 @@ from lossart.progress import progress
 from lossart.runs import Run, now_iso, open_run, versions
 
 DEFAULT_RESOLUTION = 41
+#: New grids' window follows a 16:9 picture (the renders' default size), so terrain fills it.
+DEFAULT_ASPECT = 16 / 9
 DEFAULT_SUBSET = 1024
 MAX_SIDE = 20000  # per axis, without --force
 MAX_DAYS = 7.0  # estimated time for this process's share, without --force
@@ -62,6 +64,7 @@ class GridConfig:
     subset: int | None = None
     split: str | None = None
     margin: float | None = None  # window margin; None = grid.json's, else 0.2
+    aspect: float | None = None  # window width / height; None = grid.json's, else 16:9; 0 = none
     tile_rows: int | None = None
     device: str = "cpu"
     dtype: str | None = None
@@ -209,7 +212,11 @@ def _grid_run(
     subset_size = cfg.subset if cfg.subset is not None else (old.subset if old else None)
     x, y, task, subset_size = _subset(source.data_spec, split, subset_size, device)
     margin = cfg.margin if cfg.margin is not None else (old.margin if old else 0.2)
-    window = _same_window(source.window(margin), old.window if old else None)
+    if cfg.aspect is not None:
+        aspect = cfg.aspect or None  # 0 asks for no aspect: the window hugs the points
+    else:
+        aspect = old.aspect if old else DEFAULT_ASPECT
+    window = _same_window(fit_aspect(source.window(margin), aspect), old.window if old else None)
     if cfg.tile_rows is not None and cfg.tile_rows < 1:
         raise LossartError(f"--tile-rows {cfg.tile_rows}: expected at least 1")
     rows = cfg.tile_rows or (old.tile if old else None) or default_tile_rows(w, h)
@@ -235,6 +242,7 @@ def _grid_run(
         tile=rows,
         frames=sorted(set(old.frames) | set(frames)) if old else frames,
         margin=margin,
+        aspect=aspect,
         curve=source.curve,
         flops_per_point=engine.flops_per_point,
         compile=compiled,
