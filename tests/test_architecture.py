@@ -19,7 +19,7 @@ STAGES = (
     ("data", ("lossart.data",)),
     ("models", ("lossart.models",)),
     ("geometry", ("lossart.geometry",)),
-    ("evaluation", ("lossart.evaluation",)),
+    ("evaluation", ("lossart.evaluation", "lossart.devices")),
     ("training", ("lossart.training",)),
     ("grid", ("lossart.grid",)),
     ("terrain", ("lossart.terrain",)),
@@ -82,7 +82,9 @@ def stage_of(mod: str) -> int | None:
     best, rank = -1, None
     for i, (_, prefixes) in enumerate(STAGES):
         for prefix in prefixes:
-            if (mod == prefix or mod.startswith(prefix + ".")) and len(prefix) > best:
+            # the package itself ("lossart") names only its __init__, not everything under it
+            inside = prefix != "lossart" and mod.startswith(prefix + ".")
+            if (mod == prefix or inside) and len(prefix) > best:
                 best, rank = len(prefix), i
     return rank
 
@@ -172,3 +174,4 @@ def test_the_checker_sees_cycles_and_late_imports(tmp_path):
     assert g["lossart.grid.a"] == {"lossart.grid.b"}
     assert g["lossart.grid.b"] == {"lossart.grid.a", "lossart.cli"}
     assert stage_of("lossart.cli") > stage_of("lossart.grid.b")
+    assert stage_of("lossart.somewhere_new") is None  # a module outside the order is noticed
