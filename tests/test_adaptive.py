@@ -174,7 +174,7 @@ def test_level_sets_are_deterministic_and_a_killed_run_resumes_identically():
             do(work.shard(i, 3))
     assert np.array_equal(done, evaluated)
     filled = plan.fill(values, done)
-    np.testing.assert_allclose(10.0**filled[~done], field[~done], rtol=1e-12)
+    np.testing.assert_allclose(10.0 ** filled[~done], field[~done], rtol=1e-12)
     assert np.array_equal(plan.chosen(values, done), evaluated)
 
 

@@ -69,14 +69,14 @@ from lossart.errors import LossartError
 #: Losses are floored here before the log10 (the terrain's default floor: below it the terrain
 #: is flat, so no difference there can matter).
 LOSS_FLOOR = 1e-4
-INTERPOLATIONS = ("cubic", "linear")
-ORDER = {"cubic": 4, "linear": 2}  # nodes per interpolation stencil
+INTERPOLATIONS = ("cubic", "spline", "linear")
+ORDER = {"spline": 4, "cubic": 4, "linear": 2}  # nodes per local stencil (spline: its fallback)
 #: A priori estimates are this many times the one-sided higher-order correction. On smooth data
 #: the correction is the interpolation error itself (cubic midpoint: 3/128·Δ⁴); across a kink
 #: (a jump in slope, what ReLU networks make) the error is 16× (cubic; linear 4×) the
 #: correction at its worst (kink mid-interval: cubic error 3/16·h·jump, correction 3/256·h·jump),
 #: so the estimate bounds kinks and overstates smooth curvature, which costs points, not accuracy.
-KINK = {"cubic": 16.0, "linear": 4.0}
+KINK = {"spline": 16.0, "cubic": 16.0, "linear": 4.0}
 
 
 def axis_nodes(n: int, step: int) -> np.ndarray:
@@ -127,6 +127,36 @@ class AxisStep:
     mid: np.ndarray
     err_idx: np.ndarray
     err_w: np.ndarray
+    spline: np.ndarray | None = None  # [new, coarse]: not-a-knot cubic spline weights
+
+
+def spline_weights(nodes: np.ndarray, x: np.ndarray) -> np.ndarray | None:
+    """[len(x), len(nodes)] weights of the not-a-knot cubic spline through `nodes` at points x
+    (strictly inside intervals); None below 4 nodes."""
+    nodes = np.asarray(nodes, dtype=np.float64)
+    n = len(nodes)
+    if n < 4:
+        return None
+    h = np.diff(nodes)
+    # Second derivatives m solve A m = R f: continuity of the slope at interior nodes, and
+    # continuity of the third derivative at the second and second-to-last (not-a-knot).
+    a = np.zeros((n, n))
+    r = np.zeros((n, n))
+    for i in range(1, n - 1):
+        a[i, i - 1 : i + 2] = h[i - 1], 2 * (h[i - 1] + h[i]), h[i]
+        r[i, i - 1 : i + 2] = 6 / h[i - 1], -6 / h[i - 1] - 6 / h[i], 6 / h[i]
+    a[0, :3] = h[1], -(h[0] + h[1]), h[0]
+    a[-1, -3:] = h[-1], -(h[-2] + h[-1]), h[-2]
+    moments = np.linalg.solve(a, r)  # [n, n]: m = moments @ f
+    t = np.clip(np.searchsorted(nodes, x) - 1, 0, n - 2)
+    hi, left, right = h[t], x - nodes[t], nodes[t + 1] - x
+    w = np.zeros((len(x), n))
+    rows = np.arange(len(x))
+    w[rows, t] += right / hi
+    w[rows, t + 1] += left / hi
+    w += ((right**3 / hi - right * hi) / 6)[:, None] * moments[t]
+    w += ((left**3 / hi - left * hi) / 6)[:, None] * moments[t + 1]
+    return w
 
 
 def stencil(t: int, k: int, n: int) -> np.ndarray:
@@ -136,7 +166,7 @@ def stencil(t: int, k: int, n: int) -> np.ndarray:
     return np.arange(start, start + k)
 
 
-def axis_step(coarse: np.ndarray, fine: np.ndarray, order: int) -> AxisStep:
+def axis_step(coarse: np.ndarray, fine: np.ndarray, order: int, spline: bool = False) -> AxisStep:
     """Interpolation and error-estimate stencils from coarse to fine nodes of one axis."""
     n = len(coarse)
     pos = {int(c): p for p, c in enumerate(coarse)}
@@ -169,7 +199,8 @@ def axis_step(coarse: np.ndarray, fine: np.ndarray, order: int) -> AxisStep:
                 w_hi = lagrange_weights(coarse[s_hi].astype(float), x)
                 w_hi[np.searchsorted(s_hi, s)] -= w[r]
                 err_w[side, t] = w_hi
-    return AxisStep(fine, same, new, idx, w, bracket, bracket_w, mid, err_idx, err_w)
+    sw = spline_weights(coarse, fine[new].astype(np.float64)) if spline and len(new) else None
+    return AxisStep(fine, same, new, idx, w, bracket, bracket_w, mid, err_idx, err_w, sw)
 
 
 def interpolate_axis(f: np.ndarray, step: AxisStep, axis: int) -> np.ndarray:
@@ -187,6 +218,11 @@ def interpolate_axis(f: np.ndarray, step: AxisStep, axis: int) -> np.ndarray:
             vals = f[..., step.idx]  # [..., new, k]
             est = np.einsum("...nk,nk->...n", vals, step.w)
             bad = ~np.isfinite(vals).all(axis=-1)
+            if step.spline is not None:
+                # A line holding a non-finite value keeps the local stencils (a spline would
+                # spread it along the whole line).
+                whole = np.isfinite(f).all(axis=-1, keepdims=True)
+                est = np.where(whole, np.where(whole, f, 0.0) @ step.spline.T, est)
             if bad.any():
                 lin = (f[..., step.bracket] * step.bracket_w).sum(axis=-1)
                 est = np.where(bad, lin, est)
@@ -321,9 +357,9 @@ class AdaptivePlan:
         self.steps = [self.coarse_step >> k for k in range(self.coarse_step.bit_length())]
         self.nodes_x = [axis_nodes(self.width, s) for s in self.steps]
         self.nodes_y = [axis_nodes(self.height, s) for s in self.steps]
-        order = ORDER[interpolation]
-        self._sx = [axis_step(a, b, order) for a, b in zip(self.nodes_x, self.nodes_x[1:])]
-        self._sy = [axis_step(a, b, order) for a, b in zip(self.nodes_y, self.nodes_y[1:])]
+        order, spline = ORDER[interpolation], interpolation == "spline"
+        self._sx = [axis_step(a, b, order, spline) for a, b in zip(self.nodes_x, self.nodes_x[1:])]
+        self._sy = [axis_step(a, b, order, spline) for a, b in zip(self.nodes_y, self.nodes_y[1:])]
 
     @property
     def levels(self) -> int:
