@@ -51,6 +51,13 @@ CIFAR = REPO.parent / "shared" / "data" / "cifar10-subset.npz"
 TARGET_POINTS_PER_S = 800  # issue 15: resnet20-noskip over 1024 images on an H100/H200
 
 
+def dump(args, report: dict) -> None:
+    """Write the report so far: a step killed at its time limit still leaves its figures."""
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1))
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -218,6 +225,8 @@ def bench(args, device: torch.device, report: dict) -> None:
         finally:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+            report["strategies"] = rows
+            dump(args, report)
     if device.type == "cuda":
         block = report.get("auto_batch_points", 64)
         label = f"graph {block}"
@@ -369,9 +378,7 @@ def main() -> None:
             failed = True
     for line in report["skipped"]:
         print(f"skipped: {line}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1))
+    dump(args, report)
     sys.exit(1 if failed else 0)
 
 

@@ -21,29 +21,34 @@ inside it exceeds `tol` (in the units of the values: log10 loss for the grid):
   level's step. If the cell stays unrefined, its inside is interpolated at this level's step,
   whose error is the surplus over 2^p, p the local order of convergence: 4 on smooth ground
   (cubic), 1 at a kink. A cell is refined where a corner's surplus / `surplus_ratio` > tol;
-  the default 2 is the kink-safe ratio (measured on real grids: max error 0.35-0.65 × tol;
-  at 4 it exceeds tol by a few percent).
+  the default 2 is the kink-safe ratio: on the real grids measured the worst error was
+  0.35-0.65 × tol (at 4 up to 1.5 × tol). A kink passing between check points is the weak
+  case: on an analytic crease (a straight slope jump) the worst error reaches 1.4-1.9 × tol;
+  `surplus_ratio=1` keeps it at 0.04-0.5 × tol for 2.1-2.3× the points.
 - *a priori*, for level 0 where nothing has been checked yet (`a_priori_levels`, default 1):
   along each cell edge, KINK times the larger one-sided correction (the interpolant through
   one more node on one side minus the one used). On smooth data the correction is the
   interpolation error itself; times KINK it bounds the error across a kink, the worst case a
   coarse look cannot rule out. On smooth ground it refines nothing (an analytic bowl is done
   with level 0); on the real grids measured it refines all of level 1 (1/60 of the points).
-  Applied at every level it cost 25% more points for no gain in the worst error (the check
-  points already cover what it sees).
+  Applied at every level it cost 60-100% more points for a worst error that was below tol
+  without it already (the check points cover what it sees).
 
 The refined set is then dilated by `dilate` cells: a feature whose check point lies on one
 cell's corner is also resolved in the neighbours it reaches into. Without dilation the worst
-error on the real grids was 2-5× tol (a valley passing between check points), with it below
-tol. Non-finite values (diverged points) refine every cell touching them at every level, so the
+error on the real grids was 1.1-1.7× tol (a valley passing between check points), with it
+below tol, for 25-40% more points. Non-finite values (diverged points) refine every cell touching them at every level, so the
 final field never interpolates across them.
 
 Fill. The field is built coarse to fine: each level's lattice is interpolated from the previous
 level's (separably, x then y; cubic Lagrange on 4 nodes, one-sided at the edges, or linear), and
 evaluated values overwrite the interpolated ones. Evaluated points keep their exact values; a
 stencil holding a non-finite value falls back to linear between the two bracketing nodes.
-Cubic needs 30-40% fewer points than linear for the same worst error; choosing the smoothest of
-the shifted cubic stencils (ENO) was measured too and did not pay.
+Cubic needs 20-55% fewer points than linear at a lower worst error. A not-a-knot spline along
+each line (`interpolation="spline"`; lines holding a non-finite value keep the local stencils)
+needed up to 20% fewer points on the smoothest frames but rings around sharp bands (1.3 × tol
+on the ridge field), so cubic is the default; the smoothest of the shifted cubic stencils
+(ENO) was measured too and did not pay.
 
 Determinism, resuming and sharding. Level l's point set is a function of the values at the
 points chosen for levels < l only (extra evaluated points, such as a partly finished level or
@@ -52,8 +57,8 @@ kept its evaluated values resumes with exactly the same sets (`next_work`), and 
 in a fixed row-major order, can be split into units of work (`LevelWork.units`) or shards
 (`LevelWork.shard`) freely. `prior` (the previous video frame's evaluated mask) additionally
 refines, at each level, the cells where the previous frame had evaluated new points: that
-lowers the worst error, but costs 20-120% more points on the frames measured, so it is off
-unless asked for.
+lowers the worst error, but cost 20-120% more points per frame on the frames measured (more
+when chained, since the seeded set only grows), so it is off unless asked for.
 """
 
 from __future__ import annotations
