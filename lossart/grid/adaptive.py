@@ -116,10 +116,12 @@ class AxisStep:
     """One axis from level l to l+1: where each fine node comes from.
 
     `fine` are the level-(l+1) node indices; `same[q]` is the coarse position of fine node q where
-    it is a coarse node (else -1); for the others (`new`), `idx`/`w` are the interpolation stencil
-    over coarse positions and `bracket` the two coarse positions around it. `mid[t]` is the fine
-    position of the new node inside coarse interval t (-1: the interval has none); `err_idx` /
-    `err_w` give, per interval, the higher-order-minus-used weights of the a priori estimate.
+    it is a coarse node (else -1); for the others (`new`), `idx`/`w` are the local interpolation
+    stencil over coarse positions, `bracket`/`bracket_w` the linear one between the two coarse
+    nodes around it, and `spline` (interpolation "spline" only) the spline's weights over all
+    coarse nodes. `mid[t]` is the fine position of the new node inside coarse interval t (-1:
+    none); `err_idx`/`err_w` [side, interval, k] give the a priori estimate's one-sided
+    higher-order-minus-used weights.
     """
 
     fine: np.ndarray
