@@ -137,7 +137,7 @@ class RealEvaluator:
         from lossart.data.batches import eval_subset
         from lossart.geometry.weights import ParamLayout
         from lossart.grid.engine import EngineConfig, GridEngine
-        from lossart.grid.run_grid import grid_source
+        from lossart.grid.planes import grid_source
         from lossart.runs import open_run
 
         self.spec = json.loads((run / "grids" / "grid.json").read_text())

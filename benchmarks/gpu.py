@@ -305,16 +305,16 @@ def precision_differences(model, layout, w1, u, v, x, y, device, args) -> dict:
 
 
 def render(args, report: dict) -> None:
-    from lossart.render.video import RenderOptions, parse_size, render_still
+    from lossart.render import Look, parse_size, render_still
 
     size = (64, 36) if args.dry_run else parse_size(args.size)
     samples = 2 if args.dry_run else args.samples
-    opts = RenderOptions(samples=samples, size=size, device="CPU" if args.dry_run else "auto")
+    look = Look(samples=samples, size=size, render_device="CPU" if args.dry_run else "auto")
     out = Path(
         args.render_out
         or (Path(args.json).parent if args.json else Path(".")) / "device_check_still.png"
     )
-    res = render_still(args.render, out, opts=opts)
+    res = render_still(args.render, out, look=look)
     report["render"] = {
         "size": list(size),
         "samples": samples,
