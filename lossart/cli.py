@@ -419,6 +419,9 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="run a grid estimated to be absurdly large anyway")
     p.add_argument("--compile", choices=("auto", "on", "off"), default=None,
                    help="torch.compile the CPU pass (auto: grids of 20000+ points; kept in grid.json)")
+    p.add_argument("--adaptive", type=float, metavar="TOL", default=None,
+                   help="refine level by level, interpolating where the log10 loss is predicted "
+                        "within TOL (e.g. 0.05; kept in grid.json; default: every point)")
 
 
 def _aspect(text: str) -> float:
@@ -453,6 +456,7 @@ def _grid_config(args: argparse.Namespace):
         overwrite=args.overwrite,
         force=args.force,
         compile={"on": True, "off": False}.get(args.compile),
+        adaptive=args.adaptive,
     )
 
 
@@ -462,12 +466,23 @@ def _print_grid_summary(s) -> None:
     w, h = s.spec["resolution"]
     world = int(os.environ.get("WORLD_SIZE", "1"))
     who = f"rank 0 of {world}: " if world > 1 else ""
+    what = "unit" if s.adaptive is not None else "tile"
     print(
-        f"grid {w}x{h}, {len(s.frames)} frame(s): {who}{s.tiles_computed} tile(s), {s.points_computed} points "
+        f"grid {w}x{h}, {len(s.frames)} frame(s): {who}{s.tiles_computed} {what}(s), {s.points_computed} points "
         f"in {s.seconds:.1f} s ({s.points_per_second:.2f} points/s, "
         f"{s.flops_per_point * s.points_per_second / 1e9:.1f} GFLOP/s effective, "
         f"{s.flops_per_point / 1e9:.3f} GFLOP/point; {s.engine})"
     )
+    if s.adaptive and s.adaptive[1]:
+        got, total = s.adaptive
+        print(
+            f"adaptive: {got:,} of {total:,} points evaluated ({total / max(got, 1):.1f}x fewer)"
+        )
+    if s.waiting:
+        print(
+            f"frames waiting for other shards' units of a level: {s.waiting[:20]} "
+            f"(rerun this shard once they finish)"
+        )
     if s.assembled:
         print(f"assembled frames: {s.assembled[:20]}{' ...' if len(s.assembled) > 20 else ''}")
     if s.upgraded:

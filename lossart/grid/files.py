@@ -7,6 +7,9 @@ RUN/grids/frame_00000.npz                    one frame: loss, accuracy [H, W] fl
                                              ys [H] float64, control_points [k+2, 2] float64,
                                              frame (a JSON string: FrameMeta without the arrays)
 RUN/grids/tiles/frame_00000/tile_00003.npz   loss, accuracy [rows, W] of rows start..stop-1
+RUN/grids/tiles/frame_00000/level_02_unit_00004.npz
+                                             --adaptive: one unit of a refinement level: flat
+                                             point indices (row * W + col) int64, loss, accuracy
 RUN/grids/locks/<name>.lock                  held while a job runs (lossart.grid.lock)
 ```
 
@@ -14,6 +17,9 @@ A tile is a band of consecutive grid rows. Every file is written atomically, so 
 is complete: a rerun after any interruption (kill -9 included) skips the tiles present and
 computes the rest, and the assembled grid is the same array an uninterrupted run writes (each
 point's value depends on nothing but its coordinates).
+
+An adaptive grid's frame file also holds `evaluated` [H, W] bool, the points that were evaluated
+(the others are interpolated, see lossart.grid.adaptive); full grids have none (all evaluated).
 
 A frame file carries everything later stages need in that frame's plane coordinates (control
 points, named points, step, epoch, training loss), so that they never reopen the checkpoints.
@@ -43,7 +49,9 @@ GRID_FORMAT = "lossart-grid"
 GRID_VERSION = 2
 GRID_JSON = "grid.json"
 #: Settings that make two grids different grids (a rerun with others needs --overwrite).
-SPEC_KEYS = ("kind", "resolution", "window", "subset", "split", "subset_seed", "dtype", "tile")
+SPEC_KEYS = (
+    "kind", "resolution", "window", "subset", "split", "subset_seed", "dtype", "tile", "adaptive",
+)  # fmt: skip
 REQUIRED_KEYS = ("kind", "resolution", "window", "subset", "split", "dtype", "tile", "frames")
 KINDS = ("curve", "plane3")
 
@@ -65,6 +73,10 @@ def tile_dir(grids: Path, index: int) -> Path:
 
 def tile_path(grids: Path, index: int, tile: int) -> Path:
     return tile_dir(grids, index) / f"tile_{tile:05d}.npz"
+
+
+def unit_path(grids: Path, index: int, level: int, unit: int) -> Path:
+    return tile_dir(grids, index) / f"level_{level:02d}_unit_{unit:05d}.npz"
 
 
 def locks_dir(grids: Path) -> Path:
@@ -101,6 +113,7 @@ class GridMeta:
     created: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     format_version: int = GRID_VERSION
+    adaptive: float | None = None  # --adaptive tolerance in log10 loss; None: the full lattice
 
     @property
     def window(self) -> dict[str, list[float]]:
@@ -120,6 +133,7 @@ class GridMeta:
             "subset_seed": self.subset_seed,
             "dtype": self.dtype,
             "tile": self.tile,
+            "adaptive": self.adaptive,
             "frames": list(self.frames),
             "curve": self.curve,
             "flops_per_point": self.flops_per_point,
@@ -164,6 +178,7 @@ class GridMeta:
                 created=d.get("created"),
                 versions=dict(d.get("versions") or {}),
                 format_version=version,
+                adaptive=None if d.get("adaptive") is None else float(d["adaptive"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise LossartError(
@@ -324,6 +339,45 @@ def read_tile(path: Path, layout: TileLayout, tile: int) -> tuple[np.ndarray, np
     return loss, acc
 
 
+def write_unit(path: Path, points: np.ndarray, loss: np.ndarray, accuracy: np.ndarray) -> None:
+    """One adaptive unit: the flat indices (row * W + col) of its points and their values."""
+    np_savez(
+        path,
+        points=np.asarray(points, dtype=np.int64),
+        loss=np.asarray(loss, dtype=np.float32),
+        accuracy=np.asarray(accuracy, dtype=np.float32),
+    )
+
+
+def read_units(
+    grids: Path, index: int, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every adaptive unit of a frame on disk, on the [H, W] lattice: (loss, accuracy, evaluated).
+
+    Cells no unit holds are NaN and not evaluated.
+    """
+    loss = np.full((height, width), np.nan, dtype=np.float32)
+    acc = np.full((height, width), np.nan, dtype=np.float32)
+    done = np.zeros((height, width), dtype=bool)
+    for path in sorted(tile_dir(grids, index).glob("level_*_unit_*.npz")):
+        try:
+            with np.load(path) as z:
+                pts, lv, av = z["points"], z["loss"], z["accuracy"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise LossartError(
+                f"{path}: unreadable adaptive unit ({type(exc).__name__}); delete it and rerun"
+            ) from None
+        if not (pts.ndim == 1 and lv.shape == pts.shape and av.shape == pts.shape) or (
+            pts.size and (pts.min() < 0 or pts.max() >= width * height)
+        ):
+            raise LossartError(
+                f"{path}: adaptive unit does not fit a {width}x{height} grid; delete it and rerun"
+            )
+        r, c = np.divmod(pts, width)
+        loss[r, c], acc[r, c], done[r, c] = lv, av, True
+    return loss, acc, done
+
+
 def clear_grids(grids: Path) -> None:
     """Remove grid results (not locks), for --overwrite."""
     shutil.rmtree(grids / "tiles", ignore_errors=True)
@@ -396,6 +450,7 @@ class FrameGrid:
     xs: np.ndarray  # float64 [W]
     ys: np.ndarray  # float64 [H]
     meta: FrameMeta | None = None  # None: assembled before frames carried plane coordinates
+    evaluated: np.ndarray | None = None  # bool [H, W] of an adaptive grid; None: all evaluated
 
 
 def write_frame_grid(grids: Path, grid: FrameGrid) -> Path:
@@ -409,6 +464,8 @@ def write_frame_grid(grids: Path, grid: FrameGrid) -> Path:
     if grid.meta is not None:
         arrays["control_points"] = np.asarray(grid.meta.control_points, np.float64).reshape(-1, 2)
         arrays["frame"] = np.array(grid.meta.to_json())
+    if grid.evaluated is not None:
+        arrays["evaluated"] = np.asarray(grid.evaluated, dtype=bool)
     path = frame_grid_path(grids, grid.index)
     np_savez(path, **arrays)
     return path
@@ -463,6 +520,7 @@ def read_frame_grid(grids: Path, index: int) -> FrameGrid:
             meta = None
             if "frame" in z.files:
                 meta = FrameMeta.from_arrays(str(z["frame"]), z["control_points"])
+            evaluated = z["evaluated"].astype(bool) if "evaluated" in z.files else None
     except KeyError as exc:
         raise LossartError(
             f"{path}: frame grid lacks array {exc} (needs loss, accuracy, xs, ys)"
@@ -474,9 +532,11 @@ def read_frame_grid(grids: Path, index: int) -> FrameGrid:
         raise LossartError(
             f"{path}: loss has shape {loss.shape}, expected [len(ys), len(xs)] = [{h}, {w}]"
         )
+    if evaluated is not None and evaluated.shape != (h, w):
+        raise LossartError(f"{path}: evaluated mask has shape {evaluated.shape}, expected [{h}, {w}]")
     if meta is not None and meta.index != index:
         raise LossartError(f"{path}: holds frame {meta.index}, expected frame {index}")
-    return FrameGrid(index, loss, acc, xs, ys, meta)
+    return FrameGrid(index, loss, acc, xs, ys, meta, evaluated)
 
 
 def load_frame_grid(run: Run, index: int) -> FrameGrid:

@@ -7,6 +7,8 @@ rerun with different settings is refused unless `overwrite`, and flags left out 
 already recorded, so `lossart grid RUN` alone resumes whatever was started. Each assembled frame
 file carries the frame's coordinates in its plane (`lossart.grid.files.FrameMeta`); frames
 assembled before files carried them get them on a rerun, without evaluating any loss again.
+With `adaptive` (a tolerance in log10 loss) each frame is refined level by level instead of
+evaluated tile by tile (`lossart.grid.adaptive_run`); the tolerance is recorded like the rest.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from lossart.data import DataSpec, eval_subset, load_dataset
 from lossart.errors import LossartError
 from lossart.geometry.plane import Plane, Window, fit_aspect
 from lossart.geometry.weights import ParamLayout
+from lossart.grid.adaptive import AdaptivePlan
+from lossart.grid.adaptive_run import assemble_adaptive, compute_adaptive, evaluated_counts
 from lossart.grid.engine import EngineConfig, GridEngine, grid_axis, resolve_device
 from lossart.grid.files import (
     GridMeta,
@@ -73,6 +77,7 @@ class GridConfig:
     overwrite: bool = False
     force: bool = False
     compile: bool | None = None  # torch.compile the CPU pass; None = grid.json's, else by job size
+    adaptive: float | None = None  # refinement tolerance in log10 loss; None = grid.json's, else off
     quiet: bool | None = None  # None = LOSSART_QUIET decides
 
 
@@ -89,6 +94,9 @@ class GridSummary:
     engine: str
     spec: dict[str, Any] = field(default_factory=dict)  # grid.json as written
     upgraded: list[int] = field(default_factory=list)  # old frame files given their coordinates
+    #: --adaptive: (points evaluated, points of the full lattice) over the assembled frames
+    adaptive: tuple[int, int] | None = None
+    waiting: list[int] = field(default_factory=list)  # adaptive frames waiting for other shards
 
     @property
     def points_per_second(self) -> float:
@@ -221,6 +229,8 @@ def _grid_run(
         raise LossartError(f"--tile-rows {cfg.tile_rows}: expected at least 1")
     rows = cfg.tile_rows or (old.tile if old else None) or default_tile_rows(w, h)
     rows = min(int(rows), h)
+    adaptive = cfg.adaptive if cfg.adaptive is not None else (old.adaptive if old else None)
+    plan = AdaptivePlan(w, h, adaptive) if adaptive is not None else None
 
     layout = ParamLayout.of(source.model)
     engine = GridEngine(
@@ -249,6 +259,7 @@ def _grid_run(
         model=(run.read().get("model") or {}).get("name"),
         created=old.created if old and old.created else now_iso(),
         versions=versions(),
+        adaptive=adaptive,
     )
     spec = meta.to_dict()
     tiles = TileLayout(w, h, rows)
@@ -272,13 +283,17 @@ def _grid_run(
                         f"{grid_json_path(run.grids)}: existing grids were made with other settings "
                         f"({'; '.join(diff)}); pass --overwrite to discard them"
                     )
-            missing = [
-                (f, k) for f, k in workers.shard_tasks(tasks)
-                if not frame_grid_path(run.grids, f).is_file()
-                and not tile_path(run.grids, f, k).is_file()
-            ]  # fmt: skip
-            share = -(-len(missing) // workers.world)
-            _check_time(spec, share * tiles.rows * w, engine, cfg.force, source.plane(frames[0]))
+            if plan is not None:  # every worker takes part in every frame's levels
+                missing = [f for f in frames if not frame_grid_path(run.grids, f).is_file()]
+                share = len(missing) * w * h // (workers.world * (workers.shard or (0, 1))[1])
+            else:
+                missing = [
+                    (f, k) for f, k in workers.shard_tasks(tasks)
+                    if not frame_grid_path(run.grids, f).is_file()
+                    and not tile_path(run.grids, f, k).is_file()
+                ]  # fmt: skip
+                share = -(-len(missing) // workers.world) * tiles.rows * w
+            _check_time(spec, share, engine, cfg.force, source.plane(frames[0]))
             write_grid_meta(run.grids, meta)
             run.record_command("grid")
         except LossartError as exc:
@@ -287,32 +302,51 @@ def _grid_run(
     status, missing = workers.broadcast((status, missing))
     if status:
         raise LossartError(status)
+    waiting: list[int] = []
+    counts = None
     try:
-        mine = workers.rank_tasks(missing)
-        points = sum(tiles.points_of(k) for _, k in mine)
-        computed = _compute(run, engine, source, mine, tiles, xs, ys, points, workers, cfg.quiet)
+        if plan is not None:
+            got = compute_adaptive(
+                run, engine, source, plan, missing, rows * w, xs, ys, workers, cfg.quiet
+            )
+            units, computed, waiting = got.units, got.points, got.waiting or []
+        else:
+            mine = workers.rank_tasks(missing)
+            points = sum(tiles.points_of(k) for _, k in mine)
+            computed = _compute(
+                run, engine, source, mine, tiles, xs, ys, points, workers, cfg.quiet
+            )
+            units = len(mine)
         workers.barrier()
         assembled, upgraded = [], []
         if workers.leader:
             for f in frames:
                 if frame_grid_path(run.grids, f).is_file():
                     continue
-                if assemble_frame(run.grids, f, tiles, xs, ys, source.frame_meta(f)) is not None:
+                fm = source.frame_meta(f)
+                if plan is not None:
+                    if assemble_adaptive(run, plan, f, xs, ys, fm):
+                        assembled.append(f)
+                elif assemble_frame(run.grids, f, tiles, xs, ys, fm) is not None:
                     assembled.append(f)
             upgraded = _add_coordinates(run, source, meta.frames)
+            if plan is not None:
+                counts = evaluated_counts(run, plan, frames)
         workers.barrier()
     finally:
         lock.release()
     return GridSummary(
         frames=frames,
         assembled=assembled,
-        tiles_computed=len(mine),
+        tiles_computed=units,
         points_computed=computed,
         seconds=time.perf_counter() - started,
         flops_per_point=engine.flops_per_point,
         engine=engine.describe(),
         spec=spec,
         upgraded=upgraded,
+        adaptive=counts,
+        waiting=waiting,
     )
 
 
