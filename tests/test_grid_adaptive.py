@@ -26,7 +26,7 @@ from lossart.grid.run_grid import GridConfig, grid_run
 from lossart.runs import Run
 
 TOL = 3e-4
-SMALL = dict(resolution=(33, 33), subset=64, tile_rows=1, frames="0", quiet=True)
+SMALL = dict(resolution=(33, 33), subset=16, tile_rows=1, frames="0", quiet=True)
 
 
 def units_of(run: Run) -> list[str]:
