@@ -21,7 +21,15 @@ from test_grid_run import REPO, cli, env1
 from lossart.errors import LossartError
 from lossart.grid import load_frame_grid
 from lossart.grid.adaptive import AdaptivePlan, log_loss
-from lossart.grid.files import read_units, tile_dir
+from lossart.grid.files import (
+    FrameGrid,
+    read_frame_grid,
+    read_units,
+    tile_dir,
+    unit_path,
+    write_frame_grid,
+    write_unit,
+)
 from lossart.grid.run_grid import GridConfig, grid_run
 from lossart.runs import Run
 
@@ -37,6 +45,22 @@ def assert_same_frame(a: Run, b: Run) -> None:
     ga, gb = load_frame_grid(a, 0), load_frame_grid(b, 0)
     for k in ("loss", "accuracy", "xs", "ys", "evaluated"):
         assert np.array_equal(getattr(ga, k), getattr(gb, k), equal_nan=True), k
+
+
+def test_unit_files_and_the_mask_round_trip(tmp_path):
+    grids = tmp_path / "grids"
+    write_unit(unit_path(grids, 3, 1, 0), np.array([0, 7, 11]), [1.0, 2.0, 3.0], [0.5, 0.25, 1.0])
+    loss, acc, done = read_units(grids, 3, 4, 3)
+    assert np.argwhere(done).tolist() == [[0, 0], [1, 3], [2, 3]]
+    assert loss[1, 3] == 2.0 and acc[2, 3] == 1.0 and np.isnan(loss[0, 1])
+    write_unit(unit_path(grids, 3, 1, 1), np.array([12]), [1.0], [1.0])  # outside a 4x3 grid
+    with pytest.raises(LossartError, match="level_01_unit_00001.npz: adaptive unit does not fit"):
+        read_units(grids, 3, 4, 3)
+    xs, ys = np.linspace(0, 1, 4), np.linspace(0, 1, 3)
+    write_frame_grid(grids, FrameGrid(3, loss, acc, xs, ys, None, done))
+    assert np.array_equal(read_frame_grid(grids, 3).evaluated, done)
+    write_frame_grid(grids, FrameGrid(4, loss, acc, xs, ys))
+    assert read_frame_grid(grids, 4).evaluated is None
 
 
 def test_adaptive_equals_the_full_grid_where_evaluated(tmp_path):

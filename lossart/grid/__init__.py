@@ -7,6 +7,8 @@
 - `engine`: `GridEngine` evaluates loss and accuracy at points of a plane (per-point on CPU,
   vmap blocks on CUDA), FLOP counting.
 - `run_grid`: `grid_run(RUN, GridConfig)`, the `lossart grid` command's library function.
+- `adaptive`: the refinement plan (numpy only); `adaptive_run`: `--adaptive TOL`, each frame's
+  levels in resumable units.
 - `plane3`: `plane_run(A, B, C, OUT, GridConfig)`, the `lossart plane` command's.
 - `lock`, `workers`: the lock file, torchrun/shard task division (exact BN, chunked or not:
   `lossart.evaluation.ExactBN`).

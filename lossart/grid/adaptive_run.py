@@ -15,7 +15,7 @@ clipped to [0, 1]. Its `evaluated` mask says which cells were evaluated.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class AdaptiveDone:
 
     units: int = 0
     points: int = 0
-    waiting: list[int] | None = None
+    waiting: list[int] = field(default_factory=list)
 
 
 def frame_state(
@@ -66,7 +66,7 @@ def compute_adaptive(
 ) -> AdaptiveDone:
     """Evaluate this worker's units of every level of `frames`, writing each atomically."""
     disable = True if workers.distributed and not workers.leader else quiet
-    done = AdaptiveDone(waiting=[])
+    done = AdaptiveDone()
     with progress(desc=f"adaptive grid [{engine.describe()}]", unit="pt", disable=disable) as bar:
         for f in frames:
             plane = source.plane(f)

@@ -87,7 +87,7 @@ class GridSummary:
 
     frames: list[int]
     assembled: list[int]
-    tiles_computed: int
+    tiles_computed: int  # with --adaptive: units
     points_computed: int
     seconds: float
     flops_per_point: int
@@ -309,7 +309,7 @@ def _grid_run(
             got = compute_adaptive(
                 run, engine, source, plan, missing, rows * w, xs, ys, workers, cfg.quiet
             )
-            units, computed, waiting = got.units, got.points, got.waiting or []
+            units, computed, waiting = got.units, got.points, got.waiting
         else:
             mine = workers.rank_tasks(missing)
             points = sum(tiles.points_of(k) for _, k in mine)
