@@ -506,8 +506,16 @@ def _add_plane(sub: argparse._SubParsersAction) -> None:
         help="the loss grid in the plane of three optima (a run of kind plane3)",
         description="Copy three checkpoints into a new run folder and evaluate the grid in their plane.",
     )
-    p.add_argument("checkpoints", nargs=3, metavar="CKPT",
+    p.add_argument("checkpoints", nargs="*", metavar="CKPT",
                    help="three checkpoints of one model (plain state_dicts with --model, --data)")
+    p.add_argument("--around", metavar="CKPT",
+                   help="instead: Li et al.'s random filter-normalized plane around this one "
+                   "checkpoint (a run of kind around)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="--around: the directions' seed (default 0)")
+    p.add_argument("--span", type=float, default=1.0,
+                   help="--around: the window [-span, span]² in units of the directions (default 1)")
+    p.add_argument("--keep-bn", action="store_true",
+                   help="--around: keep bias and BN directions (default: zeroed, as Li et al.)")
     p.add_argument("--out", required=True, metavar="RUN", help="the run folder to create (or resume)")
     _weights_flags(p)
     p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
@@ -516,8 +524,22 @@ def _add_plane(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_plane(args: argparse.Namespace) -> int:
+    if args.around is not None:
+        from lossart.grid.around import around_run
+
+        if args.checkpoints:
+            raise LossartError("plane: give three checkpoints or --around CKPT, not both")
+        (path,) = _checkpoint_files(args, [args.around], args.data)
+        ignore = None if args.keep_bn else "biasbn"
+        summary = around_run(path, args.out, _grid_config(args), args.seed, args.span, ignore)
+        _print_grid_summary(summary)
+        return 0
     from lossart.grid.plane3 import plane_run
 
+    if len(args.checkpoints) != 3:
+        raise LossartError(
+            f"plane: expected three checkpoints (or --around CKPT), got {len(args.checkpoints)}"
+        )
     paths = _checkpoint_files(args, args.checkpoints, args.data)
     _print_grid_summary(plane_run(paths, args.out, _grid_config(args)))
     return 0

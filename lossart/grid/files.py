@@ -45,7 +45,7 @@ GRID_JSON = "grid.json"
 #: Settings that make two grids different grids (a rerun with others needs --overwrite).
 SPEC_KEYS = ("kind", "resolution", "window", "subset", "split", "subset_seed", "dtype", "tile")
 REQUIRED_KEYS = ("kind", "resolution", "window", "subset", "split", "dtype", "tile", "frames")
-KINDS = ("curve", "plane3")
+KINDS = ("curve", "plane3", "around")
 
 
 # ---------------------------------------------------------------- paths
@@ -82,7 +82,7 @@ def rerun_hint(grids: Path) -> str:
 class GridMeta:
     """RUN/grids/grid.json: the grid every frame of a run shares, and the frames asked for."""
 
-    kind: str  # "curve" | "plane3"
+    kind: str  # "curve" | "plane3" | "around"
     resolution: tuple[int, int]  # (W, H)
     x_range: tuple[float, float]
     y_range: tuple[float, float]
