@@ -392,6 +392,41 @@ def _run_eval_curve(args: argparse.Namespace) -> int:
           f"{res.files['json']}, {res.files['png']}")
     return 0
 
+
+@command
+def _add_line(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "line",
+        help="loss and accuracy on the straight line between any two checkpoints",
+        description="Evaluate (1-t)A + tB at evenly spaced t with BN statistics recomputed at "
+        "every point, as eval-curve does its segment; writes OUT/line.{csv,json,png} and prints "
+        "the barrier (max train loss along the line minus the mean of the endpoints').",
+    )
+    p.add_argument("checkpoints", nargs=2, metavar="CKPT",
+                   help="two checkpoints of one model (plain state_dicts with --model, --data)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for line.{csv,json,png}")
+    p.add_argument("--points", type=int, default=21, help="evenly spaced t (default 21)")
+    p.add_argument("--subset", type=int, default=2000,
+                   help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set")
+    _weights_flags(p)
+    p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
+    _device_flag(p)
+    p.add_argument("--threads", type=int,
+                   help="CPU threads (default: 1 for the built-in data, else torch's default)")
+    p.set_defaults(run=_run_line)
+
+
+def _run_line(args: argparse.Namespace) -> int:
+    from lossart.analyses.line import evaluate_line
+
+    a, b = _checkpoint_files(args, args.checkpoints, args.data)
+    res = evaluate_line(a, b, args.out, points=args.points, subset=args.subset,
+                        device=_device(args), threads=args.threads)
+    print(res.table())
+    print(f"train subset {res.train_subset}, test {res.test_size}; wrote {res.files['csv']}, "
+          f"{res.files['json']}, {res.files['png']}")
+    return 0
+
 # ---------------------------------------------------------------- grid engine: grid, plane
 
 
