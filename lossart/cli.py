@@ -546,8 +546,8 @@ def _add_plane(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--around", metavar="CKPT",
                    help="instead: Li et al.'s random filter-normalized plane around this one "
                    "checkpoint (a run of kind around)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="--around: the directions' seed (default 0)")
-    p.add_argument("--span", type=float, default=1.0,
+    p.add_argument("--seed", type=int, default=None, help="--around: the directions' seed (default 0)")
+    p.add_argument("--span", type=float, default=None,
                    help="--around: the window [-span, span]² in units of the directions (default 1)")
     p.add_argument("--keep-bn", action="store_true",
                    help="--around: keep bias and BN directions (default: zeroed, as Li et al.)")
@@ -566,11 +566,15 @@ def _run_plane(args: argparse.Namespace) -> int:
             raise LossartError("plane: give three checkpoints or --around CKPT, not both")
         (path,) = _checkpoint_files(args, [args.around], args.data)
         ignore = None if args.keep_bn else "biasbn"
-        summary = around_run(path, args.out, _grid_config(args), args.seed, args.span, ignore)
+        seed = 0 if args.seed is None else args.seed
+        span = 1.0 if args.span is None else args.span
+        summary = around_run(path, args.out, _grid_config(args), seed, span, ignore)
         _print_grid_summary(summary)
         return 0
     from lossart.grid.plane3 import plane_run
 
+    if args.seed is not None or args.span is not None or args.keep_bn:
+        raise LossartError("plane: --seed, --span and --keep-bn go with --around CKPT")
     if len(args.checkpoints) != 3:
         raise LossartError(
             f"plane: expected three checkpoints (or --around CKPT), got {len(args.checkpoints)}"

@@ -97,3 +97,19 @@ def test_around_cli_terrain_marks_the_optimum(checkpoint, tmp_path, capsys):
     assert "three checkpoints or --around CKPT, not both" in capsys.readouterr().err
     assert main(["plane", str(checkpoint), "--out", str(tmp_path / "y")]) == 2
     assert "expected three checkpoints (or --around CKPT), got 1" in capsys.readouterr().err
+    three = [str(checkpoint)] * 3
+    assert main(["plane", *three, "--seed", "3", "--out", str(tmp_path / "z")]) == 2
+    assert "--seed, --span and --keep-bn go with --around CKPT" in capsys.readouterr().err
+
+
+def test_around_shards_make_the_whole_grid(checkpoint, tmp_path):
+    cfg = dict(resolution=(4, 6), subset=16, tile_rows=2)
+    whole = tmp_path / "whole"
+    around_run(checkpoint, whole, GridConfig(**cfg), seed=4)
+    sharded = tmp_path / "sharded"
+    first = around_run(checkpoint, sharded, GridConfig(**cfg, shard="0/2"), seed=4)
+    second = around_run(checkpoint, sharded, GridConfig(**cfg, shard="1/2"), seed=4)
+    assert first.tiles_computed + second.tiles_computed == 3 and second.assembled == [0]
+    a, b = load_frame_grid(Run(whole), 0), load_frame_grid(Run(sharded), 0)
+    np.testing.assert_array_equal(a.loss, b.loss)
+    assert a.meta.points == b.meta.points == {"w": (0.0, 0.0)}
