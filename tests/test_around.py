@@ -85,7 +85,8 @@ def test_around_cli_terrain_marks_the_optimum(checkpoint, tmp_path, capsys):
     assert (meta["seed"], meta["span"], meta["ignore"]) == (5, 1.0, None)
     spec = json.loads((out / "grids" / "grid.json").read_text())
     assert spec["window"] == {"x_range": [-1.0, 1.0], "y_range": [-1.0, 1.0]}
-    assert main(["terrain", str(out)]) == 0
+    assert main(["terrain", str(out), "--preview"]) == 0
+    assert (out / "terrain" / "preview" / "frame_00000.png").is_file()
     bundle = load_bundle(out / "terrain")
     assert bundle.kind == "plane3"
     (frame,) = bundle.frames
