@@ -392,6 +392,41 @@ def _run_eval_curve(args: argparse.Namespace) -> int:
           f"{res.files['json']}, {res.files['png']}")
     return 0
 
+
+@command
+def _add_line(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "line",
+        help="loss and accuracy on the straight line between any two checkpoints",
+        description="Evaluate (1-t)A + tB at evenly spaced t with BN statistics recomputed at "
+        "every point, as eval-curve does its segment; writes OUT/line.{csv,json,png} and prints "
+        "the barrier (max train loss along the line minus the mean of the endpoints').",
+    )
+    p.add_argument("checkpoints", nargs=2, metavar="CKPT",
+                   help="two checkpoints of one model (plain state_dicts with --model, --data)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for line.{csv,json,png}")
+    p.add_argument("--points", type=int, default=21, help="evenly spaced t (default 21)")
+    p.add_argument("--subset", type=int, default=2000,
+                   help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set")
+    _weights_flags(p)
+    p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
+    _device_flag(p)
+    p.add_argument("--threads", type=int,
+                   help="CPU threads (default: 1 for the built-in data, else torch's default)")
+    p.set_defaults(run=_run_line)
+
+
+def _run_line(args: argparse.Namespace) -> int:
+    from lossart.analyses.line import evaluate_line
+
+    a, b = _checkpoint_files(args, args.checkpoints, args.data)
+    res = evaluate_line(a, b, args.out, points=args.points, subset=args.subset,
+                        device=_device(args), threads=args.threads)
+    print(res.table())
+    print(f"train subset {res.train_subset}, test {res.test_size}; wrote {res.files['csv']}, "
+          f"{res.files['json']}, {res.files['png']}")
+    return 0
+
 # ---------------------------------------------------------------- grid engine: grid, plane
 
 
@@ -521,8 +556,16 @@ def _add_plane(sub: argparse._SubParsersAction) -> None:
         help="the loss grid in the plane of three optima (a run of kind plane3)",
         description="Copy three checkpoints into a new run folder and evaluate the grid in their plane.",
     )
-    p.add_argument("checkpoints", nargs=3, metavar="CKPT",
+    p.add_argument("checkpoints", nargs="*", metavar="CKPT",
                    help="three checkpoints of one model (plain state_dicts with --model, --data)")
+    p.add_argument("--around", metavar="CKPT",
+                   help="instead: Li et al.'s random filter-normalized plane around this one "
+                   "checkpoint (a run of kind around)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=None, help="--around: the directions' seed (default 0)")
+    p.add_argument("--span", type=float, default=None,
+                   help="--around: the window [-span, span]² in units of the directions (default 1)")
+    p.add_argument("--keep-bn", action="store_true",
+                   help="--around: keep bias and BN directions (default: zeroed, as Li et al.)")
     p.add_argument("--out", required=True, metavar="RUN", help="the run folder to create (or resume)")
     _weights_flags(p)
     p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
@@ -531,8 +574,26 @@ def _add_plane(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_plane(args: argparse.Namespace) -> int:
+    if args.around is not None:
+        from lossart.grid.around import around_run
+
+        if args.checkpoints:
+            raise LossartError("plane: give three checkpoints or --around CKPT, not both")
+        (path,) = _checkpoint_files(args, [args.around], args.data)
+        ignore = None if args.keep_bn else "biasbn"
+        seed = 0 if args.seed is None else args.seed
+        span = 1.0 if args.span is None else args.span
+        summary = around_run(path, args.out, _grid_config(args), seed, span, ignore)
+        _print_grid_summary(summary)
+        return 0
     from lossart.grid.plane3 import plane_run
 
+    if args.seed is not None or args.span is not None or args.keep_bn:
+        raise LossartError("plane: --seed, --span and --keep-bn go with --around CKPT")
+    if len(args.checkpoints) != 3:
+        raise LossartError(
+            f"plane: expected three checkpoints (or --around CKPT), got {len(args.checkpoints)}"
+        )
     paths = _checkpoint_files(args, args.checkpoints, args.data)
     _print_grid_summary(plane_run(paths, args.out, _grid_config(args)))
     return 0

@@ -53,7 +53,7 @@ SPEC_KEYS = (
     "kind", "resolution", "window", "subset", "split", "subset_seed", "dtype", "tile", "adaptive",
 )  # fmt: skip
 REQUIRED_KEYS = ("kind", "resolution", "window", "subset", "split", "dtype", "tile", "frames")
-KINDS = ("curve", "plane3")
+KINDS = ("curve", "plane3", "around")
 
 
 # ---------------------------------------------------------------- paths
@@ -94,7 +94,7 @@ def rerun_hint(grids: Path) -> str:
 class GridMeta:
     """RUN/grids/grid.json: the grid every frame of a run shares, and the frames asked for."""
 
-    kind: str  # "curve" | "plane3"
+    kind: str  # "curve" | "plane3" | "around"
     resolution: tuple[int, int]  # (W, H)
     x_range: tuple[float, float]
     y_range: tuple[float, float]

@@ -21,6 +21,7 @@ from torch import nn
 
 from lossart.data import DataSpec
 from lossart.errors import LossartError
+from lossart.geometry.directions import centred_window, random_plane
 from lossart.geometry.plane import (
     Plane,
     Window,
@@ -45,7 +46,7 @@ PLANE3_NAMES = ("w1", "w2", "w3")
 class GridSource:
     """The planes a run's grids live in, and the model and data to evaluate there."""
 
-    kind: str  # "curve" | "plane3"
+    kind: str  # "curve" | "plane3" | "around"
     model: nn.Module
     data_spec: DataSpec
     frames: list[int]
@@ -201,13 +202,45 @@ def plane3_source(run: Run) -> GridSource:
     )
 
 
+# ---------------------------------------------------------------- random planes around one optimum
+
+AROUND_NAME = "w"
+
+
+def around_source(run: Run) -> GridSource:
+    """The grid source of an around run: Li et al.'s seeded plane through the copied optimum.
+
+    The window is [-span, span]² in units of the two filter-normalized directions; `margin` does
+    not apply (there is nothing to hold but the centre).
+    """
+    meta = run.read()
+    spec = ModelSpec.from_dict(meta["model"])
+    around = meta["around"]
+    ckpt = load_checkpoint(run.endpoints / f"{AROUND_NAME}.pt", expect_model=spec)
+    model, (w,) = flat_optima([ckpt])
+    plane = random_plane(w, model, int(around["seed"]), around.get("ignore"))
+    window = centred_window(float(around["span"]))
+    frame = FrameMeta(0, 0, 0.0, None, np.zeros((0, 2)), {AROUND_NAME: (0.0, 0.0)})
+    return GridSource(
+        kind="around",
+        model=model,
+        data_spec=ckpt.data,
+        frames=[0],
+        plane=lambda _i: plane,
+        window=lambda _margin: window,
+        frame_meta=lambda _i: frame,
+    )
+
+
 def grid_source(run: Run) -> GridSource:
-    """The planes and model of a curve run or a plane-of-three run."""
+    """The planes and model of a curve run, a plane-of-three run or a random plane around one."""
     kind = run.read().get("kind")
     if kind == "curve":
         return curve_source(run)
     if kind == "plane3":
         return plane3_source(run)
+    if kind == "around":
+        return around_source(run)
     raise LossartError(
         f"{run.root}: grids need a curve run or a plane run (run.json kind is {kind!r})"
     )

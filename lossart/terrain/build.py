@@ -194,7 +194,8 @@ def build_terrain(
 
     `frames` selects grid frames like `lossart grid --frames` (`a:b:s`, `i`, `i,j,k`; default
     all). `export_mesh` names a frame index; the mesh goes to RUN/terrain/mesh/frame_XXXXX.ply|glb|obj|stl.
-    A plane-of-three run gives one frame, an empty path and the points w1, w2, w3.
+    A plane-of-three run gives one frame, an empty path and the points w1, w2, w3; an around run
+    (`lossart plane --around`) the same with the one point w at (0, 0), as a bundle of kind plane3.
     """
     config = config or TerrainConfig()
     run = open_run(run_path)
@@ -204,8 +205,8 @@ def build_terrain(
     indices = sorted(set(meta.frames))
     if frames is not None:
         indices = select_frames(indices, frames)
-    if kind == "plane3" and len(indices) != 1:
-        raise LossartError(f"{run.grids}: a plane3 run has one frame grid, found {len(indices)}")
+    if kind in ("plane3", "around") and len(indices) != 1:
+        raise LossartError(f"{run.grids}: a {kind} run has one frame grid, found {len(indices)}")
     if export_mesh is not None and export_mesh not in indices:
         raise LossartError(
             f"--export-mesh: no frame {export_mesh} in the grids "
@@ -241,7 +242,7 @@ def build_terrain(
             )
 
     spec = BundleSpec(
-        kind=kind,
+        kind="plane3" if kind == "around" else kind,  # one frame, named points, no path
         curve=curve,
         x_range=grids.x_range,
         y_range=grids.y_range,

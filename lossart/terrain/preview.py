@@ -21,7 +21,9 @@ CONTOURS = 14
 
 
 def _title(frame: Frame, kind: str) -> str:
-    if kind == "plane3":
+    if kind == "plane3":  # an around run is a plane3 bundle with the one point w
+        if [p.name for p in frame.points] == ["w"]:
+            return "random plane around one network"
         return "plane through three optima"
     loss = frame.train_loss
     loss_s = f", train loss {loss:.4g}" if loss is not None else ""

@@ -1,0 +1,110 @@
+"""`lossart plane --around A.pt --out RUN`: the loss grid in a random plane around one network.
+
+Li et al. 2018: two seeded filter-normalized Gaussian directions (`lossart.geometry.directions`)
+span the plane through the checkpoint, and the window is [-span, span]² in units of them. The run
+folder is of kind "around": the checkpoint is copied to `endpoints/w.pt`, and run.json's `around`
+records its source (path and sha256), the seed, the span and `ignore` ("biasbn": bias and BN
+directions zeroed; None: kept). Its grid is frame 0 in the usual `grids/` format with one named
+point, `w` at (0, 0), so resume, shards, terrain and render work as for `lossart plane`.
+The window is not stretched to 16:9 unless `--aspect` is given (then it is widened to it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+from pathlib import Path
+
+from lossart.atomic import atomic_path
+from lossart.errors import LossartError
+from lossart.geometry.directions import IGNORE, centred_window
+from lossart.grid.planes import AROUND_NAME
+from lossart.grid.run_grid import GridConfig, GridSummary, grid_run
+from lossart.grid.workers import Workers, parse_shard
+from lossart.runs import Run, now_iso, versions
+from lossart.training.checkpoint import load_checkpoint
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def create_around_run(
+    checkpoint: str | Path,
+    out: str | Path,
+    seed: int = 0,
+    span: float = 1.0,
+    ignore: str | None = "biasbn",
+) -> Run:
+    """An around run folder holding a copy of the checkpoint (or the same run, resumed)."""
+    if ignore not in IGNORE:
+        raise LossartError(f"ignore={ignore!r}: expected 'biasbn' or None")
+    centred_window(span)  # refuses span <= 0 in one line
+    path = Path(checkpoint).resolve()
+    ckpt = load_checkpoint(path)
+    record = {
+        "source": str(path),
+        "sha256": _sha256(path),
+        "seed": int(seed),
+        "span": float(span),
+        "ignore": ignore,
+    }
+    run = Run(Path(out))
+    if run.manifest.is_file():
+        meta = run.read()
+        if meta.get("kind") != "around" or meta.get("around") != record:
+            raise LossartError(
+                f"--out {out}: already a run made from other inputs (checkpoint, --seed, --span "
+                f"or --keep-bn); choose a new folder"
+            )
+        return run
+    if run.root.exists() and any(run.root.iterdir()):
+        raise LossartError(f"--out {out}: folder exists and is not empty; choose a new folder")
+    with atomic_path(run.endpoints / f"{AROUND_NAME}.pt") as tmp:
+        shutil.copyfile(path, tmp)
+    run.write(
+        {
+            "kind": "around",
+            "created": now_iso(),
+            "model": ckpt.model.to_dict(),
+            "data": ckpt.data.to_dict(),
+            "around": record,
+            "versions": versions(),
+        }
+    )
+    run.record_command("plane")
+    return run
+
+
+def around_run(
+    checkpoint: str | Path,
+    out: str | Path,
+    cfg: GridConfig,
+    seed: int = 0,
+    span: float = 1.0,
+    ignore: str | None = "biasbn",
+) -> GridSummary:
+    """Create (or resume) the around run and compute its grid; returns the `GridSummary`.
+
+    `cfg.aspect` None means no stretching here (the window stays [-span, span]²).
+    """
+    workers = Workers.from_env(parse_shard(cfg.shard))
+    workers.start(workers.device_name(cfg.device))
+    status = None
+    if workers.leader:  # under torchrun, rank 0 writes the run folder; the others wait for it
+        try:
+            create_around_run(checkpoint, out, seed, span, ignore)
+        except LossartError as exc:
+            status = str(exc)
+    status = workers.broadcast(status)
+    if status:
+        workers.stop()
+        raise LossartError(status)
+    if cfg.aspect is None:
+        cfg = dataclasses.replace(cfg, aspect=0.0)
+    return grid_run(out, cfg)
