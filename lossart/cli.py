@@ -411,14 +411,26 @@ def _run_plane(args: argparse.Namespace) -> int:
 
 @command
 def _add_terrain(sub: argparse._SubParsersAction) -> None:
+    from lossart.blender.bundle import DEFAULT_RELIEF, TRANSFORMS
+
     p = sub.add_parser(
         "terrain",
         help="turn a run's loss grids into smoothed log-loss heightfields (RUN/terrain/)",
         description="Write the terrain bundle (docs/bundle.md) that the Blender add-on reads: "
-        "log10 of the clipped loss, smoothed, one height range for all frames.",
+        "the clipped loss mapped to heights (by default log10 of the loss above the run's lowest "
+        "loss, so optima read as wells), smoothed, one height range for all frames.",
     )
     p.add_argument("run_dir", metavar="RUN", help="run folder with grids/ (after `lossart grid`)")
     add = p.add_argument
+    add("--transform", choices=TRANSFORMS, default="log10-excess",
+        help="loss -> height: log10-excess = log10(loss - lowest loss + offset), optima as wells; "
+        "log10 = log10(loss) (default log10-excess)")  # fmt: skip
+    add("--excess-offset", type=float, default=0.02, metavar="SHARE",
+        help="log10-excess: the offset as a share of the loss span; smaller = deeper wells "
+        "(default 0.02)")  # fmt: skip
+    add("--relief", type=float, default=DEFAULT_RELIEF, metavar="SHARE",
+        help="drawn height of the relief as a share of the window's width "
+        f"(default {DEFAULT_RELIEF}; lossart render --height-scale multiplies it)")  # fmt: skip
     add("--sigma", type=float, default=1.0, help="Gaussian smoothing in grid cells (default 1)")
     add("--frame-sigma", type=float, default=0.0, help="smoothing across frames (default 0)")
     cap = p.add_mutually_exclusive_group()
@@ -446,6 +458,9 @@ def _run_terrain(args: argparse.Namespace) -> int:
     from lossart.terrain.heightfield import TerrainConfig
 
     config = TerrainConfig(
+        transform=args.transform,
+        excess_offset=args.excess_offset,
+        relief=args.relief,
         loss_floor=args.floor,
         loss_cap=args.loss_cap,
         cap_quantile=None if args.loss_cap is not None else (args.cap_quantile or 0.99),

@@ -82,6 +82,11 @@ class Look:
     camera_preset: str = _option(
         "overview", "Camera", "camera move", "look", choices=CAMERA_PRESETS, flag="--camera"
     )
+    slab: bool = _option(
+        False, "Slab",
+        "the terrain as a solid slab with dark sides (off: its edges fade into the background)",
+        "look",
+    )  # fmt: skip
     # which scene frame shows which bundle frame
     frame_start: int = _option(
         1, "Start frame", "the scene frame that shows bundle frame 0", "timeline",

@@ -21,10 +21,13 @@ from lossart.errors import LossartError
 from lossart.progress import progress
 from lossart.runs import Run, open_run
 from lossart.terrain.heightfield import (
+    HeightMapping,
     TerrainConfig,
     cap_from_samples,
     cap_samples,
+    clip_loss_min,
     fill_nonfinite,
+    frame_loss_min,
     quantile_stride,
     sample_bilinear,
     stream_heights,
@@ -55,6 +58,7 @@ class GridSet:
     shape: tuple[int, int]
     x_range: tuple[float, float]
     y_range: tuple[float, float]
+    lowest: float = float("inf")  # the lowest finite loss of all frames (before clipping)
 
 
 @dataclass
@@ -70,9 +74,12 @@ class TerrainResult:
         m = self.manifest
         h, g = m["height"], m["grid"]
         nonfinite = sum(f["nonfinite"] for f in m["frames"])
+        what = h.get("transform", "log10")
+        if what == "log10-excess":
+            what += f" above loss {h['mapping']['loss_min']:.4g}"
         line = (
             f"{self.root}: {len(m['frames'])} frame(s) of {g['width']}x{g['height']}, "
-            f"z {h['z_min']:.3f}..{h['z_max']:.3f} (log10 loss, cap {h['loss_cap']:.4g})"
+            f"z {h['z_min']:.3f}..{h['z_max']:.3f} ({what}, cap {h['loss_cap']:.4g})"
         )
         if nonfinite:
             line += f", {nonfinite} non-finite grid point(s) filled with the cap"
@@ -148,9 +155,11 @@ def load_grid_frame(path: Path, index: int) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def scan_grids(run: Run, indices: list[int], config: TerrainConfig) -> tuple[GridSet, float]:
-    """Check every frame grid (present, same size and window, not all NaN); pick the loss cap."""
+    """Check every frame grid (present, same size and window, not all NaN); pick the loss cap
+    and find the lowest loss."""
     files = [grid_frame_path(run, i) for i in indices]
     first: tuple | None = None
+    lowest = float("inf")
     samples: list[np.ndarray] = []
     stride = 1
     bar = progress(len(indices), desc="terrain scan", unit="frame")
@@ -180,10 +189,11 @@ def scan_grids(run: Run, indices: list[int], config: TerrainConfig) -> tuple[Gri
             )
         if config.loss_cap is None:
             samples.append(cap_samples(loss, stride))
+        lowest = min(lowest, frame_loss_min(loss))
     bar.close()
     assert first is not None
     cap = cap_from_samples(samples, config)
-    return GridSet(indices, files, first[1], first[2], first[3]), cap
+    return GridSet(indices, files, first[1], first[2], first[3], lowest), cap
 
 
 # ---------------------------------------------------------------- frame metadata and geometry
@@ -298,6 +308,7 @@ def build_terrain(
             f"(frames {indices[0]}..{indices[-1]})"
         )
     grids, cap = scan_grids(run, indices, config)
+    mapping = HeightMapping.resolve(config, cap, clip_loss_min(grids.lowest, config, cap))
     if kind == "curve":
         curve, meta_of = curve_frame_meta(run, indices)
     else:
@@ -307,7 +318,9 @@ def build_terrain(
         return load_grid_frame(grids.files[position], indices[position])[0]
 
     def stream():
-        for pos, z, nonfinite in stream_heights(load, len(indices), config, cap):
+        for pos, z, nonfinite in stream_heights(
+            load, len(indices), config, cap, mapping.loss_min
+        ):
             meta = meta_of(indices[pos])
             filled = fill_nonfinite(load(pos), cap)
             points = [
@@ -338,6 +351,8 @@ def build_terrain(
         config=config,
         loss_cap=cap,
         source_run=str(run.root.resolve()),
+        loss_min=mapping.loss_min,
+        offset=mapping.offset,
     )
     manifest = write_bundle(root, spec, stream(), total=len(indices), progress=progress)
     result = TerrainResult(root=root, manifest=manifest)

@@ -201,9 +201,9 @@ def export_frame_mesh(
     colors = height_colors(z, bundle.z_min, bundle.z_max)
     name = f"frame_{index:05d}"
     if fmt == "ply":
-        transform = bundle.manifest["height"].get("transform", "log10")
         comment = (
-            f"lossart terrain {name}: x, y plane coordinates, z = {transform} loss x {z_scale:g}"
+            f"lossart terrain {name}: x, y plane coordinates, "
+            f"z = {bundle.height_label()} x {z_scale:g}"
         )
         data = ply_bytes(verts, tris, colors, ascii=ascii, comment=comment)
         target = Path(out) if out else bundle.root / "mesh" / f"{name}.ply"

@@ -28,6 +28,19 @@ def _title(frame: Frame, kind: str) -> str:
     return f"frame {frame.index}: step {frame.step}, epoch {frame.epoch:.2f}{loss_s}"
 
 
+def loss_ticks(bundle, count: int = 7) -> tuple[np.ndarray, list[str]]:
+    """Colour-bar ticks at round loss values, placed at the heights they map to: the map is
+    read in loss whatever the height mapping."""
+    zs = np.linspace(bundle.z_min, bundle.z_max, 512)
+    losses = bundle.loss_of(zs)
+    picked = []
+    for loss in bundle.loss_of(np.linspace(bundle.z_min, bundle.z_max, count)):
+        value = float(f"{loss:.2g}")
+        if losses[0] <= value <= losses[-1] and value not in picked:
+            picked.append(value)
+    return np.interp(picked, losses, zs), [f"{v:g}" for v in picked]
+
+
 def write_previews(
     root: str | os.PathLike, out: str | os.PathLike | None = None, dpi: int = 100
 ) -> list[Path]:
@@ -59,12 +72,14 @@ def write_previews(
         interpolation="bilinear",
         aspect="equal",
     )
-    fig.colorbar(
+    bar = fig.colorbar(
         image,
         ax=ax,
         shrink=0.9,
-        label=f"{h.get('transform', 'log10')} loss (smoothed, sigma {h.get('sigma', 0):g})",
+        label=f"loss\n(height {bundle.height_label()}, sigma {h.get('sigma', 0):g})",
     )
+    ticks, labels = loss_ticks(bundle)
+    bar.set_ticks(ticks, labels=labels)
     (path_line,) = ax.plot([], [], color="#7fffd4", lw=2.0, label="curve")
     (bend_marks,) = ax.plot([], [], "x", color="#7fffd4", ms=8, mew=2, label="bend")
     (point_marks,) = ax.plot([], [], "o", color="white", mec="black", ms=8, label="optima")
