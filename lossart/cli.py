@@ -528,6 +528,21 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frame", type=int, help="bundle frame for --still (default: the last)")
     p.add_argument("--fps", type=int, default=24, help="video frame rate (default 24)")
     p.add_argument(
+        "--duration", type=float, default=None, metavar="S",
+        help="video length in seconds whatever the number of recorded frames: they are spread "
+        "over it with interpolated heights between them (default 12; --speed instead plays "
+        "them at that speed)",
+    )
+    p.add_argument(
+        "--hold", type=float, default=1.0, metavar="S",
+        help="video: seconds the first and the last frame stay on screen (default 1)",
+    )
+    p.add_argument(
+        "--compare", action="store_true",
+        help="still: also write compare-<name>.png, the still beside the flat preview of the "
+        "same frame",
+    )
+    p.add_argument(
         "--interpolate", type=int, default=1, metavar="K",
         help="K-times slow motion: K-1 blended frames between rendered ones (default 1)",
     )
@@ -552,16 +567,27 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
 
 def _run_render(args: argparse.Namespace) -> int:
     from lossart.render import render_still, render_video
-    from lossart.render.options import look_from_args
+    from lossart.render.options import given_look_options, look_from_args
+    from lossart.render.video import DURATION
 
     look = look_from_args(args)
+    if args.compare and not args.still:
+        raise LossartError("--compare: a contact sheet is made of a still (use it with --still)")
     if args.still:
-        res = render_still(args.source, args.out, args.frame, look, blender=args.blender)
+        res = render_still(
+            args.source, args.out, args.frame, look, blender=args.blender, compare=args.compare
+        )
         print(f"{res.out}  ({res.device}, {res.seconds:.1f} s)")
+        if res.compare:
+            print(f"{res.compare}  (beside the flat preview)")
     else:
+        speed = "playback_speed" in given_look_options(args)
+        if speed and args.duration is not None:
+            raise LossartError("--duration and --speed both set the video's length: give one")
+        duration = None if speed else (DURATION if args.duration is None else args.duration)
         res = render_video(
             args.source, args.out, fps=args.fps, interpolate=args.interpolate, look=look,
-            caption=args.caption, blender=args.blender,
+            caption=args.caption, blender=args.blender, duration=duration, hold=args.hold,
         )
         print(
             f"{res.out}  ({res.frames_rendered} frames rendered, {res.frames_skipped} reused, "

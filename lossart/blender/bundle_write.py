@@ -247,6 +247,13 @@ def write_bundle(
     `progress` makes the bars (`lossart.progress.progress`); none without it.
     """
     progress = progress or _no_progress
+    if spec.config.transform == "log10-excess" and not (
+        spec.loss_min is not None and spec.loss_min > 0 and spec.offset > 0
+    ):
+        raise BundleError(
+            f"{root}: transform 'log10-excess' needs the run's lowest loss and the offset "
+            f"(BundleSpec.loss_min, .offset), got {spec.loss_min} and {spec.offset}"
+        )
     root = Path(root)
     manifest_path = root / "manifest.json"
     if manifest_path.exists():

@@ -95,7 +95,7 @@ class Look:
     playback_speed: float = _option(
         1.0, "Playback speed",
         "bundle frames per scene frame; below 1 interpolates heights for slow motion",
-        "timeline", min=0.01, soft_max=4.0, flag="--speed",
+        "timeline", min=0.001, soft_max=4.0, flag="--speed",
     )  # fmt: skip
     # Blender's render settings
     engine: str = _option("cycles", "Engine", "render engine", "render", choices=ENGINES)

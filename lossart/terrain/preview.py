@@ -42,9 +42,13 @@ def loss_ticks(bundle, count: int = 7) -> tuple[np.ndarray, list[str]]:
 
 
 def write_previews(
-    root: str | os.PathLike, out: str | os.PathLike | None = None, dpi: int = 100
+    root: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    dpi: int = 100,
+    positions: list[int] | None = None,
 ) -> list[Path]:
-    """RUN/terrain/preview/frame_XXXXX.png for every frame of the bundle at `root`."""
+    """RUN/terrain/preview/frame_XXXXX.png (or in `out`) for every frame of the bundle at
+    `root`, or for the frames at `positions` in the bundle's list."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,9 +95,11 @@ def write_previews(
     labels: list = []
     contours = None
     written: list[Path] = []
-    bar = progress(len(bundle.frames), desc="terrain previews", unit="frame")
+    chosen = range(len(bundle.frames)) if positions is None else positions
+    bar = progress(len(chosen), desc="terrain previews", unit="frame")
     try:
-        for pos, frame in enumerate(bundle.frames):
+        for pos in chosen:
+            frame = bundle.frames[pos]
             z = bundle.heights(pos)
             image.set_data(z)
             if contours is not None:
