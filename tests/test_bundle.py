@@ -165,7 +165,7 @@ def test_manifest_records_the_height_mapping_and_relief(tmp_path):
     # the lowest loss is the lowest height: the optima, on grid nodes, at the very bottom
     b = load_bundle(bundle)
     assert h["z_min"] == pytest.approx(np.log10(h["mapping"]["offset"]), abs=1e-6)
-    for i, frame in enumerate(b.frames):
+    for frame in b.frames:
         assert [p.z for p in frame.points] == pytest.approx([h["z_min"]] * 2, abs=1e-6)
     width = m["grid"]["x_range"][1] - m["grid"]["x_range"][0]
     assert h["relief"]["share"] == 0.2

@@ -6,11 +6,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lossart.cli import main
-import numpy as np
-
 from lossart.errors import LossartError
 from lossart.render import (
     Look,
