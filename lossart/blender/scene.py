@@ -5,8 +5,8 @@ relief, a cool rim light from behind that outlines ridges, and a near-black worl
 aim at a target empty that is also the depth-of-field focus:
 
 - "overview": a still three-quarter view from above;
-- "orbit": a slow low orbit over the frame range (a driver on a pivot, so it plays without the
-  add-on);
+- "orbit": a slow low orbit over the frame range, eased in and out (a driver on a pivot, so it
+  plays without the add-on);
 - "flythrough": rides along the path and looks ahead (moved by the frame handler, see landscape.py).
 """
 
@@ -172,8 +172,8 @@ def build_camera(
     return cam, pivot, target
 
 
-OVERVIEW = {"elevation": 36.0, "azimuth": -116.0, "lens": 50.0, "fstop": 2.0}
-ORBIT = {"elevation": 40.0, "azimuth": -116.0, "lens": 50.0, "fstop": 2.0}
+OVERVIEW = {"elevation": 36.0, "azimuth": -116.0, "lens": 50.0, "fstop": 0.25}
+ORBIT = {"elevation": 40.0, "azimuth": -116.0, "lens": 50.0, "fstop": 0.3}
 FLY = {"lens": 28.0, "fstop": 5.6}
 VIEW_CORNERS = (-116.0, -64.0, 116.0, 64.0)  # three-quarter views, in order of preference
 #: Overview without a slab: elevations tried, lowest first (a low view shows more relief; a
@@ -298,13 +298,13 @@ def apply_camera(
         cam.data.shift_y = 0.5 * cv * ty / max(tx, ty)
     offset = d * dist
     cam.location = (float(offset[0]), float(offset[1]), float(centre[2] + offset[2]))
-    if preset == "orbit":
+    if preset == "orbit":  # eased in and out: the camera starts and stops without a jolt
         fs, fe = scene.frame_start, max(scene.frame_end, scene.frame_start + 1)
-        rate = math.radians(ORBIT_SWEEP_DEG) / (fe - fs)
+        sweep = math.radians(ORBIT_SWEEP_DEG)
         fcurve = pivot.driver_add("rotation_euler", 2)
         fcurve.driver.type = "SCRIPTED"
         fcurve.driver.expression = (
-            f"{-0.5 * math.radians(ORBIT_SWEEP_DEG):.6f} + (frame - {fs}) * {rate:.8f}"
+            f"{-0.5 * sweep:.6f} + {sweep:.6f} * smoothstep({fs}.0, {fe}.0, frame)"
         )
 
 
