@@ -107,6 +107,42 @@ def test_frame_change_sets_heights_and_path_lies_on_surface(bundle3):
         assert w1.x == pytest.approx(wmap.world(np.array([[0.0, 0.0, 0.0]]), 1.0)[0, 0], abs=1e-5)
 
 
+def test_relief_comes_from_the_bundle_and_the_height_scale_multiplies_it(tmp_path):
+    from lossart.blender.geometry import SIZE
+    from lossart.terrain.heightfield import TerrainConfig
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    b = synthetic_bundle(tmp_path / "tall", frames=2, size=17, config=TerrainConfig(relief=0.3))
+    assert load_bundle(b).manifest["height"]["relief"]["share"] == 0.3
+    scene = _import(b, height_scale=1.5)
+    scene.frame_set(1)
+    bundle = load_bundle(b)
+    # the synthetic window is wider than tall: its width spans SIZE world units
+    want = (bundle.heights(0) - bundle.z_min) / (bundle.z_max - bundle.z_min) * 0.3 * SIZE * 1.5
+    np.testing.assert_allclose(terrain.grid_z(scene.lossart.terrain), want, atol=1e-5)
+
+
+def test_no_box_unless_a_slab_is_asked_for(bundle3):
+    from lossart.blender import materials
+
+    scene = _import(bundle3)
+    s = scene.lossart
+    w = h = 33
+    ring = terrain.boundary_ring(w, h)
+    z = terrain.vertex_z(s.terrain)
+    top, bottom = z[w * h : w * h + len(ring)], z[w * h + len(ring) :]
+    np.testing.assert_array_equal(bottom, top)  # the skirt folded flat: no sides to see
+    nodes = s.terrain.active_material.node_tree.nodes
+    assert nodes["lossart_fade_off"].outputs[0].default_value == 0.0  # edges fade out
+    assert nodes["lossart_half_x"].outputs[0].default_value == pytest.approx(5.0)
+    assert 0 < materials.FADE <= 0.05 * 10
+    s.slab = True  # the panel's switch
+    z = terrain.vertex_z(s.terrain)
+    np.testing.assert_allclose(z[w * h + len(ring) :], terrain.BASE_Z)
+    assert (z[w * h : w * h + len(ring)] >= 0).all()
+    assert nodes["lossart_fade_off"].outputs[0].default_value == 1.0  # crisp slab edges
+
+
 def test_playback_speed_interpolates_between_frames(bundle3):
     scene = _import(bundle3, playback_speed=0.5)
     b = load_bundle(bundle3)
