@@ -44,6 +44,7 @@ class DemoSettings:
     fps: int = 10
     interpolate: int = 2
     duration: float | None = 12.0  # video seconds (None: one rendered frame per curve frame)
+    hold: float = 1.0  # video seconds on the first and the last frame
     camera: str = "orbit"
     still_camera: str = "overview"
     palette: str = "losslandscape"
@@ -203,7 +204,7 @@ def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> 
         still = render_still(run_dir, out=cfg.out / "lossart-demo.png", look=still_look)
         video = render_video(run_dir, out=cfg.out / "lossart-demo.mp4", fps=s.fps,
                              interpolate=s.interpolate, look=video_look, caption=True,
-                             duration=s.duration)
+                             duration=s.duration, hold=s.hold)
         state["still"], state["video"] = still.out, video.out
 
     stages: list[tuple[str, Callable[[], None]]] = [
