@@ -199,7 +199,9 @@ def test_overview_fills_the_frame_and_shows_path_and_optima(blender, bundles, ki
 @bpy_needed
 @pytest.mark.blender
 def test_orbit_keeps_terrain_and_points_in_frame_all_the_way(blender, bundles):
-    scene = _setup(blender, bundles["curve"], camera_preset="orbit", playback_speed=0.25)
+    scene = _setup(
+        blender, bundles["curve"], camera_preset="orbit", playback_speed=0.25, slab=True
+    )
     seen = []
     for f in np.linspace(scene.frame_start, scene.frame_end, 5).round().astype(int):
         scene.frame_set(int(f))
@@ -207,6 +209,24 @@ def test_orbit_keeps_terrain_and_points_in_frame_all_the_way(blender, bundles):
         assert _inside(_uvz(scene, _marked(scene)), margin=0.03).all()
         seen.append(np.array(scene.camera.matrix_world.translation))
     assert np.linalg.norm(seen[0] - seen[-1]) > 1.0  # it does move
+
+
+@bpy_needed
+@pytest.mark.blender
+def test_orbit_without_a_slab_keeps_the_valley_in_frame_and_eases(blender, bundles):
+    from lossart.blender import landscape
+
+    scene = _setup(blender, bundles["curve"], camera_preset="orbit", playback_speed=0.1)
+    paths = landscape.view_targets(landscape.active_bundle(scene), 1.0).paths
+    angles = []
+    for f in range(scene.frame_start, scene.frame_end + 1):
+        scene.frame_set(f)
+        assert _inside(_uvz(scene, _marked(scene)), margin=0.03).all()
+        assert _inside(_uvz(scene, paths), margin=0.02).all()
+        angles.append(scene.lossart.pivot.rotation_euler[2])
+    steps = np.diff(angles)
+    assert (steps > 0).all() and np.degrees(angles[-1] - angles[0]) == pytest.approx(60.0)
+    assert steps[0] < 0.2 * steps.max() and steps[-1] < 0.2 * steps.max()  # eased, no jolt
 
 
 @bpy_needed

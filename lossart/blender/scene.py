@@ -194,12 +194,12 @@ def _tangents(scene: bpy.types.Scene, cam) -> tuple[float, float]:
 
 
 def framed_points(targets: framing.ViewTargets, preset: str, slab: bool) -> np.ndarray:
-    """The points a preset keeps inside the picture. A slab, and every orbit, show the whole
-    terrain box; the overview of a terrain without a slab shows the path of every frame, the
-    optima and the valley's walls around them, and lets the window's far corners go."""
+    """The points a preset keeps inside the picture. A slab shows the whole terrain box; a
+    terrain without one shows the path of every frame, the optima and the valley's walls
+    around them, and lets the window's far corners go (its edges fade out anyway)."""
     box = framing.box_corners(*targets.bounds)
     marked = [p for p in (targets.points, targets.paths) if p is not None and len(p)]
-    if preset != "overview" or slab or not marked or targets.ground is None:
+    if slab or not marked or targets.ground is None:
         return np.concatenate([box, targets.points]) if len(targets.points) else box
     focus = np.concatenate(marked)
     walls = framing.surroundings(focus, *targets.ground, margin=VALLEY_MARGIN)
@@ -245,7 +245,7 @@ def apply_camera(
     corner hides the fewest of the last frame's path and points behind a ridge (the valley the
     path lies in faces the camera); it frames the paths, the optima and the valley's walls
     (`framed_points`), the whole box for a slab. Orbit: a lower view swinging ORBIT_SWEEP_DEG
-    over the frame range, at a distance that keeps the whole terrain in the frame at every
+    over the frame range, at a distance that keeps the same points in the frame at every
     angle. Flythrough positions come from `fly_camera` per frame. The suns follow the chosen
     corner (`turn_lights`)."""
     if preset not in CAMERA_PRESETS:
