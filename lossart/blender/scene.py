@@ -103,7 +103,7 @@ LIGHTS = {
             "angle": 10.0, "glossy": True},
     "rim": {"colour": "#7fa8ff", "energy": 2.0, "elevation": 10.0, "side": -1, "lean": -55.0,
             "angle": 8.0, "glossy": False},
-    "fill": {"colour": "#fff2e0", "energy": 0.35, "elevation": 35.0, "side": 1, "lean": 0.0,
+    "fill": {"colour": "#fff2e0", "energy": 1.0, "elevation": 55.0, "side": 1, "lean": 0.0,
              "angle": 20.0, "glossy": False},
 }  # fmt: skip
 
@@ -172,8 +172,9 @@ def build_camera(
     return cam, pivot, target
 
 
-OVERVIEW = {"elevation": 36.0, "azimuth": -116.0, "lens": 50.0, "fstop": 0.25}
-ORBIT = {"elevation": 40.0, "azimuth": -116.0, "lens": 50.0, "fstop": 0.3}
+# depth of field: soft, but the valley in focus from end to end (the camera now stands close)
+OVERVIEW = {"elevation": 36.0, "azimuth": -116.0, "lens": 50.0, "fstop": 2.8}
+ORBIT = {"elevation": 40.0, "azimuth": -116.0, "lens": 50.0, "fstop": 2.8}
 FLY = {"lens": 28.0, "fstop": 5.6}
 VIEW_CORNERS = (-116.0, -64.0, 116.0, 64.0)  # three-quarter views, in order of preference
 #: Overview without a slab: elevations tried, lowest first (a low view shows more relief; a
