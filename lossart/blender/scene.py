@@ -18,6 +18,7 @@ import bpy
 import numpy as np
 
 from . import framing
+from .geometry import SIZE
 from .materials import empty_node_tree
 from .presets import CAMERA_PRESETS, srgb_to_linear
 
@@ -184,7 +185,7 @@ FILL = 0.9  # share of the half-width/half-height the framed points may reach
 #: Overview without a slab: how far beyond the path and the optima the view reaches (world
 #: units), so the valley's walls on both sides are in the picture; the rest of the window may
 #: leave the frame (its edges fade out anyway).
-VALLEY_MARGIN = 0.1 * 10.0
+VALLEY_MARGIN = 0.1 * SIZE
 
 
 def _tangents(scene: bpy.types.Scene, cam) -> tuple[float, float]:
@@ -194,10 +195,10 @@ def _tangents(scene: bpy.types.Scene, cam) -> tuple[float, float]:
     return framing.half_fov_tangents(cam.data.lens, cam.data.sensor_width, w, h)
 
 
-def framed_points(targets: framing.ViewTargets, preset: str, slab: bool) -> np.ndarray:
-    """The points a preset keeps inside the picture. A slab shows the whole terrain box; a
-    terrain without one shows the path of every frame, the optima and the valley's walls
-    around them, and lets the window's far corners go (its edges fade out anyway)."""
+def framed_points(targets: framing.ViewTargets, slab: bool) -> np.ndarray:
+    """The points the overview and the orbit keep inside the picture. A slab shows the whole
+    terrain box; a terrain without one shows the path of every frame, the optima and the
+    valley's walls around them, and lets the window's far corners go (its edges fade out)."""
     box = framing.box_corners(*targets.bounds)
     marked = [p for p in (targets.points, targets.paths) if p is not None and len(p)]
     if slab or not marked or targets.ground is None:
@@ -253,7 +254,7 @@ def apply_camera(
         raise ValueError(
             f"unknown camera preset {preset!r}; choose one of {', '.join(CAMERA_PRESETS)}"
         )
-    framed = framed_points(targets, preset, slab)
+    framed = framed_points(targets, slab)
     lo, hi = framed.min(axis=0), framed.max(axis=0)
     centre = 0.5 * (lo + hi)
     pivot.driver_remove("rotation_euler", 2)
