@@ -62,7 +62,8 @@ class Look:
 
     # what the scene shows
     height_scale: float = _option(
-        1.0, "Height scale", "relief relative to the default", "look", min=0.0, soft_max=4.0
+        1.0, "Height scale", "multiplies the bundle's relief (lossart terrain --relief)", "look",
+        min=0.0, soft_max=4.0,
     )
     palette: str = _option(
         DEFAULT_PALETTE, "Palette", "colour map from low loss (valleys) to high loss (ridges)",
