@@ -22,7 +22,13 @@ import numpy as np
 os.environ.setdefault("LOSSART_QUIET", "1")
 
 from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle  # noqa: E402
-from lossart.terrain.heightfield import TerrainConfig, resolve_loss_cap, stream_heights  # noqa: E402
+from lossart.terrain.heightfield import (  # noqa: E402
+    HeightMapping,
+    TerrainConfig,
+    resolve_loss_cap,
+    resolve_loss_min,
+    stream_heights,
+)
 
 X_RANGE, Y_RANGE = (-2.0, 12.0), (-5.0, 7.0)
 
@@ -46,10 +52,12 @@ def build(losses: list[np.ndarray], root: Path, config: TerrainConfig) -> float:
     """Seconds to write the bundle of these grids (cap, heights, npy, png, manifest)."""
     t0 = time.perf_counter()
     cap = resolve_loss_cap(losses, config)
+    mapping = HeightMapping.resolve(config, cap, resolve_loss_min(losses, config, cap))
     cp = np.array([[0.0, 0.0], [5.0, 3.0], [10.0, 0.0]])
 
     def frames():
-        for i, z, nonfinite in stream_heights(lambda j: losses[j], len(losses), config, cap):
+        load = losses.__getitem__
+        for i, z, nonfinite in stream_heights(load, len(losses), config, cap, mapping.loss_min):
             yield BundleFrame(
                 i,
                 10 * i,
@@ -62,7 +70,8 @@ def build(losses: list[np.ndarray], root: Path, config: TerrainConfig) -> float:
             )
 
     spec = BundleSpec(
-        "curve", {"kind": "bezier", "bends": 1}, X_RANGE, Y_RANGE, losses[0].shape, config, cap
+        "curve", {"kind": "bezier", "bends": 1}, X_RANGE, Y_RANGE, losses[0].shape, config, cap,
+        loss_min=mapping.loss_min, offset=mapping.offset,
     )
     write_bundle(root, spec, frames(), total=len(losses))
     return time.perf_counter() - t0
@@ -72,7 +81,8 @@ def heights_only(losses: list[np.ndarray], config: TerrainConfig) -> float:
     """Seconds for the math alone (cap, log, smoothing), no files: splits the bundle's time."""
     t0 = time.perf_counter()
     cap = resolve_loss_cap(losses, config)
-    for _ in stream_heights(lambda j: losses[j], len(losses), config, cap):
+    lowest = resolve_loss_min(losses, config, cap)
+    for _ in stream_heights(losses.__getitem__, len(losses), config, cap, lowest):
         pass
     return time.perf_counter() - t0
 

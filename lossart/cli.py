@@ -604,14 +604,26 @@ def _run_plane(args: argparse.Namespace) -> int:
 
 @command
 def _add_terrain(sub: argparse._SubParsersAction) -> None:
+    from lossart.blender.bundle import DEFAULT_RELIEF, TRANSFORMS
+
     p = sub.add_parser(
         "terrain",
         help="turn a run's loss grids into smoothed log-loss heightfields (RUN/terrain/)",
         description="Write the terrain bundle (docs/bundle.md) that the Blender add-on reads: "
-        "log10 of the clipped loss, smoothed, one height range for all frames.",
+        "the clipped loss mapped to heights (by default log10 of the loss above the run's lowest "
+        "loss, so optima read as wells), smoothed, one height range for all frames.",
     )
     p.add_argument("run_dir", metavar="RUN", help="run folder with grids/ (after `lossart grid`)")
     add = p.add_argument
+    add("--transform", choices=TRANSFORMS, default="log10-excess",
+        help="loss -> height: log10-excess = log10(loss - lowest loss + offset), optima as wells; "
+        "log10 = log10(loss) (default log10-excess)")  # fmt: skip
+    add("--excess-offset", type=float, default=0.02, metavar="SHARE",
+        help="log10-excess: the offset as a share of the loss span; smaller = deeper wells "
+        "(default 0.02)")  # fmt: skip
+    add("--relief", type=float, default=DEFAULT_RELIEF, metavar="SHARE",
+        help="drawn height of the relief as a share of the window's width "
+        f"(default {DEFAULT_RELIEF}; lossart render --height-scale multiplies it)")  # fmt: skip
     add("--sigma", type=float, default=1.0, help="Gaussian smoothing in grid cells (default 1)")
     add("--frame-sigma", type=float, default=0.0, help="smoothing across frames (default 0)")
     cap = p.add_mutually_exclusive_group()
@@ -640,6 +652,9 @@ def _run_terrain(args: argparse.Namespace) -> int:
     from lossart.terrain.heightfield import TerrainConfig
 
     config = TerrainConfig(
+        transform=args.transform,
+        excess_offset=args.excess_offset,
+        relief=args.relief,
         loss_floor=args.floor,
         loss_cap=args.loss_cap,
         cap_quantile=None if args.loss_cap is not None else (args.cap_quantile or 0.99),
@@ -707,6 +722,21 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frame", type=int, help="bundle frame for --still (default: the last)")
     p.add_argument("--fps", type=int, default=24, help="video frame rate (default 24)")
     p.add_argument(
+        "--duration", type=float, default=None, metavar="S",
+        help="video length in seconds whatever the number of recorded frames: they are spread "
+        "over it with interpolated heights between them (default 12; --speed instead plays "
+        "them at that speed)",
+    )
+    p.add_argument(
+        "--hold", type=float, default=1.0, metavar="S",
+        help="video: seconds the first and the last frame stay on screen (default 1)",
+    )
+    p.add_argument(
+        "--compare", action="store_true",
+        help="still: also write compare-<name>.png, the still beside the flat preview of the "
+        "same frame",
+    )
+    p.add_argument(
         "--interpolate", type=int, default=1, metavar="K",
         help="K-times slow motion: K-1 blended frames between rendered ones (default 1)",
     )
@@ -731,16 +761,27 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
 
 def _run_render(args: argparse.Namespace) -> int:
     from lossart.render import render_still, render_video
-    from lossart.render.options import look_from_args
+    from lossart.render.options import given_look_options, look_from_args
+    from lossart.render.video import DURATION
 
     look = look_from_args(args)
+    if args.compare and not args.still:
+        raise LossartError("--compare: a contact sheet is made of a still (use it with --still)")
     if args.still:
-        res = render_still(args.source, args.out, args.frame, look, blender=args.blender)
+        res = render_still(
+            args.source, args.out, args.frame, look, blender=args.blender, compare=args.compare
+        )
         print(f"{res.out}  ({res.device}, {res.seconds:.1f} s)")
+        if res.compare:
+            print(f"{res.compare}  (beside the flat preview)")
     else:
+        speed = "playback_speed" in given_look_options(args)
+        if speed and args.duration is not None:
+            raise LossartError("--duration and --speed both set the video's length: give one")
+        duration = None if speed else (DURATION if args.duration is None else args.duration)
         res = render_video(
             args.source, args.out, fps=args.fps, interpolate=args.interpolate, look=look,
-            caption=args.caption, blender=args.blender,
+            caption=args.caption, blender=args.blender, duration=duration, hold=args.hold,
         )
         print(
             f"{res.out}  ({res.frames_rendered} frames rendered, {res.frames_skipped} reused, "

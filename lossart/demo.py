@@ -43,6 +43,8 @@ class DemoSettings:
     samples: int = 16
     fps: int = 10
     interpolate: int = 2
+    duration: float | None = 12.0  # video seconds (None: one rendered frame per curve frame)
+    hold: float = 1.0  # video seconds on the first and the last frame
     camera: str = "orbit"
     still_camera: str = "overview"
     palette: str = "losslandscape"
@@ -64,7 +66,7 @@ DEMO_LOOK_FLAGS = ["size", "samples", "palette"]
 PRESETS = {
     "quick": DemoSettings(
         model_width=8, endpoint_epochs=4, curve_epochs=4, frames=6, resolution=21, subset=64,
-        upsample=2, size=(320, 180), samples=8, fps=6, interpolate=1,
+        upsample=2, size=(320, 180), samples=8, fps=6, interpolate=1, duration=4.0,
     ),
     "default": DemoSettings(),
     "quality": DemoSettings(
@@ -201,7 +203,8 @@ def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> 
 
         still = render_still(run_dir, out=cfg.out / "lossart-demo.png", look=still_look)
         video = render_video(run_dir, out=cfg.out / "lossart-demo.mp4", fps=s.fps,
-                             interpolate=s.interpolate, look=video_look, caption=True)
+                             interpolate=s.interpolate, look=video_look, caption=True,
+                             duration=s.duration, hold=s.hold)
         state["still"], state["video"] = still.out, video.out
 
     stages: list[tuple[str, Callable[[], None]]] = [

@@ -142,8 +142,8 @@ assert scene.camera is s.camera and (scene.frame_start, scene.frame_end) == (1, 
 
 bundle_mod = sys.modules[mods[0] + '.bundle']  # the installed copy of the one bundle module
 terrain_mod = sys.modules[mods[0] + '.terrain']
-relief = sys.modules[mods[0] + '.geometry'].RELIEF
 b = bundle_mod.load_bundle(BUNDLE)
+relief = sys.modules[mods[0] + '.geometry'].WorldMap.for_bundle(b).relief
 scene.frame_set(2)
 want = (b.heights(1) - b.z_min) / (b.z_max - b.z_min) * relief
 err = float(np.abs(terrain_mod.grid_z(s.terrain) - want).max())

@@ -18,7 +18,7 @@ bpy = pytest.importorskip(
 import lossart.blender  # noqa: E402
 from lossart.blender import path, terrain  # noqa: E402
 from lossart.blender.bundle import BundleError, load_bundle  # noqa: E402
-from lossart.blender.geometry import RELIEF, WorldMap  # noqa: E402
+from lossart.blender.geometry import WorldMap  # noqa: E402
 from lossart.blender.presets import PALETTES, srgb_to_linear  # noqa: E402
 from lossart.blender.timeline import Timeline  # noqa: E402
 
@@ -93,7 +93,7 @@ def test_frame_change_sets_heights_and_path_lies_on_surface(bundle3):
     wmap = WorldMap.for_bundle(b)
     for f in (3, 1, 2):
         scene.frame_set(f)
-        want = (b.heights(f - 1) - b.z_min) / (b.z_max - b.z_min) * RELIEF * 1.5
+        want = (b.heights(f - 1) - b.z_min) / (b.z_max - b.z_min) * wmap.relief * 1.5
         np.testing.assert_allclose(terrain.grid_z(s.terrain), want, atol=1e-5)
         pts = path.path_points(s.path)
         manifest_path = b.frames[f - 1].path
@@ -107,12 +107,49 @@ def test_frame_change_sets_heights_and_path_lies_on_surface(bundle3):
         assert w1.x == pytest.approx(wmap.world(np.array([[0.0, 0.0, 0.0]]), 1.0)[0, 0], abs=1e-5)
 
 
+def test_relief_comes_from_the_bundle_and_the_height_scale_multiplies_it(tmp_path):
+    from lossart.blender.geometry import SIZE
+    from lossart.terrain.heightfield import TerrainConfig
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    b = synthetic_bundle(tmp_path / "tall", frames=2, size=17, config=TerrainConfig(relief=0.3))
+    assert load_bundle(b).manifest["height"]["relief"]["share"] == 0.3
+    scene = _import(b, height_scale=1.5)
+    scene.frame_set(1)
+    bundle = load_bundle(b)
+    # the synthetic window is wider than tall: its width spans SIZE world units
+    want = (bundle.heights(0) - bundle.z_min) / (bundle.z_max - bundle.z_min) * 0.3 * SIZE * 1.5
+    np.testing.assert_allclose(terrain.grid_z(scene.lossart.terrain), want, atol=1e-5)
+
+
+def test_no_box_unless_a_slab_is_asked_for(bundle3):
+    from lossart.blender import materials
+
+    scene = _import(bundle3)
+    s = scene.lossart
+    w = h = 33
+    ring = terrain.boundary_ring(w, h)
+    z = terrain.vertex_z(s.terrain)
+    top, bottom = z[w * h : w * h + len(ring)], z[w * h + len(ring) :]
+    np.testing.assert_array_equal(bottom, top)  # the skirt folded flat: no sides to see
+    nodes = s.terrain.active_material.node_tree.nodes
+    assert nodes["lossart_fade_off"].outputs[0].default_value == 0.0  # edges fade out
+    assert nodes["lossart_half_x"].outputs[0].default_value == pytest.approx(5.0)
+    assert 0 < materials.FADE <= 0.05 * 10
+    s.slab = True  # the panel's switch
+    z = terrain.vertex_z(s.terrain)
+    np.testing.assert_allclose(z[w * h + len(ring) :], terrain.BASE_Z)
+    assert (z[w * h : w * h + len(ring)] >= 0).all()
+    assert nodes["lossart_fade_off"].outputs[0].default_value == 1.0  # crisp slab edges
+
+
 def test_playback_speed_interpolates_between_frames(bundle3):
     scene = _import(bundle3, playback_speed=0.5)
     b = load_bundle(bundle3)
     assert (scene.frame_start, scene.frame_end) == (1, 5)
     scene.frame_set(2)  # halfway between bundle frames 0 and 1
-    want = (0.5 * (b.heights(0) + b.heights(1)) - b.z_min) / (b.z_max - b.z_min) * RELIEF
+    relief = WorldMap.for_bundle(b).relief
+    want = (0.5 * (b.heights(0) + b.heights(1)) - b.z_min) / (b.z_max - b.z_min) * relief
     np.testing.assert_allclose(terrain.grid_z(scene.lossart.terrain), want, atol=1e-5)
 
 
@@ -126,7 +163,8 @@ def test_settings_change_look_and_persist_in_blend(bundle3, tmp_path):
     assert tuple(ramp.elements[0].color) == pytest.approx(
         srgb_to_linear(PALETTES["viridis"][0][0][1])
     )
-    assert terrain.grid_z(s.terrain).max() == pytest.approx(2.0 * RELIEF, rel=1e-4)
+    relief = WorldMap.for_bundle(load_bundle(bundle3)).relief
+    assert terrain.grid_z(s.terrain).max() == pytest.approx(2.0 * relief, rel=1e-4)
     blend = tmp_path / "scene.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -223,7 +261,7 @@ def test_bake_plays_without_the_addon(bundle3, tmp_path):
     assert info.frames == 3 and (tmp_path / "lossart_bake" / "height_00003.png").is_file()
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     b = load_bundle(bundle3)
-    want = (b.heights(1) - b.z_min) / (b.z_max - b.z_min) * RELIEF
+    want = (b.heights(1) - b.z_min) / (b.z_max - b.z_min) * WorldMap.for_bundle(b).relief
     np.save(tmp_path / "want.npy", want)
     # a fresh Blender that never imports the add-on
     code = f"""
@@ -243,7 +281,7 @@ print('ERR', err, 'PATHZ', cu.to_mesh().vertices[0].co.z)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     line = [ln for ln in res.stdout.splitlines() if ln.startswith("ERR")][0].split()
-    assert float(line[1]) < 2e-5  # 16-bit quantization of RELIEF
+    assert float(line[1]) < 2e-5  # 16-bit quantization of the relief (2 units: 1.5e-5)
     assert float(line[3]) > 0  # the path's shape keys put it above the base
 
 

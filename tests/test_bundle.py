@@ -153,6 +153,44 @@ def test_rewrite_removes_stale_frames(tmp_path):
     assert validate_bundle(root).ok
 
 
+def test_manifest_records_the_height_mapping_and_relief(tmp_path):
+    cfg = TerrainConfig(sigma=0.0, path_samples=20)  # unsmoothed: wells keep their bottoms
+    bundle = synthetic_bundle(tmp_path / "b", frames=2, size=33, config=cfg)
+    m = load_bundle(bundle).manifest
+    h = m["height"]
+    assert h["transform"] == "log10-excess"
+    lowest = h["mapping"]["loss_min"]
+    assert h["mapping"]["offset"] == pytest.approx(0.02 * (h["loss_cap"] - lowest))
+    assert lowest == pytest.approx(0.01, rel=1e-3)  # the synthetic minima, on grid nodes
+    # the lowest loss is the lowest height: the optima, on grid nodes, at the very bottom
+    b = load_bundle(bundle)
+    assert h["z_min"] == pytest.approx(np.log10(h["mapping"]["offset"]), abs=1e-6)
+    for frame in b.frames:
+        assert [p.z for p in frame.points] == pytest.approx([h["z_min"]] * 2, abs=1e-6)
+    width = m["grid"]["x_range"][1] - m["grid"]["x_range"][0]
+    assert h["relief"]["share"] == 0.2
+    assert h["relief"]["exaggeration"] == pytest.approx(0.2 * width / (h["z_max"] - h["z_min"]))
+
+
+def test_bundles_without_mapping_or_relief_still_open(bundle):
+    """Bundles written before height.mapping and height.relief: log10, the default relief."""
+    from lossart.blender.bundle import DEFAULT_RELIEF
+
+    def old(m):
+        m["height"].update(transform="log10")
+        m["height"].pop("mapping")
+        m["height"].pop("relief")
+
+    edit_manifest(bundle, old)
+    assert validate_bundle(bundle).ok
+    b = load_bundle(bundle)
+    assert b.relief == DEFAULT_RELIEF and b.loss_of(np.array([0.0]))[0] == pytest.approx(1.0)
+    # an excess bundle must say what its heights are measured from
+    edit_manifest(bundle, lambda m: m["height"].update(transform="log10-excess"))
+    with pytest.raises(BundleError, match="needs height.mapping"):
+        load_bundle(bundle)
+
+
 def test_reader_refuses_newer_schema_and_other_files(bundle, tmp_path):
     edit_manifest(bundle, lambda m: m.update(schema_version=2))
     with pytest.raises(BundleError, match="schema_version 2 is newer"):
@@ -203,6 +241,18 @@ def _missing_key(root):
     edit_manifest(root, lambda m: m["height"].pop("z_max"))
 
 
+def _no_offset(root):
+    edit_manifest(root, lambda m: m["height"]["mapping"].update(offset=0.0))
+
+
+def _low_min(root):
+    edit_manifest(root, lambda m: m["height"]["mapping"].update(loss_min=1e-9))
+
+
+def _relief(root):
+    edit_manifest(root, lambda m: m["height"]["relief"].update(exaggeration=1.0))
+
+
 @pytest.mark.parametrize(
     "breaker, message",
     [
@@ -215,6 +265,9 @@ def _missing_key(root):
         (_png, "frame 1: heights/frame_00001.png differs"),
         (_z_off_surface, "point w1"),
         (_missing_key, "height: missing key 'z_max'"),
+        (_no_offset, "height.mapping: offset = 0.0: expected a number > 0"),
+        (_low_min, "height.mapping: loss_min 1e-09 must lie in [loss_floor, loss_cap]"),
+        (_relief, "height.relief: exaggeration 1 must be share * window width"),
     ],
 )
 def test_validator_names_what_is_wrong(bundle, breaker, message, capsys):
@@ -390,6 +443,23 @@ def run_dir(curve_run_dir, tmp_path) -> Path:
     return target
 
 
+def test_terrain_height_flags_are_recorded(run_dir, capsys):
+    assert main(["terrain", str(run_dir), "--sigma", "0"]) == 0
+    out = capsys.readouterr().out
+    h = load_bundle(run_dir / "terrain").manifest["height"]
+    assert h["transform"] == "log10-excess" and "log10-excess above loss" in out
+    losses = [np.load(p)["loss"] for p in sorted((run_dir / "grids").glob("frame_*.npz"))]
+    assert h["mapping"]["loss_min"] == pytest.approx(min(np.nanmin(x) for x in losses), rel=1e-6)
+    args = ["terrain", str(run_dir), "--transform", "log10", "--relief", "0.3"]
+    assert main(args) == 0
+    b = load_bundle(run_dir / "terrain")
+    h = b.manifest["height"]
+    assert h["transform"] == "log10" and h["mapping"]["offset"] == 0.0
+    assert b.relief == 0.3 and validate_bundle(run_dir / "terrain").ok
+    assert main(["terrain", str(run_dir), "--excess-offset", "0"]) == 2
+    assert "--excess-offset: expected a number in (0, 1]" in capsys.readouterr().err
+
+
 def test_terrain_command_end_to_end(run_dir, capsys):
     args = [
         "terrain",
@@ -522,7 +592,7 @@ def steep_far_bundle(root: Path) -> Path:
     x_range, y_range = (1000.0, 1001.0), (-0.5, 0.5)
     z = np.tile(np.arange(201, dtype=np.float32), (11, 1))  # z = 200 * (x - 1000)
     cp = np.array([[1000.0123456789, 0.0], [1000.5123456789, 0.4], [1000.9876543219, 0.0]])
-    cfg = TerrainConfig(sigma=0.0, path_samples=57)
+    cfg = TerrainConfig(transform="log10", sigma=0.0, path_samples=57)  # z as given
     spec = BundleSpec(
         "curve", {"kind": "bezier", "bends": 1}, x_range, y_range, (11, 201), cfg, 5.0
     )

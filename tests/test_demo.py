@@ -11,6 +11,7 @@ from lossart.demo import PRESETS, DemoConfig, run_demo
 TINY = {
     "model_width": 4, "endpoint_epochs": 2, "curve_epochs": 1, "frames": 3, "resolution": 7,
     "subset": 48, "upsample": 1, "size": (64, 36), "samples": 2, "fps": 3, "interpolate": 1,
+    "duration": None, "hold": 0.0,  # one rendered frame per curve frame: a cheap video
 }
 
 

@@ -36,23 +36,27 @@ def local_argmin(z: np.ndarray, i: int, j: int, r: int) -> tuple[int, int]:
     return i - r + int(a), j - r + int(b)
 
 
+@pytest.mark.parametrize("transform", ["log10", "log10-excess"])
 @pytest.mark.parametrize("sigma", [0.0, 1.0, 3.0])
-def test_minima_stay_where_the_loss_minima_are(sigma):
+def test_minima_stay_where_the_loss_minima_are(sigma, transform):
     loss = wells()
-    cfg = TerrainConfig(sigma=sigma, loss_cap=1.5, cap_quantile=None)
+    cfg = TerrainConfig(sigma=sigma, loss_cap=1.5, cap_quantile=None, transform=transform)
     (z,), (nonfinite,), cap = hf.heightfields([loss], cfg)
     assert cap == 1.5 and nonfinite == 0
     # global minimum: the deeper well; both wells stay local minima on their own cells
     assert np.unravel_index(np.argmin(z), z.shape) == (20, 25)
     assert local_argmin(z, 20, 25, 8) == (20, 25)
     assert local_argmin(z, 40, 60, 8) == (40, 60)
-    # the high tail is clipped flat at log10(cap) before smoothing
-    assert np.isclose(z.max(), np.log10(1.5), atol=1e-6)
+    # the high tail is clipped flat at the cap's height before smoothing
+    lowest, offset = 0.01, 0.02 * (1.5 - 0.01)
+    top = np.log10(1.5) if transform == "log10" else np.log10(1.5 - lowest + offset)
+    assert np.isclose(z.max(), top, atol=1e-6)
 
 
-def test_minima_stay_after_upsampling():
+@pytest.mark.parametrize("transform", ["log10", "log10-excess"])
+def test_minima_stay_after_upsampling(transform):
     loss = wells()
-    cfg = TerrainConfig(sigma=1.0, loss_cap=1.5, cap_quantile=None, upsample=3)
+    cfg = TerrainConfig(sigma=1.0, loss_cap=1.5, cap_quantile=None, upsample=3, transform=transform)
     (z,), _, _ = hf.heightfields([loss], cfg)
     assert z.shape == ((61 - 1) * 3 + 1, (81 - 1) * 3 + 1)
     assert local_argmin(z, 60, 75, 12) == (60, 75)
@@ -100,7 +104,8 @@ def test_frame_smoothing_matches_scipy_and_streams():
     losses = [np.exp(rng.normal(size=(9, 11))).astype(np.float32) for _ in range(7)]
     cfg = TerrainConfig(sigma=1.0, frame_sigma=1.5, loss_cap=5.0, cap_quantile=None)
     heights, counts, cap = hf.heightfields(losses, cfg)
-    spatial = np.stack([hf.frame_heights(x, cfg, cap)[0] for x in losses])
+    lowest = hf.resolve_loss_min(losses, cfg, cap)  # the log10-excess mapping's bottom
+    spatial = np.stack([hf.frame_heights(x, cfg, cap, lowest)[0] for x in losses])
     expect = ndimage.gaussian_filter1d(spatial, 1.5, axis=0, mode="nearest", truncate=hf.TRUNCATE)
     np.testing.assert_allclose(np.stack(heights), expect, atol=1e-5)
     loads = []
@@ -109,7 +114,7 @@ def test_frame_smoothing_matches_scipy_and_streams():
         loads.append(i)
         return losses[i]
 
-    streamed = list(hf.stream_heights(load, len(losses), cfg, cap))
+    streamed = list(hf.stream_heights(load, len(losses), cfg, cap, lowest))
     assert [p for p, _, _ in streamed] == list(range(7))
     assert sorted(loads) == list(range(7))  # each grid loaded once
     np.testing.assert_allclose(np.stack([z for _, z, _ in streamed]), np.stack(heights), atol=1e-6)
@@ -170,6 +175,9 @@ def test_flat_terrain_gets_a_range():
         (dict(frame_sigma=float("nan")), "--frame-sigma"),
         (dict(upsample=0), "--upsample"),
         (dict(path_samples=1), "--path-samples"),
+        (dict(transform="sqrt"), "--transform"),
+        (dict(excess_offset=0.0), "--excess-offset"),
+        (dict(relief=-0.1), "--relief"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, flag):
@@ -194,3 +202,55 @@ def test_bezier_and_polychain_paths():
     np.testing.assert_allclose(cubic[[0, -1]], cp4[[0, -1]])
     with pytest.raises(BundleError, match="curve kind"):
         curve_polyline(cp, "spline", 5)
+
+
+# ---------------------------------------------------------------- the height mapping
+@pytest.mark.parametrize("transform", ["log10-excess", "log10"])
+def test_mapping_is_monotone_and_the_lowest_loss_is_the_lowest_height(transform):
+    rng = np.random.default_rng(3)
+    loss = np.sort(np.exp(rng.normal(0.0, 0.4, size=2000))).astype(np.float32)
+    loss[[5, 50]] = [np.nan, np.inf]  # diverged: as high as the cap
+    cfg = TerrainConfig(transform=transform, loss_cap=3.0, cap_quantile=None)
+    lowest = hf.resolve_loss_min([loss], cfg, 3.0)
+    assert lowest == pytest.approx(float(np.nanmin(loss)))
+    mapping = hf.HeightMapping.resolve(cfg, 3.0, lowest)
+    z, nonfinite = mapping.heights(loss)
+    assert nonfinite == 2 and np.isfinite(z).all()
+    finite = np.isfinite(loss)
+    order = np.argsort(loss[finite], kind="stable")
+    assert (np.diff(z[finite][order]) >= 0).all()  # monotone in the loss
+    assert z.argmin() == int(np.nanargmin(loss)) and z[5] == z[50] == z.max()
+    if transform == "log10-excess":
+        assert mapping.offset == pytest.approx(0.02 * (3.0 - lowest))
+        assert z.min() == pytest.approx(np.log10(mapping.offset), abs=1e-6)
+
+
+def test_excess_wells_are_deeper_than_log10_wells():
+    """resnet20-noskip's range (log10 loss about -0.05..0.75): under log10 its minima sit in
+    the bottom few per cent of the height range; log10-excess opens them into wells."""
+    loss = wells(centres=((20, 25, 0.9), (40, 60, 0.95)))
+    loss = 0.9 + (loss - 0.9) * (5.6 - 0.9) / (2.0 - 0.9)
+    depth = {}
+    for transform in ("log10", "log10-excess"):
+        cfg = TerrainConfig(transform=transform, sigma=0.0, loss_cap=5.6, cap_quantile=None)
+        (z,), _, _ = hf.heightfields([loss], cfg)
+        z01 = (z - z.min()) / (z.max() - z.min())
+        depth[transform] = float(z01[40, 60] - z01[20, 25]), float(np.median(z01))
+    # the shallower well stands clearly above the deeper one, and the plateau far above both
+    assert depth["log10-excess"][0] > 2 * depth["log10"][0]
+    assert depth["log10-excess"][1] > 0.75
+
+
+def test_the_bundle_reads_back_the_loss_of_a_height(tmp_path):
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    for transform in ("log10-excess", "log10"):
+        cfg = TerrainConfig(transform=transform, sigma=0.0, path_samples=16)
+        b = fmt.load_bundle(synthetic_bundle(tmp_path / transform, frames=1, size=17, config=cfg))
+        h = b.manifest["height"]
+        mapping = hf.HeightMapping(
+            transform, h["loss_floor"], h["loss_cap"], h["mapping"]["loss_min"],
+            h["mapping"]["offset"],
+        )  # fmt: skip
+        loss = np.linspace(h["mapping"]["loss_min"], h["loss_cap"], 9, dtype=np.float32)
+        np.testing.assert_allclose(b.loss_of(mapping.heights(loss)[0]), loss, rtol=1e-5)

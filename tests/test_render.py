@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lossart.cli import main
@@ -66,12 +67,35 @@ def test_cli_still_png(bundle3, tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary files left behind
 
 
+def test_still_compare_sheet_puts_the_flat_preview_beside_it(bundle3, tmp_path, capsys):
+    _needs_bpy()
+    import imageio.v3 as iio
+
+    from lossart.render.compare import LABEL_HEIGHT
+
+    out = tmp_path / "look.png"
+    args = ["render", str(bundle3), "--still", "--frame", "1", "--size", "96x64", "--samples",
+            "2", "--no-denoise", "--render-device", "CPU", "--out", str(out), "--compare"]
+    assert main(args) == 0
+    sheet_path = tmp_path / "compare-look.png"
+    assert str(sheet_path) in capsys.readouterr().out
+    still, sheet = iio.imread(out), iio.imread(sheet_path)
+    assert sheet.shape[0] == still.shape[0] + LABEL_HEIGHT
+    assert sheet.shape[1] > 1.5 * still.shape[1]  # the preview beside it, as tall
+    np.testing.assert_array_equal(sheet[LABEL_HEIGHT:, : still.shape[1], :3], still[..., :3])
+    right = sheet[LABEL_HEIGHT:, still.shape[1] + 10 :]
+    assert right.std() > 10  # a map, not a blank
+    assert main(["render", str(bundle3), "--video", "--compare"]) == 2
+    assert "--compare: a contact sheet is made of a still" in capsys.readouterr().err
+
+
 def test_video_is_mp4_with_three_frames_and_resumes(bundle3, tmp_path):
     _needs_bpy()
     import imageio_ffmpeg
 
     out = tmp_path / "renders" / "film.mp4"
-    res = render_video(bundle3, out, fps=12, look=TINY)
+    once = dict(duration=None, hold=0.0)  # one scene frame per bundle frame, no holds
+    res = render_video(bundle3, out, fps=12, look=TINY, **once)
     assert (res.frames_rendered, res.frames_skipped) == (3, 0)
     frames = sorted((tmp_path / "renders" / "film_frames").glob("frame_*.png"))
     assert [f.name for f in frames] == ["frame_00001.png", "frame_00002.png", "frame_00003.png"]
@@ -86,12 +110,12 @@ def test_video_is_mp4_with_three_frames_and_resumes(bundle3, tmp_path):
     # an interrupted render: one frame lost; the rerun renders only that one
     kept = frames[0].stat().st_mtime_ns
     frames[1].unlink()
-    res = render_video(bundle3, out, fps=12, look=TINY)
+    res = render_video(bundle3, out, fps=12, look=TINY, **once)
     assert (res.frames_rendered, res.frames_skipped) == (1, 2)
     assert frames[0].stat().st_mtime_ns == kept
 
     # other settings do not reuse stale frames
-    res = render_video(bundle3, out, fps=12, look=replace(TINY, palette="ice"))
+    res = render_video(bundle3, out, fps=12, look=replace(TINY, palette="ice"), **once)
     assert res.frames_rendered == 3
 
     # slow motion: K-1 blended frames between rendered ones
@@ -101,10 +125,59 @@ def test_video_is_mp4_with_three_frames_and_resumes(bundle3, tmp_path):
         fps=12,
         interpolate=3,
         look=replace(TINY, palette="ice"),
+        **once,
     )
     assert slow.frames_rendered == 0
     nslow, _ = imageio_ffmpeg.count_frames_and_secs(str(out))
     assert 7 <= nslow <= 9
+
+
+def test_a_default_video_lasts_long_enough_to_watch(tmp_path, capsys):
+    """12 recorded frames: the default video lasts DURATION seconds (not 12 frames), spread
+    with interpolated heights, the first and the last frame held a second each."""
+    _needs_bpy()
+    import imageio_ffmpeg
+    import numpy as np
+
+    from lossart.render.video import DURATION, HOLD
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    bundle = synthetic_bundle(tmp_path / "terrain", frames=12, size=9)
+    out = tmp_path / "film.mp4"
+    fps = 4  # few frames to render, the default duration all the same
+    args = ["render", str(bundle), "--video", "--out", str(out), "--fps", str(fps),
+            "--size", "64x36", "--samples", "1", "--no-denoise", "--render-device", "CPU"]
+    assert main(args) == 0
+    nframes, _ = imageio_ffmpeg.count_frames_and_secs(str(out))
+    assert nframes / fps >= 8.0 and nframes == round(DURATION * fps)
+    rendered = sorted((tmp_path / "film_frames").glob("frame_*.png"))
+    assert len(rendered) == nframes - 2 * round(HOLD * fps) > 12  # in-between heights too
+    pictures = [f for f in imageio_ffmpeg.read_frames(str(out))][1:]
+    first = [np.frombuffer(p, np.uint8).astype(float) for p in pictures[: round(HOLD * fps) + 1]]
+    assert max(np.abs(a - first[0]).mean() for a in first) < 1.0  # held
+    capsys.readouterr()
+    assert main([*args, "--speed", "0.5", "--duration", "9"]) == 2
+    assert "--duration and --speed" in capsys.readouterr().err
+
+
+def test_video_plan_spreads_any_number_of_frames_over_the_duration():
+    from lossart.blender.timeline import Timeline
+    from lossart.render.video import plan_video
+
+    for frames in (2, 3, 12, 25, 600):
+        for fps, k in ((24, 1), (10, 2), (4, 1)):
+            plan = plan_video(frames, fps, duration=12.0, hold=1.0, interpolate=k)
+            assert abs(plan.video_frames(k) - 12 * fps) <= k  # the length asked for
+            assert plan.hold_frames == fps
+            # the add-on's timeline renders exactly the planned scene frames at that speed
+            assert Timeline(frames, plan.speed).frame_count == plan.rendered
+            assert Timeline(frames, float(np.float32(plan.speed))).frame_count == plan.rendered
+    assert plan_video(1, 24).rendered == 1 and plan_video(1, 24).video_frames() == 12 * 24 - 1
+    assert plan_video(5, 24, duration=None, speed=0.5, hold=0).rendered == 9
+    with pytest.raises(LossartError, match="--duration 1: too short"):
+        plan_video(5, 24, duration=1.0, hold=1.0)
+    with pytest.raises(LossartError, match="--duration -2"):
+        plan_video(5, 24, duration=-2.0)
 
 
 def test_broken_bundle_is_one_line_error(bundle3, tmp_path, capsys):
@@ -198,6 +271,8 @@ def test_killed_video_render_resumes(tmp_path):
         "64x48",
         "--samples",
         "2",
+        "--speed",
+        "1",  # one scene frame per bundle frame
     ]
     args += ["--no-denoise", "--render-device", "CPU"]
     proc = subprocess.Popen(
@@ -213,7 +288,7 @@ def test_killed_video_render_resumes(tmp_path):
     proc.wait()
     done = len(list(frames.glob("frame_*.png")))
     assert 1 <= done < 4 and not out.exists()
-    res = render_video(bundle, out, look=replace(TINY, size=(64, 48), samples=2))
+    res = render_video(bundle, out, look=replace(TINY, size=(64, 48), samples=2), duration=None)
     assert res.frames_skipped == done and res.frames_rendered == 4 - done
     assert len(list(frames.glob("frame_*.png"))) == 4 and not list(frames.glob(".tmp_frame_*"))
 

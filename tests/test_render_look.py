@@ -142,8 +142,8 @@ def _inside(uvz, margin=0.0) -> np.ndarray:
 @pytest.mark.blender
 @pytest.mark.parametrize("kind", ["curve", "plane3"])
 @pytest.mark.parametrize("size", [(480, 270), (270, 480)])
-def test_overview_shows_the_whole_terrain_and_every_point(blender, bundles, kind, size):
-    scene = _setup(blender, bundles[kind], size=size, camera_preset="overview")
+def test_overview_of_a_slab_shows_the_whole_terrain_and_every_point(blender, bundles, kind, size):
+    scene = _setup(blender, bundles[kind], size=size, camera_preset="overview", slab=True)
     corners = _uvz(scene, _terrain_corners(scene))
     assert _inside(corners, margin=0.02).all(), corners
     assert _inside(_uvz(scene, _marked(scene)), margin=0.03).all()
@@ -157,10 +157,51 @@ def test_overview_shows_the_whole_terrain_and_every_point(blender, bundles, kind
     assert 30.0 <= down <= 40.0
 
 
+def _coverage_render(scene, tmp_path) -> np.ndarray:
+    """Render the scene's current frame with a transparent film; its alpha [H, W] in 0..1."""
+    import imageio.v3 as iio
+
+    scene.render.film_transparent = True
+    scene.render.image_settings.color_mode = "RGBA"
+    out = tmp_path / "coverage.png"
+    scene.render.filepath = str(out)
+    import bpy
+
+    bpy.ops.render.render(write_still=True)
+    return iio.imread(out)[..., 3].astype(float) / 255.0
+
+
+@bpy_needed
+@pytest.mark.blender
+@pytest.mark.parametrize("kind", ["curve", "plane3"])
+def test_overview_fills_the_frame_and_shows_path_and_optima(blender, bundles, kind, tmp_path):
+    """No slab: the terrain covers most of the picture (its far corners may leave it), the path
+    of every frame and both optima are inside it and not hidden behind a ridge."""
+    from lossart.blender import framing, landscape
+
+    scene = _setup(blender, bundles[kind], size=(96, 54), camera_preset="overview")
+    scene.cycles.samples = 1
+    alpha = _coverage_render(scene, tmp_path)
+    assert (alpha > 0.5).mean() >= 0.5, (alpha > 0.5).mean()
+    assert _inside(_uvz(scene, _marked(scene)), margin=0.02).all()
+    b = landscape.active_bundle(scene)
+    targets = landscape.view_targets(b, 1.0)
+    if len(targets.paths):
+        assert _inside(_uvz(scene, targets.paths), margin=0.02).all()
+    eye = np.array(scene.camera.matrix_world.translation)
+    assert framing.hidden_share(targets.watch, eye, *targets.ground) <= 0.02
+    # still an elevated view, looking down onto the valley
+    aim = np.array(scene.lossart.target.location)
+    down = np.degrees(np.arcsin((eye[2] - aim[2]) / np.linalg.norm(eye - aim)))
+    assert 35.0 <= down <= 72.0
+
+
 @bpy_needed
 @pytest.mark.blender
 def test_orbit_keeps_terrain_and_points_in_frame_all_the_way(blender, bundles):
-    scene = _setup(blender, bundles["curve"], camera_preset="orbit", playback_speed=0.25)
+    scene = _setup(
+        blender, bundles["curve"], camera_preset="orbit", playback_speed=0.25, slab=True
+    )
     seen = []
     for f in np.linspace(scene.frame_start, scene.frame_end, 5).round().astype(int):
         scene.frame_set(int(f))
@@ -168,6 +209,24 @@ def test_orbit_keeps_terrain_and_points_in_frame_all_the_way(blender, bundles):
         assert _inside(_uvz(scene, _marked(scene)), margin=0.03).all()
         seen.append(np.array(scene.camera.matrix_world.translation))
     assert np.linalg.norm(seen[0] - seen[-1]) > 1.0  # it does move
+
+
+@bpy_needed
+@pytest.mark.blender
+def test_orbit_without_a_slab_keeps_the_valley_in_frame_and_eases(blender, bundles):
+    from lossart.blender import landscape
+
+    scene = _setup(blender, bundles["curve"], camera_preset="orbit", playback_speed=0.1)
+    paths = landscape.view_targets(landscape.active_bundle(scene), 1.0).paths
+    angles = []
+    for f in range(scene.frame_start, scene.frame_end + 1):
+        scene.frame_set(f)
+        assert _inside(_uvz(scene, _marked(scene)), margin=0.03).all()
+        assert _inside(_uvz(scene, paths), margin=0.02).all()
+        angles.append(scene.lossart.pivot.rotation_euler[2])
+    steps = np.diff(angles)
+    assert (steps > 0).all() and np.degrees(angles[-1] - angles[0]) == pytest.approx(60.0)
+    assert steps[0] < 0.2 * steps.max() and steps[-1] < 0.2 * steps.max()  # eased, no jolt
 
 
 @bpy_needed

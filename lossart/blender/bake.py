@@ -23,7 +23,7 @@ import numpy as np
 
 from . import landscape, path, terrain
 from .bundle import quantize16
-from .geometry import RELIEF, WorldMap
+from .geometry import WorldMap
 from .png16 import encode_png16
 
 PATH_SAMPLES = 128
@@ -133,7 +133,8 @@ def bake_landscape(scene: bpy.types.Scene, folder: str | Path | None = None) -> 
     hs = s.height_scale
     fs, fe = scene.frame_start, scene.frame_end
     w, h = bundle.width, bundle.height
-    grid_points = w * h + len(terrain.boundary_ring(w, h))
+    # the grid and the skirt's top ring follow the heights; a folded skirt's bottom ring too
+    grid_points = w * h + len(terrain.boundary_ring(w, h)) * (1 if s.slab else 2)
 
     # the path: one absolute shape key per frame on a fixed-size spline
     curve_obj = s.path
@@ -175,7 +176,7 @@ def bake_landscape(scene: bpy.types.Scene, folder: str | Path | None = None) -> 
             image.filepath = bpy.path.relpath(str(folder / "height_00001.png"))
         except ValueError:  # another drive on Windows
             pass
-    ng = _height_nodes("lossart_baked_heights", image, grid_points, RELIEF * hs, fs)
+    ng = _height_nodes("lossart_baked_heights", image, grid_points, wmap.top(hs), fs)
     mod = s.terrain.modifiers.new(MODIFIER, "NODES")
     mod.node_group = ng
     s.baked = True

@@ -25,7 +25,10 @@ from .png16 import read_png16
 FORMAT = "lossart-terrain"
 SCHEMA_VERSION = 1
 KINDS = ("curve", "plane3")
-TRANSFORMS = ("log10",)
+TRANSFORMS = ("log10-excess", "log10")  # how a loss became a height (docs/bundle.md)
+#: How high a bundle is drawn: z_min..z_max rises this share of the window's width (x extent),
+#: unless the manifest's `height.relief.share` says otherwise (bundles before it had none).
+DEFAULT_RELIEF = 0.2
 PNG_BITS = 16
 HEIGHTS_DIR = "heights"
 
@@ -153,6 +156,30 @@ class Bundle:
         """Bilinear heights at plane points `xy` [N, 2] (clamped to the grid)."""
         return sample_bilinear(heights, self.x_range, self.y_range, xy)
 
+    @property
+    def transform(self) -> str:
+        return str(self.manifest["height"].get("transform", "log10"))
+
+    @property
+    def relief(self) -> float:
+        """How high z_min..z_max is drawn, as a share of the window's width (`height.relief`)."""
+        share = (self.manifest["height"].get("relief") or {}).get("share")
+        return float(share) if _positive(share) else DEFAULT_RELIEF
+
+    def loss_of(self, z) -> np.ndarray:
+        """The (smoothed) loss a height stands for: the inverse of `height.transform`."""
+        z = np.asarray(z, dtype=np.float64)
+        if self.transform != "log10-excess":
+            return 10.0**z
+        mapping = self.manifest["height"].get("mapping") or {}
+        return 10.0**z + float(mapping["loss_min"]) - float(mapping["offset"])
+
+    def height_label(self) -> str:
+        """What z is, in words (previews, mesh headers)."""
+        if self.transform == "log10-excess":
+            return "log10(loss - min + offset)"
+        return "log10 loss"
+
 
 @dataclass
 class FrameState:
@@ -228,6 +255,17 @@ def load_bundle(path: str | Path) -> Bundle:
         )
     if z_max == z_min:
         z_max = z_min + 1.0
+    if hinfo.get("transform") == "log10-excess":
+        mapping = hinfo.get("mapping")
+        if not (
+            isinstance(mapping, dict)
+            and _positive(mapping.get("loss_min"))
+            and _positive(mapping.get("offset"))
+        ):
+            raise BundleError(
+                f"{mpath}: transform 'log10-excess' needs height.mapping with a positive "
+                "loss_min and offset"
+            )
     raw_frames = _need(m, "frames", list, mpath)
     if not raw_frames:
         raise BundleError(f"{mpath}: the bundle has no frames")
@@ -244,6 +282,10 @@ def load_bundle(path: str | Path) -> Bundle:
         z_max=z_max,
         frames=frames,
     )
+
+
+def _positive(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
 
 def _need(d: dict, key: str, types, mpath: Path, label: str | None = None):

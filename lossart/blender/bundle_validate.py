@@ -186,6 +186,8 @@ class _Checker:
                 self.bad("height", f"z_min {h['z_min']} must be below z_max {h['z_max']}")
                 h["z_min"] = h["z_max"] = None
             self.need(height, "png_bits", "height", lambda v: v == 16, "16")
+            self.check_mapping(height, h)
+            self.check_relief(height, h, g)
         up = h.get("upsample")
         if up is not None and all(
             g.get(k) is not None for k in ("width", "height", "source_width", "source_height")
@@ -221,6 +223,58 @@ class _Checker:
             "samples": samples,
             "frames": frames or [],
         }
+
+    def check_mapping(self, height: dict, h: dict) -> None:
+        """`height.mapping`: required for log10-excess (loss_min in [floor, cap], offset > 0),
+        optional for log10 (bundles before it had none; its offset is 0)."""
+        mapping = height.get("mapping")
+        excess = h.get("transform") == "log10-excess"
+        if mapping is None and not excess:
+            return
+        if not isinstance(mapping, dict):
+            self.bad("height", "mapping: expected an object {loss_min, offset}")
+            return
+        lo = mapping.get("loss_min")
+        if excess or lo is not None:
+            lo = self.need(mapping, "loss_min", "height.mapping", _is_num, "a finite number")
+            floor, cap = h.get("loss_floor"), h.get("loss_cap")
+            if lo is not None and floor is not None and cap is not None:
+                if not floor * (1 - REL_TOL) <= lo <= cap * (1 + REL_TOL):
+                    self.bad(
+                        "height.mapping",
+                        f"loss_min {lo} must lie in [loss_floor, loss_cap] = [{floor}, {cap}]",
+                    )
+        if excess:
+            self.need(
+                mapping, "offset", "height.mapping", lambda v: _is_num(v) and v > 0, "a number > 0"
+            )
+        else:
+            self.need(mapping, "offset", "height.mapping", lambda v: v == 0, "0 for log10")
+
+    def check_relief(self, height: dict, h: dict, g: dict) -> None:
+        """`height.relief` (optional): share in (0, 4]; exaggeration = share * window width /
+        (z_max - z_min)."""
+        relief = height.get("relief")
+        if relief is None:
+            return
+        if not isinstance(relief, dict):
+            self.bad("height", "relief: expected an object {share, exaggeration}")
+            return
+        share = self.need(
+            relief, "share", "height.relief", lambda v: _is_num(v) and 0 < v <= 4, "a number in (0, 4]"
+        )
+        ex = self.need(
+            relief, "exaggeration", "height.relief", lambda v: _is_num(v) and v > 0, "a number > 0"
+        )
+        xr = g.get("x_range")
+        if None in (share, ex, xr, h.get("z_min"), h.get("z_max")):
+            return
+        want = share * (xr[1] - xr[0]) / (h["z_max"] - h["z_min"])
+        if abs(ex - want) > 1e-6 * want:
+            self.bad(
+                "height.relief",
+                f"exaggeration {ex:.6g} must be share * window width / (z_max - z_min) = {want:.6g}",
+            )
 
     # ---------------------------------------------------------------- frames
 

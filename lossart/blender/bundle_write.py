@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .bundle import (
+    DEFAULT_RELIEF,
     FORMAT,
     HEIGHTS_DIR,
     PNG_BITS,
@@ -51,7 +52,8 @@ WRITER_VERSION = _addon_version()
 
 class HeightConfig(Protocol):
     """How heights were made, as the manifest's `height` section records it (lossart's
-    `TerrainConfig` is one)."""
+    `TerrainConfig` is one). A config without `relief` (a share of the window's width) is
+    drawn at DEFAULT_RELIEF."""
 
     transform: str
     loss_floor: float
@@ -144,6 +146,8 @@ class BundleSpec:
     config: HeightConfig
     loss_cap: float  # the resolved cap (config.loss_cap or the quantile's value)
     source_run: str | None = None
+    loss_min: float | None = None  # the run's lowest loss (clipped), the bottom of the mapping
+    offset: float = 0.0  # log10-excess: z = log10(loss - loss_min + offset)
 
 
 def frame_name(index: int) -> str:
@@ -243,6 +247,13 @@ def write_bundle(
     `progress` makes the bars (`lossart.progress.progress`); none without it.
     """
     progress = progress or _no_progress
+    if spec.config.transform == "log10-excess" and not (
+        spec.loss_min is not None and spec.loss_min > 0 and spec.offset > 0
+    ):
+        raise BundleError(
+            f"{root}: transform 'log10-excess' needs the run's lowest loss and the offset "
+            f"(BundleSpec.loss_min, .offset), got {spec.loss_min} and {spec.offset}"
+        )
     root = Path(root)
     manifest_path = root / "manifest.json"
     if manifest_path.exists():
@@ -292,6 +303,8 @@ def write_bundle(
             old.unlink()
 
     cfg = spec.config
+    relief = float(getattr(cfg, "relief", DEFAULT_RELIEF))
+    width = float(spec.x_range[1]) - float(spec.x_range[0])
     manifest = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
@@ -320,6 +333,11 @@ def write_bundle(
             "z_min": z_min,
             "z_max": z_max,
             "png_bits": PNG_BITS,
+            "mapping": {
+                "loss_min": None if spec.loss_min is None else float(spec.loss_min),
+                "offset": float(spec.offset),
+            },
+            "relief": {"share": relief, "exaggeration": relief * width / (z_max - z_min)},
         },
         "path_samples": int(cfg.path_samples) if spec.kind == "curve" else 0,
         "frames": entries,

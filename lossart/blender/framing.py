@@ -10,8 +10,23 @@ of `sensor_mm` fitted to the longer side of the picture (Blender's "Auto" sensor
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass
+class ViewTargets:
+    """What a camera is fitted to (world units): the terrain's bounding box `bounds` (lo, hi),
+    the marked points of every frame (with their markers' size), every frame's `paths`, the
+    last frame's `ground` (heights [H, W], xs, ys) and what must not hide behind it (`watch`:
+    the last frame's path and points)."""
+
+    bounds: tuple[np.ndarray, np.ndarray]
+    points: np.ndarray
+    paths: np.ndarray
+    ground: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    watch: np.ndarray | None = None
 
 
 def view_direction(elevation_deg: float, azimuth_deg: float) -> np.ndarray:
@@ -141,6 +156,27 @@ def bilinear(heights: np.ndarray, xs: np.ndarray, ys: np.ndarray, x, y) -> np.nd
     return top * (1 - ay) + bottom * ay
 
 
+def clearance(
+    points: np.ndarray,
+    eye: np.ndarray,
+    heights: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    steps: int = 64,
+) -> np.ndarray:
+    """How far each line of sight from `eye` to one of `points` (world) passes above the
+    heightfield at its lowest (negative: the ground rises above it, the point is hidden)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if not len(pts):
+        return np.zeros(0)
+    t = np.linspace(0.03, 1.0, steps)[None, :, None]
+    ray = pts[:, None, :] + t * (np.asarray(eye, dtype=np.float64)[None, None, :] - pts[:, None, :])
+    x, y, z = ray[..., 0], ray[..., 1], ray[..., 2]
+    inside = (x >= xs[0]) & (x <= xs[-1]) & (y >= ys[0]) & (y <= ys[-1])
+    gap = np.where(inside, z - bilinear(heights, xs, ys, x, y), np.inf)
+    return gap.min(axis=1)
+
+
 def hidden_share(
     points: np.ndarray,
     eye: np.ndarray,
@@ -154,13 +190,7 @@ def hidden_share(
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     if not len(pts):
         return 0.0
-    t = np.linspace(0.03, 1.0, steps)[None, :, None]
-    ray = pts[:, None, :] + t * (np.asarray(eye, dtype=np.float64)[None, None, :] - pts[:, None, :])
-    x, y, z = ray[..., 0], ray[..., 1], ray[..., 2]
-    inside = (x >= xs[0]) & (x <= xs[-1]) & (y >= ys[0]) & (y <= ys[-1])
-    ground = bilinear(heights, xs, ys, x, y)
-    blocked = inside & (ground > z)
-    return float(blocked.any(axis=1).mean())
+    return float((clearance(pts, eye, heights, xs, ys, steps) < 0).mean())
 
 
 def _spans(points, aim, direction, distance, tan_x, tan_y):
@@ -200,3 +230,22 @@ def fit_centred(
         lo, hi = (mid, hi) if max(su, sv) > fill else (lo, mid)
     cu, cv, _, _ = _spans(points, aim, d, hi, tan_x, tan_y)
     return hi, cu, cv
+
+
+def surroundings(
+    focus: np.ndarray,
+    heights: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    margin: float,
+    samples: int = 24,
+) -> np.ndarray:
+    """Ground points (world) within `margin` of the focus points' xy bounding box, on a
+    `samples`-per-side lattice: the valley's walls on both sides of the path, which a view of
+    the path must show so that the path reads as lying in a valley."""
+    pts = np.asarray(focus, dtype=np.float64).reshape(-1, 3)
+    lo = np.maximum(pts[:, :2].min(axis=0) - margin, [xs[0], ys[0]])
+    hi = np.minimum(pts[:, :2].max(axis=0) + margin, [xs[-1], ys[-1]])
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], samples), np.linspace(lo[1], hi[1], samples))
+    gz = bilinear(heights, xs, ys, gx, gy)
+    return np.column_stack([gx.ravel(), gy.ravel(), gz.ravel()])

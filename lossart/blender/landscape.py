@@ -14,10 +14,10 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import materials, path, render, terrain
+from . import framing, materials, path, render, terrain
 from . import scene as stage
 from .bundle import Bundle, BundleError, load_bundle, manifest_path
-from .geometry import RELIEF, SIZE, WorldMap
+from .geometry import SIZE, WorldMap
 from .look import Look, LookError
 from .timeline import Timeline
 
@@ -192,9 +192,12 @@ def refresh(scene: bpy.types.Scene) -> None:
         return
     s = scene.lossart
     mat = s.terrain.active_material
+    wmap = WorldMap.for_bundle(bundle)
     if mat is not None and "lossart_palette" in mat.node_tree.nodes:
         materials.apply_palette(mat, s.palette)
-        materials.set_relief(mat, RELIEF * s.height_scale)
+        materials.set_relief(mat, wmap.top(s.height_scale))
+        xs, ys = wmap.grid_xy(bundle)
+        materials.set_fade(mat, float(xs.max()), float(ys.max()), on=not s.slab)
     glow_colour = materials.PALETTES[s.palette][1]
     if s.path.active_material is not None:
         materials.set_emission(s.path.active_material, glow_colour, s.path_glow)
@@ -202,34 +205,22 @@ def refresh(scene: bpy.types.Scene) -> None:
     if mat is not None:
         materials.set_contours(mat, strength)
     if not s.baked:
-        bounds, points = framing_targets(bundle, s.height_scale)
-        ground, watch = _view_targets(bundle, s.height_scale)
         stage.apply_camera(
-            scene, s.camera, s.pivot, s.target, s.camera_preset, bounds, points, ground, watch
-        )
+            scene, s.camera, s.pivot, s.target, s.camera_preset,
+            view_targets(bundle, s.height_scale, s.slab), slab=s.slab,
+        )  # fmt: skip
     update(scene)
 
 
-def _view_targets(bundle: Bundle, height_scale: float):
-    """The last frame's ground (world heights, xs, ys) and what should not hide behind it: the
-    path and the marked points, a little above the surface (the trained curve is the story)."""
+def view_targets(bundle: Bundle, height_scale: float, slab: bool = False) -> framing.ViewTargets:
+    """What every camera is fitted to: the terrain's bounding box (down to the base for a
+    slab), every frame's marked points (with their markers' size) and path, the last frame's
+    ground and what must not hide behind it (its path and points, a little above the surface:
+    the trained curve is the story)."""
     wmap = WorldMap.for_bundle(bundle)
     xs, ys = wmap.grid_xy(bundle)
-    state = bundle.state(len(bundle.frames) - 1.0)
-    heights = wmap.world_z(state.heights, height_scale)
-    watch = [wmap.world(state.points, height_scale, lift=MARKER_LIFT)]
-    if len(state.path):
-        watch.append(wmap.world(state.path, height_scale, lift=path.PATH_LIFT)[::4])
-    return (heights, xs.astype(np.float64), ys.astype(np.float64)), np.concatenate(watch)
-
-
-def framing_targets(bundle: Bundle, height_scale: float) -> tuple[tuple, np.ndarray]:
-    """What every camera must keep in the frame: the terrain slab's bounding box (world) and
-    every marked point of every frame (with its marker's size)."""
-    wmap = WorldMap.for_bundle(bundle)
-    xs, ys = wmap.grid_xy(bundle)
-    top = max(RELIEF * height_scale, 1e-3)
-    lo = np.array([xs.min(), ys.min(), terrain.BASE_Z])
+    top = max(wmap.top(height_scale), 1e-3)
+    lo = np.array([xs.min(), ys.min(), terrain.BASE_Z if slab else 0.0])
     hi = np.array([xs.max(), ys.max(), top])
     pts = [
         wmap.world(np.array([[*p.xy, p.z] for p in f.points]), height_scale, lift=MARKER_LIFT)
@@ -241,7 +232,27 @@ def framing_targets(bundle: Bundle, height_scale: float) -> tuple[tuple, np.ndar
         r = path.MARKER_RADIUS
         offsets = np.array([[dx, dy, dz] for dx in (-r, r) for dy in (-r, r) for dz in (-r, r)])
         points = (points[:, None, :] + offsets[None]).reshape(-1, 3)
-    return (lo, hi), points
+    paths = [
+        wmap.world(f.path[:: max(1, len(f.path) // 32)], height_scale, lift=path.PATH_LIFT)
+        for f in bundle.frames
+        if len(f.path)
+    ]
+    state = bundle.state(len(bundle.frames) - 1.0)
+    watch = [wmap.world(state.points, height_scale, lift=MARKER_LIFT)]
+    if len(state.path):
+        watch.append(wmap.world(state.path, height_scale, lift=path.PATH_LIFT)[::4])
+    ground = (
+        wmap.world_z(state.heights, height_scale),
+        xs.astype(np.float64),
+        ys.astype(np.float64),
+    )
+    return framing.ViewTargets(
+        bounds=(lo, hi),
+        points=points,
+        paths=np.concatenate(paths) if paths else np.zeros((0, 3)),
+        ground=ground,
+        watch=np.concatenate(watch),
+    )
 
 
 def update(scene: bpy.types.Scene, frame: float | None = None) -> None:
@@ -253,7 +264,7 @@ def update(scene: bpy.types.Scene, frame: float | None = None) -> None:
     wmap = WorldMap.for_bundle(bundle)
     state = bundle.state(bundle_position(scene, bundle, frame))
     hs = s.height_scale
-    terrain.set_heights(s.terrain, state.heights, wmap, hs)
+    terrain.set_heights(s.terrain, state.heights, wmap, hs, slab=s.slab)
     path_world = wmap.world(state.path, hs, lift=path.PATH_LIFT)
     path.set_path(s.path, path_world)
     points = {
@@ -274,7 +285,7 @@ def update(scene: bpy.types.Scene, frame: float | None = None) -> None:
         span = max(scene.frame_end - scene.frame_start, 1)
         progress = (scene.frame_current - scene.frame_start) / span
         # a fixed ceiling over the whole height range: the camera never dips with the terrain
-        ceiling = RELIEF * hs * 1.15
+        ceiling = wmap.top(hs) * 1.15
         stage.fly_camera(s.camera, s.target, path_world, progress, ceiling, SIZE)
 
 

@@ -62,7 +62,8 @@ class Look:
 
     # what the scene shows
     height_scale: float = _option(
-        1.0, "Height scale", "relief relative to the default", "look", min=0.0, soft_max=4.0
+        1.0, "Height scale", "multiplies the bundle's relief (lossart terrain --relief)", "look",
+        min=0.0, soft_max=4.0,
     )
     palette: str = _option(
         DEFAULT_PALETTE, "Palette", "colour map from low loss (valleys) to high loss (ridges)",
@@ -82,6 +83,11 @@ class Look:
     camera_preset: str = _option(
         "overview", "Camera", "camera move", "look", choices=CAMERA_PRESETS, flag="--camera"
     )
+    slab: bool = _option(
+        False, "Slab",
+        "the terrain as a solid slab with dark sides (off: its edges fade into the background)",
+        "look",
+    )  # fmt: skip
     # which scene frame shows which bundle frame
     frame_start: int = _option(
         1, "Start frame", "the scene frame that shows bundle frame 0", "timeline",
@@ -90,7 +96,7 @@ class Look:
     playback_speed: float = _option(
         1.0, "Playback speed",
         "bundle frames per scene frame; below 1 interpolates heights for slow motion",
-        "timeline", min=0.01, soft_max=4.0, flag="--speed",
+        "timeline", min=0.001, soft_max=4.0, flag="--speed",
     )  # fmt: skip
     # Blender's render settings
     engine: str = _option("cycles", "Engine", "render engine", "render", choices=ENGINES)

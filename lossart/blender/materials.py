@@ -4,19 +4,23 @@ The terrain shader reads the per-vertex 0..1 height attribute (not world z), so 
 the same at any height scale. Palette stops are given in sRGB and converted to Blender's linear
 colour space. Optional faint contour lines every 1/CONTOURS of the height range (off by
 default, `set_contours`) help read the relief when a picture is meant to be read, not hung.
+Unless the look asks for a slab, the surface turns transparent over the last FADE of its
+window towards each border (`set_fade`), so the terrain has no edge: it dissolves into the
+world's background. Its underside is never drawn (a low camera must not see through a gap).
 """
 
 from __future__ import annotations
 
 import bpy
 
-from .geometry import RELIEF
+from .geometry import SIZE
 from .presets import DEFAULT_PALETTE, PALETTES, palette_names, srgb_to_linear  # noqa: F401
 from .terrain import HEIGHT_ATTR
 
 CONTOURS = 10
 CONTOUR_WIDTH = 0.012  # world units (the terrain is 10 wide)
 CONTOUR_STRENGTH = 0.14  # when shown (off by default: the surface should read as sculpted)
+FADE = 0.03 * SIZE  # world units over which the surface fades out towards each border
 
 
 def empty_node_tree(owner, output_type: str):
@@ -59,7 +63,7 @@ def terrain_material(name: str, palette: str) -> bpy.types.Material:
     sep = nt.nodes.new("ShaderNodeSeparateXYZ")
     relief = nt.nodes.new("ShaderNodeValue")
     relief.name = "lossart_relief"
-    relief.outputs[0].default_value = RELIEF
+    relief.outputs[0].default_value = 0.2 * SIZE  # set_relief sets the bundle's
     nz = _math(nt, "MAXIMUM", sep.outputs["Z"], 0.05)
     sin2 = _math(nt, "SUBTRACT", 1.0, _math(nt, "MULTIPLY", nz, nz))
     tan = _math(nt, "DIVIDE", _math(nt, "SQRT", _math(nt, "MAXIMUM", sin2, 0.0), 0.0), nz)
@@ -104,13 +108,61 @@ def terrain_material(name: str, palette: str) -> bpy.types.Material:
     nt.links.new(gated.outputs[0], mix.inputs["Factor"])
     nt.links.new(ramp.outputs["Color"], mix.inputs["A"])
     nt.links.new(mix.outputs["Result"], bsdf.inputs["Base Color"])
-    nt.links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
+    nt.links.new(_edge_fade(nt, bsdf.outputs["BSDF"]), out.inputs["Surface"])
     bsdf.inputs["Roughness"].default_value = 0.4
     bsdf.inputs["Coat Weight"].default_value = 0.45  # a lacquered, sculpted surface
     bsdf.inputs["Coat Roughness"].default_value = 0.3
     bsdf.inputs["Specular IOR Level"].default_value = 0.25
     apply_palette(mat, palette)
     return mat
+
+
+def _edge_fade(nt, surface):
+    """The surface, turning transparent within FADE of the window's border (object-space
+    distance to the nearest side, smoothstep) and on its back faces; `set_fade` sets the
+    window's half-extents and switches the fade off for a slab."""
+    coord = nt.nodes.new("ShaderNodeTexCoord")
+    sep = nt.nodes.new("ShaderNodeSeparateXYZ")
+    nt.links.new(coord.outputs["Object"], sep.inputs["Vector"])
+    half = []
+    for axis in ("x", "y"):
+        value = nt.nodes.new("ShaderNodeValue")
+        value.name = f"lossart_half_{axis}"
+        value.outputs[0].default_value = 0.5 * SIZE
+        half.append(value.outputs[0])
+    ax = _math(nt, "ABSOLUTE", sep.outputs["X"], 0.0)
+    ay = _math(nt, "ABSOLUTE", sep.outputs["Y"], 0.0)
+    inside = _math(
+        nt, "MINIMUM", _math(nt, "SUBTRACT", half[0], ax), _math(nt, "SUBTRACT", half[1], ay)
+    )
+    ramp = nt.nodes.new("ShaderNodeMapRange")
+    ramp.interpolation_type = "SMOOTHSTEP"
+    ramp.clamp = True
+    ramp.inputs["From Min"].default_value = 0.0
+    ramp.inputs["From Max"].default_value = FADE
+    nt.links.new(inside, ramp.inputs["Value"])
+    off = nt.nodes.new("ShaderNodeValue")
+    off.name = "lossart_fade_off"  # 1: no fade (a slab's crisp edges)
+    off.outputs[0].default_value = 0.0
+    keep = _math(nt, "MAXIMUM", ramp.outputs["Result"], off.outputs[0])
+    geo = nt.nodes.new("ShaderNodeNewGeometry")
+    front = _math(nt, "SUBTRACT", 1.0, geo.outputs["Backfacing"])
+    clear = nt.nodes.new("ShaderNodeBsdfTransparent")
+    mix = nt.nodes.new("ShaderNodeMixShader")
+    nt.links.new(_math(nt, "MULTIPLY", keep, front), mix.inputs["Fac"])
+    nt.links.new(clear.outputs["BSDF"], mix.inputs[1])
+    nt.links.new(surface, mix.inputs[2])
+    return mix.outputs["Shader"]
+
+
+def set_fade(mat: bpy.types.Material, half_x: float, half_y: float, on: bool) -> None:
+    """The window's half-extents in world units, and whether its edges fade out."""
+    nodes = mat.node_tree.nodes
+    if "lossart_fade_off" not in nodes:
+        return
+    nodes["lossart_half_x"].outputs[0].default_value = float(half_x)
+    nodes["lossart_half_y"].outputs[0].default_value = float(half_y)
+    nodes["lossart_fade_off"].outputs[0].default_value = 0.0 if on else 1.0
 
 
 def _math(nt, op: str, a, b):
@@ -133,7 +185,7 @@ def set_contours(mat: bpy.types.Material, strength: float) -> None:
 
 
 def set_relief(mat: bpy.types.Material, relief: float) -> None:
-    """Tell the contour lines the world height of the full range (RELIEF x height scale)."""
+    """Tell the contour lines the world height of the full range (relief x height scale)."""
     node = mat.node_tree.nodes.get("lossart_relief")
     if node is not None:
         node.outputs[0].default_value = max(relief, 1e-6)

@@ -5,8 +5,8 @@ relief, a cool rim light from behind that outlines ridges, and a near-black worl
 aim at a target empty that is also the depth-of-field focus:
 
 - "overview": a still three-quarter view from above;
-- "orbit": a slow low orbit over the frame range (a driver on a pivot, so it plays without the
-  add-on);
+- "orbit": a slow low orbit over the frame range, eased in and out (a driver on a pivot, so it
+  plays without the add-on);
 - "flythrough": rides along the path and looks ahead (moved by the frame handler, see landscape.py).
 """
 
@@ -18,6 +18,7 @@ import bpy
 import numpy as np
 
 from . import framing
+from .geometry import SIZE
 from .materials import empty_node_tree
 from .presets import CAMERA_PRESETS, srgb_to_linear
 
@@ -85,54 +86,63 @@ def _sun(
     obj = bpy.data.objects.new(name, light)
     collection.objects.link(obj)
     obj.visible_glossy = glossy  # Cycles: False lights diffusely only, never a mirror glint
-    # a sun shines along its local -Z; tilt it so it comes from (azimuth, elevation)
-    obj.rotation_euler = (math.radians(90.0 - elevation_deg), 0.0, math.radians(azimuth_deg + 90.0))
-    obj["lossart_azimuth"] = azimuth_deg  # as designed for a camera at OVERVIEW's azimuth
+    obj["lossart_light"] = name.removeprefix("lossart_")
+    aim_sun(obj, elevation_deg, azimuth_deg)
     return obj
 
 
+def aim_sun(obj, elevation_deg: float, azimuth_deg: float) -> None:
+    """A sun shines along its local -Z: tilt it so it comes from (azimuth, elevation)."""
+    obj.rotation_euler = (math.radians(90.0 - elevation_deg), 0.0, math.radians(azimuth_deg + 90.0))
+
+
+#: The lights, relative to the valley: the w1 -> w2 axis is world x, so "across the valley" is
+#: world +-y. `side` +1 comes from the camera's side of the valley, -1 from the far side;
+#: `lean` turns it (degrees) towards the camera's end of the x axis, for modelling.
+LIGHTS = {
+    "key": {"colour": "#ffd9b0", "energy": 4.5, "elevation": 16.0, "side": 1, "lean": 25.0,
+            "angle": 10.0, "glossy": True},
+    "rim": {"colour": "#7fa8ff", "energy": 2.0, "elevation": 10.0, "side": -1, "lean": -55.0,
+            "angle": 8.0, "glossy": False},
+    "fill": {"colour": "#fff2e0", "energy": 1.0, "elevation": 55.0, "side": 1, "lean": 0.0,
+             "angle": 20.0, "glossy": False},
+}  # fmt: skip
+
+
+def light_azimuth(side: int, lean: float, camera_azimuth_deg: float) -> float:
+    """Azimuth of a light across the valley (world +-y), on `side` of the camera (+1: the
+    camera's side) and leaning `lean` degrees towards the camera's end of the x axis."""
+    cam_y = math.sin(math.radians(camera_azimuth_deg))
+    cam_x = math.cos(math.radians(camera_azimuth_deg))
+    across = 90.0 if (cam_y >= 0) == (side > 0) else -90.0
+    towards_camera_x = 1.0 if cam_x >= 0 else -1.0
+    # turning from +-90 towards +x decreases |azimuth| on the +y side, increases on the -y side
+    turn = lean * towards_camera_x * (-1.0 if across > 0 else 1.0)
+    return across + turn
+
+
 def turn_lights(collection, camera_azimuth_deg: float) -> None:
-    """Keep the lighting as designed relative to the camera when the view picks another corner:
-    every sun turns by the camera's turn from the default azimuth."""
-    turn = camera_azimuth_deg - OVERVIEW["azimuth"]
+    """Place every sun across the valley relative to the camera's side of it (LIGHTS)."""
     for obj in collection.objects:
-        if "lossart_azimuth" in obj:
-            obj.rotation_euler[2] = math.radians(obj["lossart_azimuth"] + turn + 90.0)
+        spec = LIGHTS.get(obj.get("lossart_light", ""))
+        if spec is not None:
+            az = light_azimuth(spec["side"], spec["lean"], camera_azimuth_deg)
+            aim_sun(obj, spec["elevation"], az)
 
 
 def setup_lights(collection) -> list[bpy.types.Object]:
-    # designed for a camera at OVERVIEW's azimuth (-116): the key comes low from behind on the
-    # left, so slopes facing the camera catch glossy highlights and ridges cast soft shadows
-    # towards it; the cool rim comes from the right and front and lifts the shadowed flanks
-    key = _sun(
-        "lossart_key",
-        collection,
-        "#ffd9b0",
-        4.0,
-        elevation_deg=28.0,
-        azimuth_deg=110.0,
-        angle_deg=12.0,  # a broad sun: soft shadows and highlights that spread, not glint
-    )
-    rim = _sun(
-        "lossart_rim",
-        collection,
-        "#7fa8ff",
-        1.5,
-        elevation_deg=14.0,
-        azimuth_deg=-20.0,
-        angle_deg=8.0,
-        glossy=False,  # lifts the flanks without a blinding glint
-    )
-    fill = _sun(
-        "lossart_fill",
-        collection,
-        "#fff2e0",
-        0.15,
-        elevation_deg=70.0,
-        azimuth_deg=-60.0,
-        angle_deg=20.0,
-    )
-    return [key, rim, fill]
+    """Key, rim and fill suns (LIGHTS), placed for the default view; `turn_lights` moves them
+    with the camera. The key comes low across the valley, so its walls catch the light on one
+    side and throw long soft shadows across the floor: the valley reads as a valley. The cool
+    rim from the other side outlines the ridges."""
+    lights = []
+    for name, spec in LIGHTS.items():
+        az = light_azimuth(spec["side"], spec["lean"], OVERVIEW["azimuth"])
+        lights.append(
+            _sun(f"lossart_{name}", collection, spec["colour"], spec["energy"],
+                 spec["elevation"], az, spec["angle"], glossy=spec["glossy"])
+        )  # fmt: skip
+    return lights
 
 
 def build_camera(
@@ -163,11 +173,19 @@ def build_camera(
     return cam, pivot, target
 
 
-OVERVIEW = {"elevation": 36.0, "azimuth": -116.0, "lens": 50.0, "fstop": 0.25}
-ORBIT = {"elevation": 40.0, "azimuth": -116.0, "lens": 50.0, "fstop": 0.3}
+# depth of field: soft, but the valley in focus from end to end (the camera now stands close)
+OVERVIEW = {"elevation": 36.0, "azimuth": -116.0, "lens": 50.0, "fstop": 2.8}
+ORBIT = {"elevation": 40.0, "azimuth": -116.0, "lens": 50.0, "fstop": 2.8}
 FLY = {"lens": 28.0, "fstop": 5.6}
 VIEW_CORNERS = (-116.0, -64.0, 116.0, 64.0)  # three-quarter views, in order of preference
+#: Overview without a slab: elevations tried, lowest first (a low view shows more relief; a
+#: higher one sees into a narrow valley)
+VIEW_ELEVATIONS = (38.0, 44.0, 50.0, 56.0, 62.0, 70.0)
 FILL = 0.9  # share of the half-width/half-height the framed points may reach
+#: Overview without a slab: how far beyond the path and the optima the view reaches (world
+#: units), so the valley's walls on both sides are in the picture; the rest of the window may
+#: leave the frame (its edges fade out anyway).
+VALLEY_MARGIN = 0.1 * SIZE
 
 
 def _tangents(scene: bpy.types.Scene, cam) -> tuple[float, float]:
@@ -177,35 +195,68 @@ def _tangents(scene: bpy.types.Scene, cam) -> tuple[float, float]:
     return framing.half_fov_tangents(cam.data.lens, cam.data.sensor_width, w, h)
 
 
+def framed_points(targets: framing.ViewTargets, slab: bool) -> np.ndarray:
+    """The points the overview and the orbit keep inside the picture. A slab shows the whole
+    terrain box; a terrain without one shows the path of every frame, the optima and the
+    valley's walls around them, and lets the window's far corners go (its edges fade out)."""
+    box = framing.box_corners(*targets.bounds)
+    marked = [p for p in (targets.points, targets.paths) if p is not None and len(p)]
+    if slab or not marked or targets.ground is None:
+        return np.concatenate([box, targets.points]) if len(targets.points) else box
+    focus = np.concatenate(marked)
+    walls = framing.surroundings(focus, *targets.ground, margin=VALLEY_MARGIN)
+    return np.concatenate([focus, walls])
+
+
+def choose_view(
+    elevations, azimuths, eye_at, watch: np.ndarray, ground
+) -> tuple[float, float]:
+    """The (elevation, azimuth) to look from: the lowest elevation at which some azimuth sees
+    all of `watch` (the path and the optima; at most 2% hidden behind the ground), and of those
+    azimuths the one whose lines of sight pass highest above the ground (the camera stands on
+    the valley's lower side and looks at the higher ground behind the path). Where every view
+    hides some, the one that hides least."""
+    best = None
+    for el in elevations:
+        scored = []
+        for az in azimuths:
+            gap = framing.clearance(watch, eye_at(el, az), *ground)
+            hidden = float((gap < 0).mean())
+            scored.append((hidden, -float(np.median(np.minimum(gap, 1e3))), el, az))
+        seen = [v for v in scored if v[0] <= 0.02]
+        if seen:
+            _, _, el, az = min(seen, key=lambda v: v[1])
+            return el, az
+        low = min(scored, key=lambda v: v[:2])
+        best = low if best is None or low[:2] < best[:2] else best
+    return best[2], best[3]
+
+
 def apply_camera(
     scene: bpy.types.Scene,
     cam,
     pivot,
     target,
     preset: str,
-    bounds: tuple[np.ndarray, np.ndarray],
-    points: np.ndarray | None = None,
-    ground: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-    watch: np.ndarray | None = None,
+    targets: framing.ViewTargets,
+    slab: bool = False,
 ) -> None:
-    """Place the camera for a preset, fitted to the terrain's bounding box `bounds` (lo, hi in
-    world units) and the marked `points` at the render's aspect ratio. Overview: an elevated
-    three-quarter view with the whole slab and every point inside the frame. Orbit: a lower
-    view swinging ORBIT_SWEEP_DEG over the frame range, at a distance that keeps everything in
-    the frame at every angle. Flythrough positions come from `fly_camera` per frame.
+    """Place the camera for a preset at the render's aspect ratio, fitted to `targets`.
 
-    With `ground` (world heights [H, W], xs, ys) and `watch` (the path and points, world), the
-    three-quarter view is taken from whichever corner hides the fewest of them behind a ridge,
-    so the valley the path lies in faces the camera."""
+    Overview: an elevated three-quarter view, re-centred with a lens shift, from whichever
+    corner hides the fewest of the last frame's path and points behind a ridge (the valley the
+    path lies in faces the camera); it frames the paths, the optima and the valley's walls
+    (`framed_points`), the whole box for a slab. Orbit: a lower view swinging ORBIT_SWEEP_DEG
+    over the frame range, at a distance that keeps the same points in the frame at every
+    angle. Flythrough positions come from `fly_camera` per frame. The suns follow the chosen
+    corner (`turn_lights`)."""
     if preset not in CAMERA_PRESETS:
         raise ValueError(
             f"unknown camera preset {preset!r}; choose one of {', '.join(CAMERA_PRESETS)}"
         )
-    lo, hi = np.asarray(bounds[0], dtype=np.float64), np.asarray(bounds[1], dtype=np.float64)
+    framed = framed_points(targets, slab)
+    lo, hi = framed.min(axis=0), framed.max(axis=0)
     centre = 0.5 * (lo + hi)
-    framed = framing.box_corners(lo, hi)
-    if points is not None and len(points):
-        framed = np.concatenate([framed, np.asarray(points, dtype=np.float64).reshape(-1, 3)])
     pivot.driver_remove("rotation_euler", 2)
     pivot.rotation_euler = (0.0, 0.0, 0.0)
     pivot.location = (float(centre[0]), float(centre[1]), 0.0)
@@ -218,46 +269,44 @@ def apply_camera(
         return
     tx, ty = _tangents(scene, cam)
 
-    def fit(azimuth: float) -> float:
+    def fit(elevation: float, azimuth: float) -> float:
         if preset == "overview":
-            d = framing.view_direction(look["elevation"], azimuth)
+            d = framing.view_direction(elevation, azimuth)
             return framing.fit_distance(framed, centre, d, tx, ty, FILL)
         half = 0.5 * ORBIT_SWEEP_DEG
         return max(
             framing.fit_distance(
-                framed, centre, framing.view_direction(look["elevation"], azimuth + a),
+                framed, centre, framing.view_direction(elevation, azimuth + a),
                 tx, ty, FILL,
             )
             for a in np.linspace(-half, half, 15)
         )
 
-    azimuth = look["azimuth"]
-    if ground is not None and watch is not None and len(watch):
-        best = None
-        for az in VIEW_CORNERS:
-            eye = centre + framing.view_direction(look["elevation"], az) * fit(az)
-            hidden = framing.hidden_share(watch, eye, *ground)
-            if best is None or hidden < best[0] - 0.02:
-                best = (hidden, az)
-        azimuth = best[1]
-    dist = fit(azimuth)
-    d = framing.view_direction(look["elevation"], azimuth)
+    elevation, azimuth = look["elevation"], look["azimuth"]
+    watch = targets.watch
+    if targets.ground is not None and watch is not None and len(watch):
+        heights = (look["elevation"],) if preset != "overview" or slab else VIEW_ELEVATIONS
+        elevation, azimuth = choose_view(
+            heights, VIEW_CORNERS, lambda el, az: centre + framing.view_direction(el, az)
+            * fit(el, az), watch, targets.ground,
+        )  # fmt: skip
+    dist = fit(elevation, azimuth)
+    d = framing.view_direction(elevation, azimuth)
     for coll in target.users_collection:
         turn_lights(coll, azimuth)
-    cam.data.shift_x = cam.data.shift_y = 0.0
-    if preset == "overview":  # re-centre on the terrain with a lens shift and come closer
+    if preset == "overview":  # re-centre on the framed points with a lens shift, come closer
         dist, cu, cv = framing.fit_centred(framed, centre, d, tx, ty, FILL)
         cam.data.shift_x = 0.5 * cu * tx / max(tx, ty)
         cam.data.shift_y = 0.5 * cv * ty / max(tx, ty)
     offset = d * dist
     cam.location = (float(offset[0]), float(offset[1]), float(centre[2] + offset[2]))
-    if preset == "orbit":
+    if preset == "orbit":  # eased in and out: the camera starts and stops without a jolt
         fs, fe = scene.frame_start, max(scene.frame_end, scene.frame_start + 1)
-        rate = math.radians(ORBIT_SWEEP_DEG) / (fe - fs)
+        sweep = math.radians(ORBIT_SWEEP_DEG)
         fcurve = pivot.driver_add("rotation_euler", 2)
         fcurve.driver.type = "SCRIPTED"
         fcurve.driver.expression = (
-            f"{-0.5 * math.radians(ORBIT_SWEEP_DEG):.6f} + (frame - {fs}) * {rate:.8f}"
+            f"{-0.5 * sweep:.6f} + {sweep:.6f} * smoothstep({fs}.0, {fe}.0, frame)"
         )
 
 

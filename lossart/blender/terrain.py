@@ -37,8 +37,10 @@ def boundary_ring(width: int, height: int) -> np.ndarray:
 
 
 def build_terrain(name: str, bundle, wmap: WorldMap, collection) -> bpy.types.Object:
-    """A grid mesh over the bundle's window with a skirt down to a flat base (a solid slab,
-    so low cameras never look under the surface); flat until `set_heights` is called.
+    """A grid mesh over the bundle's window with a skirt around its border; flat until
+    `set_heights` is called. The skirt reaches down to a flat base when the look asks for a
+    slab, and is folded flat onto the border otherwise (zero-area faces render nothing, and
+    switching the look needs no new mesh).
 
     Vertices: the W*H grid first (row-major, row 0 = smallest y), then the skirt's top ring and
     bottom ring. The skirt's top ring duplicates the border so the sides get their own normals.
@@ -95,10 +97,14 @@ def build_terrain(name: str, bundle, wmap: WorldMap, collection) -> bpy.types.Ob
 
 
 def set_heights(
-    obj: bpy.types.Object, heights: np.ndarray, wmap: WorldMap, height_scale: float
+    obj: bpy.types.Object,
+    heights: np.ndarray,
+    wmap: WorldMap,
+    height_scale: float,
+    slab: bool = False,
 ) -> None:
-    """Write one heightfield [H, W] into the grid's z (and the skirt's top) and the height
-    attribute, in bulk."""
+    """Write one heightfield [H, W] into the grid's z, the skirt (down to BASE_Z for a `slab`,
+    else folded onto the border) and the height attribute, in bulk."""
     mesh = obj.data
     total = len(mesh.vertices)
     w, h = mesh["lossart_grid"]
@@ -110,12 +116,16 @@ def set_heights(
     pos.foreach_get("vector", co)
     co = co.reshape(total, 3)
     z = wmap.world_z(flat, height_scale)
+    nr = len(ring)
     co[:n, 2] = z
-    co[n : n + len(ring), 2] = z[ring]
+    co[n : n + nr, 2] = z[ring]
+    co[n + nr : n + 2 * nr, 2] = BASE_Z if slab else z[ring]
     pos.foreach_set("vector", co.reshape(-1))
     h01 = np.zeros(total, dtype=np.float32)
     h01[:n] = wmap.height01(flat)
-    h01[n : n + len(ring)] = h01[ring]
+    h01[n : n + nr] = h01[ring]
+    if not slab:
+        h01[n + nr : n + 2 * nr] = h01[ring]
     mesh.attributes[HEIGHT_ATTR].data.foreach_set("value", h01)
     mesh.update()
 

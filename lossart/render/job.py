@@ -44,6 +44,7 @@ class RenderResult:
     frames_rendered: int = 1
     frames_skipped: int = 0
     log: Path | None = None
+    compare: Path | None = None  # a still's contact sheet beside the flat preview
 
 
 def addon_dir() -> Path:

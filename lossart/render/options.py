@@ -40,9 +40,38 @@ def parse_size(text: str) -> tuple[int, int]:
     return size
 
 
+GIVEN = "look_given"  # the namespace attribute naming the look options on the command line
+
+
+def _note_given(namespace, dest: str) -> None:
+    given = set(getattr(namespace, GIVEN, None) or ())
+    setattr(namespace, GIVEN, given | {dest})
+
+
+class _Store(argparse._StoreAction):
+    """Store the value and note that the option was given (see `given_look_options`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        _note_given(namespace, self.dest)
+
+
+class _Switch(argparse.BooleanOptionalAction):
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        _note_given(namespace, self.dest)
+
+
+def given_look_options(args: argparse.Namespace) -> set[str]:
+    """The Look fields set on the command line (a default left alone is not given): lets a
+    command give a flag precedence over one of its own defaults (`render --speed` over the
+    video's default duration)."""
+    return set(getattr(args, GIVEN, None) or ())
+
+
 def _deprecated(new: str, boolean: bool) -> type[argparse.Action]:
     """The action of an old spelling of `new`: stores the same, with a one-line note."""
-    base = argparse.BooleanOptionalAction if boolean else argparse.Action
+    base = _Switch if boolean else _Store
 
     class Deprecated(base):
         def __call__(self, parser, namespace, values, option_string=None):
@@ -52,10 +81,7 @@ def _deprecated(new: str, boolean: bool) -> type[argparse.Action]:
                 "(the old spelling goes away in the next release)",
                 file=sys.stderr,
             )
-            if boolean:
-                super().__call__(parser, namespace, values, option_string)
-            else:
-                setattr(namespace, self.dest, values)
+            super().__call__(parser, namespace, values, option_string)
 
     return Deprecated
 
@@ -102,8 +128,9 @@ def add_look_flags(
             text += f"; {', '.join(old)} is its old spelling"
         kw = {"dest": f.name, "help": text.replace("%", "%%")}
         if isinstance(f.default, bool):
-            kw["action"] = argparse.BooleanOptionalAction
+            kw["action"] = _Switch
         else:
+            kw["action"] = _Store
             kw["type"] = (
                 _choice(f) if "choices" in meta
                 else str if "parse" in meta
@@ -149,6 +176,7 @@ __all__ = [
     "add_look_flags",
     "check_look",
     "describe",
+    "given_look_options",
     "look_from_args",
     "look_values",
     "parse_size",

@@ -10,6 +10,7 @@ from lossart.atomic import atomic_path
 from lossart.blender.headless import RenderJob
 from lossart.blender.look import Look
 from lossart.errors import LossartError
+from lossart.render.compare import compare_still
 from lossart.render.job import RenderResult, run_job
 from lossart.render.options import check_look
 from lossart.render.source import check_bundle, default_out, resolve_source, writable
@@ -21,10 +22,13 @@ def render_still(
     frame: int | None = None,
     look: Look | None = None,
     blender: str | None = None,
+    compare: bool = False,
 ) -> RenderResult:
     """Render bundle frame `frame` (default: the last) of a run or bundle to a PNG.
 
-    `blender`: a Blender executable to run instead of the bpy module."""
+    `compare`: also write compare-<name>.png beside it, the still next to the flat preview of
+    the same frame (lossart.render.compare). `blender`: a Blender executable to run instead of
+    the bpy module."""
     look = check_look(look or Look())
     bundle_dir, _ = resolve_source(source)
     bundle = check_bundle(bundle_dir)
@@ -48,9 +52,15 @@ def render_still(
             png.replace(tmp)
         finally:
             png.unlink(missing_ok=True)
+    seconds = time.perf_counter() - t0
+    sheet = None
+    if compare:
+        position = len(bundle.frames) - 1 if frame is None else frame
+        sheet = compare_still(out, bundle, position)
     return RenderResult(
         out=out,
         device=status.get("device", "?"),
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
         log=out.parent / f"{out.stem}.log",
+        compare=sheet,
     )

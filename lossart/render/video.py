@@ -1,5 +1,10 @@
 """`lossart render --video`: every scene frame to a PNG (resuming), then an H.264 MP4.
 
+A video lasts `duration` seconds whatever the number of recorded frames (`plan_video`): the
+recorded frames are spread over it at a playback speed below or above 1 (below 1, the add-on
+renders interpolated heights between recorded frames), with the first and the last frame held
+`hold` seconds. Without a duration, the look's own playback speed sets the length.
+
 Frames are planned by the add-on's `Timeline` (scene frame f shows bundle position
 `(f - frame_start) * playback_speed`), rendered by one Blender job to
 `<name>_frames/frame_XXXXX.png` (numbered by scene frame; frames on disk are skipped, so an
@@ -14,10 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +32,7 @@ import numpy as np
 from lossart.atomic import atomic_path, write_json
 from lossart.blender.headless import RenderJob
 from lossart.blender.look import Look
+from lossart.blender.timeline import Timeline
 from lossart.errors import LossartError
 from lossart.render.captions import caption_frames
 from lossart.render.job import RenderResult, count_frames, run_job
@@ -33,6 +41,52 @@ from lossart.render.source import check_bundle, default_out, resolve_source, wri
 
 # 2: the look as one Look dict; frames stamped by version 1 ("options") are rendered afresh
 STAMP_VERSION = 2
+DURATION = 12.0  # seconds a video lasts by default, whatever the number of recorded frames
+HOLD = 1.0  # seconds the first and the last frame stay on screen
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    """How a video of `frames` recorded frames is made: the playback speed (bundle frames per
+    rendered scene frame), the scene frames rendered, and the video frames each end is held."""
+
+    speed: float
+    rendered: int
+    hold_frames: int
+
+    def video_frames(self, interpolate: int = 1) -> int:
+        """Frames in the encoded video (K-1 blends between rendered frames, then the holds)."""
+        return (self.rendered - 1) * interpolate + 1 + 2 * self.hold_frames
+
+
+def plan_video(
+    frames: int,
+    fps: int,
+    duration: float | None = DURATION,
+    hold: float = HOLD,
+    interpolate: int = 1,
+    speed: float = 1.0,
+) -> VideoPlan:
+    """Spread `frames` recorded frames over `duration` seconds at `fps`, the first and last held
+    `hold` seconds each; with `duration` None, play them at `speed` (then hold)."""
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise LossartError(f"--duration {duration}: expected a number of seconds > 0")
+    if not (math.isfinite(hold) and hold >= 0):
+        raise LossartError(f"--hold {hold}: expected a number of seconds >= 0")
+    hold_frames = int(round(hold * fps))
+    if duration is None:
+        rendered = Timeline(frames, speed).frame_count
+        return VideoPlan(speed=speed, rendered=rendered, hold_frames=hold_frames)
+    total = max(1, int(round(duration * fps)))
+    moving = total - 2 * hold_frames
+    if frames == 1:
+        return VideoPlan(speed=1.0, rendered=1, hold_frames=max(0, (total - 1) // 2))
+    if moving < 2:
+        raise LossartError(
+            f"--duration {duration:g}: too short for a {hold:g} s hold at each end at {fps} fps"
+        )
+    rendered = max(2, int(round((moving - 1) / interpolate)) + 1)
+    return VideoPlan(speed=(frames - 1) / (rendered - 1), rendered=rendered, hold_frames=hold_frames)
 
 
 def fingerprint(bundle_dir: Path, look: Look) -> str:
@@ -72,8 +126,15 @@ def render_video(
     look: Look | None = None,
     caption: bool = False,
     blender: str | None = None,
+    duration: float | None = DURATION,
+    hold: float = HOLD,
 ) -> RenderResult:
     """Render every scene frame of the bundle's animation to PNGs (resuming), then an MP4.
+
+    The MP4 lasts `duration` seconds (default DURATION) whatever the number of recorded
+    frames: the look's playback speed is replaced by the one that spreads them over it, with
+    the first and last frame held `hold` seconds each (`plan_video`). `duration` None plays
+    them at the look's own playback speed (then holds `hold` seconds at each end).
 
     `caption` writes each frame's training state (epoch, step, training loss of the curve at
     that frame) into the picture's corner; the rendered frames stay clean, captions go on copies.
@@ -96,6 +157,10 @@ def render_video(
     frames_dir = out.parent / f"{out.stem}_frames"
     writable(frames_dir, "--out")
 
+    plan = plan_video(
+        len(bundle.frames), fps, duration, hold, interpolate, speed=look.playback_speed
+    )
+    look = check_look(replace(look, playback_speed=plan.speed))
     timeline = look.timeline(len(bundle.frames))
     frames = timeline.scene_frames()
     prepare_frames(frames_dir, bundle_dir, look)
@@ -113,7 +178,9 @@ def render_video(
             )
     rendered_s = time.perf_counter() - t0
     source_dir = caption_frames(frames_dir, bundle, timeline) if caption else frames_dir
-    encode_video(source_dir, out, fps=fps, interpolate=interpolate, frames=frames)
+    encode_video(
+        source_dir, out, fps=fps, interpolate=interpolate, frames=frames, hold=plan.hold_frames
+    )
     return RenderResult(
         out=out,
         device=status.get("device", "?"),
@@ -150,10 +217,12 @@ def blend_frames(frames_dir: Path, frames: range, k: int) -> Path:
     return out_dir
 
 
-def encode_video(frames_dir: Path, out: Path, fps: int, interpolate: int, frames: range) -> Path:
+def encode_video(
+    frames_dir: Path, out: Path, fps: int, interpolate: int, frames: range, hold: int = 0
+) -> Path:
     """frames_dir/frame_XXXXX.png for the scene `frames` -> H.264 MP4 (yuv420p, even width and
     height), written atomically. With `interpolate` K > 1, K-1 blended frames go between
-    rendered ones (slow motion)."""
+    rendered ones (slow motion); `hold` copies of the first and of the last frame pad the ends."""
     import imageio_ffmpeg
 
     first = frames.start
@@ -166,7 +235,8 @@ def encode_video(frames_dir: Path, out: Path, fps: int, interpolate: int, frames
             ffmpeg, "-y", "-loglevel", "error",
             "-framerate", str(fps), "-start_number", str(first),
             "-i", str(frames_dir / "frame_%05d.png"),
-            "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2",
+            "-vf", (f"tpad=start_mode=clone:start={hold}:stop_mode=clone:stop={hold},"
+                    if hold else "") + "scale=trunc(iw/2)*2:trunc(ih/2)*2",
             "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-preset", "medium",
             "-movflags", "+faststart",
             str(mp4),

@@ -29,10 +29,13 @@ from lossart.grid.files import (
 from lossart.progress import progress
 from lossart.runs import Run, open_run
 from lossart.terrain.heightfield import (
+    HeightMapping,
     TerrainConfig,
     cap_from_samples,
     cap_samples,
+    clip_loss_min,
     fill_nonfinite,
+    frame_loss_min,
     quantile_stride,
     sample_bilinear,
     stream_heights,
@@ -51,6 +54,7 @@ class GridSet:
     x_range: tuple[float, float]
     y_range: tuple[float, float]
     metas: list[FrameMeta]
+    lowest: float = float("inf")  # the lowest finite loss of all frames (before clipping)
 
 
 @dataclass
@@ -66,9 +70,12 @@ class TerrainResult:
         m = self.manifest
         h, g = m["height"], m["grid"]
         nonfinite = sum(f["nonfinite"] for f in m["frames"])
+        what = h.get("transform", "log10")
+        if what == "log10-excess":
+            what += f" above loss {h['mapping']['loss_min']:.4g}"
         line = (
             f"{self.root}: {len(m['frames'])} frame(s) of {g['width']}x{g['height']}, "
-            f"z {h['z_min']:.3f}..{h['z_max']:.3f} (log10 loss, cap {h['loss_cap']:.4g})"
+            f"z {h['z_min']:.3f}..{h['z_max']:.3f} ({what}, cap {h['loss_cap']:.4g})"
         )
         if nonfinite:
             line += f", {nonfinite} non-finite grid point(s) filled with the cap"
@@ -126,6 +133,7 @@ def scan_grids(
     samples: list[np.ndarray] = []
     metas: list[FrameMeta] = []
     stride = 1
+    lowest = float("inf")
     bar = progress(len(indices), desc="terrain scan", unit="frame")
     for index in indices:
         bar.update(1)
@@ -155,10 +163,11 @@ def scan_grids(
         metas.append(_frame_meta(run, meta, grid.meta, path))
         if config.loss_cap is None:
             samples.append(cap_samples(loss, stride))
+        lowest = min(lowest, frame_loss_min(loss))
     bar.close()
     assert first is not None
     cap = cap_from_samples(samples, config)
-    return GridSet(indices, first[1], first[2], first[3], metas), cap
+    return GridSet(indices, first[1], first[2], first[3], metas, lowest), cap
 
 
 def _frame_meta(run: Run, grids: GridMeta, frame: FrameMeta | None, path: Path) -> FrameMeta:
@@ -213,13 +222,16 @@ def build_terrain(
             f"(frames {indices[0]}..{indices[-1]})"
         )
     grids, cap = scan_grids(run, meta, indices, config)
+    mapping = HeightMapping.resolve(config, cap, clip_loss_min(grids.lowest, config, cap))
     curve = meta.curve if kind == "curve" else None
 
     def load(position: int) -> np.ndarray:
         return read_frame_grid(run.grids, indices[position]).loss
 
     def stream():
-        for pos, z, nonfinite in stream_heights(load, len(indices), config, cap):
+        for pos, z, nonfinite in stream_heights(
+            load, len(indices), config, cap, mapping.loss_min
+        ):
             frame = grids.metas[pos]
             filled = fill_nonfinite(load(pos), cap)
             points = [
@@ -250,6 +262,8 @@ def build_terrain(
         config=config,
         loss_cap=cap,
         source_run=str(run.root.resolve()),
+        loss_min=mapping.loss_min,
+        offset=mapping.offset,
     )
     manifest = write_bundle(root, spec, stream(), total=len(indices), progress=progress)
     result = TerrainResult(root=root, manifest=manifest)

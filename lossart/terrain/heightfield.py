@@ -1,4 +1,4 @@
-"""Loss grids to heightfields: log transform, tail clipping, smoothing, one range, sampling.
+"""Loss grids to heightfields: height mapping, tail clipping, smoothing, one range, sampling.
 
 Pure numpy/scipy functions (no torch, no I/O) so the math is testable on synthetic grids and the
 same code serves the bundle writer, the previews and the mesh export. Conventions follow
@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from lossart.blender.bundle import TRANSFORMS
+from lossart.blender.bundle import DEFAULT_RELIEF, TRANSFORMS
 from lossart.blender.bundle import sample_bilinear as sample_bilinear  # the format's one sampler
 from lossart.errors import LossartError
 
@@ -30,6 +30,21 @@ QUANTILE_SAMPLE_LIMIT = 20_000_000
 class TerrainConfig:
     """How loss grids become heights; every field is recorded in the bundle manifest.
 
+    - `transform`: how a clipped loss L becomes a height (the bundle's `height.transform`):
+      "log10-excess" (default), z = log10(L - loss_min + offset), or "log10", z = log10(L).
+      `loss_min` is the run's lowest loss (all frames) and `offset` = `excess_offset` x
+      (loss_cap - loss_min). Why the excess: a trained network's loss near its optima and along
+      a good curve is a few hundredths of a decade above its minimum (resnet20-noskip on
+      CIFAR-10: log10 loss from -0.05 to 0.75 over the whole window), so log10 loss draws
+      basins and the valley as a nearly flat floor. log10(L / loss_min) would only shift that
+      floor. The log of the loss *above the minimum* stretches exactly that floor: the optima
+      become wells, the curve's valley a trough, and the high plateau is compressed as log10
+      compresses it. The offset keeps the minimum finite and bounds the wells' depth (about
+      -log10(excess_offset) decades below the plateau), so one low grid point never becomes a
+      needle. Monotone in the loss; the lowest loss maps to the lowest height.
+    - `excess_offset`: the offset as a share of the loss span (log10-excess only).
+    - `relief`: how high the heights are drawn, as a share of the window's width (x extent):
+      the renderer's vertical exaggeration comes from the data (recorded as `height.relief`).
     - `loss_floor`: losses below it are raised to it before the log (log10(0) is -inf).
     - `loss_cap` / `cap_quantile`: the high tail is clipped at `loss_cap`, or, where that is None,
       at this quantile of all finite losses over all frames (one cap for the whole video).
@@ -40,7 +55,9 @@ class TerrainConfig:
     - `path_samples`: points in each frame's dense path polyline.
     """
 
-    transform: str = "log10"
+    transform: str = "log10-excess"
+    excess_offset: float = 0.02
+    relief: float = DEFAULT_RELIEF
     loss_floor: float = 1e-4
     loss_cap: float | None = None
     cap_quantile: float | None = 0.99
@@ -52,6 +69,14 @@ class TerrainConfig:
     def __post_init__(self) -> None:
         if self.transform not in TRANSFORMS:
             raise LossartError(f"--transform: expected one of {TRANSFORMS}, got {self.transform!r}")
+        if not (math.isfinite(self.excess_offset) and 0 < self.excess_offset <= 1):
+            raise LossartError(
+                f"--excess-offset: expected a number in (0, 1], got {self.excess_offset}"
+            )
+        if not (math.isfinite(self.relief) and 0 < self.relief <= 4):
+            raise LossartError(
+                f"--relief: expected a share of the window's width in (0, 4], got {self.relief}"
+            )
         if not (math.isfinite(self.loss_floor) and self.loss_floor > 0):
             raise LossartError(f"--floor: expected a positive number, got {self.loss_floor}")
         if self.loss_cap is not None and not (
@@ -131,11 +156,71 @@ def log_heights(loss: np.ndarray, loss_floor: float, loss_cap: float) -> tuple[n
     Returns the float32 heights and the number of non-finite points filled (counted per frame,
     recorded in the manifest). Never returns NaN.
     """
+    clipped, nonfinite = clipped_loss(loss, loss_floor, loss_cap)
+    return np.log10(clipped, dtype=np.float32), nonfinite
+
+
+def clipped_loss(loss: np.ndarray, loss_floor: float, loss_cap: float) -> tuple[np.ndarray, int]:
+    """The loss clipped to [floor, cap] with non-finite points as the cap, and their count."""
     loss = np.asarray(loss, dtype=np.float32)
     bad = ~np.isfinite(loss)
-    nonfinite = int(bad.sum())
     clipped = np.clip(np.where(bad, np.float32(loss_cap), loss), loss_floor, loss_cap)
-    return np.log10(clipped, dtype=np.float32), nonfinite
+    return clipped, int(bad.sum())
+
+
+def frame_loss_min(loss: np.ndarray) -> float:
+    """The lowest finite loss of one frame (inf when it has none)."""
+    loss = np.asarray(loss)
+    finite = loss[np.isfinite(loss)]
+    return float(finite.min()) if finite.size else math.inf
+
+
+def clip_loss_min(lowest: float, config: TerrainConfig, loss_cap: float) -> float:
+    """The run's lowest loss as the heights see it: clipped to [floor, cap]."""
+    return float(min(max(lowest, config.loss_floor), loss_cap))
+
+
+def resolve_loss_min(losses: Iterable[np.ndarray], config: TerrainConfig, loss_cap: float) -> float:
+    """The run's lowest loss over all frames (finite values, clipped to [floor, cap]): the
+    bottom of the log10-excess mapping, one for the whole video like the cap."""
+    lowest = min((frame_loss_min(f) for f in losses), default=math.inf)
+    if not math.isfinite(lowest):
+        raise LossartError("loss grids: no finite loss in any frame; cannot find the lowest loss")
+    return clip_loss_min(lowest, config, loss_cap)
+
+
+@dataclass(frozen=True)
+class HeightMapping:
+    """The resolved mapping from loss to height (recorded in the manifest's `height` section).
+
+    `offset` is 0 for log10; for log10-excess, `excess_offset` x (loss_cap - loss_min), or of
+    the cap itself when every loss is the same (so the log stays finite)."""
+
+    transform: str
+    loss_floor: float
+    loss_cap: float
+    loss_min: float
+    offset: float
+
+    @classmethod
+    def resolve(cls, config: TerrainConfig, loss_cap: float, loss_min: float | None) -> HeightMapping:
+        if config.transform == "log10":
+            lowest = config.loss_floor if loss_min is None else loss_min
+            return cls("log10", config.loss_floor, loss_cap, lowest, 0.0)
+        if loss_min is None:
+            raise ValueError(f"transform {config.transform!r} needs the run's lowest loss")
+        span = loss_cap - loss_min
+        offset = config.excess_offset * (span if span > 0 else loss_cap)
+        return cls(config.transform, config.loss_floor, loss_cap, loss_min, float(offset))
+
+    def heights(self, loss: np.ndarray) -> tuple[np.ndarray, int]:
+        """Heights of one loss grid (float32, never NaN) and its count of non-finite points."""
+        clipped, nonfinite = clipped_loss(loss, self.loss_floor, self.loss_cap)
+        if self.transform == "log10":
+            return np.log10(clipped, dtype=np.float32), nonfinite
+        excess = clipped.astype(np.float64) - self.loss_min + self.offset
+        return np.log10(np.maximum(excess, self.offset)).astype(np.float32), nonfinite
+
 
 
 def fill_nonfinite(loss: np.ndarray, loss_cap: float) -> np.ndarray:
@@ -210,15 +295,20 @@ def upsample(z: np.ndarray, factor: int) -> np.ndarray:
 
 
 def frame_heights(
-    loss: np.ndarray, config: TerrainConfig, loss_cap: float
+    loss: np.ndarray, config: TerrainConfig, loss_cap: float, loss_min: float | None = None
 ) -> tuple[np.ndarray, int]:
-    """One frame's heights before cross-frame smoothing: log transform, then spatial smoothing."""
-    z, nonfinite = log_heights(loss, config.loss_floor, loss_cap)
+    """One frame's heights before cross-frame smoothing: the height mapping, then spatial
+    smoothing. `loss_min` (the run's lowest loss) is needed by the log10-excess mapping."""
+    z, nonfinite = HeightMapping.resolve(config, loss_cap, loss_min).heights(loss)
     return smooth_space(z, config.sigma), nonfinite
 
 
 def stream_heights(
-    load_loss: Callable[[int], np.ndarray], count: int, config: TerrainConfig, loss_cap: float
+    load_loss: Callable[[int], np.ndarray],
+    count: int,
+    config: TerrainConfig,
+    loss_cap: float,
+    loss_min: float | None = None,
 ) -> Iterator[tuple[int, np.ndarray, int]]:
     """(position, final heights, non-finite count) for positions 0..count-1, in order.
 
@@ -232,7 +322,7 @@ def stream_heights(
         neighbours = frame_neighbours(position, count, config.frame_sigma)
         for j, _ in neighbours:
             if j not in cache:
-                cache[j] = frame_heights(load_loss(j), config, loss_cap)
+                cache[j] = frame_heights(load_loss(j), config, loss_cap, loss_min)
         if len(neighbours) == 1:
             z = cache[position][0]
         else:
@@ -247,9 +337,11 @@ def stream_heights(
 def heightfields(
     losses: list[np.ndarray], config: TerrainConfig
 ) -> tuple[list[np.ndarray], list[int], float]:
-    """All frames at once (small inputs, tests): heights, non-finite counts, resolved loss cap."""
+    """All frames at once (small inputs, tests): heights, non-finite counts, resolved loss cap
+    (the run's lowest loss is resolved too: `resolve_loss_min`)."""
     cap = resolve_loss_cap(losses, config)
-    pairs = [frame_heights(loss, config, cap) for loss in losses]
+    lowest = resolve_loss_min(losses, config, cap)
+    pairs = [frame_heights(loss, config, cap, lowest) for loss in losses]
     stack = smooth_frames(np.stack([z for z, _ in pairs]), config.frame_sigma)
     heights = [upsample(z, config.upsample) for z in stack]
     return heights, [n for _, n in pairs], cap

@@ -206,7 +206,8 @@ def export_frame_mesh(
     transform = bundle.manifest["height"].get("transform", "log10")
     if fmt == "ply":
         comment = (
-            f"lossart terrain {name}: x, y plane coordinates, z = {transform} loss x {z_scale:g}"
+            f"lossart terrain {name}: x, y plane coordinates, "
+            f"z = {bundle.height_label()} x {z_scale:g}"
         )
         data = ply_bytes(verts, tris, colors, ascii=ascii, comment=comment)
     elif fmt == "gltf":

@@ -30,10 +30,27 @@ def _title(frame: Frame, kind: str) -> str:
     return f"frame {frame.index}: step {frame.step}, epoch {frame.epoch:.2f}{loss_s}"
 
 
+def loss_ticks(bundle, count: int = 7) -> tuple[np.ndarray, list[str]]:
+    """Colour-bar ticks at round loss values, placed at the heights they map to: the map is
+    read in loss whatever the height mapping."""
+    zs = np.linspace(bundle.z_min, bundle.z_max, 512)
+    losses = bundle.loss_of(zs)
+    picked = []
+    for loss in bundle.loss_of(np.linspace(bundle.z_min, bundle.z_max, count)):
+        value = float(f"{loss:.2g}")
+        if losses[0] <= value <= losses[-1] and value not in picked:
+            picked.append(value)
+    return np.interp(picked, losses, zs), [f"{v:g}" for v in picked]
+
+
 def write_previews(
-    root: str | os.PathLike, out: str | os.PathLike | None = None, dpi: int = 100
+    root: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    dpi: int = 100,
+    positions: list[int] | None = None,
 ) -> list[Path]:
-    """RUN/terrain/preview/frame_XXXXX.png for every frame of the bundle at `root`."""
+    """RUN/terrain/preview/frame_XXXXX.png (or in `out`) for every frame of the bundle at
+    `root`, or for the frames at `positions` in the bundle's list."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,12 +78,14 @@ def write_previews(
         interpolation="bilinear",
         aspect="equal",
     )
-    fig.colorbar(
+    bar = fig.colorbar(
         image,
         ax=ax,
         shrink=0.9,
-        label=f"{h.get('transform', 'log10')} loss (smoothed, sigma {h.get('sigma', 0):g})",
+        label=f"loss\n(height {bundle.height_label()}, sigma {h.get('sigma', 0):g})",
     )
+    ticks, labels = loss_ticks(bundle)
+    bar.set_ticks(ticks, labels=labels)
     (path_line,) = ax.plot([], [], color="#7fffd4", lw=2.0, label="curve")
     (bend_marks,) = ax.plot([], [], "x", color="#7fffd4", ms=8, mew=2, label="bend")
     (point_marks,) = ax.plot([], [], "o", color="white", mec="black", ms=8, label="optima")
@@ -78,9 +97,11 @@ def write_previews(
     labels: list = []
     contours = None
     written: list[Path] = []
-    bar = progress(len(bundle.frames), desc="terrain previews", unit="frame")
+    chosen = range(len(bundle.frames)) if positions is None else positions
+    bar = progress(len(chosen), desc="terrain previews", unit="frame")
     try:
-        for pos, frame in enumerate(bundle.frames):
+        for pos in chosen:
+            frame = bundle.frames[pos]
             z = bundle.heights(pos)
             image.set_data(z)
             if contours is not None:

@@ -19,10 +19,12 @@ from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, wr
 from lossart.blender.curve2d import curve_polyline
 from lossart.progress import progress
 from lossart.terrain.heightfield import (
+    HeightMapping,
     TerrainConfig,
     fill_nonfinite,
     grid_coords,
     resolve_loss_cap,
+    resolve_loss_min,
     stream_heights,
 )
 
@@ -107,9 +109,11 @@ def synthetic_bundle(
         named = [("w1", W1), ("w2", W2)]
         curve = {"kind": curve_kind, "bends": 1}
     cap = resolve_loss_cap(data.losses, config)
+    mapping = HeightMapping.resolve(config, cap, resolve_loss_min(data.losses, config, cap))
 
     def stream():
-        for i, z, nonfinite in stream_heights(lambda j: data.losses[j], frames, config, cap):
+        load = data.losses.__getitem__
+        for i, z, nonfinite in stream_heights(load, frames, config, cap, mapping.loss_min):
             filled = fill_nonfinite(data.losses[i], cap)
             points = [
                 NamedPoint(
@@ -139,6 +143,8 @@ def synthetic_bundle(
         config=config,
         loss_cap=cap,
         source_run=None,
+        loss_min=mapping.loss_min,
+        offset=mapping.offset,
     )
     write_bundle(path, spec, stream(), total=frames, progress=progress)
     return path
