@@ -101,7 +101,7 @@ def aim_sun(obj, elevation_deg: float, azimuth_deg: float) -> None:
 #: `lean` turns it (degrees) towards the camera's end of the x axis, for modelling.
 LIGHTS = {
     "key": {"colour": "#ffd9b0", "energy": 4.5, "elevation": 16.0, "side": 1, "lean": 25.0,
-            "angle": 10.0, "glossy": True},
+            "angle": 22.0, "glossy": True},  # a broad sun: soft highlights, not glints
     "rim": {"colour": "#7fa8ff", "energy": 2.0, "elevation": 10.0, "side": -1, "lean": -55.0,
             "angle": 8.0, "glossy": False},
     "fill": {"colour": "#fff2e0", "energy": 1.0, "elevation": 55.0, "side": 1, "lean": 0.0,
