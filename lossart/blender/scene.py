@@ -101,7 +101,7 @@ def aim_sun(obj, elevation_deg: float, azimuth_deg: float) -> None:
 #: `lean` turns it (degrees) towards the camera's end of the x axis, for modelling.
 LIGHTS = {
     "key": {"colour": "#ffd9b0", "energy": 4.5, "elevation": 16.0, "side": 1, "lean": 25.0,
-            "angle": 10.0, "glossy": True},
+            "angle": 22.0, "glossy": True},  # a broad sun: soft highlights, not glints
     "rim": {"colour": "#7fa8ff", "energy": 2.0, "elevation": 10.0, "side": -1, "lean": -55.0,
             "angle": 8.0, "glossy": False},
     "fill": {"colour": "#fff2e0", "energy": 1.0, "elevation": 55.0, "side": 1, "lean": 0.0,
@@ -174,8 +174,8 @@ def build_camera(
 
 
 # depth of field: soft, but the valley in focus from end to end (the camera now stands close)
-OVERVIEW = {"elevation": 36.0, "azimuth": -116.0, "lens": 50.0, "fstop": 2.8}
-ORBIT = {"elevation": 40.0, "azimuth": -116.0, "lens": 50.0, "fstop": 2.8}
+OVERVIEW = {"elevation": 36.0, "azimuth": -116.0, "lens": 50.0, "fstop": 5.6}
+ORBIT = {"elevation": 40.0, "azimuth": -116.0, "lens": 50.0, "fstop": 5.6}
 FLY = {"lens": 28.0, "fstop": 5.6}
 VIEW_CORNERS = (-116.0, -64.0, 116.0, 64.0)  # three-quarter views, in order of preference
 #: Overview without a slab: elevations tried, lowest first (a low view shows more relief; a
