@@ -121,9 +121,10 @@ def errors(field_log: np.ndarray, truth_log: np.ndarray) -> tuple[float, float]:
 
 
 def height_errors(loss: np.ndarray, truth_loss: np.ndarray, cap: float) -> tuple[float, float]:
-    config = TerrainConfig()
-    z, _ = frame_heights(loss, config, cap)
-    zt, _ = frame_heights(truth_loss, config, cap)
+    config = TerrainConfig()  # the default mapping (log10-excess) is relative to the lowest loss
+    low = float(np.nanmin(truth_loss))
+    z, _ = frame_heights(loss, config, cap, low)
+    zt, _ = frame_heights(truth_loss, config, cap, low)
     return errors(z.astype(np.float64), zt.astype(np.float64))
 
 
