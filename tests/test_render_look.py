@@ -247,16 +247,17 @@ def test_flythrough_follows_the_path_smoothly(blender, bundles):
 
 @bpy_needed
 @pytest.mark.blender
-def test_path_is_thin_and_contours_are_off_unless_asked(blender, bundles):
+def test_path_is_thin_and_contours_are_on_unless_switched_off(blender, bundles):
     from lossart.blender import geometry, materials
 
     scene = _setup(blender, bundles["curve"])
     s = scene.lossart
     assert s.path.data.bevel_depth < 0.005 * geometry.SIZE  # a line, not a bar
     node = s.terrain.active_material.node_tree.nodes["lossart_contours"]
-    assert node.inputs[1].default_value == 0.0
-    s.contours = True  # the panel's switch
+    # on by default: on real terrain the contours are what make the valley walls read
     assert node.inputs[1].default_value == pytest.approx(materials.CONTOUR_STRENGTH)
+    s.contours = False  # the panel's switch
+    assert node.inputs[1].default_value == 0.0
     assert 0.0 < materials.CONTOUR_STRENGTH <= 0.2  # faint when shown
 
 
@@ -276,8 +277,9 @@ def test_three_optima_get_distinct_marker_colours(blender, bundles):
 def test_cli_has_contours_flag():
     from lossart.cli import build_parser
 
-    args = build_parser().parse_args(["render", "b", "--still", "--contours"])
-    assert args.contours is True
+    args = build_parser().parse_args(["render", "b", "--still", "--no-contours"])
+    assert args.contours is False
+    assert build_parser().parse_args(["render", "b", "--still"]).contours in (None, True)
 
 
 def test_fit_centred_fills_the_tighter_side_and_centres_it():

@@ -77,7 +77,7 @@ class Look:
         False, "Show bends", "show the curve's bend points as small spheres", "look"
     )
     contours: bool = _option(
-        False, "Contour lines",
+        True, "Contour lines",
         "faint contour lines over the surface (off: a glossy sculpted surface)", "look",
     )  # fmt: skip
     camera_preset: str = _option(

@@ -2,7 +2,7 @@
 
 The terrain shader reads the per-vertex 0..1 height attribute (not world z), so a palette looks
 the same at any height scale. Palette stops are given in sRGB and converted to Blender's linear
-colour space. Optional faint contour lines every 1/CONTOURS of the height range (off by
+colour space. Optional faint contour lines every 1/CONTOURS of the height range (on by
 default, `set_contours`) help read the relief when a picture is meant to be read, not hung.
 Unless the look asks for a slab, the surface turns transparent over the last FADE of its
 window towards each border (`set_fade`), so the terrain has no edge: it dissolves into the

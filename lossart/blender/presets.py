@@ -10,8 +10,8 @@ from __future__ import annotations
 PALETTES: dict[str, tuple[list[tuple[float, str]], str, str, str]] = {
     "losslandscape": (
         [
-            (0.0, "#03051a"),
-            (0.15, "#0a1450"),
+            (0.0, "#0a1238"),
+            (0.15, "#111c66"),
             (0.35, "#1f1670"),
             (0.55, "#55177a"),
             (0.72, "#a02763"),

@@ -174,9 +174,9 @@ def build_camera(
 
 
 # depth of field: soft, but the valley in focus from end to end (the camera now stands close)
-OVERVIEW = {"elevation": 36.0, "azimuth": -116.0, "lens": 50.0, "fstop": 5.6}
-ORBIT = {"elevation": 40.0, "azimuth": -116.0, "lens": 50.0, "fstop": 5.6}
-FLY = {"lens": 28.0, "fstop": 5.6}
+OVERVIEW = {"elevation": 36.0, "azimuth": -116.0, "lens": 50.0, "fstop": 16.0}
+ORBIT = {"elevation": 40.0, "azimuth": -116.0, "lens": 50.0, "fstop": 16.0}
+FLY = {"lens": 28.0, "fstop": 16.0}
 VIEW_CORNERS = (-116.0, -64.0, 116.0, 64.0)  # three-quarter views, in order of preference
 #: Overview without a slab: elevations tried, lowest first (a low view shows more relief; a
 #: higher one sees into a narrow valley)
