@@ -24,7 +24,7 @@ from .png16 import read_png16
 
 FORMAT = "lossart-terrain"
 SCHEMA_VERSION = 1
-KINDS = ("curve", "plane3")
+KINDS = ("curve", "plane3", "trajectory")
 TRANSFORMS = ("log10-excess", "log10")  # how a loss became a height (docs/bundle.md)
 #: How high a bundle is drawn: z_min..z_max rises this share of the window's width (x extent),
 #: unless the manifest's `height.relief.share` says otherwise (bundles before it had none).
