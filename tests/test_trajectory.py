@@ -199,6 +199,14 @@ def test_trajectory_grid_terrain_and_bundle_path(trained, tmp_path):
     report = validate_bundle(run.terrain)
     assert report.ok, report.problems
 
+    pytest.importorskip("bpy", reason="the bpy module (Blender as a Python module) is missing")
+    import imageio.v3 as iio
+
+    still = tmp_path / "still.png"
+    assert main(["render", str(run_dir), "--still", "--size", "96x64", "--samples", "2",
+                 "--no-denoise", "--render-device", "CPU", "--out", str(still)]) == 0  # fmt: skip
+    assert iio.imread(still).std() > 10
+
 
 def test_cli_train_snapshots_and_trajectory(tmp_path, capsys):
     out = tmp_path / "c.pt"
