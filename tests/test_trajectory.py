@@ -193,6 +193,9 @@ def test_trajectory_grid_terrain_and_bundle_path(trained, tmp_path):
     np.testing.assert_allclose(last.path[:, :2], pts, rtol=1e-6, atol=1e-9)
     assert [len(f.path) for f in bundle.frames] == list(range(1, SNAPSHOTS + 1))
     assert np.array_equal(bundle.heights(0), bundle.heights(SNAPSHOTS - 1))  # a fixed terrain
+    half = bundle.state(2.5)  # a video between snapshots 2 and 3: the next segment grows in
+    assert len(half.path) == 4
+    np.testing.assert_allclose(half.path[-1, :2], (pts[2] + pts[3]) / 2, atol=1e-6)
     names = {p.name: p for p in last.points}
     assert names["final"].xy == (0.0, 0.0)
     assert [f.step for f in bundle.frames] == [r["step"] for r in meta["trajectory"]["records"]]
