@@ -14,6 +14,7 @@ import lossart.training.endpoints as train_mod
 from lossart.blender.bundle import load_bundle
 from lossart.blender.bundle_validate import validate_bundle
 from lossart.cli import main
+from lossart.data import load_dataset, num_batches
 from lossart.errors import LossartError
 from lossart.geometry.trajectory import filter_mask, trajectory_plane
 from lossart.geometry.weights import ParamLayout, flat_params
@@ -62,7 +63,7 @@ def test_snapshots_are_the_initial_and_final_weights_and_evenly_spaced(trained):
     meta = ckpt.extra["snapshots"]
     assert meta["count"] == SNAPSHOTS and meta["folder"] == "a.pt.snapshots"
     snaps = load_snapshots(out, load_checkpoint(out))
-    total = 2 * (snaps.records[-1].step // 2)
+    total = ckpt.extra["train_config"]["epochs"] * num_batches(load_dataset("shapes"), 64)
     assert [r.step for r in snaps.records] == snapshot_steps(SNAPSHOTS, total)
     assert snaps.records[0].train_loss is None
     assert all(r.train_loss is not None and r.train_loss > 0 for r in snaps.records[1:])
