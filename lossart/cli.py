@@ -177,6 +177,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="CPU threads for torch (1 is fastest for small models "
         "on a busy machine; default: 1 for the built-in data, else torch's choice)",
     )
+    p.add_argument(
+        "--snapshots", type=int, metavar="N",
+        help="keep N copies of the weights evenly spaced by step along training, the initial "
+        "and final ones included, in OUT.snapshots/ (for `lossart trajectory`)",
+    )  # fmt: skip
     p.add_argument("--out", required=True, help="checkpoint to write, e.g. a.pt")
     p.set_defaults(run=_run_train)
 
@@ -201,6 +206,7 @@ def _run_train(args: argparse.Namespace) -> int:
         device=device,
         channels_last=args.channels_last,
         threads=args.threads,
+        snapshots=args.snapshots,
         out=args.out,
     )
     ckpt = train_endpoint(cfg)
@@ -212,6 +218,10 @@ def _run_train(args: argparse.Namespace) -> int:
         f"wrote {args.out}: {ckpt.model.name}, {acc}test loss {m['test_loss']:.4f}, "
         f"train loss {m['train_loss']:.4f} ({ckpt.extra.get('wall_s', 0.0):.1f} s training)"
     )
+    snaps = ckpt.extra.get("snapshots")
+    if snaps:
+        steps = [r["step"] for r in snaps["records"]]
+        print(f"snapshots: {snaps['count']} in {snaps['folder']}/ at steps {steps}")
     return 0
 
 
@@ -596,6 +606,44 @@ def _run_plane(args: argparse.Namespace) -> int:
         )
     paths = _checkpoint_files(args, args.checkpoints, args.data)
     _print_grid_summary(plane_run(paths, args.out, _grid_config(args)))
+    return 0
+
+
+@command
+def _add_trajectory(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "trajectory",
+        help="the loss grid in the plane of a training trajectory (PCA of --snapshots)",
+        description="Li et al.'s trajectory plot: the first two principal directions of the "
+        "snapshots (lossart train --snapshots N) relative to the final weights span a plane "
+        "through them; every snapshot is drawn at its projection (the final one at (0, 0)), the "
+        "window holds them all plus --margin, and the grid is evaluated there (a run of kind "
+        "trajectory: lossart grid, terrain and render work on it as on any run).",
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint trained with --snapshots")
+    p.add_argument("--out", required=True, metavar="RUN", help="the run folder to create (or resume)")
+    p.add_argument("--components", type=int, default=2,
+                   help="principal directions whose variance share is reported (default 2; the "
+                   "plane is the first two)")  # fmt: skip
+    p.add_argument("--keep-bn", action="store_true",
+                   help="let the directions move biases and BN parameters (default: zeroed, as Li et al.)")
+    p.add_argument("--no-centre", action="store_true",
+                   help="PCA without subtracting the snapshots' mean (default: centred, as Li et "
+                   "al.'s scikit-learn PCA)")  # fmt: skip
+    _grid_flags(p)
+    p.set_defaults(run=_run_trajectory)
+
+
+def _run_trajectory(args: argparse.Namespace) -> int:
+    from lossart.grid.trajectory import TrajectoryConfig, trajectory_run
+
+    config = TrajectoryConfig(components=args.components,
+                              ignore=None if args.keep_bn else "biasbn",
+                              centre=not args.no_centre)  # fmt: skip
+    result = trajectory_run(args.checkpoint, args.out, _grid_config(args), config)
+    if os.environ.get("RANK", "0") == "0":
+        print(result.summary())
+    _print_grid_summary(result.grid)
     return 0
 
 

@@ -31,7 +31,9 @@ def test_settings_leave_run_options_out_and_store_specs_as_dicts():
                       batch_size=8, lr=0.1, wd=0.0, device="cuda", out="x.pt", threads=4)  # fmt: skip
     s = settings_of(cfg)
     assert set(s) == {"data", "model", "epochs", "batch_size", "lr", "momentum", "wd",
-                      "schedule", "seed", "augment"}  # fmt: skip
+                      "schedule", "seed", "augment", "snapshots"}  # fmt: skip
+    # checkpoints from before --snapshots (no such key) match a training without snapshots
+    check_settings({k: v for k, v in s.items() if k != "snapshots"}, s, "a.pt", "")
     assert s["model"] == ModelSpec("mlp", 2, (2,)).to_dict() and s["data"]["name"] == "shapes"
     curve = settings_of(CurveConfig(w1="a", w2="b", out="r", data=DataSpec("shapes")))
     # the keys of run.json "curve_training" and of curve/state.pt, as before the shared loop

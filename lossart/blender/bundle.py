@@ -24,7 +24,7 @@ from .png16 import read_png16
 
 FORMAT = "lossart-terrain"
 SCHEMA_VERSION = 1
-KINDS = ("curve", "plane3")
+KINDS = ("curve", "plane3", "trajectory")
 TRANSFORMS = ("log10-excess", "log10")  # how a loss became a height (docs/bundle.md)
 #: How high a bundle is drawn: z_min..z_max rises this share of the window's width (x extent),
 #: unless the manifest's `height.relief.share` says otherwise (bundles before it had none).
@@ -117,7 +117,8 @@ class Bundle:
         """Heights, path, points and bends at a fractional frame position (linear in between).
 
         Fractional positions give smooth slow motion from few frames. Path/point heights are
-        resampled from the interpolated heightfield, so the path always lies on the surface.
+        resampled from the interpolated heightfield, so the path always lies on the surface. A
+        path one point longer in the next frame (a trajectory) grows its last segment in.
         """
         n = len(self.frames)
         p = min(max(float(position), 0.0), n - 1.0)
@@ -131,6 +132,10 @@ class Bundle:
         else:
             a = 0.0
         path_xy = _lerp_points(f0.path[:, :2], f1.path[:, :2], a)
+        if a > 0.0 and len(f0.path) and len(f1.path) == len(f0.path) + 1:
+            # a path growing by one point per frame (a trajectory): the new segment grows in
+            tip = (1 - a) * f0.path[-1, :2] + a * f1.path[-1, :2]
+            path_xy = np.vstack([f0.path[:, :2], tip[None]])
         bends = _lerp_points(f0.bends, f1.bends, a)
         names1 = {pt.name: pt for pt in f1.points}
         points = []

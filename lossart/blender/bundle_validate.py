@@ -99,8 +99,8 @@ class _Checker:
         curve = m.get("curve", "missing")
         if curve == "missing":
             self.bad("manifest", "missing key 'curve'")
-        elif kind == "plane3" and curve is not None:
-            self.bad("manifest", "curve must be null for kind 'plane3'")
+        elif kind in ("plane3", "trajectory") and curve is not None:
+            self.bad("manifest", f"curve must be null for kind {kind!r}")
         elif kind == "curve":
             if not isinstance(curve, dict):
                 self.bad("manifest", f"curve = {curve!r}: expected {{'kind': ..., 'bends': k}}")
@@ -203,8 +203,8 @@ class _Checker:
             m,
             "path_samples",
             "manifest",
-            lambda v: _is_int(v) and (v == 0 if kind == "plane3" else v >= 2),
-            "0 for plane3, an integer >= 2 for a curve",
+            lambda v: _is_int(v) and (v == 0 if kind in ("plane3", "trajectory") else v >= 2),
+            "0 for plane3 and trajectory, an integer >= 2 for a curve",
         )
         frames = self.need(
             m,
@@ -442,6 +442,8 @@ class _Checker:
             for key, arr in (("control_points", cp), ("bends", bends), ("path", path)):
                 if arr is not None and len(arr):
                     self.bad(where, f"{key} must be empty for kind 'plane3'")
+        elif kind == "trajectory":
+            self.check_trajectory(where, cp, bends, path, inside, z_ok, tol_xy)
         elif kind == "curve" and curve is not None and _is_int(curve.get("bends")):
             k = curve["bends"]
             if cp is not None and len(cp) != k + 2:
@@ -512,10 +514,27 @@ class _Checker:
                     )
         if len(set(names)) != len(names):
             self.bad(where, f"points: names repeat ({names})")
-        required = {"w1", "w2", "w3"} if kind == "plane3" else {"w1", "w2"}
+        required = {"plane3": {"w1", "w2", "w3"}, "trajectory": {"final"}}.get(kind, {"w1", "w2"})
         missing = required - set(names)
         if missing:
             self.bad(where, f"points: missing {sorted(missing)}")
+
+    def check_trajectory(self, where, cp, bends, path, inside, z_ok, tol_xy) -> None:
+        """A trajectory frame: no bends; the path is the control points (the projected
+        snapshots so far), inside the window and on the surface."""
+        if bends is not None and len(bends):
+            self.bad(where, "bends must be empty for kind 'trajectory'")
+        if cp is None or path is None:
+            return
+        if len(cp) < 1:
+            self.bad(where, "control_points: a trajectory frame needs at least one point")
+        if len(path) != len(cp) or not np.allclose(path[:, :2], cp, atol=tol_xy):
+            self.bad(where, "path must be the control points (the snapshots), with heights")
+            return
+        outside = ~inside(path[:, :2])
+        if outside.any():
+            self.bad(where, f"path: {int(outside.sum())} point(s) outside the window")
+        z_ok("path", path[:, :2], path[:, 2])
 
 
 def validate_bundle(root: str | os.PathLike) -> ValidationReport:

@@ -120,8 +120,9 @@ class NamedPoint:
 class BundleFrame:
     """One frame for the writer: final heights plus what the manifest says about the frame.
 
-    `control_points` is [k+2, 2] (w1 first, w2 last) for a curve, or [0, 2] for a plane of
-    three optima; the writer derives the path and bends from it and samples heights for them.
+    `control_points` is [k+2, 2] (w1 first, w2 last) for a curve, [0, 2] for a plane of three
+    optima, or the [n, 2] points of a trajectory (its path as it is); the writer derives the path
+    and bends from it and samples heights for them.
     """
 
     index: int
@@ -138,8 +139,8 @@ class BundleFrame:
 class BundleSpec:
     """Everything global in the manifest apart from the frames and the height range."""
 
-    kind: str  # "curve" | "plane3"
-    curve: dict | None  # {"kind": "bezier"|"polychain", "bends": k}; None for plane3
+    kind: str  # "curve" | "plane3" | "trajectory"
+    curve: dict | None  # {"kind": "bezier"|"polychain", "bends": k}; None for plane3, trajectory
     x_range: tuple[float, float]
     y_range: tuple[float, float]
     source_shape: tuple[int, int]  # (H, W) of the loss grids before upsampling
@@ -201,6 +202,10 @@ def _frame_entry(frame: BundleFrame, spec: BundleSpec) -> dict[str, Any]:
         xy = _round7(curve_polyline(cp, spec.curve["kind"], spec.config.path_samples))
         path = np.column_stack([xy, sample_bilinear(z, xr, yr, xy)])
         bends = cp[1:-1]
+    elif spec.kind == "trajectory":  # the path is the projected snapshots themselves
+        cp = _round7(cp)
+        path = np.column_stack([cp, sample_bilinear(z, xr, yr, cp)])
+        bends = np.zeros((0, 2))
     else:
         path = np.zeros((0, 3))
         bends = np.zeros((0, 2))

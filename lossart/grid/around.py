@@ -26,7 +26,7 @@ from lossart.runs import Run, now_iso, versions
 from lossart.training.checkpoint import load_checkpoint
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -49,7 +49,7 @@ def create_around_run(
     ckpt = load_checkpoint(path)
     record = {
         "source": str(path),
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         "seed": int(seed),
         "span": float(span),
         "ignore": ignore,

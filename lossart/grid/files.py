@@ -53,7 +53,7 @@ SPEC_KEYS = (
     "kind", "resolution", "window", "subset", "split", "subset_seed", "dtype", "tile", "adaptive",
 )  # fmt: skip
 REQUIRED_KEYS = ("kind", "resolution", "window", "subset", "split", "dtype", "tile", "frames")
-KINDS = ("curve", "plane3", "around")
+KINDS = ("curve", "plane3", "around", "trajectory")
 
 
 # ---------------------------------------------------------------- paths
@@ -94,7 +94,7 @@ def rerun_hint(grids: Path) -> str:
 class GridMeta:
     """RUN/grids/grid.json: the grid every frame of a run shares, and the frames asked for."""
 
-    kind: str  # "curve" | "plane3" | "around"
+    kind: str  # "curve" | "plane3" | "around" | "trajectory"
     resolution: tuple[int, int]  # (W, H)
     x_range: tuple[float, float]
     y_range: tuple[float, float]
@@ -409,19 +409,23 @@ class FrameMeta:
     step: int
     epoch: float
     train_loss: float | None  # None for a plane of three optima
-    control_points: np.ndarray  # float64 [k+2, 2] (w1, bends, w2); [0, 2] for plane3
+    control_points: np.ndarray  # float64 [k+2, 2] (w1, bends, w2); [0, 2] for plane3;
+    #                             [N, 2] for a trajectory: every snapshot's projection, in order
     points: dict[str, tuple[float, float]]  # named points: w1, w2 (and w3 for plane3)
+    #: a trajectory's snapshots in order: {"index", "step", "epoch", "train_loss"} each
+    snapshots: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "index": self.index,
-                "step": self.step,
-                "epoch": self.epoch,
-                "train_loss": self.train_loss,
-                "points": {k: [float(v[0]), float(v[1])] for k, v in self.points.items()},
-            }
-        )
+        body: dict[str, Any] = {
+            "index": self.index,
+            "step": self.step,
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "points": {k: [float(v[0]), float(v[1])] for k, v in self.points.items()},
+        }
+        if self.snapshots:
+            body["snapshots"] = [dict(r) for r in self.snapshots]
+        return json.dumps(body)
 
     @classmethod
     def from_arrays(cls, text: str, control_points: np.ndarray) -> FrameMeta:
@@ -437,6 +441,7 @@ class FrameMeta:
             train_loss=None if loss is None else float(loss),
             control_points=cp,
             points={str(k): (float(v[0]), float(v[1])) for k, v in d["points"].items()},
+            snapshots=tuple(dict(r) for r in d.get("snapshots") or ()),
         )
 
 

@@ -34,6 +34,7 @@ from lossart.geometry.plane import (
 )
 from lossart.geometry.weights import ParamLayout
 from lossart.grid.files import FrameMeta
+from lossart.grid.trajectory_files import FINAL_NAME, FINAL_POINT, START_POINT, read_plane_file
 from lossart.models import ModelSpec
 from lossart.runs import Run
 from lossart.training.checkpoint import Checkpoint, load_checkpoint
@@ -46,7 +47,7 @@ PLANE3_NAMES = ("w1", "w2", "w3")
 class GridSource:
     """The planes a run's grids live in, and the model and data to evaluate there."""
 
-    kind: str  # "curve" | "plane3" | "around"
+    kind: str  # "curve" | "plane3" | "around" | "trajectory"
     model: nn.Module
     data_spec: DataSpec
     frames: list[int]
@@ -232,8 +233,53 @@ def around_source(run: Run) -> GridSource:
     )
 
 
+# ---------------------------------------------------------------- training trajectories
+
+
+def trajectory_source(run: Run) -> GridSource:
+    """The grid source of a trajectory run: the plane of the snapshots' first two principal
+    directions through the final weights (`lossart trajectory`), one frame (0).
+
+    The window holds every snapshot's projection, grown by `margin`; the frame's control points
+    are those projections in training order (the path), its points the start and the final
+    weights (0, 0), and its `snapshots` say when each was taken.
+    """
+    meta = run.read()
+    spec = ModelSpec.from_dict(meta["model"])
+    ckpt = load_checkpoint(run.endpoints / f"{FINAL_NAME}.pt", expect_model=spec)
+    model, (w,) = flat_optima([ckpt])
+    stored = read_plane_file(run)
+    if stored.u.shape != w.shape or stored.v.shape != w.shape:
+        raise LossartError(
+            f"{run.root}: trajectory plane has {stored.u.numel()} parameters, the final "
+            f"checkpoint {w.numel()}; make the run again"
+        )
+    plane = Plane(w, stored.u.to(w.dtype), stored.v.to(w.dtype))
+    coords = stored.coords
+    last = stored.snapshots[-1]
+    frame = FrameMeta(
+        index=0,
+        step=int(last["step"]),
+        epoch=float(last["epoch"]),
+        train_loss=None if last.get("train_loss") is None else float(last["train_loss"]),
+        control_points=coords,
+        points={START_POINT: _xy(coords[0]), FINAL_POINT: _xy(coords[-1])},
+        snapshots=tuple(stored.snapshots),
+    )
+    return GridSource(
+        kind="trajectory",
+        model=model,
+        data_spec=ckpt.data,
+        frames=[0],
+        plane=lambda _i: plane,
+        window=lambda margin: window_around(coords, margin),
+        frame_meta=lambda _i: frame,
+    )
+
+
 def grid_source(run: Run) -> GridSource:
-    """The planes and model of a curve run, a plane-of-three run or a random plane around one."""
+    """The planes and model of a curve run, a plane-of-three run, a random plane around one
+    network or a training trajectory's plane."""
     kind = run.read().get("kind")
     if kind == "curve":
         return curve_source(run)
@@ -241,6 +287,8 @@ def grid_source(run: Run) -> GridSource:
         return plane3_source(run)
     if kind == "around":
         return around_source(run)
+    if kind == "trajectory":
+        return trajectory_source(run)
     raise LossartError(
         f"{run.root}: grids need a curve run or a plane run (run.json kind is {kind!r})"
     )

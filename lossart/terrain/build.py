@@ -10,6 +10,7 @@ the bundle writer, so memory does not grow with the frame count.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,6 +178,14 @@ def _frame_meta(run: Run, grids: GridMeta, frame: FrameMeta | None, path: Path) 
             f"{path}: assembled before grid files carried the frames' plane coordinates; "
             f"{_rerun(run)}"
         )
+    if grids.kind == "trajectory":
+        if len(frame.control_points) < 2 or len(frame.snapshots) != len(frame.control_points):
+            raise LossartError(
+                f"{path}: a trajectory frame needs 2+ projected snapshots, one record each "
+                f"({len(frame.control_points)} points, {len(frame.snapshots)} records); "
+                f"rerun `lossart grid {run.root} --overwrite`"
+            )
+        return frame
     want = grids.curve["bends"] + 2 if grids.kind == "curve" and grids.curve else 0
     if len(frame.control_points) != want:
         raise LossartError(
@@ -187,6 +196,25 @@ def _frame_meta(run: Run, grids: GridMeta, frame: FrameMeta | None, path: Path) 
 
 
 # ---------------------------------------------------------------- the build
+
+
+def trajectory_frames(
+    frame: FrameMeta, heights: np.ndarray, nonfinite: int, points: list[NamedPoint]
+) -> Iterator[BundleFrame]:
+    """A trajectory grid frame as one bundle frame per snapshot: the same heights, the path
+    growing by one snapshot per frame, each frame stamped with its snapshot's step and epoch."""
+    for k, rec in enumerate(frame.snapshots):
+        loss = rec.get("train_loss")
+        yield BundleFrame(
+            index=k,
+            step=int(rec["step"]),
+            epoch=float(rec["epoch"]),
+            train_loss=None if loss is None else float(loss),
+            heights=heights,
+            nonfinite=nonfinite,
+            control_points=frame.control_points[: k + 1],
+            points=points,
+        )
 
 
 def build_terrain(
@@ -205,6 +233,10 @@ def build_terrain(
     all). `export_mesh` names a frame index; the mesh goes to RUN/terrain/mesh/frame_XXXXX.ply|glb|obj|stl.
     A plane-of-three run gives one frame, an empty path and the points w1, w2, w3; an around run
     (`lossart plane --around`) the same with the one point w at (0, 0), as a bundle of kind plane3.
+    A trajectory run (`lossart trajectory`) gives a bundle of kind trajectory: one bundle frame
+    per snapshot over the one grid's heights, frame k's path the projected snapshots 0..k (so a
+    video reveals the route snapshot by snapshot over a fixed terrain, and a still of the last
+    frame shows all of it), with the points start and final (the optimum, at (0, 0)).
     """
     config = config or TerrainConfig()
     run = open_run(run_path)
@@ -214,7 +246,7 @@ def build_terrain(
     indices = sorted(set(meta.frames))
     if frames is not None:
         indices = select_frames(indices, frames)
-    if kind in ("plane3", "around") and len(indices) != 1:
+    if kind in ("plane3", "around", "trajectory") and len(indices) != 1:
         raise LossartError(f"{run.grids}: a {kind} run has one frame grid, found {len(indices)}")
     if export_mesh is not None and export_mesh not in indices:
         raise LossartError(
@@ -242,6 +274,9 @@ def build_terrain(
                 )
                 for name, xy in frame.points.items()
             ]
+            if kind == "trajectory":
+                yield from trajectory_frames(frame, z, nonfinite, points)
+                continue
             yield BundleFrame(
                 index=frame.index,
                 step=frame.step,
@@ -253,6 +288,7 @@ def build_terrain(
                 points=points,
             )
 
+    total = len(grids.metas[0].snapshots) if kind == "trajectory" else len(indices)
     spec = BundleSpec(
         kind="plane3" if kind == "around" else kind,  # one frame, named points, no path
         curve=curve,
@@ -265,7 +301,7 @@ def build_terrain(
         loss_min=mapping.loss_min,
         offset=mapping.offset,
     )
-    manifest = write_bundle(root, spec, stream(), total=len(indices), progress=progress)
+    manifest = write_bundle(root, spec, stream(), total=total, progress=progress)
     result = TerrainResult(root=root, manifest=manifest)
     if preview:
         from lossart.terrain.preview import write_previews

@@ -27,7 +27,8 @@ def _title(frame: Frame, kind: str) -> str:
         return "plane through three optima"
     loss = frame.train_loss
     loss_s = f", train loss {loss:.4g}" if loss is not None else ""
-    return f"frame {frame.index}: step {frame.step}, epoch {frame.epoch:.2f}{loss_s}"
+    what = "snapshot" if kind == "trajectory" else "frame"
+    return f"{what} {frame.index}: step {frame.step}, epoch {frame.epoch:.2f}{loss_s}"
 
 
 def loss_ticks(bundle, count: int = 7) -> tuple[np.ndarray, list[str]]:

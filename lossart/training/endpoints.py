@@ -5,9 +5,11 @@ this module brings the SGD step and what it keeps. Resuming is exact: the data o
 augmentation are a pure function of (seed, epoch, batch) (`lossart.data.train_loader`), and the
 state file `<out>.partial` holds the weights, buffers, optimizer momentum, epoch sums and position
 (`{"format": "lossart-train-state", "settings", "epoch", "batch", "model", "optimizer", "history",
-"sums", "wall_s"}`). It is written atomically after every epoch, every `save_every_s` and on
-Ctrl-C; rerunning the same command continues from it and ends bitwise-equal to an uninterrupted
-run.
+"sums", "wall_s", "snapshots"}`). It is written atomically after every epoch, every
+`save_every_s` and on Ctrl-C; rerunning the same command continues from it and ends
+bitwise-equal to an uninterrupted run. With `snapshots` N, N copies of the weights evenly spaced
+along training (the initial and the final ones included) go to `<out>.snapshots/` as they are
+reached (`lossart.training.snapshots`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from lossart.data.batches import normalize
 from lossart.devices import pick_device, resolve_device
 from lossart.errors import LossartError
 from lossart.evaluation import task_loss
+from lossart.geometry.weights import flat_params
 from lossart.models import ModelSpec, create_model
 from lossart.progress import progress, tqdm
 from lossart.runs import versions
@@ -40,6 +43,14 @@ from lossart.training.loop import (
     run_loop,
     run_option,
     settings_of,
+)
+from lossart.training.snapshots import (
+    SnapshotRecord,
+    check_count,
+    snapshot_dir,
+    snapshot_meta,
+    snapshot_steps,
+    write_snapshot,
 )
 
 SCHEDULES = ("garipov", "cosine", "constant")
@@ -86,6 +97,8 @@ class TrainConfig:
     schedule: str = "garipov"
     seed: int = 0
     augment: bool = True
+    # weight snapshots kept along training (initial and final included); None: none
+    snapshots: int | None = None
     device: str = run_option(default="cpu")
     channels_last: bool = run_option(default=False)
     out: str | Path = run_option(default="endpoint.pt")
@@ -142,6 +155,7 @@ def resolve(cfg: TrainConfig, ds: Dataset) -> TrainConfig:
         seed=int(cfg.seed),
         augment=bool(cfg.augment),
     )
+    check_count(resolved.snapshots)
     learning_rate(cfg.schedule, 1.0, 0.0)  # validates the name
     for key in ("epochs", "batch_size"):
         if getattr(resolved, key) < 1:
@@ -238,6 +252,21 @@ class _EndpointTrainer:
         self.lr = cfg.lr
         self.wall = 0.0
         self.t0 = time.perf_counter()
+        self.snap_steps = snapshot_steps(cfg.snapshots, self.total) if cfg.snapshots else []
+        self.snap_dir = snapshot_dir(cfg.out)
+        self.snapshots: list[SnapshotRecord] = []
+        self.snap_sums = [0.0, 0]  # minibatch loss sum and count since the last snapshot
+
+    def snapshot(self, steps: int) -> None:
+        """Write the snapshot due after `steps` steps (if one is), replacing a redone one."""
+        if steps not in self.snap_steps:
+            return
+        k = self.snap_steps.index(steps)
+        loss = self.snap_sums[0] / self.snap_sums[1] if self.snap_sums[1] else None
+        record = SnapshotRecord(k, steps, steps / self.nb, loss)
+        write_snapshot(self.snap_dir, record, flat_params(self.model))
+        self.snapshots = [r for r in self.snapshots if r.index < k] + [record]
+        self.snap_sums = [0.0, 0]
 
     def resume(self, st: dict[str, Any]) -> int:
         """Load a saved state; returns the step to continue from."""
@@ -246,6 +275,9 @@ class _EndpointTrainer:
         epoch, batch = int(st["epoch"]), int(st["batch"])
         self.history, self.sums = list(st["history"]), dict(st["sums"])
         self.wall = float(st["wall_s"])
+        snaps = st.get("snapshots") or {}
+        self.snapshots = [SnapshotRecord.from_dict(r) for r in snaps.get("records", [])]
+        self.snap_sums = list(snaps.get("sums", [0.0, 0]))
         if batch >= self.nb:  # earlier versions saved an epoch's last step before closing it
             self.lr = learning_rate(self.cfg.schedule, self.cfg.lr, ((epoch + 1) * self.nb - 1)
                                     / self.total)  # fmt: skip
@@ -271,6 +303,8 @@ class _EndpointTrainer:
         loss.backward()
         self.opt.step()
         lv = check_finite(loss.item(), step, cfg.lr)
+        self.snap_sums[0] += lv
+        self.snap_sums[1] += 1
         self.sums["loss"] += lv * y.shape[0]
         self.sums["n"] += y.shape[0]
         if self.ds.task == "classification":
@@ -278,6 +312,7 @@ class _EndpointTrainer:
         return lv
 
     def after_step(self, steps: int, loss: float) -> dict[str, str]:
+        self.snapshot(steps)
         n = self.sums["n"]
         post = {"ep": str((steps - 1) // self.nb + 1), "loss": f"{self.sums['loss'] / n:.3f}",
                 "lr": f"{self.lr:.3g}"}  # fmt: skip
@@ -310,6 +345,8 @@ class _EndpointTrainer:
             "history": self.history,
             "sums": self.sums,
             "wall_s": self.elapsed(),
+            "snapshots": {"records": [r.to_dict() for r in self.snapshots],
+                          "sums": list(self.snap_sums)},
         }
 
 
@@ -338,6 +375,8 @@ def _train(cfg: TrainConfig) -> Checkpoint:
     state = ResumeState(partial, {"format": STATE_FORMAT}, settings, "remove it to start over")
     saved = state.load()
     start = 0 if saved is None else trainer.resume(saved)
+    if start == 0:
+        trainer.snapshot(0)  # the initial weights
     plan = LoopPlan(
         epochs=cfg.epochs,
         steps_per_epoch=trainer.nb,
@@ -357,6 +396,13 @@ def _train(cfg: TrainConfig) -> Checkpoint:
         versions=versions(),
         extra={"train_config": settings, "history": trainer.history, "wall_s": trainer.elapsed()},
     )
+    if cfg.snapshots:
+        if [r.step for r in trainer.snapshots] != trainer.snap_steps:
+            raise LossartError(
+                f"{trainer.snap_dir}: snapshots at steps {[r.step for r in trainer.snapshots]}, "
+                f"expected {trainer.snap_steps}; remove {partial} and the folder to start over"
+            )
+        ckpt.extra["snapshots"] = snapshot_meta(out, trainer.snapshots)
     save_checkpoint(ckpt, out)
     partial.unlink(missing_ok=True)
     return ckpt
