@@ -83,6 +83,7 @@ class SubjectConfig:
     subject: str = "resnet20-noskip"
     data: str = "cifar10"
     download: bool = False
+    data_root: str = "data"  # where cifar10 is (or is downloaded to)
     device: str = "cpu"
     out: Path = Path("renders/resnet20-noskip")
     endpoints: tuple[str, str] | None = None  # seed: existing checkpoints for w1, w2
@@ -122,7 +123,7 @@ def check_subject(cfg: SubjectConfig) -> Subject:
         pick_device(cfg.device)
     except LossartError as exc:
         raise LossartError(f"--device {cfg.device!r}: {exc}") from None
-    spec = parse_data_spec(cfg.data, download=cfg.download)
+    spec = parse_data_spec(cfg.data, root=cfg.data_root, download=cfg.download)
     if spec.name.startswith("npz:") and not Path(spec.name[4:]).is_file():
         raise LossartError(f"--data {cfg.data}: no such file (expected an .npz with x_train, "
                            "y_train, x_test, y_test)")
@@ -133,6 +134,10 @@ def check_subject(cfg: SubjectConfig) -> Subject:
             raise LossartError(f"--endpoints {path}: no such checkpoint")
     if cfg.curve and not (Path(cfg.curve) / "run.json").is_file():
         raise LossartError(f"--curve {cfg.curve}: not a run folder (no run.json)")
+    if cfg.curve and not cfg.endpoints:
+        for k in (1, 2):
+            if not (Path(cfg.curve) / "endpoints" / f"w{k}.pt").is_file():
+                raise LossartError(f"--curve {cfg.curve}: no endpoints/w{k}.pt")
     if cfg.render:
         looks(s)
     return s
@@ -202,15 +207,16 @@ def run_subject(cfg: SubjectConfig,
     record.setdefault("stages", {})
     ends = [out / "endpoints" / "w1.pt", out / "endpoints" / "w2.pt"]
     data = _data_text(cfg)
-    spec = parse_data_spec(cfg.data, download=cfg.download)
+    spec = parse_data_spec(cfg.data, root=cfg.data_root, download=cfg.download)
     cores = _cores(cfg)
     cuda = str(cfg.device).startswith("cuda")
     last = str(s.frames - 1)
 
     def endpoints() -> str:
-        if cfg.endpoints:
-            for src, dst in zip(cfg.endpoints, ends):
-                link_or_copy(Path(src), dst)
+        seeds = cfg.endpoints or (
+            [Path(cfg.curve) / "endpoints" / f"w{k}.pt" for k in (1, 2)] if cfg.curve else ())
+        for src, dst in zip(seeds, ends):
+            link_or_copy(Path(src), dst)
         ends[0].parent.mkdir(parents=True, exist_ok=True)
         per = 1 if cuda else max(1, cores // 2)
         jobs = [(str(p), spec, s.model, dict(s.model_kwargs), s.endpoint_epochs, k + 1,
