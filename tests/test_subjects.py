@@ -115,3 +115,26 @@ def test_cpu_preset_is_the_issue_size_and_cuda_the_recipe_size():
 def test_report_of_a_missing_record_is_one_line(tmp_path):
     with pytest.raises(LossartError, match="--report"):
         times_table(tmp_path)
+
+
+def test_cli_report_prints_the_table_and_bad_flags_are_one_line(tmp_path, capsys):
+    from lossart.cli import main
+
+    record = {"device": "cpu", "stages": {
+        "endpoints": {"done": True, "seconds": 840.0, "command": "lossart train ...", "threads": 1},
+        "video-grid": {"done": True, "seconds": 7200.0, "command": "lossart grid video", "threads": 2},
+    }}
+    (tmp_path / "demo.json").write_text(json.dumps(record))
+    assert main(["demo", "--report", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert "| endpoints | `lossart train ...` | 1 | 14.0 min |" in table
+    assert "| video-grid | `lossart grid video` | 2 | 2.00 h |" in table
+    assert table.rstrip().endswith("| total | | | 2.23 h |")
+    out = tmp_path / "o"
+    assert main(["demo", "--subject", "resnet20-noskip", "--data", "npz:/no.npz",
+                 "--out", str(out)]) == 2
+    assert main(["demo", "--subject", "resnet20-noskip", "--resolution", "9",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "--data npz:/no.npz" in err[0] and "--resolution" in err[1]
+    assert not out.exists()
