@@ -98,7 +98,12 @@ class SubjectConfig:
             return self.settings
         if self.subject not in SUBJECTS:
             raise LossartError(f"--subject {self.subject!r}: expected one of {', '.join(SUBJECTS)}")
-        kind = "cuda" if str(self.device).startswith("cuda") else str(self.device)
+        device = str(self.device)
+        if device == "auto":
+            from lossart.devices import pick_device
+
+            device = pick_device(device)
+        kind = "cuda" if device.startswith("cuda") else device
         if kind not in SUBJECTS[self.subject]:
             raise LossartError(f"--device {self.device!r}: expected cpu or cuda")
         return SUBJECTS[self.subject][kind]

@@ -59,6 +59,24 @@ def test_toy_subject_crashes_between_stages_and_resumes_without_redoing_work(tmp
             assert result.files[name].endswith((".png", ".mp4", ".gif"))
         assert (out / "subject.gif").read_bytes()[:6] in (b"GIF89a", b"GIF87a")
 
+    # Seeded with that curve run: the weights are linked or copied, nothing is trained again.
+    seeded = tmp_path / "seeded"
+
+    def stop_at_analyses(name):
+        if name == "eval-curve":
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_subject(_config(seeded, render=False, curve=str(out / "video")),
+                    on_stage=stop_at_analyses)
+    for rel in ("endpoints/w1.pt", "endpoints/w2.pt"):
+        assert (seeded / rel).read_bytes() == (out / rel).read_bytes()
+    frames = sorted((out / "video" / "curve" / "frames").glob("*.pt"))
+    assert [p.read_bytes() for p in frames] == [
+        (seeded / "video" / "curve" / "frames" / p.name).read_bytes() for p in frames]
+    assert (seeded / "video" / "curve" / "state.pt").read_bytes() == (
+        out / "video" / "curve" / "state.pt").read_bytes()
+
     # A third run finds every stage done and runs none.
     assert run_subject(_config(out, render=render)).ran == []
     table = times_table(out)
