@@ -860,7 +860,25 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         "them with recorded frames, per-frame loss grids, the terrain bundle, and Blender renders "
         "(a still and an MP4 of the curve being trained). Rerun to resume.",
     )
-    p.add_argument("--out", default="renders/demo", help="output folder (default renders/demo)")
+    p.add_argument("--out", help="output folder (default renders/demo; with --subject "
+                   "renders/SUBJECT)")
+    real = p.add_argument_group(
+        "a real subject (lossart.subjects): the seed's setup at a size the machine can do")
+    real.add_argument("--subject", help="e.g. resnet20-noskip: two endpoints, a curve, video "
+                      "and still grids, analyses, bundles, still, video and GIF")
+    real.add_argument("--data", default="cifar10",
+                      help="with --subject: cifar10 (needs --download once) or npz:PATH")
+    real.add_argument("--download", action="store_true", help="with --subject: fetch --data")
+    real.add_argument("--data-root", default="data",
+                      help="with --subject: where cifar10 is or goes (default data)")
+    real.add_argument("--endpoints", nargs=2, metavar=("A.pt", "B.pt"),
+                      help="with --subject: seed w1 and w2 with these checkpoints (no training)")
+    real.add_argument("--curve", metavar="RUN",
+                      help="with --subject: seed the curve with this curve run (hard links)")
+    real.add_argument("--threads", type=int, help="with --subject on the CPU: cores to use")
+    real.add_argument("--report", metavar="DIR",
+                      help="print the markdown table of stage commands and wall times from "
+                      "DIR/demo.json, and exit")
     speed = p.add_mutually_exclusive_group()
     speed.add_argument("--quick", action="store_true", help="a one-minute smoke version")
     speed.add_argument("--quality", action="store_true",
@@ -882,12 +900,19 @@ def _run_demo(args: argparse.Namespace) -> int:
     from lossart.demo import DEMO_LOOK_FLAGS, DemoConfig, run_demo
     from lossart.render.options import look_values
 
+    if args.report:
+        from lossart.subjects import times_table
+
+        print(times_table(args.report), end="")
+        return 0
+    if args.subject:
+        return _run_subject(args)
     overrides = {k: v for k, v in {
         "frames": args.frames, "resolution": args.resolution, "subset": args.subset,
     }.items() if v is not None}
     overrides.update(look_values(args, DEMO_LOOK_FLAGS))
     preset = "quick" if args.quick else "quality" if args.quality else "default"
-    result = run_demo(DemoConfig(Path(args.out), preset, args.device, args.seed,
+    result = run_demo(DemoConfig(Path(args.out or "renders/demo"), preset, args.device, args.seed,
                                  not args.no_render, overrides))
     print(f"demo ({preset}) in {result.out}:")
     for name, secs in result.stage_seconds.items():
@@ -901,6 +926,30 @@ def _run_demo(args: argparse.Namespace) -> int:
             print(f"{label}: {path}")
     print(f"run folder: {result.run} (try: lossart ensemble {result.run})")
     return 0
+
+def _run_subject(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lossart.subjects import SubjectConfig, run_subject
+
+    toy = [f"--{k}" for k in ("frames", "resolution", "subset", "size", "samples", "palette")
+           if getattr(args, k, None) is not None] + [
+        f for f, v in (("--quick", args.quick), ("--quality", args.quality)) if v]
+    if toy:
+        raise LossartError(f"--subject {args.subject}: {', '.join(toy)} set the toy demo's "
+                           "sizes; a subject's sizes are its preset's (lossart/subjects.py)")
+    cfg = SubjectConfig(args.subject, args.data, args.download, args.data_root, args.device,
+                        Path(args.out or f"renders/{args.subject}"),
+                        tuple(args.endpoints) if args.endpoints else None, args.curve,
+                        not args.no_render, args.threads)
+    result = run_subject(cfg, on_stage=lambda name: print(f"subject: {name}", flush=True))
+    print(f"{args.subject} in {result.out} (stages run now: {', '.join(result.ran) or 'none'})")
+    for name, secs in result.stage_seconds.items():
+        print(f"  {name:<13} {secs:8.1f} s")
+    for name, path in result.files.items():
+        print(f"{name}: {path}")
+    return 0
+
 
 # ---------------------------------------------------------------- analyses: ensemble, functions
 

@@ -25,7 +25,7 @@ STAGES = (
     ("terrain", ("lossart.terrain",)),
     ("render", ("lossart.render",)),
     ("analyses", ("lossart.analyses",)),
-    ("demo", ("lossart.demo",)),
+    ("demo", ("lossart.demo", "lossart.subjects")),
     ("cli", ("lossart.cli", "lossart.__main__")),
 )
 #: The Blender extension: imports only itself; the mesh layer and later may read it.
