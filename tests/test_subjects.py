@@ -11,7 +11,7 @@ from lossart.subjects import STAGES, SUBJECTS, Subject, SubjectConfig, run_subje
 
 TOY = Subject(
     model="smallcnn", model_kwargs={"width": 4}, endpoint_epochs=1, curve_epochs=1, frames=3,
-    video_resolution=(9, 5), adaptive=0.05, subset=32, still_resolution=(11, 11), eval_points=3,
+    video_resolution=(9, 5), adaptive=0.05, subset=32, video_subset=32, still_resolution=(11, 11), eval_points=3,
     eval_subset=64, ensemble_subset=64, still_size=(64, 36), still_samples=2, video_size=(64, 36),
     video_samples=2, fps=3, duration=None, gif_width=32, gif_fps=3,
 )
@@ -125,7 +125,8 @@ def test_cpu_preset_is_the_issue_size_and_cuda_the_recipe_size():
     cpu, cuda = SUBJECTS["resnet20-noskip"]["cpu"], SUBJECTS["resnet20-noskip"]["cuda"]
     assert (cpu.endpoint_epochs, cpu.curve_epochs, cpu.frames) == (20, 20, 25)
     assert min(cpu.video_resolution) >= 61 and min(cpu.still_resolution) >= 201
-    assert cpu.frames >= 24 and cpu.adaptive == 0.01 and cpu.subset == 128
+    assert cpu.frames >= 24 and cpu.adaptive == 0.03
+    assert (cpu.subset, cpu.video_subset) == (128, 64)
     assert (cuda.endpoint_epochs, cuda.frames, cuda.video_resolution, cuda.subset) == (
         200, 600, (300, 300), 1024)
 
