@@ -182,3 +182,115 @@ def test_grid_refuses_a_swapped_endpoint_in_one_line(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "w2.pt changed since the run was made" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------- F1: derived folders swapped in
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_failing_rebuild_leaves_the_old_bundle_byte_identical(tmp_path):
+    from lossart.blender.bundle import BundleError
+    from lossart.blender.bundle_write import write_bundle
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    root = synthetic_bundle(tmp_path / "terrain", frames=3, size=17)
+    before = _tree(root)
+    spec = json.loads((root / "manifest.json").read_text())
+
+    def frames_then_fail():
+        raise MemoryError("out of memory half-way")
+        yield
+
+    from lossart.blender.bundle_write import BundleSpec
+    from lossart.terrain.heightfield import TerrainConfig
+
+    bspec = BundleSpec("curve", spec["curve"], (0.0, 1.0), (0.0, 1.0), (17, 17), TerrainConfig(),
+                       2.0, loss_min=0.01, offset=0.02)  # fmt: skip
+    with pytest.raises(MemoryError):
+        write_bundle(root, bspec, frames_then_fail())
+    assert _tree(root) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["terrain"]  # no staging left
+    with pytest.raises(BundleError, match="no frames to write"):
+        write_bundle(root, bspec, iter([]))
+    assert _tree(root) == before
+
+
+def test_a_rebuild_replaces_the_bundle_and_sweeps_what_a_crash_left(tmp_path):
+    from lossart.blender.bundle_validate import validate_bundle
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    root = synthetic_bundle(tmp_path / "terrain", frames=3, size=17)
+    dead = 2**22 + 12345  # beyond the default pid_max: no such process
+    torn = tmp_path / f".terrain.new-{dead}"  # a killed build's staging folder
+    (torn / "heights").mkdir(parents=True)
+    (torn / "heights" / "frame_00000.npy").write_bytes(b"partial")
+    synthetic_bundle(root, frames=2, size=17)
+    assert not torn.exists() and validate_bundle(root).ok
+    assert len(json.loads((root / "manifest.json").read_text())["frames"]) == 2
+    # Killed between "old aside" and "new in" (the fallback without renameat2): the complete
+    # old bundle is put back before anything else happens.
+    aside = tmp_path / f".terrain.old-{dead}"
+    root.rename(aside)
+    from lossart.blender.swap import sweep
+
+    assert sweep(root, complete=lambda p: (p / "manifest.json").is_file()) == []
+    assert validate_bundle(root).ok and not aside.exists()
+
+
+def test_a_folder_of_other_files_is_never_replaced(tmp_path):
+    from lossart.blender.bundle import BundleError
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    with pytest.raises(BundleError, match="not a terrain bundle; refusing to replace"):
+        synthetic_bundle(mine, frames=1, size=9)
+    assert (mine / "thesis.tex").read_text() == "precious"
+
+
+KILL_BUILD = """
+import sys, time
+import numpy as np
+from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
+from lossart.terrain.heightfield import TerrainConfig
+
+def frames(n):
+    for i in range(n):
+        time.sleep(0.04)  # the heights' compute, which is what takes time in `lossart terrain`
+        z = np.random.default_rng(i).random((33, 33), dtype=np.float32)
+        cp = np.array([[0.1, 0.1], [0.5, 0.9], [0.9, 0.1]])
+        yield BundleFrame(i, i, float(i), 1.0, z, 0, cp, [NamedPoint("w1", (0.1, 0.1), 0.01)])
+
+spec = BundleSpec("curve", {"kind": "bezier", "bends": 1}, (0.0, 1.0), (0.0, 1.0), (33, 33),
+                  TerrainConfig(path_samples=16), 2.0, loss_min=0.01, offset=0.02)
+write_bundle(sys.argv[1], spec, frames(int(sys.argv[2])))
+"""
+
+
+def test_kill_9_during_a_rebuild_always_leaves_a_complete_bundle(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from lossart.blender.bundle import load_bundle
+    from lossart.blender.bundle_validate import validate_bundle
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    root = synthetic_bundle(tmp_path / "terrain", frames=2, size=17)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LOSSART_QUIET": "1"}
+    counts = set()
+    for delay in (0.5, 0.8, 1.1, 1.4, 1.8):  # import ~0.5 s, then a build of ~1.5 s
+        proc = subprocess.Popen([sys.executable, "-c", KILL_BUILD, str(root), "40"], env=env)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        from lossart.blender.swap import sweep
+
+        sweep(root, complete=lambda p: (p / "manifest.json").is_file())
+        assert validate_bundle(root).ok, f"killed after {delay} s: {validate_bundle(root).summary()}"
+        counts.add(len(load_bundle(root).frames))
+    assert counts <= {2, 40} and 2 in counts
