@@ -127,6 +127,12 @@ class FileLock:
         finally:
             os.close(fd)
 
+    def fileno(self) -> int:
+        """The locked descriptor (a child given it keeps the lock held while it lives)."""
+        if self._fd is None:
+            raise ValueError(f"{self.path}: lock not held")
+        return self._fd
+
     def holder(self) -> dict:
         return read_holder(self.path)
 

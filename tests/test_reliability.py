@@ -294,3 +294,96 @@ def test_kill_9_during_a_rebuild_always_leaves_a_complete_bundle(tmp_path):
         assert validate_bundle(root).ok, f"killed after {delay} s: {validate_bundle(root).summary()}"
         counts.add(len(load_bundle(root).frames))
     assert counts <= {2, 40} and 2 in counts
+
+
+# ---------------------------------------------------------------- F3: no orphan Blender
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is `pid` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie is dead, waiting for its new parent to reap it
+
+
+def _start_video(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    pytest.importorskip("bpy", reason="the bpy module (Blender as a Python module) is not installed")
+    if not Path("/proc/self/stat").is_file():
+        pytest.skip("needs /proc to find the Blender child")
+    bundle = synthetic_bundle(tmp_path / "terrain", frames=30, size=17)
+    out = tmp_path / "renders" / "film.mp4"
+    args = ["render", str(bundle), "--video", "--out", str(out), "--size", "64x48", "--samples",
+            "1", "--speed", "1", "--no-denoise", "--render-device", "CPU"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LOSSART_QUIET": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lossart", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    kids: list[int] = []
+    while time.time() < deadline and not kids:
+        kids = _children(proc.pid)
+        time.sleep(0.05)
+    assert kids, "Blender never started"
+    frames = out.parent / "film_frames"
+    while time.time() < deadline and not list(frames.glob("frame_*.png")):
+        time.sleep(0.05)  # Blender is rendering now
+    return proc, kids, out
+
+
+def test_kill_9_of_render_video_leaves_no_blender_running(tmp_path):
+    import signal
+
+    proc, kids, out = _start_video(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    t0 = time.time()
+    while time.time() - t0 < 2.0 and any(_alive(k) for k in kids):
+        time.sleep(0.02)
+    assert not any(_alive(k) for k in kids), f"Blender {kids} outlived lossart by 2 s"
+    # the frames folder is free again, and a new render would sweep the leftovers
+    from lossart.locks import FileLock
+
+    lock = FileLock(out.parent / ".film_frames.lock")
+    assert lock.acquire(timeout=2)  # (the kernel closes a killed process's files as it exits)
+    lock.release()
+
+
+def test_ctrl_c_on_render_leaves_no_job_or_status_files(tmp_path):
+    import signal
+
+    proc, kids, out = _start_video(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) != 0
+    assert not any(_alive(k) for k in kids)
+    left = sorted(p.name for p in out.parent.glob(".film.*"))
+    assert left == [], left
+
+
+def test_a_render_refuses_a_frames_folder_another_live_render_writes(tmp_path):
+    from lossart.render import Look, render_video
+    from lossart.render.job import claim
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    bundle = synthetic_bundle(tmp_path / "terrain", frames=2, size=9)
+    out = tmp_path / "renders" / "film.mp4"
+    with claim(out.parent / "film_frames", "these frames"):
+        with pytest.raises(LossartError, match=r"another render is writing these frames \(pid"):
+            render_video(bundle, out, look=Look(size=(16, 16)))

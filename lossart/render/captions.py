@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from lossart.atomic import atomic_path
+from lossart.blender.swap import staging_dir, swap_in
 from lossart.blender.timeline import Timeline
 
 
@@ -27,7 +28,8 @@ def caption_frames(frames_dir: Path, bundle, timeline: Timeline) -> Path:
     is cheap and never stale). The rendered frames stay clean."""
     from PIL import Image, ImageDraw, ImageFont
 
-    out_dir = frames_dir / "captioned"
+    final = frames_dir / "captioned"
+    out_dir = staging_dir(final)  # built beside the old copies, swapped in complete
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir()
     for f in timeline.scene_frames():
@@ -44,4 +46,5 @@ def caption_frames(frames_dir: Path, bundle, timeline: Timeline) -> Path:
                       fill=(235, 235, 245), stroke_width=max(1, size // 10), stroke_fill=(0, 0, 0))
         with atomic_path(out_dir / src.name) as tmp:
             img.save(tmp, format="PNG")
-    return out_dir
+    swap_in(out_dir, final)
+    return final
