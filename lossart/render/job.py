@@ -90,13 +90,17 @@ def count_frames(folder: Path, frames: range) -> int:
     return sum(1 for f in frames if frame_file(folder, f).is_file())
 
 
+#: How long a render waits for a frames folder (a killed render's Blender may still be exiting).
+CLAIM_WAIT_S = 3.0
+
+
 @contextmanager
 def claim(target: Path, what: str) -> Iterator[FileLock]:
     """Own `target` (a frames folder, a still) for this render: a flock beside it, which the
     Blender child shares (`run_job(keep=...)`), so it stays claimed while either process lives;
     a one-line error naming the holder if a live render owns it."""
     lock = FileLock(target.parent / f".{target.name}.lock")
-    if not lock.try_acquire():
+    if not lock.acquire(timeout=CLAIM_WAIT_S):
         raise LossartError(
             f"{target}: another render is writing {what} "
             f"({describe_holder(lock.holder())}); wait for it, or pass another --out"
