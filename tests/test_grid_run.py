@@ -128,6 +128,7 @@ def test_kill_9_then_resume_gives_identical_grids(tmp_path):
     torn.write_bytes(b"partial")
     r = cli("grid", str(killed.root))  # resume: settings from grid.json, the lock free again
     assert r.returncode == 0, r.stderr
+    assert f"resuming: {done}/48 tiles already done" in r.stderr
     assert not torn.exists()
     assert_same_grids(whole, killed)
 

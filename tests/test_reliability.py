@@ -387,3 +387,20 @@ def test_a_render_refuses_a_frames_folder_another_live_render_writes(tmp_path):
     with claim(out.parent / "film_frames", "these frames"):
         with pytest.raises(LossartError, match=r"another render is writing these frames \(pid"):
             render_video(bundle, out, look=Look(size=(16, 16)))
+
+
+# ---------------------------------------------------------------- F7: housekeeping
+
+
+def test_a_resumed_grid_says_it_resumes(tmp_path, capsys):
+    from lossart.grid.run_grid import GridConfig, grid_run
+
+    run = make_curve_run(tmp_path / "run")
+    cfg = dict(resolution=(4, 4), subset=16, tile_rows=1, quiet=True)
+    grid_run(run.root, GridConfig(frames="0", **cfg))
+    assert "resuming" not in capsys.readouterr().err  # nothing was there to resume
+    grid_run(run.root, GridConfig(frames="0:2", **cfg))
+    err = capsys.readouterr().err
+    assert "lossart: resuming: 4/8 tiles already done" in err
+    grid_run(run.root, GridConfig(frames="0:2", **cfg))
+    assert "resuming" not in capsys.readouterr().err  # all done: nothing resumed
