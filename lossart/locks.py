@@ -158,3 +158,30 @@ def exclusive(path: str | os.PathLike, what: str, timeout: float | None = 60.0) 
         yield
     finally:
         lock.release()
+
+
+def lock_beside(target: str | os.PathLike) -> Path:
+    """The lock file of a file or folder that one process at a time may write: `.NAME.lock`
+    beside it (outside it, so that an empty output folder stays empty)."""
+    target = Path(target)
+    return target.parent / f".{target.name}.lock"
+
+
+@contextmanager
+def working_on(target: str | os.PathLike, what: str) -> Iterator[FileLock]:
+    """Hold `target`'s lock (`lock_beside`) while this process writes it; a one-line error
+    naming the holder if another live process does (a killed holder's lock is free at once)."""
+    lock = FileLock(lock_beside(target))
+    try:
+        taken = lock.try_acquire()
+    except OSError as exc:
+        raise LossartError(f"{target}: cannot lock it ({exc.strerror or exc})") from None
+    if not taken:
+        raise LossartError(
+            f"{target}: another {what} is writing it ({describe_holder(lock.holder())}); "
+            f"wait for it to finish"
+        )
+    try:
+        yield lock
+    finally:
+        lock.release()

@@ -404,3 +404,24 @@ def test_a_resumed_grid_says_it_resumes(tmp_path, capsys):
     assert "lossart: resuming: 4/8 tiles already done" in err
     grid_run(run.root, GridConfig(frames="0:2", **cfg))
     assert "resuming" not in capsys.readouterr().err  # all done: nothing resumed
+
+
+def test_one_trainer_per_output_at_a_time(tmp_path):
+    from lossart.locks import working_on
+    from lossart.training.curve import CurveConfig, train_curve
+    from lossart.training.endpoints import TrainConfig, train_endpoint
+
+    run = make_curve_run(tmp_path / "ends")
+    out = tmp_path / "w1.pt"
+    with working_on(out, "`lossart train`"):
+        with pytest.raises(LossartError, match=r"w1.pt: another `lossart train` is writing it \(pid"):
+            train_endpoint(TrainConfig(data="shapes", model="smallcnn", epochs=1, out=str(out)))
+    assert not out.exists()
+    curve = tmp_path / "curve"
+    cfg = CurveConfig(w1=str(run.endpoints / "w1.pt"), w2=str(run.endpoints / "w2.pt"),
+                      out=str(curve), epochs=1)  # fmt: skip
+    with working_on(curve, "`lossart curve`"):
+        with pytest.raises(LossartError, match="another `lossart curve` is writing it"):
+            train_curve(cfg)
+    assert not curve.exists()
+

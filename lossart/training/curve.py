@@ -39,6 +39,7 @@ from lossart.errors import LossartError
 from lossart.evaluation import private_buffers, task_loss
 from lossart.geometry.curves import CurveSpec, curve_point, init_bends
 from lossart.geometry.weights import ParamLayout
+from lossart.locks import working_on
 from lossart.models import ModelSpec, create_model
 from lossart.runs import Run, endpoint_records, now_iso, versions
 from lossart.training.checkpoint import load_checkpoint
@@ -295,7 +296,9 @@ def train_curve(cfg: CurveConfig, on_step: Callable[[int, float], None] | None =
     else:
         data_spec = ends.data_spec
     cfg = replace(cfg, data=data_spec, device=device)
-    with cpu_threads(cfg.threads, device, data_spec.kind == "builtin"):
+    with working_on(cfg.out, "`lossart curve`"), cpu_threads(
+        cfg.threads, device, data_spec.kind == "builtin"
+    ):
         return _train_curve(cfg, ends, on_step)
 
 
