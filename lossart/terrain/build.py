@@ -11,8 +11,6 @@ old one only once complete (docs/reliability.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from lossart.grid.files import (
     read_grid_meta,
     select_frames,
 )
-from lossart.locks import FileLock, describe_holder
+from lossart.locks import working_on
 from lossart.progress import progress
 from lossart.runs import Run, open_run
 from lossart.terrain.heightfield import (
@@ -193,26 +191,6 @@ def _frame_meta(run: Run, grids: GridMeta, frame: FrameMeta | None, path: Path) 
 # ---------------------------------------------------------------- the build
 
 
-@contextmanager
-def _building(root: Path) -> Iterator[None]:
-    """One build of a bundle folder at a time (a flock beside it; the bundle itself is swapped
-    in complete by the writer, so a reader never needs the lock)."""
-    lock = FileLock(root.parent / f".{root.name}.lock")
-    try:
-        taken = lock.try_acquire()
-    except OSError as exc:
-        raise LossartError(f"{root}: cannot lock it for building ({exc.strerror or exc})") from None
-    if not taken:
-        raise LossartError(
-            f"{root}: being built by another `lossart terrain` "
-            f"({describe_holder(lock.holder())}); wait for it to finish"
-        )
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 def build_terrain(
     run_path: str | Path,
     config: TerrainConfig | None = None,
@@ -289,7 +267,7 @@ def build_terrain(
         loss_min=mapping.loss_min,
         offset=mapping.offset,
     )
-    with _building(root):
+    with working_on(root, "`lossart terrain`"):  # the writer swaps the bundle in complete
         manifest = write_bundle(root, spec, stream(), total=len(indices), progress=progress)
     result = TerrainResult(root=root, manifest=manifest)
     if preview:
