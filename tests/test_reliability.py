@@ -425,3 +425,20 @@ def test_one_trainer_per_output_at_a_time(tmp_path):
             train_curve(cfg)
     assert not curve.exists()
 
+
+
+def test_a_plane_run_records_its_endpoints_when_made(tmp_path):
+    from lossart.grid.plane3 import create_plane_run
+    from lossart.runs import sha256_file
+
+    a, b = make_curve_run(tmp_path / "a"), make_curve_run(tmp_path / "b", seed=4)
+    sources = [a.endpoints / "w1.pt", a.endpoints / "w2.pt", b.endpoints / "w1.pt"]
+    run = create_plane_run(sources, tmp_path / "plane")
+    recorded = run.read()["endpoints"]
+    assert {n: r["sha256"] for n, r in recorded.items()} == {
+        n: sha256_file(s) for n, s in zip(("w1", "w2", "w3"), sources, strict=True)
+    }
+    (run.endpoints / "w3.pt").write_bytes((b.endpoints / "w2.pt").read_bytes())
+    with pytest.raises(LossartError, match=r"w3.pt changed since the run was made"):
+        run.endpoint("w3")
+    assert run.endpoint("w1") == run.endpoints / "w1.pt"
