@@ -12,7 +12,6 @@ the run folder (`run/`), which every other command can be pointed at.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
+from lossart.atomic import atomic_path, write_json
 from lossart.errors import LossartError
 from lossart.progress import progress
 
@@ -228,10 +228,10 @@ def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> 
     _copy_plots(run_dir, cfg.out)
     result = DemoResult(cfg.out, run_dir, state.get("still"), state.get("video"), times,
                         state.get("barrier", {}))
-    (cfg.out / "demo.json").write_text(json.dumps({
+    write_json(cfg.out / "demo.json", {
         "preset": cfg.preset, "settings": asdict(s), "stage_seconds": times,
         "barrier": result.barrier,
-    }, indent=2) + "\n")
+    })
     return result
 
 
@@ -239,7 +239,12 @@ def _copy_plots(run_dir: Path, out: Path) -> None:
     """The loss-along-path plot and the last terrain preview beside the still, for a quick look."""
     plot = run_dir / "analyses" / "eval_curve.png"
     if plot.is_file():
-        shutil.copyfile(plot, out / "loss-along-path.png")
+        _copy(plot, out / "loss-along-path.png")
     previews = sorted((run_dir / "terrain" / "preview").glob("frame_*.png"))
     if previews:
-        shutil.copyfile(previews[-1], out / "terrain-preview.png")
+        _copy(previews[-1], out / "terrain-preview.png")
+
+
+def _copy(src: Path, dst: Path) -> None:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)

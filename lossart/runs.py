@@ -14,8 +14,10 @@ RUN/
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Any
 from lossart import __version__
 from lossart.atomic import write_json
 from lossart.errors import LossartError
+from lossart.locks import exclusive
 
 RUN_FORMAT = "lossart-run"
 
@@ -77,20 +80,60 @@ class Run:
     def write(self, data: dict[str, Any]) -> None:
         write_json(self.manifest, {"format": RUN_FORMAT, **{k: v for k, v in data.items() if k != "format"}})
 
-    def update(self, **fields: Any) -> dict[str, Any]:
-        """Merge fields into run.json (atomically) and return the result."""
-        data = self.read()
-        data.update(fields)
-        self.write(data)
+    @property
+    def lock_file(self) -> Path:
+        """Held (flock) around every read-modify-write of run.json; never deleted."""
+        return self.root / ".run.lock"
+
+    def modify(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Read run.json, apply `change` to it and write it back, all under the run's lock, so
+        that shards and commands running together never lose each other's entries."""
+        with exclusive(self.lock_file, str(self.manifest)):
+            data = self.read()
+            change(data)
+            self.write(data)
         return data
 
+    def update(self, **fields: Any) -> dict[str, Any]:
+        """Merge fields into run.json (atomically, under the lock) and return the result."""
+        return self.modify(lambda data: data.update(fields))
+
+    def endpoint(self, name: str) -> Path:
+        """RUN/endpoints/<name>.pt, checked against the sha256 run.json recorded for it.
+
+        A run made before fingerprints were recorded gets one now (on first use), so from then
+        on a swapped endpoint is refused too; a read-only run is read unchecked."""
+        path = self.endpoints / f"{name}.pt"
+        if not path.is_file():
+            raise LossartError(f"{path}: missing (the run's endpoint {name})")
+        rel = path.relative_to(self.root).as_posix()
+        entry = (self.read().get("endpoints") or {}).get(name)
+        now = sha256_file(path)
+        if isinstance(entry, dict) and isinstance(entry.get("sha256"), str):
+            if entry["sha256"] != now:
+                raise LossartError(
+                    f"{path} changed since the run was made: sha256 {now[:16]}... != "
+                    f"{entry['sha256'][:16]}... (run.json); put the original back or make a new run"
+                )
+            return path
+
+        def record(data: dict[str, Any]) -> None:
+            ends = data.get("endpoints")
+            if not isinstance(ends, dict):
+                ends = data["endpoints"] = {}
+            old = ends.get(name)
+            ends[name] = {**(old if isinstance(old, dict) else {}), "file": rel, "sha256": now}
+
+        try:
+            self.modify(record)
+        except OSError:
+            pass  # a read-only run: nothing to record into, nothing to compare with
+        return path
+
     def record_command(self, name: str) -> None:
-        """Append the current command line to run.json's history."""
-        data = self.read()
-        data.setdefault("commands", []).append(
-            {"command": name, "argv": sys.argv, "time": now_iso(), "lossart": __version__}
-        )
-        self.write(data)
+        """Append the current command line to run.json's history (under the lock)."""
+        entry = {"command": name, "argv": sys.argv, "time": now_iso(), "lossart": __version__}
+        self.modify(lambda data: data.setdefault("commands", []).append(entry))
 
 
 def open_run(path: str | Path) -> Run:
@@ -98,6 +141,32 @@ def open_run(path: str | Path) -> Run:
     run = Run(Path(path))
     run.read()
     return run
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file (the fingerprint runs record of their endpoints)."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
+
+
+#: (file, size, mtime) -> sha256: one hash per file per process, however often it is checked.
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def endpoint_records(run: Run, names: list[str] | tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """run.json's "endpoints" entries for the files now in RUN/endpoints/ (at creation)."""
+    return {
+        n: {"file": f"endpoints/{n}.pt", "sha256": sha256_file(run.endpoints / f"{n}.pt")}
+        for n in names
+    }
 
 
 def now_iso() -> str:

@@ -656,7 +656,7 @@ def test_bundle_modules_work_without_lossart(tmp_path):
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     for name in ("bundle.py", "bundle_write.py", "bundle_validate.py", "png16.py", "curve2d.py",
-                 "errors.py"):
+                 "errors.py", "swap.py"):
         shutil.copy(src / name, pkg / name)
     shutil.copy(src / "blender_manifest.toml", pkg)
     code = f"ROOT, OUT = {str(tmp_path)!r}, {str(tmp_path / 'b')!r}\n" + STANDALONE

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from lossart.errors import LossartError
 from lossart.evaluation import evaluate_exact_bn
 from lossart.grid import list_frame_grids, load_frame_grid
 from lossart.grid.files import select_frames
+from lossart.grid.lock import GridLock
 from lossart.grid.run_grid import GridConfig, grid_run, parse_resolution
 from lossart.runs import Run
 
@@ -123,11 +123,12 @@ def test_kill_9_then_resume_gives_identical_grids(tmp_path):
     proc.wait()
     done = len(list(tiles.glob("*/tile_*.npz")))
     assert 3 <= done < 48, f"kill landed with {done} of 48 tiles written"
-    assert (killed.grids / "locks" / "all.lock").is_file()  # a stale lock from the dead pid
+    assert (killed.grids / "locks" / "all.lock").is_file()  # the dead job's lock file, now free
     torn = tiles / "frame_00000" / ".tile_00099.npz.abc123.tmp"  # as a kill mid-write leaves
     torn.write_bytes(b"partial")
-    r = cli("grid", str(killed.root))  # resume: settings from grid.json, the stale lock taken over
+    r = cli("grid", str(killed.root))  # resume: settings from grid.json, the lock free again
     assert r.returncode == 0, r.stderr
+    assert f"resuming: {done}/48 tiles already done" in r.stderr
     assert not torn.exists()
     assert_same_grids(whole, killed)
 
@@ -221,14 +222,13 @@ def test_bad_input_is_refused_in_one_line(tmp_path):
         grid_run(run.root, GridConfig(resolution=(5, 5), subset=16, frames="0"))
     s = grid_run(run.root, GridConfig(resolution=(5, 5), subset=16, frames="0", overwrite=True))
     assert s.assembled == [0] and load_frame_grid(run, 0).loss.shape == (5, 5)
-    # A live grid process holds the lock (this test's own pid on this host).
-    lock = run.grids / "locks" / "all.lock"
-    lock.write_text(
-        json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"})
-    )
-    with pytest.raises(LossartError, match="grids are being computed by another process"):
-        grid_run(run.root, GridConfig(frames="1"))
-    lock.unlink()
+    # A live grid job holds the lock (a flock of this process on another descriptor).
+    with GridLock(run.grids):
+        with pytest.raises(LossartError, match="grids are being computed by another process"):
+            grid_run(run.root, GridConfig(frames="1"))
+    with GridLock(run.grids, (0, 2)):  # a shard excludes a whole job too
+        with pytest.raises(LossartError, match=f"pid {os.getpid()} on"):
+            grid_run(run.root, GridConfig(frames="1"))
     # A run without frames.
     empty = make_curve_run(tmp_path / "empty", frames=0)
     with pytest.raises(LossartError, match="no recorded curve frames"):

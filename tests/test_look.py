@@ -181,24 +181,59 @@ def test_timeline_shown_frame_and_fast_playback():
 
 # ---------------------------------------------------------------- cached video frames
 def test_cached_frames_are_keyed_on_bundle_and_look(tmp_path, capsys):
-    from lossart.render.video import prepare_frames
+    from PIL import Image
+
+    from lossart.render.video import next_dir, prepare_frames
     from lossart.terrain.synthetic import synthetic_bundle
 
     bundle = synthetic_bundle(tmp_path / "terrain", frames=2, size=9)
     frames = tmp_path / "film_frames"
     frames.mkdir()
     png = frames / "frame_00001.png"
-    # frames stamped by the first release (hand-written "options") are not reused
-    png.write_bytes(b"old")
+    look = Look(size=(8, 6))
+    Image.new("RGB", look.size).save(png)
+    # frames stamped by the first release (hand-written "options") are not reused, but kept
+    # until the frames of the new settings are complete (rendered into a staging folder)
     (frames / "frames.json").write_text(json.dumps({"fingerprint": "0123", "options": {}}))
-    assert prepare_frames(frames, bundle, Look()) == 1 and not png.exists()
-    stamp = json.loads((frames / "frames.json").read_text())
-    assert stamp["look"] == Look().to_dict() and stamp["stamp_version"] == 2
-    png.write_bytes(b"new")
-    assert prepare_frames(frames, bundle, Look()) == 0 and png.exists()
-    assert prepare_frames(frames, bundle, Look(render_device="CPU")) == 0  # same picture
-    assert prepare_frames(frames, bundle, Look(palette="ice")) == 1 and not png.exists()
+    work = prepare_frames(frames, bundle, look)
+    assert work == next_dir(frames) and png.exists() and not list(work.glob("frame_*"))
+    stamp = json.loads((work / "frames.json").read_text())
+    assert stamp["look"] == look.to_dict() and stamp["stamp_version"] == 2
     assert "had other settings" in capsys.readouterr().err
+    # the same settings: the folder itself, its whole frames kept
+    (frames / "frames.json").write_text((work / "frames.json").read_text())
+    assert prepare_frames(frames, bundle, look) == frames and png.exists()
+    same = replace(look, render_device="CPU")
+    assert prepare_frames(frames, bundle, same) == frames and png.exists()  # same picture
+    stamp = json.loads((frames / "frames.json").read_text())
+    assert list(stamp["checksums"]) == ["frame_00001.png"]
+    assert prepare_frames(frames, bundle, replace(look, palette="ice")) == next_dir(frames)
+    assert png.exists()
+
+
+def test_a_corrupt_or_resized_cached_frame_is_rendered_again(tmp_path, capsys):
+    from PIL import Image
+
+    from lossart.render.video import prepare_frames
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    bundle = synthetic_bundle(tmp_path / "terrain", frames=2, size=9)
+    frames = tmp_path / "film_frames"
+    look = Look(size=(8, 6))
+    assert prepare_frames(frames, bundle, look) == frames
+    for f in (1, 2, 3):
+        Image.new("RGB", look.size, (f, 0, 0)).save(frames / f"frame_{f:05d}.png")
+    assert prepare_frames(frames, bundle, look) == frames  # all whole: checksums recorded
+    whole = (frames / "frame_00002.png").read_bytes()
+    (frames / "frame_00002.png").write_bytes(whole[: len(whole) // 2])  # torn
+    Image.new("RGB", (4, 4)).save(frames / "frame_00003.png")  # another size
+    prepare_frames(frames, bundle, look)
+    assert sorted(p.name for p in frames.glob("frame_*")) == ["frame_00001.png"]
+    assert "2 cached frame(s)" in capsys.readouterr().err
+    # a frame changed after its checksum was recorded is decoded again, not trusted
+    (frames / "frame_00001.png").write_bytes(b"\x89PNG garbage")
+    prepare_frames(frames, bundle, look)
+    assert not list(frames.glob("frame_*"))
 
 
 # ---------------------------------------------------------------- the add-on (bpy)

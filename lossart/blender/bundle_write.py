@@ -2,8 +2,9 @@
 
 The writer streams frames: each frame's float32 heights go to `heights/frame_XXXXX.npy` as they
 arrive (only a running min/max is kept), then a second pass quantizes every frame over the one
-shared range into 16-bit PNGs, and `manifest.json` is written last. Every file is written
-atomically and an old manifest is removed first, so a bundle is valid only when complete.
+shared range into 16-bit PNGs, and `manifest.json` is written last. The new bundle is built in a
+sibling staging folder and swapped in only when complete (`swap.swap_in`), so a failed or
+killed rebuild leaves the old bundle as it was; the next build sweeps what a crash left.
 
 It lives in the add-on beside the reader so that the format has one home; what only lossart has
 (its progress bars) comes in as an argument.
@@ -15,6 +16,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -37,6 +39,7 @@ from .bundle import (
 )
 from .curve2d import curve_polyline
 from .png16 import COMPRESS_LEVEL, encode_png16
+from .swap import staging_dir, swap_in, sweep
 
 
 def _addon_version() -> str:
@@ -247,8 +250,8 @@ def write_bundle(
 ) -> dict[str, Any]:
     """Write a bundle from a stream of frames; returns the manifest (also on disk, written last).
 
-    Frames must come in increasing `index` with one heights shape. Files of an older bundle in
-    the same folder that this one does not name are removed before the manifest is written.
+    Frames must come in increasing `index` with one heights shape. The bundle is built beside
+    `root` and replaces the one there (files and all) only once complete.
     `progress` makes the bars (`lossart.progress.progress`); none without it.
     """
     progress = progress or _no_progress
@@ -260,9 +263,41 @@ def write_bundle(
             f"(BundleSpec.loss_min, .offset), got {spec.loss_min} and {spec.offset}"
         )
     root = Path(root)
+    _check_replaceable(root)
+    sweep(root, complete=lambda p: (p / "manifest.json").is_file())
+    staging = staging_dir(root)
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        manifest = _write_into(staging, spec, frames, total, progress, lossart_version)
+        swap_in(staging, root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _check_replaceable(root: Path) -> None:
+    """Only a bundle (or an empty folder) is replaced: never a folder of other files."""
+    if root.exists() and not root.is_dir():
+        raise BundleError(f"{root}: exists and is not a folder (a bundle is a folder)")
+    if root.is_dir() and any(root.iterdir()):
+        if not ((root / "manifest.json").is_file() or (root / HEIGHTS_DIR).is_dir()):
+            raise BundleError(
+                f"{root}: a folder of other files, not a terrain bundle; refusing to replace "
+                f"it (choose a new or empty folder)"
+            )
+
+
+def _write_into(
+    root: Path,
+    spec: BundleSpec,
+    frames: Iterable[BundleFrame],
+    total: int | None,
+    progress: ProgressFactory,
+    lossart_version: str,
+) -> dict[str, Any]:
+    """Write the whole bundle into the (new) folder `root`, manifest last."""
     manifest_path = root / "manifest.json"
-    if manifest_path.exists():
-        manifest_path.unlink()  # an interrupted rewrite must not look like a valid bundle
     (root / HEIGHTS_DIR).mkdir(parents=True, exist_ok=True)
 
     entries: list[dict[str, Any]] = []
@@ -301,11 +336,6 @@ def write_bundle(
     for entry in _bar(entries, progress):
         z = np.load(root / entry["heights_npy"])
         write_png16(root / entry["heights_png"], quantize16(z, z_min, z_max))
-
-    keep = {entry["heights_npy"] for entry in entries} | {entry["heights_png"] for entry in entries}
-    for old in (root / HEIGHTS_DIR).glob("frame_*"):
-        if f"{HEIGHTS_DIR}/{old.name}" not in keep:
-            old.unlink()
 
     cfg = spec.config
     relief = float(getattr(cfg, "relief", DEFAULT_RELIEF))

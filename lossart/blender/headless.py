@@ -10,7 +10,10 @@ caller. This module imports bpy only inside `main`, so lossart writes jobs with 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
+import time
 import traceback
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -59,7 +62,26 @@ def _write_status(path: str | None, **values) -> None:
         tmp.replace(path)
 
 
+def watch_parent(interval: float = 0.5) -> None:
+    """End this process once the lossart that started it is gone (LOSSART_PARENT_PID).
+
+    Linux kills the child at once (PR_SET_PDEATHSIG, set by lossart); elsewhere this thread
+    does it, within `interval` of the parent's death once Blender gives Python a turn."""
+    parent = os.environ.get("LOSSART_PARENT_PID", "")
+    if not parent.isdigit():
+        return
+
+    def loop() -> None:
+        while True:
+            if os.getppid() != int(parent):
+                os._exit(5)
+            time.sleep(interval)
+
+    threading.Thread(target=loop, name="lossart-watch-parent", daemon=True).start()
+
+
 def main(job_path: str) -> None:
+    watch_parent()
     raw = json.loads(Path(job_path).read_text())
     status = raw.get("status")
     import bpy

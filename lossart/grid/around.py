@@ -22,7 +22,7 @@ from lossart.geometry.directions import IGNORE, centred_window
 from lossart.grid.planes import AROUND_NAME
 from lossart.grid.run_grid import GridConfig, GridSummary, grid_run
 from lossart.grid.workers import Workers, parse_shard
-from lossart.runs import Run, now_iso, versions
+from lossart.runs import Run, endpoint_records, now_iso, versions
 from lossart.training.checkpoint import load_checkpoint
 
 
@@ -74,6 +74,7 @@ def create_around_run(
             "model": ckpt.model.to_dict(),
             "data": ckpt.data.to_dict(),
             "around": record,
+            "endpoints": endpoint_records(run, (AROUND_NAME,)),
             "versions": versions(),
         }
     )

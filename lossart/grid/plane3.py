@@ -18,7 +18,7 @@ from lossart.geometry.plane import plane_through
 from lossart.grid.planes import PLANE3_NAMES, flat_optima, plane3_points
 from lossart.grid.run_grid import GridConfig, GridSummary, grid_run
 from lossart.grid.workers import Workers, parse_shard
-from lossart.runs import Run, now_iso, versions
+from lossart.runs import Run, endpoint_records, now_iso, versions
 from lossart.training.checkpoint import load_checkpoint
 
 
@@ -53,6 +53,7 @@ def create_plane_run(paths: list[str | Path], out: str | Path) -> Run:
             "model": first.model.to_dict(),
             "data": first.data.to_dict(),
             "plane3": {"sources": [str(p) for p in paths], "points": plane3_points(plane, ws)},
+            "endpoints": endpoint_records(run, PLANE3_NAMES),
             "versions": versions(),
         }
     )

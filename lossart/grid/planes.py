@@ -186,7 +186,7 @@ def plane3_points(plane: Plane, ws: list[torch.Tensor]) -> dict[str, list[float]
 def plane3_source(run: Run) -> GridSource:
     """The grid source of a plane3 run: one plane (frame 0) through the three copied optima."""
     spec = ModelSpec.from_dict(run.read()["model"])
-    ckpts = [load_checkpoint(run.endpoints / f"{n}.pt", expect_model=spec) for n in PLANE3_NAMES]
+    ckpts = [load_checkpoint(run.endpoint(n), expect_model=spec) for n in PLANE3_NAMES]
     model, ws = flat_optima(ckpts)
     plane = plane_through(*ws)
     named = {n: (xy[0], xy[1]) for n, xy in plane3_points(plane, ws).items()}
@@ -217,7 +217,7 @@ def around_source(run: Run) -> GridSource:
     meta = run.read()
     spec = ModelSpec.from_dict(meta["model"])
     around = meta["around"]
-    ckpt = load_checkpoint(run.endpoints / f"{AROUND_NAME}.pt", expect_model=spec)
+    ckpt = load_checkpoint(run.endpoint(AROUND_NAME), expect_model=spec)
     model, (w,) = flat_optima([ckpt])
     plane = random_plane(w, model, int(around["seed"]), around.get("ignore"))
     window = centred_window(float(around["span"]))

@@ -13,6 +13,7 @@ evaluated tile by tile (`lossart.grid.adaptive_run`); the tolerance is recorded 
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,6 +286,7 @@ def _grid_run(
                     )
             if plan is not None:  # every worker takes part in every frame's levels
                 missing = [f for f in frames if not frame_grid_path(run.grids, f).is_file()]
+                _say_resuming(len(frames) - len(missing), len(missing), "frames")
                 share = len(missing) * w * h // (workers.world * (workers.shard or (0, 1))[1])
             else:
                 missing = [
@@ -293,6 +295,7 @@ def _grid_run(
                     and not tile_path(run.grids, f, k).is_file()
                 ]  # fmt: skip
                 share = -(-len(missing) // workers.world) * tiles.rows * w
+                _say_resuming(len(workers.shard_tasks(tasks)) - len(missing), len(missing), "tiles")
             _check_time(spec, share, engine, cfg.force, source.plane(frames[0]))
             write_grid_meta(run.grids, meta)
             run.record_command("grid")
@@ -348,6 +351,12 @@ def _grid_run(
         adaptive=counts,
         waiting=waiting,
     )
+
+
+def _say_resuming(done: int, left: int, what: str) -> None:
+    """One line when work already on disk is kept (a resumed grid says so)."""
+    if done and left:
+        print(f"lossart: resuming: {done}/{done + left} {what} already done", file=sys.stderr)
 
 
 def _add_coordinates(run: Run, source: GridSource, frames: list[int]) -> list[int]:

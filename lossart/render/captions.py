@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from lossart.atomic import atomic_path
+from lossart.blender.swap import staging_dir, swap_in
 from lossart.blender.timeline import Timeline
 
 
@@ -24,24 +25,31 @@ def frame_caption(frame) -> str:
 def caption_frames(frames_dir: Path, bundle, timeline: Timeline) -> Path:
     """Copies of the timeline's scene frames, each captioned with the training state of the
     bundle frame nearest to what it shows, in frames_dir/captioned/ (made afresh each time: it
-    is cheap and never stale). The rendered frames stay clean."""
+    is cheap and never stale; built beside the old copies and swapped in). The rendered frames
+    stay clean."""
     from PIL import Image, ImageDraw, ImageFont
 
-    out_dir = frames_dir / "captioned"
+    final = frames_dir / "captioned"
+    out_dir = staging_dir(final)  # built beside the old copies, swapped in complete
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir()
-    for f in timeline.scene_frames():
-        src = frames_dir / f"frame_{f:05d}.png"
-        text = frame_caption(bundle.frames[timeline.shown_frame(f)])
-        with Image.open(src) as im:
-            img = im.convert("RGB")
-        if text:
-            size = max(10, img.height // 22)
-            draw = ImageDraw.Draw(img)
-            font = ImageFont.load_default(size=size)
-            margin = max(4, img.height // 40)
-            draw.text((margin, img.height - margin), text, font=font, anchor="ls",
-                      fill=(235, 235, 245), stroke_width=max(1, size // 10), stroke_fill=(0, 0, 0))
-        with atomic_path(out_dir / src.name) as tmp:
-            img.save(tmp, format="PNG")
-    return out_dir
+    try:
+        for f in timeline.scene_frames():
+            src = frames_dir / f"frame_{f:05d}.png"
+            text = frame_caption(bundle.frames[timeline.shown_frame(f)])
+            with Image.open(src) as im:
+                img = im.convert("RGB")
+            if text:
+                size = max(10, img.height // 22)
+                draw = ImageDraw.Draw(img)
+                font = ImageFont.load_default(size=size)
+                margin = max(4, img.height // 40)
+                draw.text((margin, img.height - margin), text, font=font, anchor="ls",
+                          fill=(235, 235, 245), stroke_width=max(1, size // 10), stroke_fill=(0, 0, 0))
+            with atomic_path(out_dir / src.name) as tmp:
+                img.save(tmp, format="PNG")
+        swap_in(out_dir, final)
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    return final

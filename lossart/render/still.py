@@ -11,7 +11,7 @@ from lossart.blender.headless import RenderJob
 from lossart.blender.look import Look
 from lossart.errors import LossartError
 from lossart.render.compare import compare_still
-from lossart.render.job import RenderResult, run_job
+from lossart.render.job import RenderResult, claim, run_job
 from lossart.render.options import check_look
 from lossart.render.source import check_bundle, default_out, resolve_source, writable
 
@@ -40,18 +40,24 @@ def render_still(
         raise LossartError(f"--out {out}: a still is written as PNG (.png)")
     writable(out.parent, "--out")
     t0 = time.perf_counter()
-    with atomic_path(out) as tmp:
-        png = tmp.with_suffix(".png")
-        job = RenderJob(mode="still", bundle=str(bundle_dir), look=look, out=str(png), frame=frame)
-        try:
-            status = run_job(job, out.parent, out.stem, blender)
-            if not png.is_file():
-                raise LossartError(
-                    f"Blender wrote no image; see {out.parent / (out.stem + '.log')}"
-                )
-            png.replace(tmp)
-        finally:
-            png.unlink(missing_ok=True)
+    with claim(out, "this still") as owner:
+        left = [*out.parent.glob(f".{out.name}.*.tmp"), *out.parent.glob(f".{out.name}.*.png")]
+        for p in left:
+            p.unlink(missing_ok=True)  # what a killed render of this still left
+        with atomic_path(out) as tmp:
+            png = tmp.with_suffix(".png")
+            job = RenderJob(
+                mode="still", bundle=str(bundle_dir), look=look, out=str(png), frame=frame
+            )
+            try:
+                status = run_job(job, out.parent, out.stem, blender, keep=owner.fileno())
+                if not png.is_file():
+                    raise LossartError(
+                        f"Blender wrote no image; see {out.parent / (out.stem + '.log')}"
+                    )
+                png.replace(tmp)
+            finally:
+                png.unlink(missing_ok=True)
     seconds = time.perf_counter() - t0
     sheet = None
     if compare:

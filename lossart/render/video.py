@@ -12,7 +12,11 @@ interrupted render resumes), optionally captioned and blended for slow motion, t
 with ffmpeg (libx264, yuv420p, even size).
 
 The frames on disk are reused only while `<name>_frames/frames.json` holds the same
-fingerprint: the bundle's manifest and the look (all of it but the render device).
+fingerprint: the bundle's manifest and the look (all of it but the render device), and only
+frames that are whole and of the look's size (checked by decoding, or by the sha256 recorded
+when last found whole). Frames for other settings are rendered beside the old ones and swapped
+in when complete. One render owns a frames folder at a time (`job.claim`, a flock the
+Blender child shares); leftovers of an interrupted one are swept first (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -32,10 +37,11 @@ import numpy as np
 from lossart.atomic import atomic_path, write_json
 from lossart.blender.headless import RenderJob
 from lossart.blender.look import Look
+from lossart.blender.swap import swap_in, sweep
 from lossart.blender.timeline import Timeline
 from lossart.errors import LossartError
 from lossart.render.captions import caption_frames
-from lossart.render.job import RenderResult, count_frames, run_job
+from lossart.render.job import RenderResult, claim, count_frames, run_job
 from lossart.render.options import check_look
 from lossart.render.source import check_bundle, default_out, resolve_source, writable
 
@@ -96,26 +102,135 @@ def fingerprint(bundle_dir: Path, look: Look) -> str:
     return hashlib.sha256(manifest + json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare_frames(frames_dir: Path, bundle_dir: Path, look: Look) -> int:
-    """Keep the frames in `frames_dir` only if they were rendered from this bundle with this
-    look (frames.json); delete them otherwise. Stamps the folder; returns the frames deleted."""
-    stamp = frames_dir / "frames.json"
+def _stamp(folder: Path) -> dict:
+    try:
+        data = json.loads((folder / "frames.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def next_dir(frames_dir: Path) -> Path:
+    """Where frames for other settings are rendered until complete (then swapped in)."""
+    return frames_dir.parent / f".{frames_dir.name}.next"
+
+
+def prepare_frames(frames_dir: Path, bundle_dir: Path, look: Look) -> Path:
+    """The folder to render this bundle and look into, stamped (frames.json) and checked.
+
+    `frames_dir` itself when its frames were rendered from this bundle with this look (or it
+    holds none); otherwise a sibling staging folder (`next_dir`), so the frames of the old
+    settings stay until the new set is complete (`finish_frames` swaps it in). Cached frames
+    that are unreadable or of another size are deleted, to be rendered again."""
     fp = fingerprint(bundle_dir, look)
-    stale = []
-    if stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") != fp:
-        stale = list(frames_dir.glob("frame_*.png")) + list(frames_dir.glob("slow*/frame_*.png"))
-        for f in stale:  # rendered with other settings or another bundle: not reusable
-            f.unlink()
+    stamp = _stamp(frames_dir)
+    has_frames = any(frames_dir.glob("frame_*.png"))
+    work = frames_dir
+    if has_frames and stamp.get("fingerprint") != fp:
+        work = next_dir(frames_dir)
+        if _stamp(work).get("fingerprint") != fp:
+            shutil.rmtree(work, ignore_errors=True)  # staging for yet other settings
         print(
-            f"lossart: {len(stale)} frames in {frames_dir} had other settings; rendering afresh",
+            f"lossart: the frames in {frames_dir} had other settings; rendering afresh beside them",
             file=sys.stderr,
         )
+    work.mkdir(parents=True, exist_ok=True)
+    checksums = _stamp(work).get("checksums")
+    bad = check_frames(work, look.size, checksums if isinstance(checksums, dict) else {})
+    for f in bad:
+        f.unlink()
+    if bad:
+        print(f"lossart: {len(bad)} cached frame(s) in {work} were unreadable or of another "
+              f"size; rendering them again", file=sys.stderr)  # fmt: skip
+    _write_stamp(work, fp, bundle_dir, look)
+    return work
+
+
+def _write_stamp(folder: Path, fp: str, bundle_dir: Path, look: Look) -> None:
     write_json(
-        stamp,
+        folder / "frames.json",
         {"fingerprint": fp, "stamp_version": STAMP_VERSION, "bundle": str(bundle_dir),
-         "look": look.to_dict()},
+         "look": look.to_dict(), "checksums": _checksums(folder)},
     )  # fmt: skip
-    return len(stale)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+_VERIFIED: dict[str, dict[str, str]] = {}  # folder -> frame name -> sha256 of a frame found whole
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    known = _VERIFIED.get(str(folder), {})
+    return {p.name: known[p.name] for p in sorted(folder.glob("frame_*.png")) if p.name in known}
+
+
+def check_frames(folder: Path, size: tuple[int, int], checksums: dict[str, str]) -> list[Path]:
+    """The frame PNGs in `folder` that cannot be reused: unreadable, or not `size` (W, H).
+
+    A frame whose sha256 matches the one frames.json recorded when it was last found whole is
+    not decoded again; any other frame is decoded in full."""
+    from PIL import Image
+
+    verified = _VERIFIED.setdefault(str(folder), {})
+    bad = []
+    for p in sorted(folder.glob("frame_*.png")):
+        digest = _sha(p)
+        if checksums.get(p.name) == digest:
+            verified[p.name] = digest
+            continue
+        try:
+            with Image.open(p) as im:
+                im.load()
+                ok = tuple(im.size) == tuple(int(v) for v in size)
+        except Exception:  # PIL raises many types for broken files: all mean "render again"
+            ok = False
+        if ok:
+            verified[p.name] = digest
+        else:
+            verified.pop(p.name, None)
+            bad.append(p)
+    return bad
+
+
+def finish_frames(work: Path, frames_dir: Path, look: Look, bundle_dir: Path) -> None:
+    """After the render: every frame whole and of the look's size (else a one-line error naming
+    it), checksums recorded; a staging folder swapped in for the old frames."""
+    stamp = _stamp(work)
+    checksums = stamp.get("checksums")
+    bad = check_frames(work, look.size, checksums if isinstance(checksums, dict) else {})
+    if bad:
+        raise LossartError(
+            f"{bad[0]}: Blender wrote an unreadable frame or one of another size than "
+            f"{look.size[0]}x{look.size[1]} ({len(bad)} such); rerun to render it again"
+        )
+    _write_stamp(work, stamp.get("fingerprint") or fingerprint(bundle_dir, look), bundle_dir, look)
+    if work != frames_dir:
+        swap_in(work, frames_dir)
+        _VERIFIED[str(frames_dir)] = _VERIFIED.pop(str(work), {})
+
+
+def sweep_leftovers(out: Path, frames_dir: Path) -> int:
+    """Delete what an interrupted render or frame assembly left (temporary MP4s, blends,
+    captions and frames, job and status files); only under `claim`."""
+    n = len(sweep(frames_dir, complete=lambda p: (p / "frames.json").is_file()))
+    patterns = [
+        (out.parent, f".{out.name}.*.tmp"), (out.parent, f".{out.name}.*.mp4"),
+        (out.parent, f".{out.stem}.job.json"), (out.parent, f".{out.stem}.status.json"),
+        (out.parent, f".{out.stem}.status.tmp"),
+    ]  # fmt: skip
+    for folder in (frames_dir, next_dir(frames_dir)):
+        patterns += [(folder, ".tmp_frame_*.png"), (folder, "slow*/.*.tmp"),
+                     (folder, "captioned/.*.tmp"), (folder, ".frames.json.*.tmp")]  # fmt: skip
+    for folder, pattern in patterns:
+        for p in folder.glob(pattern):
+            if p.is_file():
+                p.unlink(missing_ok=True)
+                n += 1
+    for folder in (frames_dir, next_dir(frames_dir)):
+        n += len(sweep(folder / "captioned"))
+    return n
 
 
 def render_video(
@@ -163,24 +278,29 @@ def render_video(
     look = check_look(replace(look, playback_speed=plan.speed))
     timeline = look.timeline(len(bundle.frames))
     frames = timeline.scene_frames()
-    prepare_frames(frames_dir, bundle_dir, look)
-    skipped = count_frames(frames_dir, frames)
-    t0 = time.perf_counter()
-    status = {"device": "none (all frames on disk)"}
-    if skipped < len(frames):
-        job = RenderJob(mode="video", bundle=str(bundle_dir), look=look, frames_dir=str(frames_dir))
-        status = run_job(job, out.parent, out.stem, blender, watch=(frames_dir, frames))
-        if (status.get("frame_start"), status.get("frame_end")) != (frames.start, frames[-1]):
-            raise LossartError(  # the add-on and lossart plan with the same Timeline
-                f"Blender rendered scene frames {status.get('frame_start')}.."
-                f"{status.get('frame_end')}, expected {frames.start}..{frames[-1]}; "
-                f"see {out.parent / (out.stem + '.log')}"
+    with claim(frames_dir, "these frames") as owner:
+        sweep_leftovers(out, frames_dir)
+        work = prepare_frames(frames_dir, bundle_dir, look)
+        skipped = count_frames(work, frames)
+        t0 = time.perf_counter()
+        status = {"device": "none (all frames on disk)"}
+        if skipped < len(frames):
+            job = RenderJob(mode="video", bundle=str(bundle_dir), look=look, frames_dir=str(work))
+            status = run_job(
+                job, out.parent, out.stem, blender, watch=(work, frames), keep=owner.fileno()
             )
-    rendered_s = time.perf_counter() - t0
-    source_dir = caption_frames(frames_dir, bundle, timeline) if caption else frames_dir
-    encode_video(
-        source_dir, out, fps=fps, interpolate=interpolate, frames=frames, hold=plan.hold_frames
-    )
+            if (status.get("frame_start"), status.get("frame_end")) != (frames.start, frames[-1]):
+                raise LossartError(  # the add-on and lossart plan with the same Timeline
+                    f"Blender rendered scene frames {status.get('frame_start')}.."
+                    f"{status.get('frame_end')}, expected {frames.start}..{frames[-1]}; "
+                    f"see {out.parent / (out.stem + '.log')}"
+                )
+        rendered_s = time.perf_counter() - t0
+        finish_frames(work, frames_dir, look, bundle_dir)
+        source_dir = caption_frames(frames_dir, bundle, timeline) if caption else frames_dir
+        encode_video(
+            source_dir, out, fps=fps, interpolate=interpolate, frames=frames, hold=plan.hold_frames
+        )
     return RenderResult(
         out=out,
         device=status.get("device", "?"),

@@ -5,7 +5,8 @@ the kind and the curve, and each frame file for its loss and its coordinates in 
 (control points, named points, step, epoch, training loss), which `lossart grid` wrote there. No
 checkpoint, model or torch is touched, so a bundle can be rebuilt on a machine without torch. Two
 passes over the grids: one checks every frame and picks the loss cap, one streams heights into
-the bundle writer, so memory does not grow with the frame count.
+the bundle writer, so memory does not grow with the frame count. The new bundle replaces the
+old one only once complete (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from lossart.grid.files import (
     read_grid_meta,
     select_frames,
 )
+from lossart.locks import working_on
 from lossart.progress import progress
 from lossart.runs import Run, open_run
 from lossart.terrain.heightfield import (
@@ -301,7 +303,8 @@ def build_terrain(
         loss_min=mapping.loss_min,
         offset=mapping.offset,
     )
-    manifest = write_bundle(root, spec, stream(), total=total, progress=progress)
+    with working_on(root, "`lossart terrain`"):  # the writer swaps the bundle in complete
+        manifest = write_bundle(root, spec, stream(), total=total, progress=progress)
     result = TerrainResult(root=root, manifest=manifest)
     if preview:
         from lossart.terrain.preview import write_previews

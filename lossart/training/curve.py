@@ -39,8 +39,9 @@ from lossart.errors import LossartError
 from lossart.evaluation import private_buffers, task_loss
 from lossart.geometry.curves import CurveSpec, curve_point, init_bends
 from lossart.geometry.weights import ParamLayout
+from lossart.locks import working_on
 from lossart.models import ModelSpec, create_model
-from lossart.runs import Run, now_iso, versions
+from lossart.runs import Run, endpoint_records, now_iso, versions
 from lossart.training.checkpoint import load_checkpoint
 from lossart.training.curve_run import CurveRun, FrameRecord, frames_json, load_curve_run
 from lossart.training.endpoints import learning_rate
@@ -207,7 +208,7 @@ def prepare_run(cfg: CurveConfig, ends: Endpoints) -> Run:
         check_settings(meta.get("curve_training"), settings, f"--out {run.root}: existing curve run",
                        "use another --out or the same settings to resume")  # fmt: skip
         for name, w in (("w1", ends.w1), ("w2", ends.w2)):
-            ck = load_checkpoint(run.endpoints / f"{name}.pt")
+            ck = load_checkpoint(run.endpoint(name))
             if not torch.equal(ends.layout.flatten(ck.state_dict).float(), w):
                 raise LossartError(
                     f"--out {run.root}: existing run's endpoint {name} differs from "
@@ -228,8 +229,8 @@ def prepare_run(cfg: CurveConfig, ends: Endpoints) -> Run:
             "curve_training": settings,
             "seeds": {"curve": cfg.seed, "w1": ends.seeds[0], "w2": ends.seeds[1]},
             "endpoints": {
-                "w1": {"file": "endpoints/w1.pt", "source": str(Path(cfg.w1).resolve())},
-                "w2": {"file": "endpoints/w2.pt", "source": str(Path(cfg.w2).resolve())},
+                n: {**rec, "source": str(Path(getattr(cfg, n)).resolve())}
+                for n, rec in endpoint_records(run, ("w1", "w2")).items()
             },
             "versions": versions(),
         }
@@ -295,7 +296,9 @@ def train_curve(cfg: CurveConfig, on_step: Callable[[int, float], None] | None =
     else:
         data_spec = ends.data_spec
     cfg = replace(cfg, data=data_spec, device=device)
-    with cpu_threads(cfg.threads, device, data_spec.kind == "builtin"):
+    with working_on(cfg.out, "`lossart curve`"), cpu_threads(
+        cfg.threads, device, data_spec.kind == "builtin"
+    ):
         return _train_curve(cfg, ends, on_step)
 
 

@@ -30,6 +30,7 @@ from lossart.devices import pick_device, resolve_device
 from lossart.errors import LossartError
 from lossart.evaluation import task_loss
 from lossart.geometry.weights import flat_params
+from lossart.locks import working_on
 from lossart.models import ModelSpec, create_model
 from lossart.progress import progress, tqdm
 from lossart.runs import versions
@@ -234,7 +235,10 @@ def train_endpoint(cfg: TrainConfig) -> Checkpoint:
     data = parse_data_spec(cfg.data) if isinstance(cfg.data, str) else cfg.data
     device = pick_device(cfg.device)
     with cpu_threads(cfg.threads, device, data.kind == "builtin"):
-        return _train(replace(cfg, data=data, device=device))
+        if cfg.out is None:
+            return _train(replace(cfg, data=data, device=device))
+        with working_on(cfg.out, "`lossart train`"):
+            return _train(replace(cfg, data=data, device=device))
 
 
 class _EndpointTrainer:
