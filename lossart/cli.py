@@ -656,8 +656,8 @@ def _add_terrain(sub: argparse._SubParsersAction) -> None:
     cap = p.add_mutually_exclusive_group()
     cap.add_argument("--loss-cap", type=positive_float, default=None, help="clip losses above this value")
     cap.add_argument(
-        "--cap-quantile", type=probability_open, default=None,
-        help="clip at this quantile of the finite losses of all frames, in (0, 1) (default 0.99)",
+        "--cap-quantile", type=real(0.0, 1.0, lo_open=True), default=None,
+        help="clip at this quantile of the finite losses of all frames, in (0, 1] (default 0.99)",
     )  # fmt: skip
     add("--floor", type=positive_float, default=1e-4, help="loss floor before the log (default 1e-4)")
     add("--upsample", type=integer(1, MAX_UPSAMPLE), default=1,

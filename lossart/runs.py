@@ -23,6 +23,7 @@ from typing import Any
 
 from lossart import __version__
 from lossart.atomic import write_json
+from lossart.checks import field, number_list, require_mapping
 from lossart.errors import LossartError
 
 RUN_FORMAT = "lossart-run"
@@ -70,8 +71,10 @@ class Run:
             data = json.loads(self.manifest.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise LossartError(f"{self.manifest}: not valid JSON ({exc})") from None
+        require_mapping(data, self.manifest)
         if data.get("format") != RUN_FORMAT:
             raise LossartError(f"{self.manifest}: not a lossart run manifest (format != {RUN_FORMAT!r})")
+        check_run_fields(data, self.manifest)
         return data
 
     def write(self, data: dict[str, Any]) -> None:
@@ -91,6 +94,24 @@ class Run:
             {"command": name, "argv": sys.argv, "time": now_iso(), "lossart": __version__}
         )
         self.write(data)
+
+
+# The kinds whose runs hold networks: later stages rebuild the model from run.json's "model".
+MODEL_KINDS = ("curve", "plane3", "around")
+
+
+def check_run_fields(data: dict[str, Any], where: Path) -> None:
+    """run.json's schema: the fields later stages read, of the right JSON types."""
+    kind = field(data, "kind", where, str)
+    if kind in MODEL_KINDS:
+        model = field(data, "model", where, dict)
+        field(model, "name", f"{where}: model", str)
+        field(model, "num_classes", f"{where}: model", int)
+        number_list(model, "input_shape", f"{where}: model", integers=True)
+        field(model, "kwargs", f"{where}: model", dict, required=False)
+        field(data, "data", where, dict)
+    if "commands" in data:
+        field(data, "commands", where, list)
 
 
 def open_run(path: str | Path) -> Run:

@@ -245,7 +245,7 @@ CASES = [
     Case("eval-curve-points-0", "F4", ["eval-curve", R, "--points", "0"], "--points"),
     Case("line-subset-neg", "F4", ["line", A, B, "--out", "{ws}/l", "--subset", "-5"], "--subset"),
     Case("terrain-cap-quantile-0", "F4", ["terrain", R, "--cap-quantile", "0"], "--cap-quantile"),
-    Case("terrain-cap-quantile-1", "F4", ["terrain", R, "--cap-quantile", "1"], "--cap-quantile"),
+    Case("terrain-cap-quantile-nan", "F4", ["terrain", R, "--cap-quantile", "nan"], "--cap-quantile"),
     Case("terrain-upsample-huge", "F4", ["terrain", R, "--upsample", "100000"], "--upsample"),
     Case("terrain-sigma-nan", "F4", ["terrain", R, "--sigma", "nan"], "--sigma"),
     Case("terrain-floor-0", "F4", ["terrain", R, "--floor", "0"], "--floor"),

@@ -9,9 +9,10 @@ from pathlib import Path
 from lossart.atomic import atomic_path
 from lossart.blender.headless import RenderJob
 from lossart.blender.look import Look
+from lossart.checks import output_file
 from lossart.errors import LossartError
 from lossart.render.compare import compare_still
-from lossart.render.job import RenderResult, run_job
+from lossart.render.job import RenderResult, blender_executable, run_job
 from lossart.render.options import check_look
 from lossart.render.source import check_bundle, default_out, resolve_source, writable
 
@@ -38,7 +39,10 @@ def render_still(
     out = Path(out) if out else default_out(source, ".png", stem)
     if out.suffix.lower() != ".png":
         raise LossartError(f"--out {out}: a still is written as PNG (.png)")
+    output_file(out)
     writable(out.parent, "--out")
+    if blender is not None:
+        blender_executable(blender)
     t0 = time.perf_counter()
     with atomic_path(out) as tmp:
         png = tmp.with_suffix(".png")

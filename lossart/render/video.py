@@ -33,9 +33,10 @@ from lossart.atomic import atomic_path, write_json
 from lossart.blender.headless import RenderJob
 from lossart.blender.look import Look
 from lossart.blender.timeline import Timeline
+from lossart.checks import output_file
 from lossart.errors import LossartError
-from lossart.render.captions import caption_frames
-from lossart.render.job import RenderResult, count_frames, run_job
+from lossart.render.captions import caption_frames, frame_caption
+from lossart.render.job import RenderResult, blender_executable, count_frames, run_job
 from lossart.render.options import check_look
 from lossart.render.source import check_bundle, default_out, resolve_source, writable
 
@@ -96,13 +97,23 @@ def fingerprint(bundle_dir: Path, look: Look) -> str:
     return hashlib.sha256(manifest + json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _stamped_fingerprint(stamp: Path) -> str | None:
+    """The fingerprint frames.json records; None for a garbled stamp (its frames are stale)."""
+    try:
+        data = json.loads(stamp.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    value = data.get("fingerprint") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def prepare_frames(frames_dir: Path, bundle_dir: Path, look: Look) -> int:
     """Keep the frames in `frames_dir` only if they were rendered from this bundle with this
     look (frames.json); delete them otherwise. Stamps the folder; returns the frames deleted."""
     stamp = frames_dir / "frames.json"
     fp = fingerprint(bundle_dir, look)
     stale = []
-    if stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") != fp:
+    if stamp.is_file() and _stamped_fingerprint(stamp) != fp:
         stale = list(frames_dir.glob("frame_*.png")) + list(frames_dir.glob("slow*/frame_*.png"))
         for f in stale:  # rendered with other settings or another bundle: not reusable
             f.unlink()
@@ -153,7 +164,10 @@ def render_video(
     out = Path(out) if out else default_out(source, ".mp4", "video")
     if out.suffix.lower() != ".mp4":
         raise LossartError(f"--out {out}: a video is written as MP4 (.mp4)")
+    output_file(out)
     writable(out.parent, "--out")
+    if blender is not None:
+        blender_executable(blender)
     frames_dir = out.parent / f"{out.stem}_frames"
     writable(frames_dir, "--out")
 
@@ -163,6 +177,8 @@ def render_video(
     look = check_look(replace(look, playback_speed=plan.speed))
     timeline = look.timeline(len(bundle.frames))
     frames = timeline.scene_frames()
+    if caption:  # a caption that cannot be written fails now, not after every frame rendered
+        [frame_caption(f) for f in bundle.frames]
     prepare_frames(frames_dir, bundle_dir, look)
     skipped = count_frames(frames_dir, frames)
     t0 = time.perf_counter()
