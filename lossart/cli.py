@@ -21,13 +21,11 @@ from lossart.checks import (
     MAX_GRID_SIDE,
     MAX_IMAGE_SIDE,
     MAX_UPSAMPLE,
-    finite_float,
     integer,
     nonneg_float,
     nonneg_int,
     positive_float,
     positive_int,
-    probability_open,
     real,
 )
 from lossart.errors import LossartError

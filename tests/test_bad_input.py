@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from grid_fixtures import make_curve_run
+
 from lossart.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -19,9 +19,9 @@ import torch
 
 from lossart.analyses.eval_curve import PathEval, PointEval
 from lossart.atomic import atomic_path, write_json
+from lossart.checks import check_number, output_dir
 from lossart.data import eval_subset, load_dataset
 from lossart.devices import resolve_device
-from lossart.checks import check_number, output_dir
 from lossart.errors import LossartError
 from lossart.evaluation import ExactBN
 from lossart.geometry.curves import segment_points

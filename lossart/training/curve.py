@@ -33,9 +33,9 @@ import torch
 from torch.func import functional_call
 
 from lossart.atomic import atomic_path, torch_save, write_json
+from lossart.checks import check_number, output_dir
 from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
 from lossart.devices import pick_device, resolve_device
-from lossart.checks import check_number, output_dir
 from lossart.errors import LossartError
 from lossart.evaluation import private_buffers, task_loss
 from lossart.geometry.curves import CurveSpec, curve_point, init_bends

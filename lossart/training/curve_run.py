@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lossart.data import DataSpec
 from lossart.checks import json_repr
+from lossart.data import DataSpec
 from lossart.errors import LossartError
 from lossart.geometry.curves import CurveSpec
 from lossart.geometry.weights import ParamLayout

@@ -22,10 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from lossart.checks import check_number, output_file
 from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
 from lossart.data.batches import normalize
 from lossart.devices import pick_device, resolve_device
-from lossart.checks import check_number, output_file
 from lossart.errors import LossartError
 from lossart.evaluation import task_loss
 from lossart.models import ModelSpec, create_model

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lossart.data import Dataset, DataSpec, load_dataset, parse_data_spec
 from lossart.checks import output_file
+from lossart.data import Dataset, DataSpec, load_dataset, parse_data_spec
 from lossart.errors import LossartError
 from lossart.models import ModelSpec, create_model
 from lossart.runs import versions
