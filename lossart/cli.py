@@ -643,10 +643,10 @@ def _add_terrain(sub: argparse._SubParsersAction) -> None:
     add("--transform", choices=TRANSFORMS, default="log10-excess",
         help="loss -> height: log10-excess = log10(loss - lowest loss + offset), optima as wells; "
         "log10 = log10(loss) (default log10-excess)")  # fmt: skip
-    add("--excess-offset", type=positive_float, default=0.02, metavar="SHARE",
+    add("--excess-offset", type=real(0.0, 1.0, lo_open=True), default=0.02, metavar="SHARE",
         help="log10-excess: the offset as a share of the loss span; smaller = deeper wells "
         "(default 0.02)")  # fmt: skip
-    add("--relief", type=positive_float, default=DEFAULT_RELIEF, metavar="SHARE",
+    add("--relief", type=real(0.0, 4.0, lo_open=True), default=DEFAULT_RELIEF, metavar="SHARE",
         help="drawn height of the relief as a share of the window's width "
         f"(default {DEFAULT_RELIEF}; lossart render --height-scale multiplies it)")  # fmt: skip
     add("--sigma", type=real(0.0, 1000.0), default=1.0, help="Gaussian smoothing in grid cells (default 1)")

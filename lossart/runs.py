@@ -96,20 +96,22 @@ class Run:
         self.write(data)
 
 
-# The kinds whose runs hold networks: later stages rebuild the model from run.json's "model".
-MODEL_KINDS = ("curve", "plane3", "around")
+def run_model(data: dict[str, Any], where: Path) -> dict[str, Any]:
+    """run.json's "model" (what the stages that rebuild the network need), checked."""
+    model = field(data, "model", where, dict)
+    field(model, "name", f"{where}: model", str)
+    field(model, "num_classes", f"{where}: model", int)
+    number_list(model, "input_shape", f"{where}: model", integers=True)
+    field(model, "kwargs", f"{where}: model", dict, required=False)
+    return model
 
 
 def check_run_fields(data: dict[str, Any], where: Path) -> None:
     """run.json's schema: the fields later stages read, of the right JSON types."""
-    kind = field(data, "kind", where, str)
-    if kind in MODEL_KINDS:
-        model = field(data, "model", where, dict)
-        field(model, "name", f"{where}: model", str)
-        field(model, "num_classes", f"{where}: model", int)
-        number_list(model, "input_shape", f"{where}: model", integers=True)
-        field(model, "kwargs", f"{where}: model", dict, required=False)
-        field(data, "data", where, dict)
+    field(data, "kind", where, str)
+    if "model" in data:
+        run_model(data, where)
+    field(data, "data", where, dict, required=False)
     if "commands" in data:
         field(data, "commands", where, list)
 

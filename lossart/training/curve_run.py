@@ -22,13 +22,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from lossart.checks import field as json_field
 from lossart.checks import json_repr
 from lossart.data import DataSpec
 from lossart.errors import LossartError
 from lossart.geometry.curves import CurveSpec
 from lossart.geometry.weights import ParamLayout
 from lossart.models import ModelSpec, create_model
-from lossart.runs import Run, open_run
+from lossart.runs import Run, open_run, run_model
 from lossart.training.checkpoint import load_checkpoint
 
 FRAMES_JSON = "frames.json"
@@ -162,8 +163,8 @@ def load_curve_run(run: Run | str | Path) -> CurveRun:
     meta = run.read()
     if meta.get("kind") != "curve":
         raise LossartError(f"{run.root}: not a curve run (run.json kind is {meta.get('kind')!r})")
-    model_spec = ModelSpec.from_dict(meta["model"])
-    data_spec = DataSpec.from_dict(meta["data"])
+    model_spec = ModelSpec.from_dict(run_model(meta, run.manifest))
+    data_spec = DataSpec.from_dict(json_field(meta, "data", run.manifest, dict))
     ck1 = load_checkpoint(run.endpoints / "w1.pt", expect_model=model_spec)
     ck2 = load_checkpoint(run.endpoints / "w2.pt", expect_model=model_spec)
     layout = ParamLayout.of(create_model(model_spec))
