@@ -52,10 +52,10 @@ def ws(base, tmp_path) -> Path:
 
 
 def snapshot(root: Path) -> dict[str, str]:
+    """Every file's sha256 and every folder: a failed command must leave no half-made run."""
     return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
         for p in sorted(root.rglob("*"))
-        if p.is_file()
     }
 
 
@@ -352,3 +352,73 @@ def test_the_table_covers_every_class() -> None:
     counts = {k: sum(c.cls == k for c in CASES) for k in ("F4", "F5", "F6")}
     assert sum(counts.values()) >= 60 and min(counts.values()) >= 8, counts
     assert len({c.id for c in CASES}) == len(CASES)
+
+
+# ---------------------------------------------------------------- the library gives the same lines
+
+
+def _raises(fn: Callable[[], object], names: str) -> None:
+    from lossart.errors import LossartError
+
+    with pytest.raises(LossartError) as exc:
+        fn()
+    message = str(exc.value)
+    assert "\n" not in message and names in message, message
+
+
+@pytest.mark.parametrize(
+    "make, names",
+    [
+        (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(lr=float("nan")), "--lr"),
+        (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(momentum=5.0), "--momentum"),
+        (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(threads=0), "--threads"),
+        (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(margin=float("inf")), "--margin"),
+        (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(batch_points=0), "--batch-points"),
+        (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(resolution=(0, 0)), "--resolution"),
+        (lambda: __import__("lossart.terrain.heightfield", fromlist=["x"]).TerrainConfig(cap_quantile=0.0), "--cap-quantile"),
+        (lambda: __import__("lossart.terrain.heightfield", fromlist=["x"]).TerrainConfig(upsample=100000), "--upsample"),
+        (lambda: __import__("lossart.training.curve", fromlist=["x"]).CurveConfig(
+            w1="a", w2="b", out="c", init_noise=float("nan")).check(), "--init-noise"),
+        (lambda: __import__("lossart.demo", fromlist=["x"]).DemoSettings(resolution=0), "--resolution"),
+    ],
+    ids=["train-lr", "train-momentum", "train-threads", "grid-margin", "grid-batch", "grid-res",
+         "terrain-cap", "terrain-upsample", "curve-noise", "demo-res"],
+)
+def test_config_dataclasses_check_like_the_flags(make, names) -> None:
+    _raises(make, names)
+
+
+def test_library_calls_check_outputs_and_weights(ws: Path) -> None:
+    from lossart.analyses.ensemble import ensemble_run
+    from lossart.render import Look, render_still
+    from lossart.training.checkpoint import load_checkpoint
+
+    nan_endpoint(ws)
+    _raises(lambda: load_checkpoint(ws / "nan.pt"), "nan.pt")
+    _raises(lambda: ensemble_run(ws / "run", subset=0), "--subset")
+    _raises(lambda: render_still(ws / "run", ws / "adir", look=Look()), "adir")
+    _raises(lambda: render_still(ws / "run", ws / "s.png", blender=str(ws / "file.txt")), "--blender")
+
+
+def test_a_garbled_video_cache_stamp_means_stale_frames(ws: Path) -> None:
+    """A garbage frames.json cannot vouch for its frames: they are rendered afresh, no traceback."""
+    from lossart.render import Look
+    from lossart.render.video import prepare_frames
+
+    cache = ws / "v_frames"
+    cache.mkdir()
+    (cache / "frame_00001.png").write_bytes(b"not a png")
+    for garbage_text in ("{not json", "[1, 2]", '{"fingerprint": 7}'):
+        (cache / "frames.json").write_text(garbage_text)
+        (cache / "frame_00001.png").write_bytes(b"not a png")
+        assert prepare_frames(cache, ws / "run/terrain", Look()) == 1
+        assert not (cache / "frame_00001.png").exists()
+        assert isinstance(json.loads((cache / "frames.json").read_text())["fingerprint"], str)
+
+
+def test_divergence_is_reported_only_for_finite_inputs(ws: Path, capsys) -> None:
+    """Finite inputs with an absurd learning rate really diverge: that message names --lr."""
+    code = main(["curve", f"{ws}/run/endpoints/w1.pt", f"{ws}/run/endpoints/w2.pt",
+                 "--out", f"{ws}/c", "--lr", "1e30", "--epochs", "1", "--frames", "2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "diverged" in err and "--lr" in err and len(err.splitlines()) == 1

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lossart.checks import MAX_GRID_SIDE, check_number
 from lossart.data import DataSpec, eval_subset, load_dataset
 from lossart.errors import LossartError
 from lossart.geometry.plane import Plane, Window, fit_aspect
@@ -80,6 +81,18 @@ class GridConfig:
     adaptive: float | None = None  # refinement tolerance in log10 loss; None = grid.json's, else off
     quiet: bool | None = None  # None = LOSSART_QUIET decides
 
+    def __post_init__(self) -> None:
+        """Ranges and finiteness before any work (a NaN margin made NaN windows, kept in grid.json)."""
+        check_number("--margin", self.margin, 0.0, 100.0)
+        check_number("--aspect", self.aspect, 0.0)
+        check_number("--subset", self.subset, 1)
+        check_number("--tile-rows", self.tile_rows, 1)
+        check_number("--batch-points", self.batch_points, 1)
+        check_number("--adaptive", self.adaptive, 0.0, lo_open=True)
+        if self.resolution is not None:
+            for side in self.resolution:
+                check_number("--resolution", side, 2, MAX_GRID_SIDE, optional=False)
+
 
 @dataclass
 class GridSummary:
@@ -111,8 +124,10 @@ def parse_resolution(text: str) -> tuple[int, int]:
         raise LossartError(f"--resolution {text!r}: expected N or WxH, e.g. 41 or 64x48") from None
     if len(parts) == 1:
         parts = parts * 2
-    if len(parts) != 2 or min(parts) < 2:
-        raise LossartError(f"--resolution {text!r}: expected at least 2 points per side (N or WxH)")
+    if len(parts) != 2 or min(parts) < 2 or max(parts) > MAX_GRID_SIDE:
+        raise LossartError(
+            f"--resolution {text!r}: expected 2..{MAX_GRID_SIDE} points per side (N or WxH)"
+        )
     return parts[0], parts[1]
 
 

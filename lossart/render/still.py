@@ -40,9 +40,9 @@ def render_still(
     if out.suffix.lower() != ".png":
         raise LossartError(f"--out {out}: a still is written as PNG (.png)")
     output_file(out)
-    writable(out.parent, "--out")
-    if blender is not None:
+    if blender is not None:  # before anything is created: a wrong --blender leaves no trace
         blender_executable(blender)
+    writable(out.parent, "--out")
     t0 = time.perf_counter()
     with atomic_path(out) as tmp:
         png = tmp.with_suffix(".png")

@@ -165,9 +165,9 @@ def render_video(
     if out.suffix.lower() != ".mp4":
         raise LossartError(f"--out {out}: a video is written as MP4 (.mp4)")
     output_file(out)
-    writable(out.parent, "--out")
-    if blender is not None:
+    if blender is not None:  # before anything is created: a wrong --blender leaves no trace
         blender_executable(blender)
+    writable(out.parent, "--out")
     frames_dir = out.parent / f"{out.stem}_frames"
     writable(frames_dir, "--out")
 
