@@ -957,8 +957,15 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: `lossart grid: error: argument --margin: ...` (exit 2)."""
 
     def error(self, message: str):
+        import re
+
         one_line = " ".join(message.split())
-        self.exit(2, f"{self.prog}: error: {one_line} (see {self.prog} --help)\n")
+        # "argument --lr: 'nan': expected ..." (lossart.checks' types) reads as the library's own
+        # errors: "--lr nan: expected ..."
+        m = re.fullmatch(r"argument (\S+?)(?:/\S+)?: '(.*?)': (expected .*)", one_line)
+        if m:
+            one_line = f"{m[1]} {m[2]}: {m[3]}"
+        self.exit(2, f"lossart: error: {one_line} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -985,7 +992,10 @@ def _user_error(exc: Exception) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a bad flag (2, one line on stderr), --help or --version (0)
+        return exc.code if isinstance(exc.code, int) else 1
     if not getattr(args, "run", None):
         parser.print_help()
         return 1

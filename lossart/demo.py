@@ -22,7 +22,6 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from lossart.checks import check_number, output_dir
-from lossart.devices import pick_device
 from lossart.errors import LossartError
 from lossart.progress import progress
 
@@ -175,6 +174,8 @@ def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> 
     from lossart.training.curve import CurveConfig, train_curve
 
     s = cfg.settings()
+    from lossart.devices import pick_device
+
     output_dir(cfg.out)  # every option and the output folder are checked before any stage runs
     pick_device(cfg.device)
     check_number("--seed", cfg.seed, 0, optional=False)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossart.checks import MAX_GRID_SIDE, check_number
+from lossart.checks import check_number
 from lossart.data import DataSpec, eval_subset, load_dataset
 from lossart.errors import LossartError
 from lossart.geometry.plane import Plane, Window, fit_aspect
@@ -88,10 +88,9 @@ class GridConfig:
         check_number("--subset", self.subset, 1)
         check_number("--tile-rows", self.tile_rows, 1)
         check_number("--batch-points", self.batch_points, 1)
-        check_number("--adaptive", self.adaptive, 0.0, lo_open=True)
         if self.resolution is not None:
             for side in self.resolution:
-                check_number("--resolution", side, 2, MAX_GRID_SIDE, optional=False)
+                check_number("--resolution", side, 2, optional=False)
 
 
 @dataclass
@@ -124,10 +123,8 @@ def parse_resolution(text: str) -> tuple[int, int]:
         raise LossartError(f"--resolution {text!r}: expected N or WxH, e.g. 41 or 64x48") from None
     if len(parts) == 1:
         parts = parts * 2
-    if len(parts) != 2 or min(parts) < 2 or max(parts) > MAX_GRID_SIDE:
-        raise LossartError(
-            f"--resolution {text!r}: expected 2..{MAX_GRID_SIDE} points per side (N or WxH)"
-        )
+    if len(parts) != 2 or min(parts) < 2:
+        raise LossartError(f"--resolution {text!r}: expected at least 2 points per side (N or WxH)")
     return parts[0], parts[1]
 
 
