@@ -17,7 +17,23 @@ import sys
 from collections.abc import Callable
 
 from lossart import __version__
+from lossart.checks import (
+    MAX_GRID_SIDE,
+    MAX_IMAGE_SIDE,
+    MAX_UPSAMPLE,
+    integer,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    real,
+)
 from lossart.errors import LossartError
+
+THREADS = integer(1, 4096)
+MOMENTUM = real(0.0, 1.0, hi_open=True)
+IMAGE_SIDE = integer(1, MAX_IMAGE_SIDE)
+POINTS = integer(2, 100_000)
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
@@ -39,8 +55,17 @@ DEVICE_HELP = "cpu, cuda, cuda:N or auto (CUDA if there is a GPU); default cpu" 
 FRAMES_SPEC = "start:stop:step, i, or i,j,k"
 
 
+def _device_name(text: str) -> str:
+    """`--device` spelled as one of the accepted names (whether it exists is checked later)."""
+    import re
+
+    if not re.fullmatch(r"\s*(cpu|cuda|cuda:\d+|auto)\s*", text.lower()):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected cpu, cuda, cuda:N or auto")
+    return text.strip()
+
+
 def _device_flag(p: argparse.ArgumentParser, note: str = "") -> None:
-    p.add_argument("--device", default="cpu", help=DEVICE_HELP + note)
+    p.add_argument("--device", type=_device_name, default="cpu", help=DEVICE_HELP + note)
 
 
 def _device(args: argparse.Namespace) -> str:
@@ -150,15 +175,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--download", action="store_true", help="download a torchvision dataset if missing"
     )
     p.add_argument(
-        "--image-size", type=int, help="image side for folder:PATH datasets (default 64)"
+        "--image-size", type=IMAGE_SIDE, help="image side for folder:PATH datasets (default 64)"
     )
     p.add_argument(
-        "--epochs", type=int, help="default: per dataset (12 for shapes, 200 for CIFAR-like)"
+        "--epochs", type=positive_int, help="default: per dataset (12 for shapes, 200 for CIFAR-like)"
     )
-    p.add_argument("--batch-size", type=int, help="default: per dataset")
-    p.add_argument("--lr", type=float, help="base learning rate; default: per dataset")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--wd", type=float, help="weight decay; default: per dataset")
+    p.add_argument("--batch-size", type=positive_int, help="default: per dataset")
+    p.add_argument("--lr", type=positive_float, help="base learning rate; default: per dataset")
+    p.add_argument("--momentum", type=MOMENTUM, default=0.9, help="SGD momentum in [0, 1)")
+    p.add_argument("--wd", type=nonneg_float, help="weight decay; default: per dataset")
     p.add_argument(
         "--schedule",
         default="garipov",
@@ -166,14 +191,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="garipov: flat for half, linear to 1%% at 90%% (default); cosine; constant",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="seed: different seeds give independent optima"
+        "--seed", type=nonneg_int, default=0, help="seed: different seeds give independent optima"
     )
     p.add_argument("--no-augment", action="store_true", help="train without crop/flip augmentation")
     _device_flag(p)
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.add_argument(
         "--threads",
-        type=int,
+        type=THREADS,
         help="CPU threads for torch (1 is fastest for small models "
         "on a busy machine; default: 1 for the built-in data, else torch's choice)",
     )
@@ -238,7 +263,7 @@ def _weights_flags(p: argparse.ArgumentParser, required: bool = False) -> None:
     )  # fmt: skip
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="extra model constructor argument (repeatable), e.g. width=32")
-    p.add_argument("--num-classes", type=int, help="model outputs (default: the data's classes)")
+    p.add_argument("--num-classes", type=positive_int, help="model outputs (default: the data's classes)")
     p.add_argument("--input-shape", metavar="CxHxW",
                    help="model input shape, e.g. 3x32x32 (default: the data's)")  # fmt: skip
 
@@ -282,10 +307,10 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
                    "npz:PATH, folder:PATH or package.module:factory")  # fmt: skip
     p.add_argument("--data-root", default="data", help="folder of torchvision datasets")
     p.add_argument("--download", action="store_true", help="download a torchvision dataset")
-    p.add_argument("--image-size", type=int, help="image side for folder:PATH datasets")
-    p.add_argument("--seed", type=int, default=0, help="seed to record for these weights")
-    p.add_argument("--device", default="cpu", help="where to evaluate the metrics")
-    p.add_argument("--threads", type=int, help="CPU threads (default: 1 for the built-in data)")
+    p.add_argument("--image-size", type=IMAGE_SIDE, help="image side for folder:PATH datasets")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed to record for these weights")
+    p.add_argument("--device", type=_device_name, default="cpu", help="where to evaluate the metrics")
+    p.add_argument("--threads", type=THREADS, help="CPU threads (default: 1 for the built-in data)")
     p.add_argument("--out", required=True, help="checkpoint to write, e.g. a_ckpt.pt")
     p.set_defaults(run=_run_import)
 
@@ -330,24 +355,24 @@ def _add_curve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("w2", help="second endpoint (same model)")
     p.add_argument("--out", required=True, help="run folder to create (or resume)")
     p.add_argument("--kind", default="bezier", choices=["bezier", "polychain"])
-    p.add_argument("--bends", type=int, default=1, help="trainable bends (Bezier degree = bends + 1)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=0.015, help="base learning rate (garipov schedule)")
-    p.add_argument("--wd", type=float, default=5e-4, help="weight decay on the curve point's weights")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=1, help="seed of t sampling, data order, init noise")
-    p.add_argument("--frames", type=int, default=50, metavar="N",
+    p.add_argument("--bends", type=integer(1, 64), default=1, help="trainable bends (Bezier degree = bends + 1)")
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--lr", type=positive_float, default=0.015, help="base learning rate (garipov schedule)")
+    p.add_argument("--wd", type=nonneg_float, default=5e-4, help="weight decay on the curve point's weights")
+    p.add_argument("--momentum", type=MOMENTUM, default=0.9, help="SGD momentum in [0, 1)")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--seed", type=nonneg_int, default=1, help="seed of t sampling, data order, init noise")
+    p.add_argument("--frames", type=integer(2, 100_000), default=50, metavar="N",
                    help="how many snapshots of the bends to record, first and last included "
                    "(a count; grid and terrain pick among them with --select-frames)")
     p.add_argument("--frame-spacing", default="uniform", choices=["uniform", "log"])
-    p.add_argument("--init-noise", type=float, default=0.0,
+    p.add_argument("--init-noise", type=nonneg_float, default=0.0,
                    help="initial noise on the bends, as a fraction of |w2 - w1| (default 0)")
     p.add_argument("--no-augment", action="store_true", help="train without data augmentation")
     p.add_argument("--data", help="dataset (default: the endpoints' dataset)")
     _weights_flags(p)
     _device_flag(p)
-    p.add_argument("--threads", type=int,
+    p.add_argument("--threads", type=THREADS,
                    help="CPU threads (default: 1 for the built-in data, else torch's default)")
     p.set_defaults(run=_run_curve)
 
@@ -383,11 +408,11 @@ def _add_eval_curve(sub: argparse._SubParsersAction) -> None:
         "point; writes RUN/analyses/eval_curve.{csv,json,png} and prints the barriers.",
     )
     p.add_argument("run_dir", metavar="RUN", help="curve run folder (lossart curve)")
-    p.add_argument("--points", type=int, default=21, help="evenly spaced t per path (default 21)")
-    p.add_argument("--subset", type=int, default=2000,
+    p.add_argument("--points", type=POINTS, default=21, help="evenly spaced t per path (default 21)")
+    p.add_argument("--subset", type=positive_int, default=2000,
                    help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set")
     _device_flag(p)
-    p.add_argument("--threads", type=int,
+    p.add_argument("--threads", type=THREADS,
                    help="CPU threads (default: 1 for the built-in data, else torch's default)")
     p.set_defaults(run=_run_eval_curve)
 
@@ -415,13 +440,13 @@ def _add_line(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoints", nargs=2, metavar="CKPT",
                    help="two checkpoints of one model (plain state_dicts with --model, --data)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for line.{csv,json,png}")
-    p.add_argument("--points", type=int, default=21, help="evenly spaced t (default 21)")
-    p.add_argument("--subset", type=int, default=2000,
+    p.add_argument("--points", type=POINTS, default=21, help="evenly spaced t (default 21)")
+    p.add_argument("--subset", type=positive_int, default=2000,
                    help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set")
     _weights_flags(p)
     p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
     _device_flag(p)
-    p.add_argument("--threads", type=int,
+    p.add_argument("--threads", type=THREADS,
                    help="CPU threads (default: 1 for the built-in data, else torch's default)")
     p.set_defaults(run=_run_line)
 
@@ -443,10 +468,10 @@ def _run_line(args: argparse.Namespace) -> int:
 def _grid_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", metavar="N|WxH", default=None,
                    help="grid points per side, square or WxH (default 41, or the run's grid.json)")
-    p.add_argument("--subset", type=int, metavar="N", default=None,
+    p.add_argument("--subset", type=positive_int, metavar="N", default=None,
                    help="evaluation samples: a fixed, seeded subset (default min(1024, split size))")
     p.add_argument("--split", choices=("train", "test"), default=None, help="which split (default train)")
-    p.add_argument("--margin", type=float, default=None,
+    p.add_argument("--margin", type=real(0.0, 100.0), default=None,
                    help="window margin around the curve or points, as a share of their extent (0.2)")
     p.add_argument("--aspect", metavar="W:H|none", default=None,
                    help="window width:height, grown around the curve to fill the picture "
@@ -454,9 +479,9 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
     _device_flag(p, note="; under torchrun cuda is each rank's local GPU")
     p.add_argument("--dtype", choices=("float32", "tf32", "bfloat16"), default=None,
                    help="evaluation precision (default float32; tf32 needs CUDA)")
-    p.add_argument("--batch-points", type=int, metavar="B", default=None,
+    p.add_argument("--batch-points", type=positive_int, metavar="B", default=None,
                    help="grid points per launch on CUDA (default: from free memory)")
-    p.add_argument("--tile-rows", type=int, metavar="R", default=None,
+    p.add_argument("--tile-rows", type=positive_int, metavar="R", default=None,
                    help="grid rows per tile, the unit of resumable work (default ~256 points)")
     p.add_argument("--shard", metavar="i/n", default=None,
                    help="do only shard i of n (scheduler job arrays); any shard assembles finished frames")
@@ -464,7 +489,7 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="run a grid estimated to be absurdly large anyway")
     p.add_argument("--compile", choices=("auto", "on", "off"), default=None,
                    help="torch.compile the CPU pass (auto: grids of 20000+ points; kept in grid.json)")
-    p.add_argument("--adaptive", type=float, metavar="TOL", default=None,
+    p.add_argument("--adaptive", type=positive_float, metavar="TOL", default=None,
                    help="refine level by level, interpolating where the log10 loss is predicted "
                         "within TOL (e.g. 0.05; kept in grid.json; default: every point)")
 
@@ -571,8 +596,8 @@ def _add_plane(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--around", metavar="CKPT",
                    help="instead: Li et al.'s random filter-normalized plane around this one "
                    "checkpoint (a run of kind around)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=None, help="--around: the directions' seed (default 0)")
-    p.add_argument("--span", type=float, default=None,
+    p.add_argument("--seed", type=nonneg_int, default=None, help="--around: the directions' seed (default 0)")
+    p.add_argument("--span", type=positive_float, default=None,
                    help="--around: the window [-span, span]² in units of the directions (default 1)")
     p.add_argument("--keep-bn", action="store_true",
                    help="--around: keep bias and BN directions (default: zeroed, as Li et al.)")
@@ -666,27 +691,28 @@ def _add_terrain(sub: argparse._SubParsersAction) -> None:
     add("--transform", choices=TRANSFORMS, default="log10-excess",
         help="loss -> height: log10-excess = log10(loss - lowest loss + offset), optima as wells; "
         "log10 = log10(loss) (default log10-excess)")  # fmt: skip
-    add("--excess-offset", type=float, default=0.02, metavar="SHARE",
+    add("--excess-offset", type=real(0.0, 1.0, lo_open=True), default=0.02, metavar="SHARE",
         help="log10-excess: the offset as a share of the loss span; smaller = deeper wells "
         "(default 0.02)")  # fmt: skip
-    add("--relief", type=float, default=DEFAULT_RELIEF, metavar="SHARE",
+    add("--relief", type=real(0.0, 4.0, lo_open=True), default=DEFAULT_RELIEF, metavar="SHARE",
         help="drawn height of the relief as a share of the window's width "
         f"(default {DEFAULT_RELIEF}; lossart render --height-scale multiplies it)")  # fmt: skip
-    add("--sigma", type=float, default=1.0, help="Gaussian smoothing in grid cells (default 1)")
-    add("--frame-sigma", type=float, default=0.0, help="smoothing across frames (default 0)")
+    add("--sigma", type=real(0.0, 1000.0), default=1.0, help="Gaussian smoothing in grid cells (default 1)")
+    add("--frame-sigma", type=real(0.0, 1000.0), default=0.0, help="smoothing across frames (default 0)")
     cap = p.add_mutually_exclusive_group()
-    cap.add_argument("--loss-cap", type=float, default=None, help="clip losses above this value")
+    cap.add_argument("--loss-cap", type=positive_float, default=None, help="clip losses above this value")
     cap.add_argument(
-        "--cap-quantile", type=float, default=None,
-        help="clip at this quantile of the finite losses of all frames (default 0.99)",
+        "--cap-quantile", type=real(0.0, 1.0, lo_open=True), default=None,
+        help="clip at this quantile of the finite losses of all frames, in (0, 1] (default 0.99)",
     )  # fmt: skip
-    add("--floor", type=float, default=1e-4, help="loss floor before the log (default 1e-4)")
-    add("--upsample", type=int, default=1, help="cubic interpolation to (n-1)*k+1 samples per axis")
-    add("--path-samples", type=int, default=200, help="points in each frame's path (default 200)")
+    add("--floor", type=positive_float, default=1e-4, help="loss floor before the log (default 1e-4)")
+    add("--upsample", type=integer(1, MAX_UPSAMPLE), default=1,
+        help=f"cubic interpolation to (n-1)*k+1 samples per axis, k <= {MAX_UPSAMPLE}")
+    add("--path-samples", type=integer(2, 100_000), default=200, help="points in each frame's path (default 200)")
     _select_frames_flag(p, f"grid frames to use: {FRAMES_SPEC} (default: all)")
     add("--out", default=None, help="bundle folder (default RUN/terrain)")
     add("--preview", action="store_true", help="also write preview/frame_XXXXX.png maps")
-    add("--export-mesh", type=int, default=None, metavar="FRAME",
+    add("--export-mesh", type=nonneg_int, default=None, metavar="FRAME",
         help="also write frame FRAME as a mesh (terrain/mesh/)")  # fmt: skip
     add("--mesh-format", choices=("ply", "gltf", "obj", "stl"), default="ply",
         help="ply (default), gltf (.glb), obj (with the path), stl (a closed slab for printing)")
@@ -705,7 +731,9 @@ def _run_terrain(args: argparse.Namespace) -> int:
         relief=args.relief,
         loss_floor=args.floor,
         loss_cap=args.loss_cap,
-        cap_quantile=None if args.loss_cap is not None else (args.cap_quantile or 0.99),
+        cap_quantile=None if args.loss_cap is not None else (
+            0.99 if args.cap_quantile is None else args.cap_quantile
+        ),
         sigma=args.sigma,
         frame_sigma=args.frame_sigma,
         upsample=args.upsample,
@@ -767,16 +795,16 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--still", action="store_true", help="render one frame to a PNG")
     mode.add_argument("--video", action="store_true", help="render all frames, encode an MP4")
     p.add_argument("--out", help="output .png/.mp4 (default RUN/renders/still_*.png, video.mp4)")
-    p.add_argument("--frame", type=int, help="bundle frame for --still (default: the last)")
-    p.add_argument("--fps", type=int, default=24, help="video frame rate (default 24)")
+    p.add_argument("--frame", type=nonneg_int, help="bundle frame for --still (default: the last)")
+    p.add_argument("--fps", type=integer(1, 240), default=24, help="video frame rate (default 24)")
     p.add_argument(
-        "--duration", type=float, default=None, metavar="S",
+        "--duration", type=real(0.0, 86400.0, lo_open=True), default=None, metavar="S",
         help="video length in seconds whatever the number of recorded frames: they are spread "
         "over it with interpolated heights between them (default 12; --speed instead plays "
         "them at that speed)",
     )
     p.add_argument(
-        "--hold", type=float, default=1.0, metavar="S",
+        "--hold", type=real(0.0, 3600.0), default=1.0, metavar="S",
         help="video: seconds the first and the last frame stay on screen (default 1)",
     )
     p.add_argument(
@@ -785,7 +813,7 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
         "same frame",
     )
     p.add_argument(
-        "--interpolate", type=int, default=1, metavar="K",
+        "--interpolate", type=integer(1, 64), default=1, metavar="K",
         help="K-times slow motion: K-1 blended frames between rendered ones (default 1)",
     )
     p.add_argument(
@@ -883,11 +911,11 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     speed.add_argument("--quick", action="store_true", help="a one-minute smoke version")
     speed.add_argument("--quality", action="store_true",
                        help="bigger and prettier: more frames, finer grids, 1280x720 renders")
-    p.add_argument("--frames", type=int, help="curve frames (video length)")
-    p.add_argument("--resolution", type=int, help="grid points per side")
-    p.add_argument("--subset", type=int, help="training images per grid point")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--device", default="cpu", help="cpu or cuda for the compute stages")
+    p.add_argument("--frames", type=integer(2, 100_000), help="curve frames (video length)")
+    p.add_argument("--resolution", type=integer(2, MAX_GRID_SIDE), help="grid points per side")
+    p.add_argument("--subset", type=positive_int, help="training images per grid point")
+    p.add_argument("--seed", type=nonneg_int, default=1)
+    p.add_argument("--device", type=_device_name, default="cpu", help="cpu or cuda for the compute stages")
     p.add_argument("--no-render", action="store_true", help="stop after the terrain bundle")
     add_look_flags(p, DEMO_LOOK_FLAGS, defaults=False,
                    title="look options (default: the preset's; see lossart render --help)")
@@ -964,10 +992,10 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
         "the two endpoints. Writes RUN/analyses/ensemble.{csv,json,png}.",
     )
     p.add_argument("run_dir", metavar="RUN", help="curve run folder (lossart curve)")
-    p.add_argument("--points", type=int, default=21, help="evenly spaced t per path (default 21)")
-    p.add_argument("--subset", type=int, default=2000,
+    p.add_argument("--points", type=POINTS, default=21, help="evenly spaced t per path (default 21)")
+    p.add_argument("--subset", type=positive_int, default=2000,
                    help="train examples (fixed, seeded) for the BN statistics at every point")
-    p.add_argument("--tolerance", type=float, default=0.005,
+    p.add_argument("--tolerance", type=real(0.0, 1.0), default=0.005,
                    help="accuracy margin for 'ensembles as well as the endpoints' (default 0.005)")
     _device_flag(p)
     p.set_defaults(run=_run_ensemble)
@@ -996,7 +1024,7 @@ def _add_functions(sub: argparse._SubParsersAction) -> None:
         "marked. Writes RUN/analyses/functions.{png,npz}.",
     )
     p.add_argument("run_dir", metavar="RUN", help="curve run folder trained on 1-D regression data")
-    p.add_argument("--t", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0],
+    p.add_argument("--t", type=real(0.0, 1.0), nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0],
                    help="points on the curve (default 0 0.25 0.5 0.75 1)")
     p.add_argument("--resolution", metavar="N|WxH", default="41",
                    help="loss plane grid points per side, square or WxH, when RUN has no grid of "
@@ -1022,8 +1050,23 @@ def _run_functions(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- entry point
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `lossart grid: error: argument --margin: ...` (exit 2)."""
+
+    def error(self, message: str):
+        import re
+
+        one_line = " ".join(message.split())
+        # "argument --lr: 'nan': expected ..." (lossart.checks' types) reads as the library's own
+        # errors: "--lr nan: expected ..."
+        m = re.fullmatch(r"argument (\S+?)(?:/\S+)?: '(.*?)': (expected .*)", one_line)
+        if m:
+            one_line = f"{m[1]} {m[2]}: {m[3]}"
+        self.exit(2, f"lossart: error: {one_line} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lossart",
         description="Train low-loss curves between networks and render their loss landscapes.",
     )
@@ -1046,7 +1089,10 @@ def _user_error(exc: Exception) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a bad flag (2, one line on stderr), --help or --version (0)
+        return exc.code if isinstance(exc.code, int) else 1
     if not getattr(args, "run", None):
         parser.print_help()
         return 1

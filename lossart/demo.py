@@ -21,6 +21,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from lossart.atomic import atomic_path, write_json
+from lossart.checks import check_number, output_dir
 from lossart.errors import LossartError
 from lossart.progress import progress
 
@@ -48,6 +49,11 @@ class DemoSettings:
     camera: str = "orbit"
     still_camera: str = "overview"
     palette: str = "losslandscape"
+
+    def __post_init__(self) -> None:
+        check_number("--frames", self.frames, 2, optional=False)
+        check_number("--resolution", self.resolution, 2, optional=False)
+        check_number("--subset", self.subset, 1, optional=False)
 
     def looks(self):
         """The still's and the video's Look (lossart.blender.look), checked."""
@@ -168,8 +174,12 @@ def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> 
     from lossart.training.curve import CurveConfig, train_curve
 
     s = cfg.settings()
-    if cfg.render:
-        still_look, video_look = s.looks()  # a bad look is refused now, not after the grids
+    from lossart.devices import pick_device
+
+    output_dir(cfg.out)  # every option and the output folder are checked before any stage runs
+    pick_device(cfg.device)
+    check_number("--seed", cfg.seed, 0, optional=False)
+    still_look, video_look = s.looks()  # a bad look is refused now, not after the grids
     cfg.out.mkdir(parents=True, exist_ok=True)
     run_dir = cfg.out / "run"
     times: dict[str, float] = {}

@@ -25,6 +25,7 @@ from typing import Any
 
 from lossart import __version__
 from lossart.atomic import write_json
+from lossart.checks import field, number_list, require_mapping
 from lossart.errors import LossartError
 from lossart.locks import exclusive
 
@@ -73,8 +74,10 @@ class Run:
             data = json.loads(self.manifest.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise LossartError(f"{self.manifest}: not valid JSON ({exc})") from None
+        require_mapping(data, self.manifest)
         if data.get("format") != RUN_FORMAT:
             raise LossartError(f"{self.manifest}: not a lossart run manifest (format != {RUN_FORMAT!r})")
+        check_run_fields(data, self.manifest)
         return data
 
     def write(self, data: dict[str, Any]) -> None:
@@ -134,6 +137,26 @@ class Run:
         """Append the current command line to run.json's history (under the lock)."""
         entry = {"command": name, "argv": sys.argv, "time": now_iso(), "lossart": __version__}
         self.modify(lambda data: data.setdefault("commands", []).append(entry))
+
+
+def run_model(data: dict[str, Any], where: Path) -> dict[str, Any]:
+    """run.json's "model" (what the stages that rebuild the network need), checked."""
+    model = field(data, "model", where, dict)
+    field(model, "name", f"{where}: model", str)
+    field(model, "num_classes", f"{where}: model", int)
+    number_list(model, "input_shape", f"{where}: model", integers=True)
+    field(model, "kwargs", f"{where}: model", dict, required=False)
+    return model
+
+
+def check_run_fields(data: dict[str, Any], where: Path) -> None:
+    """run.json's schema: the fields later stages read, of the right JSON types."""
+    field(data, "kind", where, str)
+    if "model" in data:
+        run_model(data, where)
+    field(data, "data", where, dict, required=False)
+    if "commands" in data:
+        field(data, "commands", where, list)
 
 
 def open_run(path: str | Path) -> Run:

@@ -456,8 +456,8 @@ def test_terrain_height_flags_are_recorded(run_dir, capsys):
     h = b.manifest["height"]
     assert h["transform"] == "log10" and h["mapping"]["offset"] == 0.0
     assert b.relief == 0.3 and validate_bundle(run_dir / "terrain").ok
-    assert main(["terrain", str(run_dir), "--excess-offset", "0"]) == 2
-    assert "--excess-offset: expected a number in (0, 1]" in capsys.readouterr().err
+    assert main(["terrain", str(run_dir), "--excess-offset", "0"]) == 2  # at parse time
+    assert "--excess-offset 0: expected a number in (0, 1]" in capsys.readouterr().err
 
 
 def test_terrain_command_end_to_end(run_dir, capsys):

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from lossart.atomic import atomic_path, write_json
+from lossart.checks import check_number
 from lossart.data import eval_subset, load_dataset
 from lossart.devices import resolve_device
 from lossart.errors import LossartError
@@ -51,6 +52,7 @@ class EnsembleResult:
     def first_t_matching(self, path: str = "curve", tolerance: float = 0.0) -> float | None:
         """The smallest t > 0 at which the path's ensemble accuracy comes within `tolerance` of the
         endpoint ensemble (the seed: about t = 0.3 for a trained curve); None if it never does."""
+        check_number("--tolerance", tolerance, 0.0, 1.0, optional=False)
         for p in getattr(self, path)[1:]:
             if p.ensemble_acc + tolerance >= self.endpoint_ensemble_acc:
                 return p.t
@@ -141,6 +143,8 @@ def ensemble_run(
     seed: int = 0,
 ) -> EnsembleResult:
     """Evaluate ensembles along a finished curve run; write RUN/analyses/ensemble.{csv,json,png}."""
+    check_number("--points", points, 2, optional=False)
+    check_number("--subset", subset, 1)  # 0 gave a wrong endpoint-ensemble accuracy
     run = run if isinstance(run, Run) else open_run(run)
     result = ensemble_along_paths(load_curve_run(run), points, subset, device, seed)
     out = run.analyses

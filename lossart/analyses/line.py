@@ -19,6 +19,7 @@ import torch
 
 from lossart.analyses.eval_curve import PathEval, PointEval
 from lossart.atomic import atomic_path, write_json
+from lossart.checks import check_number, output_dir
 from lossart.data import eval_subset, load_dataset
 from lossart.devices import resolve_device
 from lossart.errors import LossartError
@@ -116,6 +117,9 @@ def evaluate_line(
 
     `threads` as for `lossart eval-curve`: None means 1 for the built-in data on CPU.
     """
+    output_dir(out)
+    check_number("--points", points, 2, optional=False)
+    check_number("--subset", subset, 1)
     builtin = load_checkpoint(a).data.kind == "builtin"
     with cpu_threads(threads, device, builtin):
         result = line_points(a, b, points, subset, device, seed)

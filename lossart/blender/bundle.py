@@ -337,6 +337,18 @@ def _array(value, cols: int, mpath: Path, label: str) -> np.ndarray:
     return arr[:, :cols]
 
 
+def _frame_number(f: dict, key: str, k: int, mpath: Path, integer: bool = False, default=None):
+    """A frame's number field (null allowed): captions and the timeline format them later."""
+    value = f.get(key, default)
+    if value is None:
+        return None
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        what = "a whole number" if integer else "a number"
+        raise BundleError(f"{mpath}: frames[{k}].{key} is {value!r}, expected {what} or null")
+    return value
+
+
 def _frame(f, k: int, root: Path, mpath: Path, width: int, height: int) -> Frame:
     if not isinstance(f, dict):
         raise BundleError(f"{mpath}: frames[{k}] must be an object")
@@ -378,10 +390,10 @@ def _frame(f, k: int, root: Path, mpath: Path, width: int, height: int) -> Frame
                 f"{mpath}: frames[{k}].points[{q}] needs a name and xy [x, y]"
             ) from None
     return Frame(
-        index=int(f.get("index", k)),
-        step=f.get("step"),
-        epoch=f.get("epoch"),
-        train_loss=f.get("train_loss"),
+        index=_frame_number(f, "index", k, mpath, integer=True, default=k),
+        step=_frame_number(f, "step", k, mpath, integer=True),
+        epoch=_frame_number(f, "epoch", k, mpath),
+        train_loss=_frame_number(f, "train_loss", k, mpath),
         heights_npy=npy,
         heights_png=png,
         nonfinite=nonfinite,

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from lossart.atomic import atomic_path
+from lossart.checks import output_dir
 from lossart.errors import LossartError
 from lossart.geometry.directions import IGNORE, centred_window
 from lossart.grid.planes import AROUND_NAME
@@ -94,6 +95,7 @@ def around_run(
 
     `cfg.aspect` None means no stretching here (the window stays [-span, span]²).
     """
+    output_dir(out)
     workers = Workers.from_env(parse_shard(cfg.shard))
     workers.start(workers.device_name(cfg.device))
     status = None

@@ -532,6 +532,11 @@ def read_frame_grid(grids: Path, index: int) -> FrameGrid:
         ) from None
     except (OSError, ValueError, TypeError) as exc:
         raise LossartError(f"{path}: not a readable frame grid ({exc})") from None
+    for name, array in (("loss", loss), ("accuracy", acc), ("xs", xs), ("ys", ys)):
+        if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.integer):
+            raise LossartError(f"{path}: array {name} has dtype {array.dtype}, expected numbers")
+    if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
+        raise LossartError(f"{path}: arrays xs/ys hold NaN/inf coordinates, expected finite")
     h, w = len(ys), len(xs)
     if loss.ndim != 2 or loss.shape != (h, w) or acc.shape != (h, w):
         raise LossartError(

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from lossart.atomic import atomic_path
+from lossart.checks import output_dir
 from lossart.errors import LossartError
 from lossart.geometry.plane import plane_through
 from lossart.grid.planes import PLANE3_NAMES, flat_optima, plane3_points
@@ -63,6 +64,7 @@ def create_plane_run(paths: list[str | Path], out: str | Path) -> Run:
 
 def plane_run(paths: list[str | Path], out: str | Path, cfg: GridConfig) -> GridSummary:
     """Create (or resume) the plane3 run and compute its grid; returns the `GridSummary`."""
+    output_dir(out)
     workers = Workers.from_env(parse_shard(cfg.shard))
     workers.start(workers.device_name(cfg.device))
     status = None

@@ -36,7 +36,7 @@ from lossart.geometry.weights import ParamLayout
 from lossart.grid.files import FrameMeta
 from lossart.grid.trajectory_files import FINAL_NAME, FINAL_POINT, START_POINT, read_plane_file
 from lossart.models import ModelSpec
-from lossart.runs import Run
+from lossart.runs import Run, run_model
 from lossart.training.checkpoint import Checkpoint, load_checkpoint
 from lossart.training.curve_run import CurveRun, FrameRecord, load_curve_run
 
@@ -185,7 +185,7 @@ def plane3_points(plane: Plane, ws: list[torch.Tensor]) -> dict[str, list[float]
 
 def plane3_source(run: Run) -> GridSource:
     """The grid source of a plane3 run: one plane (frame 0) through the three copied optima."""
-    spec = ModelSpec.from_dict(run.read()["model"])
+    spec = ModelSpec.from_dict(run_model(run.read(), run.manifest))
     ckpts = [load_checkpoint(run.endpoint(n), expect_model=spec) for n in PLANE3_NAMES]
     model, ws = flat_optima(ckpts)
     plane = plane_through(*ws)
@@ -215,7 +215,7 @@ def around_source(run: Run) -> GridSource:
     not apply (there is nothing to hold but the centre).
     """
     meta = run.read()
-    spec = ModelSpec.from_dict(meta["model"])
+    spec = ModelSpec.from_dict(run_model(meta, run.manifest))
     around = meta["around"]
     ckpt = load_checkpoint(run.endpoint(AROUND_NAME), expect_model=spec)
     model, (w,) = flat_optima([ckpt])

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lossart.checks import check_number
 from lossart.data import DataSpec, eval_subset, load_dataset
 from lossart.errors import LossartError
 from lossart.geometry.plane import Plane, Window, fit_aspect
@@ -80,6 +81,17 @@ class GridConfig:
     compile: bool | None = None  # torch.compile the CPU pass; None = grid.json's, else by job size
     adaptive: float | None = None  # refinement tolerance in log10 loss; None = grid.json's, else off
     quiet: bool | None = None  # None = LOSSART_QUIET decides
+
+    def __post_init__(self) -> None:
+        """Ranges and finiteness before any work (a NaN margin made NaN windows, kept in grid.json)."""
+        check_number("--margin", self.margin, 0.0, 100.0)
+        check_number("--aspect", self.aspect, 0.0)
+        check_number("--subset", self.subset, 1)
+        check_number("--tile-rows", self.tile_rows, 1)
+        check_number("--batch-points", self.batch_points, 1)
+        if self.resolution is not None:
+            for side in self.resolution:
+                check_number("--resolution", side, 2, optional=False)
 
 
 @dataclass

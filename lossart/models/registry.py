@@ -106,13 +106,23 @@ def create_model(spec: ModelSpec) -> nn.Module:
         )
     try:
         model = fn(num_classes=spec.num_classes, input_shape=spec.input_shape, **spec.kwargs)
-    except TypeError as exc:
-        raise LossartError(f"--model {spec.name!r}: bad arguments {spec.kwargs} ({exc})") from None
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
+        raise LossartError(
+            f"--model {spec.name!r}: bad arguments {spec.kwargs} (--model-arg): "
+            + " ".join(str(exc).split())
+        ) from None
     if not isinstance(model, nn.Module):
         raise LossartError(
             f"--model {spec.name!r}: factory returned {type(model).__name__}, "
             "expected a torch.nn.Module"
         )
+    for name, param in model.named_parameters():
+        if param.numel() == 0:  # width=0 and the like: torch fails later, far from the cause
+            shape = "x".join(map(str, param.shape))
+            raise LossartError(
+                f"--model {spec.name!r} with {spec.kwargs} (--model-arg): parameter {name} is "
+                f"empty ({shape}); expected sizes >= 1"
+            )
     return model
 
 

@@ -19,6 +19,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lossart.checks import output_dir
 from lossart.errors import LossartError
 from lossart.render.job import addon_dir
 
@@ -113,7 +114,7 @@ def build_addon(out_dir: str | os.PathLike = "dist", blender: str | None = None)
     """Build OUT_DIR/lossart-<version>.zip with Blender's builder (validated); return its path."""
     folder = addon_dir()
     manifest = addon_manifest(folder)
-    out_dir = Path(out_dir)
+    out_dir = output_dir(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -62,6 +62,17 @@ def addon_parent() -> Path:
     return addon_dir().parent.parent
 
 
+def blender_executable(blender: str) -> str:
+    """`--blender PATH` (or a name on PATH) as an executable file; one line naming it otherwise."""
+    exe = shutil.which(blender)
+    if exe is None:
+        path = Path(blender)
+        if not path.is_file():
+            raise LossartError(f"--blender {blender}: no such Blender executable")
+        raise LossartError(f"--blender {blender}: not an executable file (chmod +x, or another PATH)")
+    return exe
+
+
 def blender_command(job_path: Path, blender: str | None = None) -> list[str]:
     """The command running `lossart.blender.headless.main(job)`: bpy module or blender executable."""
     expr = (
@@ -69,9 +80,7 @@ def blender_command(job_path: Path, blender: str | None = None) -> list[str]:
         f"from lossart.blender.headless import main; main({str(job_path)!r})"
     )
     if blender:
-        exe = shutil.which(blender) or (blender if Path(blender).is_file() else None)
-        if exe is None:
-            raise LossartError(f"--blender {blender}: no such Blender executable")
+        exe = blender_executable(blender)
         return [exe, "-b", "--factory-startup", "--python-exit-code", "4", "--python-expr", expr]
     if importlib.util.find_spec("bpy") is not None:
         return [sys.executable, "-c", expr]

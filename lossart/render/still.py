@@ -9,9 +9,10 @@ from pathlib import Path
 from lossart.atomic import atomic_path
 from lossart.blender.headless import RenderJob
 from lossart.blender.look import Look
+from lossart.checks import output_file
 from lossart.errors import LossartError
 from lossart.render.compare import compare_still
-from lossart.render.job import RenderResult, claim, run_job
+from lossart.render.job import RenderResult, blender_executable, claim, run_job
 from lossart.render.options import check_look
 from lossart.render.source import check_bundle, default_out, resolve_source, writable
 
@@ -38,6 +39,9 @@ def render_still(
     out = Path(out) if out else default_out(source, ".png", stem)
     if out.suffix.lower() != ".png":
         raise LossartError(f"--out {out}: a still is written as PNG (.png)")
+    output_file(out)
+    if blender is not None:  # before anything is created: a wrong --blender leaves no trace
+        blender_executable(blender)
     writable(out.parent, "--out")
     t0 = time.perf_counter()
     with claim(out, "this still") as owner:

@@ -39,9 +39,10 @@ from lossart.blender.headless import RenderJob
 from lossart.blender.look import Look
 from lossart.blender.swap import swap_in, sweep
 from lossart.blender.timeline import Timeline
+from lossart.checks import output_file
 from lossart.errors import LossartError
-from lossart.render.captions import caption_frames
-from lossart.render.job import RenderResult, claim, count_frames, run_job
+from lossart.render.captions import caption_frames, frame_caption
+from lossart.render.job import RenderResult, blender_executable, claim, count_frames, run_job
 from lossart.render.options import check_look
 from lossart.render.source import check_bundle, default_out, resolve_source, writable
 
@@ -268,6 +269,9 @@ def render_video(
     out = Path(out) if out else default_out(source, ".mp4", "video")
     if out.suffix.lower() != ".mp4":
         raise LossartError(f"--out {out}: a video is written as MP4 (.mp4)")
+    output_file(out)
+    if blender is not None:  # before anything is created: a wrong --blender leaves no trace
+        blender_executable(blender)
     writable(out.parent, "--out")
     frames_dir = out.parent / f"{out.stem}_frames"
     writable(frames_dir, "--out")
@@ -278,6 +282,8 @@ def render_video(
     look = check_look(replace(look, playback_speed=plan.speed))
     timeline = look.timeline(len(bundle.frames))
     frames = timeline.scene_frames()
+    if caption:  # a caption that cannot be written fails now, not after every frame rendered
+        [frame_caption(f) for f in bundle.frames]
     with claim(frames_dir, "these frames") as owner:
         sweep_leftovers(out, frames_dir)
         work = prepare_frames(frames_dir, bundle_dir, look)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
+from lossart.checks import output_dir
 from lossart.errors import LossartError
 from lossart.grid.files import (
     FrameMeta,
@@ -242,7 +243,7 @@ def build_terrain(
     """
     config = config or TerrainConfig()
     run = open_run(run_path)
-    root = Path(out) if out is not None else run.terrain
+    root = output_dir(out if out is not None else run.terrain)
     meta = grid_meta(run)
     kind = meta.kind
     indices = sorted(set(meta.frames))

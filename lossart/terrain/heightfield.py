@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from lossart.blender.bundle import DEFAULT_RELIEF, TRANSFORMS
 from lossart.blender.bundle import sample_bilinear as sample_bilinear  # the format's one sampler
+from lossart.checks import MAX_UPSAMPLE
 from lossart.errors import LossartError
 
 #: Gaussian kernels are cut at this many sigmas (scipy's default), in space and across frames.
@@ -90,7 +91,9 @@ class TerrainConfig:
             raise LossartError(
                 "--loss-cap or --cap-quantile: one of them is needed to clip the tail"
             )
-        if self.cap_quantile is not None and not (0.0 < self.cap_quantile <= 1.0):
+        if self.cap_quantile is not None and not (
+            math.isfinite(self.cap_quantile) and 0.0 < self.cap_quantile <= 1.0
+        ):
             raise LossartError(
                 f"--cap-quantile: expected a number in (0, 1], got {self.cap_quantile}"
             )
@@ -98,8 +101,10 @@ class TerrainConfig:
             raise LossartError(f"--sigma: expected a number >= 0, got {self.sigma}")
         if not (self.frame_sigma >= 0 and math.isfinite(self.frame_sigma)):
             raise LossartError(f"--frame-sigma: expected a number >= 0, got {self.frame_sigma}")
-        if int(self.upsample) != self.upsample or self.upsample < 1:
-            raise LossartError(f"--upsample: expected an integer >= 1, got {self.upsample}")
+        if int(self.upsample) != self.upsample or not 1 <= self.upsample <= MAX_UPSAMPLE:
+            raise LossartError(
+                f"--upsample: expected an integer in [1, {MAX_UPSAMPLE}], got {self.upsample}"
+            )
         if int(self.path_samples) != self.path_samples or self.path_samples < 2:
             raise LossartError(f"--path-samples: expected an integer >= 2, got {self.path_samples}")
 

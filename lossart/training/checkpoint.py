@@ -109,11 +109,24 @@ def load_checkpoint(path: str | Path, expect_model: ModelSpec | None = None) -> 
         raise LossartError(
             f"{path}: lossart checkpoint is missing or has a bad field ({exc})"
         ) from None
+    check_finite_weights(ckpt.state_dict, path)
     if expect_model is not None and ckpt.model.to_dict() != expect_model.to_dict():
         raise LossartError(
             f"{path}: holds model {_describe(ckpt.model)}, expected {_describe(expect_model)}"
         )
     return ckpt
+
+
+def check_finite_weights(state_dict: dict, path: str | Path, what: str = "weight") -> None:
+    """Every floating tensor finite: NaN/inf weights give NaN grids and barriers silently."""
+    for name, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise LossartError(f"{path}: {what} {name!r} is a {type(value).__name__}, not a tensor")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise LossartError(
+                f"{path}: {what} {name!r} has {bad} NaN/inf value(s); expected finite weights"
+            )
 
 
 def _describe(spec: ModelSpec) -> str:

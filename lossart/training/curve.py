@@ -33,6 +33,7 @@ import torch
 from torch.func import functional_call
 
 from lossart.atomic import atomic_path, torch_save, write_json
+from lossart.checks import check_number, output_dir
 from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
 from lossart.devices import pick_device, resolve_device
 from lossart.errors import LossartError
@@ -107,13 +108,15 @@ class CurveConfig:
             raise LossartError(
                 f"--frame-spacing: expected uniform or log, got {self.frame_spacing!r}"
             )
-        if not self.lr > 0:
-            raise LossartError(f"--lr: expected a positive number, got {self.lr}")
-        if self.wd < 0 or not 0 <= self.momentum < 1:
-            raise LossartError(
-                f"--wd must be >= 0 and --momentum in [0, 1), got {self.wd}, {self.momentum}"
-            )
+        check_number("--lr", self.lr, 0.0, lo_open=True, optional=False)
+        check_number("--wd", self.wd, 0.0, optional=False)
+        check_number("--momentum", self.momentum, 0.0, 1.0, hi_open=True, optional=False)
+        check_number("--init-noise", self.init_noise, 0.0, optional=False)
+        check_number("--seed", self.seed, 0, optional=False)
+        check_number("--threads", self.threads, 1)
         CurveSpec(self.kind, self.bends)
+        if self.out:
+            output_dir(self.out)
 
 def frame_steps(total_steps: int, frames: int, spacing: str = "uniform") -> list[int]:
     """`frames` distinct steps from 0 to `total_steps`, evenly or log-spaced (0 and the end always).

@@ -15,19 +15,21 @@ RUN/curve/state.pt                resume state (bends, optimizer, step, recent l
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from lossart.checks import field as json_field
+from lossart.checks import json_repr
 from lossart.data import DataSpec
 from lossart.errors import LossartError
 from lossart.geometry.curves import CurveSpec
 from lossart.geometry.weights import ParamLayout
 from lossart.models import ModelSpec, create_model
-from lossart.runs import Run, open_run
+from lossart.runs import Run, open_run, run_model
 from lossart.training.checkpoint import load_checkpoint
 
 FRAMES_JSON = "frames.json"
@@ -42,11 +44,12 @@ class FrameRecord:
     epoch: float
     train_loss: float
     path: Path
+    params: int | None = None  # the run's parameter count P: a frame of another width is refused
 
     @property
     def bends(self) -> torch.Tensor:
         """The frame's bends `[k, P]`, read from disk on each access (frames can be many)."""
-        return load_bends(self.path)
+        return load_bends(self.path, self.params)
 
     def to_dict(self, curve_dir: Path) -> dict[str, Any]:
         return {
@@ -58,7 +61,8 @@ class FrameRecord:
         }
 
 
-def load_bends(path: Path) -> torch.Tensor:
+def load_bends(path: Path, params: int | None = None) -> torch.Tensor:
+    """A bends file `[k, P]`, checked: finite, and `params` wide where given."""
     if not path.is_file():
         raise LossartError(f"{path}: bends file missing (rerun `lossart curve` to finish the run)")
     try:
@@ -68,6 +72,13 @@ def load_bends(path: Path) -> torch.Tensor:
         raise LossartError(f"{path}: not a lossart bends file ({type(exc).__name__})") from None
     if not isinstance(bends, torch.Tensor) or bends.dim() != 2:
         raise LossartError(f"{path}: expected 'bends' as a [k, P] tensor")
+    if params is not None and bends.shape[1] != params:
+        raise LossartError(
+            f"{path}: bends have {bends.shape[1]} parameters, the run's model {params} "
+            "(bends from another run?)"
+        )
+    if not bool(torch.isfinite(bends).all()):
+        raise LossartError(f"{path}: bends hold NaN/inf values; expected finite weights")
     return bends
 
 
@@ -102,7 +113,7 @@ class CurveRun:
             raise LossartError(
                 f"{self.run.root}: curve training has not finished (no curve/final.pt)"
             )
-        return load_bends(self.final_path)
+        return load_bends(self.final_path, self.w1.numel())
 
     def build_model(self) -> nn.Module:
         """A fresh model of the run's architecture (its own weights are irrelevant: evaluation is
@@ -123,6 +134,11 @@ def read_frames(run: Run) -> tuple[dict[str, Any], list[FrameRecord]]:
         raise LossartError(f"{run.root}: no curve/frames.json (run `lossart curve` first)")
     try:
         data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
+            raise TypeError("expected an object with a 'frames' list")
+        for f in data["frames"]:
+            if not isinstance(f, dict) or not isinstance(f.get("file"), str):
+                raise TypeError(f"frame {json_repr(f)}: expected an object with a 'file' string")
         frames = [
             FrameRecord(
                 int(f["index"]),
@@ -147,14 +163,15 @@ def load_curve_run(run: Run | str | Path) -> CurveRun:
     meta = run.read()
     if meta.get("kind") != "curve":
         raise LossartError(f"{run.root}: not a curve run (run.json kind is {meta.get('kind')!r})")
-    model_spec = ModelSpec.from_dict(meta["model"])
-    data_spec = DataSpec.from_dict(meta["data"])
+    model_spec = ModelSpec.from_dict(run_model(meta, run.manifest))
+    data_spec = DataSpec.from_dict(json_field(meta, "data", run.manifest, dict))
     ck1 = load_checkpoint(run.endpoint("w1"), expect_model=model_spec)
     ck2 = load_checkpoint(run.endpoint("w2"), expect_model=model_spec)
     layout = ParamLayout.of(create_model(model_spec))
     w1 = layout.flatten(ck1.state_dict).float().clone()
     w2 = layout.flatten(ck2.state_dict).float().clone()
     data, frames = read_frames(run)
+    frames = [replace(f, params=w1.numel()) for f in frames]
     spec = CurveSpec.from_dict(data["curve"])
     return CurveRun(
         run=run,

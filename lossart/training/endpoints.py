@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lossart.checks import check_number, output_file
 from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
 from lossart.data.batches import normalize
 from lossart.devices import pick_device, resolve_device
@@ -109,6 +110,17 @@ class TrainConfig:
     progress: bool = run_option(default=True)
     # CPU threads; None: 1 for the built-in data on the CPU, else torch's default
     threads: int | None = run_option(default=None)
+
+    def __post_init__(self) -> None:
+        """Ranges and finiteness, checked before any work (NaN lr "diverges" otherwise)."""
+        check_number("--epochs", self.epochs, 1)
+        check_number("--batch-size", self.batch_size, 1)
+        check_number("--lr", self.lr, 0.0, lo_open=True)
+        check_number("--momentum", self.momentum, 0.0, 1.0, hi_open=True, optional=False)
+        check_number("--wd", self.wd, 0.0)
+        check_number("--seed", self.seed, 0, optional=False)
+        check_number("--threads", self.threads, 1)
+        check_number("train_eval_size", self.train_eval_size, 1, optional=False)
 
 
 # Per-dataset defaults: (model, epochs, batch size, lr, weight decay). CIFAR-like numbers follow
@@ -232,6 +244,7 @@ def train_endpoint(cfg: TrainConfig) -> Checkpoint:
     one trained with other settings is an error (nothing is overwritten). The built-in datasets
     train on one CPU thread unless `threads` says otherwise (`lossart.training.loop.cpu_threads`).
     """
+    output_file(cfg.out)
     data = parse_data_spec(cfg.data) if isinstance(cfg.data, str) else cfg.data
     device = pick_device(cfg.device)
     with cpu_threads(cfg.threads, device, data.kind == "builtin"):

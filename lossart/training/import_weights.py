@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lossart.checks import output_file
 from lossart.data import Dataset, DataSpec, load_dataset, parse_data_spec
 from lossart.errors import LossartError
 from lossart.models import ModelSpec, create_model
@@ -33,6 +34,7 @@ from lossart.runs import versions
 from lossart.training.checkpoint import (
     FORMAT,
     Checkpoint,
+    check_finite_weights,
     load_checkpoint,
     read_torch_file,
     save_checkpoint,
@@ -99,7 +101,9 @@ def state_dict_of(raw: Any, path: str | Path) -> dict[str, torch.Tensor]:
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A plain state_dict from `path` (see the module docstring for the accepted forms)."""
-    return state_dict_of(read_weights_file(path), path)
+    state_dict = state_dict_of(read_weights_file(path), path)
+    check_finite_weights(state_dict, path)
+    return state_dict
 
 
 # ---------------------------------------------------------------------------- fitting
@@ -226,6 +230,8 @@ def import_state_dict(
         device=device, train_eval_size=train_eval_size, seed=seed, progress=progress,
         threads=threads,
     )  # fmt: skip
+    if out is not None:
+        output_file(out)
     return _import(read_weights_file(path), path, model_spec, data_spec, out, **options)
 
 

@@ -1,0 +1,424 @@
+"""Every bad input gives one line: exit status 2, one stderr line naming the flag or file, no
+traceback, and every file that existed before is byte-identical after (nothing new either).
+
+Table-driven over the classes of the reliability issue: F4 (values silently accepted: ranges and
+finiteness of flags, NaN weights, out-of-range labels), F5 (tracebacks: output locations of the
+wrong type, malformed metadata) and F6 (misleading or late errors). The fixtures are built once
+per module: a tiny hand-made curve run (smallcnn of width 4 on the built-in shapes), its 5x5
+grids and its terrain bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from grid_fixtures import make_curve_run
+
+from lossart.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """ws/run (endpoints, 3 frames, grids 5x5, terrain), a file, a folder, a data npz."""
+    ws = tmp_path_factory.mktemp("bad_input")
+    run = make_curve_run(ws / "run", frames=3)
+    assert main(["grid", str(run.root), "--resolution", "5", "--subset", "32"]) == 0
+    assert main(["terrain", str(run.root)]) == 0
+    (ws / "file.txt").write_text("a file\n")
+    (ws / "adir").mkdir()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = rng.integers(0, 3, size=40)
+    np.savez(ws / "good.npz", x_train=x, y_train=y, x_test=x[:10], y_test=y[:10])
+    return ws
+
+
+@pytest.fixture
+def ws(base, tmp_path) -> Path:
+    """A private copy of the workspace for one case (cases may break files on purpose)."""
+    dest = tmp_path / "ws"
+    shutil.copytree(base, dest)
+    return dest
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file's sha256 and every folder: a failed command must leave no half-made run."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(root.rglob("*"))
+    }
+
+
+# ---------------------------------------------------------------- setups: break one thing
+
+
+def _json(path: Path, edit: Callable[[object], object]) -> None:
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+
+
+def _set(key, value):
+    def edit(d):
+        d[key] = value
+        return d
+
+    return edit
+
+
+def _drop(key):
+    def edit(d):
+        d.pop(key, None)
+        return d
+
+    return edit
+
+
+def nan_endpoint(ws: Path) -> None:
+    ck = torch.load(ws / "run/endpoints/w1.pt", weights_only=True)
+    name = next(iter(ck["state_dict"]))
+    ck["state_dict"][name] = ck["state_dict"][name].clone().fill_(float("nan"))
+    torch.save(ck, ws / "nan.pt")
+
+
+def inf_endpoint(ws: Path) -> None:
+    ck = torch.load(ws / "run/endpoints/w2.pt", weights_only=True)
+    name = list(ck["state_dict"])[-1]
+    ck["state_dict"][name] = ck["state_dict"][name].clone().fill_(float("inf"))
+    torch.save(ck, ws / "inf.pt")
+
+
+def nan_bends(ws: Path) -> None:
+    path = ws / "run/curve/frames/frame_00001.pt"
+    d = torch.load(path, weights_only=True)
+    d["bends"][0, 3] = float("nan")
+    torch.save(d, path)
+    shutil.rmtree(ws / "run/grids")
+
+
+def wide_bends(ws: Path) -> None:
+    path = ws / "run/curve/frames/frame_00001.pt"
+    d = torch.load(path, weights_only=True)
+    torch.save({"bends": torch.cat([d["bends"], d["bends"]], 1)}, path)
+    shutil.rmtree(ws / "run/grids")
+
+
+def string_loss(ws: Path) -> None:
+    path = ws / "run/grids/frame_00001.npz"
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays["loss"] = arrays["loss"].astype(str)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    shutil.rmtree(ws / "run/terrain")
+
+
+def bad_labels(ws: Path) -> None:
+    with np.load(ws / "good.npz") as z:
+        arrays = dict(z)
+    arrays["y_train"][5] = 100000
+    np.savez(ws / "bad.npz", **arrays)
+
+
+def nan_features(ws: Path) -> None:
+    with np.load(ws / "good.npz") as z:
+        arrays = dict(z)
+    arrays["x_train"][3, 1] = np.nan
+    np.savez(ws / "bad.npz", **arrays)
+
+
+def grid_json(edit):
+    def setup(ws: Path) -> None:
+        _json(ws / "run/grids/grid.json", edit)
+
+    return setup
+
+
+def run_json(edit):
+    def setup(ws: Path) -> None:
+        _json(ws / "run/run.json", edit)
+
+    return setup
+
+
+def frames_json(edit):
+    def setup(ws: Path) -> None:
+        _json(ws / "run/curve/frames.json", edit)
+
+    return setup
+
+
+def manifest(edit):
+    def setup(ws: Path) -> None:
+        _json(ws / "run/terrain/manifest.json", edit)
+
+    return setup
+
+
+def frame_field(key, value):
+    def edit(d):
+        d["frames"][1][key] = value
+        return d
+
+    return edit
+
+
+def video_cache(ws: Path) -> None:
+    cache = ws / "out_frames"
+    cache.mkdir()
+    (cache / "frames.json").write_text("{not json")
+
+
+def garbage(rel: str, text: str = "garbage\x00\x01"):
+    def setup(ws: Path) -> None:
+        (ws / rel).write_text(text)
+
+    return setup
+
+
+def read_only_dir(ws: Path) -> None:
+    (ws / "adir").chmod(0o555)
+
+
+@dataclass
+class Case:
+    id: str
+    cls: str  # F4 | F5 | F6
+    argv: list[str]  # "{ws}" is the workspace
+    names: str  # what the one line must name (a flag or a file)
+    setup: Callable[[Path], None] | None = None
+
+
+R = "{ws}/run"
+A, B = "{ws}/run/endpoints/w1.pt", "{ws}/run/endpoints/w2.pt"
+FAKE_BLENDER = ["--blender", "{ws}/file.txt"]  # never reached: every case fails before Blender
+
+CASES = [
+    # F4: values accepted silently, giving wrong results
+    Case("grid-margin-nan", "F4", ["grid", R, "--margin", "nan"], "--margin"),
+    Case("grid-margin-inf", "F4", ["grid", R, "--margin", "inf"], "--margin"),
+    Case("grid-margin-negative", "F4", ["grid", R, "--margin", "-0.5"], "--margin"),
+    Case("grid-batch-points-0", "F4", ["grid", R, "--batch-points", "0"], "--batch-points"),
+    Case("grid-tile-rows-neg", "F4", ["grid", R, "--tile-rows", "-1"], "--tile-rows"),
+    Case("grid-subset-0", "F4", ["grid", R, "--subset", "0"], "--subset"),
+    Case("grid-adaptive-0", "F4", ["grid", R, "--adaptive", "0"], "--adaptive"),
+    Case("grid-adaptive-nan", "F4", ["grid", R, "--adaptive", "nan"], "--adaptive"),
+    Case("grid-device-tpu", "F4", ["grid", R, "--device", "TPU"], "--device"),
+    Case("train-threads-0", "F4", ["train", "--out", "{ws}/e.pt", "--threads", "0"], "--threads"),
+    Case("train-threads-neg", "F4", ["train", "--out", "{ws}/e.pt", "--threads", "-2"], "--threads"),
+    Case("train-device-banana", "F4", ["train", "--out", "{ws}/e.pt", "--device", "banana"], "--device"),
+    Case("train-lr-nan", "F4", ["train", "--out", "{ws}/e.pt", "--lr", "nan"], "--lr"),
+    Case("train-lr-inf", "F4", ["train", "--out", "{ws}/e.pt", "--lr", "inf"], "--lr"),
+    Case("train-momentum-5", "F4", ["train", "--out", "{ws}/e.pt", "--momentum", "5"], "--momentum"),
+    Case("train-epochs-0", "F4", ["train", "--out", "{ws}/e.pt", "--epochs", "0"], "--epochs"),
+    Case("train-wd-nan", "F4", ["train", "--out", "{ws}/e.pt", "--wd", "nan"], "--wd"),
+    Case("train-width-0", "F4",
+         ["train", "--out", "{ws}/e.pt", "--model-arg", "width=0", "--epochs", "1"], "--model-arg"),
+    Case("train-labels-out-of-range", "F4",
+         ["train", "--data", "npz:{ws}/bad.npz", "--out", "{ws}/e.pt", "--epochs", "1"],
+         "bad.npz", bad_labels),
+    Case("train-nan-features", "F4",
+         ["train", "--data", "npz:{ws}/bad.npz", "--out", "{ws}/e.pt", "--epochs", "1"],
+         "bad.npz", nan_features),
+    Case("curve-init-noise-nan", "F4", ["curve", A, B, "--out", "{ws}/c", "--init-noise", "nan"],
+         "--init-noise"),
+    Case("curve-lr-inf", "F4", ["curve", A, B, "--out", "{ws}/c", "--lr", "inf"], "--lr"),
+    Case("curve-frames-1", "F4", ["curve", A, B, "--out", "{ws}/c", "--frames", "1"], "--frames"),
+    Case("curve-bends-0", "F4", ["curve", A, B, "--out", "{ws}/c", "--bends", "0"], "--bends"),
+    Case("curve-nan-endpoint", "F4", ["curve", "{ws}/nan.pt", B, "--out", "{ws}/c"], "nan.pt",
+         nan_endpoint),
+    Case("curve-inf-endpoint", "F4", ["curve", A, "{ws}/inf.pt", "--out", "{ws}/c"], "inf.pt",
+         inf_endpoint),
+    Case("grid-nan-bends", "F4", ["grid", R, "--resolution", "5", "--subset", "32"],
+         "frame_00001.pt", nan_bends),
+    Case("ensemble-subset-0", "F4", ["ensemble", R, "--subset", "0"], "--subset"),
+    Case("ensemble-tolerance-neg", "F4", ["ensemble", R, "--tolerance", "-1"], "--tolerance"),
+    Case("ensemble-points-1", "F4", ["ensemble", R, "--points", "1"], "--points"),
+    Case("eval-curve-points-0", "F4", ["eval-curve", R, "--points", "0"], "--points"),
+    Case("line-subset-neg", "F4", ["line", A, B, "--out", "{ws}/l", "--subset", "-5"], "--subset"),
+    Case("terrain-cap-quantile-0", "F4", ["terrain", R, "--cap-quantile", "0"], "--cap-quantile"),
+    Case("terrain-cap-quantile-nan", "F4", ["terrain", R, "--cap-quantile", "nan"], "--cap-quantile"),
+    Case("terrain-upsample-huge", "F4", ["terrain", R, "--upsample", "100000"], "--upsample"),
+    Case("terrain-sigma-nan", "F4", ["terrain", R, "--sigma", "nan"], "--sigma"),
+    Case("terrain-floor-0", "F4", ["terrain", R, "--floor", "0"], "--floor"),
+    Case("terrain-loss-cap-inf", "F4", ["terrain", R, "--loss-cap", "inf"], "--loss-cap"),
+    Case("render-height-scale-nan", "F4",
+         ["render", R, "--still", "--height-scale", "nan", *FAKE_BLENDER], "--height-scale"),
+    Case("render-speed-nan", "F4", ["render", R, "--video", "--speed", "nan", *FAKE_BLENDER],
+         "--speed"),
+    Case("render-glow-neg", "F4", ["render", R, "--still", "--glow", "-5", *FAKE_BLENDER], "--glow"),
+    Case("render-size-0x0", "F4", ["render", R, "--still", "--size", "0x0", *FAKE_BLENDER], "--size"),
+    Case("render-fps-0", "F4", ["render", R, "--video", "--fps", "0", *FAKE_BLENDER], "--fps"),
+    Case("render-duration-nan", "F4", ["render", R, "--video", "--duration", "nan", *FAKE_BLENDER],
+         "--duration"),
+    Case("render-interpolate-0", "F4",
+         ["render", R, "--video", "--interpolate", "0", *FAKE_BLENDER], "--interpolate"),
+    Case("render-samples-0", "F4", ["render", R, "--still", "--samples", "0", *FAKE_BLENDER],
+         "--samples"),
+    Case("functions-t-2", "F4", ["functions", R, "--t", "2"], "--t"),
+    Case("plane-span-nan", "F4", ["plane", "--around", A, "--out", "{ws}/p", "--span", "nan"],
+         "--span"),
+    Case("grid-resolution-0x0", "F4", ["grid", R, "--resolution", "0x0"], "--resolution"),
+    Case("demo-resolution-0", "F4", ["demo", "--out", "{ws}/d", "--resolution", "0"],
+         "--resolution"),
+    # F5: tracebacks (wrong-type outputs, malformed metadata, values passed straight to the OS)
+    Case("train-out-under-file", "F5", ["train", "--out", "{ws}/file.txt/e.pt"], "file.txt"),
+    Case("curve-out-file", "F5", ["curve", A, B, "--out", "{ws}/file.txt"], "file.txt"),
+    Case("line-out-file", "F5", ["line", A, B, "--out", "{ws}/file.txt"], "file.txt"),
+    Case("plane-out-file", "F5", ["plane", A, B, A, "--out", "{ws}/file.txt"], "file.txt"),
+    Case("around-out-file", "F5", ["plane", "--around", A, "--out", "{ws}/file.txt"], "file.txt"),
+    Case("terrain-out-file", "F5", ["terrain", R, "--out", "{ws}/file.txt"], "file.txt"),
+    Case("render-still-out-dir", "F5", ["render", R, "--still", "--out", "{ws}/adir", *FAKE_BLENDER],
+         "adir"),
+    Case("render-video-out-dir", "F5", ["render", R, "--video", "--out", "{ws}/adir", *FAKE_BLENDER],
+         "adir"),
+    Case("render-out-under-file", "F5",
+         ["render", R, "--still", "--out", "{ws}/file.txt/s.png", *FAKE_BLENDER], "file.txt"),
+    Case("render-blender-not-exe", "F5", ["render", R, "--still", *FAKE_BLENDER], "--blender"),
+    Case("render-blender-missing", "F5", ["render", R, "--still", "--blender", "{ws}/nope"],
+         "--blender"),
+    Case("demo-out-file", "F5", ["demo", "--out", "{ws}/file.txt"], "file.txt"),
+    Case("import-out-dir", "F5",
+         ["import", A, "--model", "smallcnn", "--data", "shapes", "--out", "{ws}/adir"], "adir"),
+    Case("addon-out-file", "F5", ["addon", "build", "--out", "{ws}/file.txt"], "file.txt"),
+    Case("grid-json-list", "F5", ["grid", R], "grid.json", grid_json(lambda d: [d])),
+    Case("grid-json-string-resolution", "F5", ["grid", R], "grid.json",
+         grid_json(_set("resolution", "5x5"))),
+    Case("grid-json-garbage", "F5", ["terrain", R], "grid.json", garbage("run/grids/grid.json")),
+    Case("run-json-list", "F5", ["grid", R], "run.json", run_json(lambda d: [d])),
+    Case("run-json-no-model", "F5", ["grid", R, "--overwrite"], "run.json", run_json(_drop("model"))),
+    Case("run-json-model-string", "F5", ["eval-curve", R], "run.json", run_json(_set("model", "x"))),
+    Case("frames-json-list", "F5", ["grid", R, "--overwrite"], "frames.json",
+         frames_json(lambda d: d["frames"])),
+    Case("frames-json-bad-file", "F5", ["grid", R, "--overwrite"], "frames.json",
+         frames_json(frame_field("file", 7))),
+    Case("bends-other-width", "F5", ["grid", R, "--resolution", "5", "--subset", "32"],
+         "frame_00001.pt", wide_bends),
+    Case("grid-string-loss", "F5", ["terrain", R], "frame_00001.npz", string_loss),
+    Case("manifest-index-abc", "F5", ["render", R, "--still", *FAKE_BLENDER], "manifest.json",
+         manifest(frame_field("index", "abc"))),
+    Case("manifest-epoch-caption", "F5",
+         ["render", R, "--video", "--caption", "--out", "{ws}/out.mp4", *FAKE_BLENDER],
+         "manifest.json", manifest(frame_field("epoch", "late"))),
+    Case("manifest-list", "F5", ["render", R, "--still", *FAKE_BLENDER], "manifest.json",
+         manifest(lambda d: [d])),
+    Case("video-cache-garbage", "F5",
+         ["render", R, "--video", "--out", "{ws}/out.mp4", "--blender", "{ws}/nope"], "--blender",
+         video_cache),
+    Case("checkpoint-garbage", "F5", ["curve", "{ws}/file.txt", B, "--out", "{ws}/c"], "file.txt"),
+    Case("endpoint-garbage", "F5", ["eval-curve", R], "w1.pt", garbage("run/endpoints/w1.pt")),
+    # F6: misleading or late errors
+    Case("train-out-dir", "F6", ["train", "--out", "{ws}/adir"], "adir"),
+    Case("curve-nan-endpoint-no-run", "F6", ["curve", "{ws}/nan.pt", B, "--out", "{ws}/adir/c"],
+         "nan.pt", nan_endpoint),
+    Case("demo-palette", "F6", ["demo", "--out", "{ws}/d", "--palette", "rainbow"], "--palette"),
+    Case("demo-size", "F6", ["demo", "--out", "{ws}/d", "--size", "0x0"], "--size"),
+    Case("demo-device", "F6", ["demo", "--out", "{ws}/d", "--device", "banana"], "--device"),
+    Case("demo-samples", "F6", ["demo", "--out", "{ws}/d", "--samples", "-1"], "--samples"),
+    Case("grid-no-run", "F6", ["grid", "{ws}/adir"], "adir"),
+    Case("terrain-file-as-run", "F6", ["terrain", "{ws}/file.txt"], "file.txt"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_line(case: Case, ws: Path, capsys) -> None:
+    if case.setup:
+        case.setup(ws)
+    before = snapshot(ws)
+    argv = [a.replace("{ws}", str(ws)) for a in case.argv]
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse: bad flags
+        code = exc.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert len(lines) == 1, err
+    assert case.names.replace("{ws}", str(ws)) in lines[0], lines[0]
+    assert snapshot(ws) == before, "files changed or appeared"
+
+
+def test_the_table_covers_every_class() -> None:
+    counts = {k: sum(c.cls == k for c in CASES) for k in ("F4", "F5", "F6")}
+    assert sum(counts.values()) >= 60 and min(counts.values()) >= 8, counts
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+# ---------------------------------------------------------------- the library gives the same lines
+
+
+def _raises(fn: Callable[[], object], names: str) -> None:
+    from lossart.errors import LossartError
+
+    with pytest.raises(LossartError) as exc:
+        fn()
+    message = str(exc.value)
+    assert "\n" not in message and names in message, message
+
+
+@pytest.mark.parametrize(
+    "make, names",
+    [
+        (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(lr=float("nan")), "--lr"),
+        (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(momentum=5.0), "--momentum"),
+        (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(threads=0), "--threads"),
+        (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(margin=float("inf")), "--margin"),
+        (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(batch_points=0), "--batch-points"),
+        (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(resolution=(0, 0)), "--resolution"),
+        (lambda: __import__("lossart.terrain.heightfield", fromlist=["x"]).TerrainConfig(cap_quantile=0.0), "--cap-quantile"),
+        (lambda: __import__("lossart.terrain.heightfield", fromlist=["x"]).TerrainConfig(upsample=100000), "--upsample"),
+        (lambda: __import__("lossart.training.curve", fromlist=["x"]).CurveConfig(
+            w1="a", w2="b", out="c", init_noise=float("nan")).check(), "--init-noise"),
+        (lambda: __import__("lossart.demo", fromlist=["x"]).DemoSettings(resolution=0), "--resolution"),
+    ],
+    ids=["train-lr", "train-momentum", "train-threads", "grid-margin", "grid-batch", "grid-res",
+         "terrain-cap", "terrain-upsample", "curve-noise", "demo-res"],
+)
+def test_config_dataclasses_check_like_the_flags(make, names) -> None:
+    _raises(make, names)
+
+
+def test_library_calls_check_outputs_and_weights(ws: Path) -> None:
+    from lossart.analyses.ensemble import ensemble_run
+    from lossart.render import Look, render_still
+    from lossart.training.checkpoint import load_checkpoint
+
+    nan_endpoint(ws)
+    _raises(lambda: load_checkpoint(ws / "nan.pt"), "nan.pt")
+    _raises(lambda: ensemble_run(ws / "run", subset=0), "--subset")
+    _raises(lambda: render_still(ws / "run", ws / "adir", look=Look()), "adir")
+    _raises(lambda: render_still(ws / "run", ws / "s.png", blender=str(ws / "file.txt")), "--blender")
+
+
+def test_a_garbled_video_cache_stamp_means_stale_frames(ws: Path) -> None:
+    """A garbage frames.json cannot vouch for its frames: they are rendered afresh, no traceback."""
+    from lossart.render import Look
+    from lossart.render.video import prepare_frames
+
+    cache = ws / "v_frames"
+    cache.mkdir()
+    (cache / "frame_00001.png").write_bytes(b"not a png")
+    for garbage_text in ("{not json", "[1, 2]", '{"fingerprint": 7}'):
+        (cache / "frames.json").write_text(garbage_text)
+        (cache / "frame_00001.png").write_bytes(b"not a png")
+        assert prepare_frames(cache, ws / "run/terrain", Look()) == 1
+        assert not (cache / "frame_00001.png").exists()
+        assert isinstance(json.loads((cache / "frames.json").read_text())["fingerprint"], str)
+
+
+def test_divergence_is_reported_only_for_finite_inputs(ws: Path, capsys) -> None:
+    """Finite inputs with an absurd learning rate really diverge: that message names --lr."""
+    code = main(["curve", f"{ws}/run/endpoints/w1.pt", f"{ws}/run/endpoints/w2.pt",
+                 "--out", f"{ws}/c", "--lr", "1e30", "--epochs", "1", "--frames", "2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "diverged" in err and "--lr" in err and len(err.splitlines()) == 1
