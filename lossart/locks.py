@@ -85,6 +85,9 @@ class FileLock:
         except BaseException:
             os.close(fd)
             raise
+        if not self._names(fd):  # its holder removed the file as we locked it: lock the new one
+            os.close(fd)
+            return self.try_acquire()
         self._fd = fd
         if not self.shared:
             self._write_info(fd)
@@ -99,6 +102,9 @@ class FileLock:
             except BaseException:
                 os.close(fd)
                 raise
+            if not self._names(fd):  # removed by its last holder while we waited
+                os.close(fd)
+                return self.acquire(timeout, poll)
             self._fd = fd
             if not self.shared:
                 self._write_info(fd)
@@ -110,19 +116,32 @@ class FileLock:
             time.sleep(poll)
         return True
 
+    def _names(self, fd: int) -> bool:
+        """Whether the locked descriptor is still the file at `path` (see `release(remove=)`)."""
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        there = os.fstat(fd)
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
     def _write_info(self, fd: int) -> None:
         line = (json.dumps(holder_info()) + "\n").encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, line, 0)
 
-    def release(self) -> None:
-        """Let go (the file stays: deleting it would let a waiter lock a file no longer named)."""
+    def release(self, remove: bool = False) -> None:
+        """Let go. The file normally stays; `remove` deletes it first, while still held (for a
+        lock a refused command created: it leaves nothing behind). That is safe because a taker
+        checks, once it holds a lock, that the file it locked is still the one named `path`."""
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
         try:
             if not self.shared:
                 os.ftruncate(fd, 0)
+            if remove:
+                self.path.unlink(missing_ok=True)
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
@@ -172,6 +191,7 @@ def working_on(target: str | os.PathLike, what: str) -> Iterator[FileLock]:
     """Hold `target`'s lock (`lock_beside`) while this process writes it; a one-line error
     naming the holder if another live process does (a killed holder's lock is free at once)."""
     lock = FileLock(lock_beside(target))
+    existed = lock.path.exists()
     try:
         taken = lock.try_acquire()
     except OSError as exc:
@@ -181,7 +201,11 @@ def working_on(target: str | os.PathLike, what: str) -> Iterator[FileLock]:
             f"{target}: another {what} is writing it ({describe_holder(lock.holder())}); "
             f"wait for it to finish"
         )
+    refused = False
     try:
         yield lock
+    except LossartError:
+        refused = True  # bad input found inside: leave no lock file that was not there before
+        raise
     finally:
-        lock.release()
+        lock.release(remove=refused and not existed)

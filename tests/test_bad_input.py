@@ -411,9 +411,11 @@ def test_a_garbled_video_cache_stamp_means_stale_frames(ws: Path) -> None:
     for garbage_text in ("{not json", "[1, 2]", '{"fingerprint": 7}'):
         (cache / "frames.json").write_text(garbage_text)
         (cache / "frame_00001.png").write_bytes(b"not a png")
-        assert prepare_frames(cache, ws / "run/terrain", Look()) == 1
-        assert not (cache / "frame_00001.png").exists()
-        assert isinstance(json.loads((cache / "frames.json").read_text())["fingerprint"], str)
+        work = prepare_frames(cache, ws / "run/terrain", Look())
+        assert work != cache and not any(work.glob("frame_*.png"))  # rendered afresh beside
+        assert isinstance(json.loads((work / "frames.json").read_text())["fingerprint"], str)
+        assert (cache / "frame_00001.png").exists()  # the old set stays until the new is whole
+        shutil.rmtree(work)
 
 
 def test_divergence_is_reported_only_for_finite_inputs(ws: Path, capsys) -> None:

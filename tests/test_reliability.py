@@ -442,3 +442,30 @@ def test_a_plane_run_records_its_endpoints_when_made(tmp_path):
     with pytest.raises(LossartError, match=r"w3.pt changed since the run was made"):
         run.endpoint("w3")
     assert run.endpoint("w1") == run.endpoints / "w1.pt"
+
+
+def test_a_refused_command_leaves_no_lock_file_and_a_removed_lock_is_not_held(tmp_path):
+    from lossart.errors import LossartError
+    from lossart.locks import FileLock, lock_beside, working_on
+
+    target = tmp_path / "a.pt"
+    with pytest.raises(LossartError):
+        with working_on(target, "`lossart train`"):
+            raise LossartError("--model-arg width=0: expected > 0")
+    assert not lock_beside(target).exists()  # bad input: nothing appeared
+    with working_on(target, "`lossart train`"):
+        pass
+    assert lock_beside(target).exists()  # work was done: the lock file stays, as before
+
+    path = tmp_path / "x.lock"
+    first, second = FileLock(path), FileLock(path)
+    assert first.try_acquire()
+    fd = os.open(path, os.O_RDWR)  # a taker that opened the old file before it was removed
+    first.release(remove=True)
+    assert second.try_acquire() and second._names(second.fileno())
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the orphan inode locks, but names nothing
+    assert not FileLock(path)._names(fd)
+    os.close(fd)
+    second.release()
