@@ -371,7 +371,7 @@ def test_ctrl_c_on_render_leaves_no_job_or_status_files(tmp_path):
 
     proc, kids, out = _start_video(tmp_path)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) != 0
+    assert proc.wait(120) != 0
     assert not any(_alive(k) for k in kids)
     left = sorted(p.name for p in out.parent.glob(".film.*"))
     assert left == [], left
