@@ -294,3 +294,23 @@ def test_fit_centred_fills_the_tighter_side_and_centres_it():
     assert 0.5 * (v.max() + v.min()) == pytest.approx(cv)
     half = max(0.5 * (u.max() - u.min()), 0.5 * (v.max() - v.min()))
     assert half == pytest.approx(0.9, abs=1e-6)
+
+
+@bpy_needed
+def test_a_plane_around_one_optimum_is_framed_wide():
+    """A random plane around one optimum has no path: framing the optimum's surroundings alone
+    zoomed onto the basin floor; most of the window must be in the picture."""
+    from lossart.blender import scene
+
+    lo, hi = np.array([-5.0, -5.0, 0.0]), np.array([5.0, 5.0, 2.0])
+    ys, xs = np.linspace(-5, 5, 11), np.linspace(-5, 5, 11)
+    ground = (np.zeros((11, 11)), xs, ys)
+    optimum = np.array([[0.0, 0.0, 0.0]])
+    for paths in (None, np.zeros((0, 3))):
+        targets = framing.ViewTargets((lo, hi), optimum, paths, ground)
+        pts = scene.framed_points(targets, slab=False)
+        assert pts[:, 0].min() <= -3 and pts[:, 0].max() >= 3  # most of the window's width
+        assert pts[:, 1].min() <= -3 and pts[:, 1].max() >= 3
+    path = np.array([[-4.0, 0.0, 0.0], [0.0, 0.5, 0.0], [4.0, 0.0, 0.0]])
+    pts = scene.framed_points(framing.ViewTargets((lo, hi), optimum, path, ground), slab=False)
+    assert pts[:, 1].max() < 3  # a path across the window: the valley framing around it

@@ -204,7 +204,14 @@ def framed_points(targets: framing.ViewTargets, slab: bool) -> np.ndarray:
     if slab or not marked or targets.ground is None:
         return np.concatenate([box, targets.points]) if len(targets.points) else box
     focus = np.concatenate(marked)
-    walls = framing.surroundings(focus, *targets.ground, margin=VALLEY_MARGIN)
+    margin = VALLEY_MARGIN
+    lo, hi = (np.asarray(b, dtype=np.float64)[:2] for b in targets.bounds)
+    half = 0.5 * float(np.min(hi - lo))
+    if float(np.ptp(focus[:, :2], axis=0).max()) < half:
+        # the marks span little of the window (a random plane around one optimum): the basin
+        # around them is the subject, so the view reaches most of the way to the window's sides
+        margin = max(margin, 0.7 * half)
+    walls = framing.surroundings(focus, *targets.ground, margin=margin)
     return np.concatenate([focus, walls])
 
 
