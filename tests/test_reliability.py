@@ -332,7 +332,9 @@ def _start_video(tmp_path: Path):
     bundle = synthetic_bundle(tmp_path / "terrain", frames=30, size=17)
     out = tmp_path / "renders" / "film.mp4"
     args = ["render", str(bundle), "--video", "--out", str(out), "--size", "64x48", "--samples",
-            "1", "--speed", "1", "--no-denoise", "--render-device", "CPU"]  # fmt: skip
+            "1", "--duration", "60", "--no-denoise", "--render-device", "CPU"]  # fmt: skip
+    # 60 s at 24 fps: ~1440 tiny frames, so the render is still going when the test strikes,
+    # however fast Blender races ahead of a test process starved on a loaded machine
     env = {**os.environ, "PYTHONPATH": str(REPO), "LOSSART_QUIET": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "lossart", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
