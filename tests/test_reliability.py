@@ -336,8 +336,14 @@ def _start_video(tmp_path: Path):
     # 60 s at 24 fps: ~1440 tiny frames, so the render is still going when the test strikes,
     # however fast Blender races ahead of a test process starved on a loaded machine
     env = {**os.environ, "PYTHONPATH": str(REPO), "LOSSART_QUIET": "1"}
+    import signal
+
+    def default_sigint() -> None:  # a test run in the background (`cmd &`) inherits SIGINT
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # ignored; a terminal's Ctrl-C is not
+
     proc = subprocess.Popen([sys.executable, "-m", "lossart", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=default_sigint)  # fmt: skip
     deadline = time.time() + 120
     kids: list[int] = []
     while time.time() < deadline and not kids:
