@@ -159,6 +159,25 @@ def check_run_fields(data: dict[str, Any], where: Path) -> None:
         field(data, "commands", where, list)
 
 
+def reuse_or_claim(out: str | Path, same: Callable[[dict[str, Any]], bool],
+                   inputs: str = "") -> tuple[Run, bool]:
+    """The run a command creates at --out: (run, True) when --out already holds one made from
+    the same inputs (`same(meta)`: the command resumes it), (run, False) for an absent or empty
+    folder to create it in; any other run or a non-empty folder is a one-line error. `inputs`
+    names the flags that tell runs apart, for that error."""
+    run = Run(Path(out))
+    if run.manifest.is_file():
+        if not same(run.read()):
+            named = f" ({inputs})" if inputs else ""
+            raise LossartError(
+                f"--out {out}: already a run made from other inputs{named}; choose a new folder"
+            )
+        return run, True
+    if run.root.exists() and any(run.root.iterdir()):
+        raise LossartError(f"--out {out}: folder exists and is not empty; choose a new folder")
+    return run, False
+
+
 def open_run(path: str | Path) -> Run:
     """An existing run folder, checked."""
     run = Run(Path(path))

@@ -23,7 +23,7 @@ from lossart.geometry.directions import IGNORE, centred_window
 from lossart.grid.planes import AROUND_NAME
 from lossart.grid.run_grid import GridConfig, GridSummary, grid_run
 from lossart.grid.workers import Workers, parse_shard
-from lossart.runs import Run, endpoint_records, now_iso, versions
+from lossart.runs import Run, endpoint_records, now_iso, reuse_or_claim, versions
 from lossart.training.checkpoint import load_checkpoint
 
 
@@ -55,17 +55,12 @@ def create_around_run(
         "span": float(span),
         "ignore": ignore,
     }
-    run = Run(Path(out))
-    if run.manifest.is_file():
-        meta = run.read()
-        if meta.get("kind") != "around" or meta.get("around") != record:
-            raise LossartError(
-                f"--out {out}: already a run made from other inputs (checkpoint, --seed, --span "
-                f"or --keep-bn); choose a new folder"
-            )
+    run, found = reuse_or_claim(
+        out, lambda m: m.get("kind") == "around" and m.get("around") == record,
+        "checkpoint, --seed, --span or --keep-bn",
+    )
+    if found:
         return run
-    if run.root.exists() and any(run.root.iterdir()):
-        raise LossartError(f"--out {out}: folder exists and is not empty; choose a new folder")
     with atomic_path(run.endpoints / f"{AROUND_NAME}.pt") as tmp:
         shutil.copyfile(path, tmp)
     run.write(

@@ -19,7 +19,7 @@ from lossart.geometry.plane import plane_through
 from lossart.grid.planes import PLANE3_NAMES, flat_optima, plane3_points
 from lossart.grid.run_grid import GridConfig, GridSummary, grid_run
 from lossart.grid.workers import Workers, parse_shard
-from lossart.runs import Run, endpoint_records, now_iso, versions
+from lossart.runs import Run, endpoint_records, now_iso, reuse_or_claim, versions
 from lossart.training.checkpoint import load_checkpoint
 
 
@@ -30,18 +30,12 @@ def create_plane_run(paths: list[str | Path], out: str | Path) -> Run:
     paths = [Path(p).resolve() for p in paths]
     first = load_checkpoint(paths[0])
     ckpts = [first] + [load_checkpoint(p, expect_model=first.model) for p in paths[1:]]
-    run = Run(Path(out))
-    if run.manifest.is_file():
-        meta = run.read()
-        if meta.get("kind") != "plane3" or meta.get("plane3", {}).get("sources") != [
-            str(p) for p in paths
-        ]:
-            raise LossartError(
-                f"--out {out}: already a run made from other inputs; choose a new folder"
-            )
+    sources = [str(p) for p in paths]
+    run, found = reuse_or_claim(
+        out, lambda m: m.get("kind") == "plane3" and m.get("plane3", {}).get("sources") == sources
+    )
+    if found:
         return run
-    if run.root.exists() and any(run.root.iterdir()):
-        raise LossartError(f"--out {out}: folder exists and is not empty; choose a new folder")
     _model, ws = flat_optima(ckpts)
     plane = plane_through(*ws)
     for name, src in zip(PLANE3_NAMES, paths, strict=True):

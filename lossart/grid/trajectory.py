@@ -28,7 +28,7 @@ from lossart.grid.planes import flat_optima
 from lossart.grid.run_grid import GridConfig, GridSummary, grid_run
 from lossart.grid.trajectory_files import FINAL_NAME, write_plane_file
 from lossart.grid.workers import Workers, parse_shard
-from lossart.runs import Run, now_iso, versions
+from lossart.runs import Run, now_iso, reuse_or_claim, versions
 from lossart.training.checkpoint import load_checkpoint
 from lossart.training.snapshots import load_snapshots
 
@@ -64,18 +64,14 @@ def create_trajectory_run(
         "ignore": config.ignore,
         "centred": bool(config.centre),
     }
-    run = Run(Path(out))
-    if run.manifest.is_file():
-        meta = run.read()
+    def same(meta: dict) -> bool:
         record = meta.get("trajectory") or {}
-        if meta.get("kind") != "trajectory" or any(record.get(k) != v for k, v in wanted.items()):
-            raise LossartError(
-                f"--out {out}: already a run made from other inputs (checkpoint, --components, "
-                f"--keep-bn or --no-centre); choose a new folder"
-            )
+        return meta.get("kind") == "trajectory" and all(record.get(k) == v
+                                                         for k, v in wanted.items())
+
+    run, found = reuse_or_claim(out, same, "checkpoint, --components, --keep-bn or --no-centre")
+    if found:
         return run
-    if run.root.exists() and any(run.root.iterdir()):
-        raise LossartError(f"--out {out}: folder exists and is not empty; choose a new folder")
     snaps = load_snapshots(path, ckpt)
     model, (final,) = flat_optima([ckpt])
     if snaps.params.shape[1] != final.numel():
