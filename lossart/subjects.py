@@ -2,7 +2,7 @@
 
 The seed's subject (ResNet-20 without skips on CIFAR-10) at a size the machine can do: two
 endpoints, a Bézier curve with log-spaced frames, video grids of every frame (adaptive), a
-fully evaluated still grid of the final frame in a second run folder that shares the endpoints
+finer still grid of the final frame (adaptive on a CPU) in a second run folder that shares the endpoints
 and the curve (hard links, no retraining), eval-curve and ensembles, both terrain bundles, a
 still (with its comparison sheet), the video and a GIF preview.
 
@@ -47,7 +47,11 @@ class Subject:
     adaptive: float | None = 0.03
     video_subset: int = 64  # video grids: training images per point (half the still's cost)
     subset: int = 128  # still grid: training images per grid point (exact BN over them)
-    still_resolution: tuple[int, int] = (201, 201)  # fully evaluated
+    # The still grid: 401x401 refined adaptively. On the real run's last frame tol 0.01 matched
+    # the fully evaluated 201x201 grid to max 0.0061 in log10 loss from 35x fewer points
+    # (benchmarks/RESULTS.md), so a finer picture costs minutes instead of most of an hour.
+    still_resolution: tuple[int, int] = (401, 401)
+    still_adaptive: float | None = 0.01  # None: every point evaluated
     aspect: float = 16 / 9
     eval_points: int = 21
     eval_subset: int = 2000
@@ -71,7 +75,7 @@ SUBJECTS: dict[str, dict[str, Subject]] = {
         "cuda": Subject(
             model="resnet20-noskip", endpoint_epochs=200, curve_epochs=200, frames=600,
             video_resolution=(300, 300), adaptive=None, subset=1024, video_subset=1024,
-            still_resolution=(601, 601), still_samples=128, video_size=(1920, 1080),
+            still_resolution=(601, 601), still_adaptive=None, still_samples=128, video_size=(1920, 1080),
             video_samples=64, fps=24,
         ),
     },
@@ -291,10 +295,12 @@ def run_subject(cfg: SubjectConfig,
         share_run(video_run, still_run)
         with _threads(None if cuda else cores):
             grid_run(still_run, GridConfig(frames=last, resolution=s.still_resolution,
-                                           subset=s.subset, aspect=s.aspect, device=cfg.device,
+                                           subset=s.subset, aspect=s.aspect,
+                                           adaptive=s.still_adaptive, device=cfg.device,
                                            quiet=True))
+        adaptive = f" --adaptive {s.still_adaptive}" if s.still_adaptive else ""
         return (f"lossart grid still --select-frames {last} --resolution "
-                f"{_wxh(s.still_resolution)} --subset {s.subset} --aspect 16:9")
+                f"{_wxh(s.still_resolution)} --subset {s.subset} --aspect 16:9{adaptive}")
 
     def video_terrain() -> str:
         from lossart.terrain.build import build_terrain
