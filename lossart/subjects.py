@@ -396,12 +396,15 @@ def times_table(demo_json: str | Path) -> str:
             st = stages[name]
             total += st["seconds"]
             threads = st.get("threads") or record.get("device", "")
-            rows.append(f"| {name} | `{st['command']}` | {threads} | {_duration(st['seconds'])} |")
+            command = st["command"].replace("|", "\\|")  # a pipe would end the table cell
+            rows.append(f"| {name} | `{command}` | {threads} | {_duration(st['seconds'])} |")
     rows.append(f"| total | | | {_duration(total)} |")
     return "\n".join(rows) + "\n"
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 60:
         return f"{seconds:.0f} s"
     if seconds < 3600:

@@ -140,15 +140,20 @@ def test_cli_report_prints_the_table_and_bad_flags_are_one_line(tmp_path, capsys
     from lossart.cli import main
 
     record = {"device": "cpu", "stages": {
-        "endpoints": {"done": True, "seconds": 840.0, "command": "lossart train ...", "threads": 1},
+        "endpoints": {"done": True, "seconds": 840.0, "command": "lossart train --seed 1|2",
+                      "threads": 1},
+        "still-terrain": {"done": True, "seconds": 0.46, "command": "lossart terrain still"},
         "video-grid": {"done": True, "seconds": 7200.0, "command": "lossart grid video", "threads": 2},
     }}
     (tmp_path / "demo.json").write_text(json.dumps(record))
     assert main(["demo", "--report", str(tmp_path)]) == 0
     table = capsys.readouterr().out
-    assert "| endpoints | `lossart train ...` | 1 | 14.0 min |" in table
+    # a pipe inside the command is escaped, else it would split the markdown table's cell
+    assert "| endpoints | `lossart train --seed 1\\|2` | 1 | 14.0 min |" in table
+    assert "| still-terrain | `lossart terrain still` | cpu | 0.5 s |" in table
     assert "| video-grid | `lossart grid video` | 2 | 2.00 h |" in table
     assert table.rstrip().endswith("| total | | | 2.23 h |")
+    assert all(row.count(" | ") == 3 for row in table.splitlines()[2:-1])
     out = tmp_path / "o"
     assert main(["demo", "--subject", "resnet20-noskip", "--data", "npz:/no.npz",
                  "--out", str(out)]) == 2
