@@ -54,6 +54,32 @@ def test_hidden_share_sees_a_wall_and_not_a_plain():
     assert framing.hidden_share(pts, behind, wall, xs, ys) == 0.0
 
 
+def test_orbit_view_sees_the_valley_floor_from_every_angle_of_its_sweep():
+    pytest.importorskip("bpy")  # scene.py imports bpy; the check itself is numpy
+    from lossart.blender.scene import ORBIT_ELEVATIONS, choose_view
+
+    xs = np.linspace(-5, 5, 81)
+    ys = np.linspace(-5, 5, 81)
+    trench = np.where(np.abs(ys)[:, None] > 1.0, 1.5, 0.0) * np.ones((1, 81))
+    floor = np.array([[x, 0.0, 0.05] for x in np.linspace(-4, 4, 17)])
+    aim = np.zeros(3)
+
+    def eyes(sweep):
+        return lambda el, az: np.array(
+            [aim + 20.0 * framing.view_direction(el, az + a) for a in sweep])
+
+    def worst(el, az, sweep):
+        return max(framing.hidden_share(floor, e, trench, xs, ys) for e in eyes(sweep)(el, az))
+
+    sweep = np.linspace(-30.0, 30.0, 5)
+    el, az = choose_view(ORBIT_ELEVATIONS, (-135.0,), eyes(sweep), floor, (trench, xs, ys))
+    assert worst(el, az, sweep) <= 0.02  # the floor stays in sight all the way round
+    # judged from the sweep's middle alone, the view is lower and the end of the swing, which
+    # looks across the trench, loses the floor behind the near wall
+    el0, _ = choose_view(ORBIT_ELEVATIONS, (-135.0,), eyes([0.0]), floor, (trench, xs, ys))
+    assert el0 < el and worst(el0, az, sweep) > 0.2
+
+
 def test_fly_pose_glides_evenly_along_a_kinked_path():
     path = np.array([[0, 0, 0.1], [4, 0, 0.2], [4, 4, 0.3]], float)
     poses = [framing.fly_pose(path, p, ceiling=1.0, back=1.6, height=1.2) for p in np.linspace(0, 1, 41)]

@@ -181,6 +181,9 @@ VIEW_CORNERS = (-116.0, -64.0, 116.0, 64.0)  # three-quarter views, in order of 
 #: Overview without a slab: elevations tried, lowest first (a low view shows more relief; a
 #: higher one sees into a narrow valley)
 VIEW_ELEVATIONS = (38.0, 44.0, 50.0, 56.0, 62.0, 70.0)
+#: Orbit: elevations tried, lowest first; each must see the path from every angle of the sweep
+#: (a view across a deep valley from 40 degrees hides its floor behind the near wall)
+ORBIT_ELEVATIONS = (40.0, 46.0, 52.0, 58.0, 64.0, 70.0)
 FILL = 0.9  # share of the half-width/half-height the framed points may reach
 #: Overview without a slab: how far beyond the path and the optima the view reaches (world
 #: units), so the valley's walls on both sides are in the picture; the rest of the window may
@@ -221,15 +224,19 @@ def choose_view(
     """The (elevation, azimuth) to look from: the lowest elevation at which some azimuth sees
     all of `watch` (the path and the optima; at most 2% hidden behind the ground), and of those
     azimuths the one whose lines of sight pass highest above the ground (the camera stands on
-    the valley's lower side and looks at the higher ground behind the path). Where every view
-    hides some, the one that hides least."""
+    the valley's lower side and looks at the higher ground behind the path). `eye_at(el, az)`
+    gives one eye or several (an orbit's positions over its sweep: each must see, and the worst
+    counts). Where every view hides some, the one that hides least."""
     best = None
     for el in elevations:
         scored = []
         for az in azimuths:
-            gap = framing.clearance(watch, eye_at(el, az), *ground)
-            hidden = float((gap < 0).mean())
-            scored.append((hidden, -float(np.median(np.minimum(gap, 1e3))), el, az))
+            hidden, high = 0.0, np.inf
+            for eye in np.asarray(eye_at(el, az), dtype=np.float64).reshape(-1, 3):
+                gap = framing.clearance(watch, eye, *ground)
+                hidden = max(hidden, float((gap < 0).mean()))
+                high = min(high, float(np.median(np.minimum(gap, 1e3))))
+            scored.append((hidden, -high, el, az))
         seen = [v for v in scored if v[0] <= 0.02]
         if seen:
             _, _, el, az = min(seen, key=lambda v: v[1])
@@ -253,9 +260,10 @@ def apply_camera(
     Overview: an elevated three-quarter view, re-centred with a lens shift, from whichever
     corner hides the fewest of the last frame's path and points behind a ridge (the valley the
     path lies in faces the camera); it frames the paths, the optima and the valley's walls
-    (`framed_points`), the whole box for a slab. Orbit: a lower view swinging ORBIT_SWEEP_DEG
-    over the frame range, at a distance that keeps the same points in the frame at every
-    angle. Flythrough positions come from `fly_camera` per frame. The suns follow the chosen
+    (`framed_points`), the whole box for a slab. Orbit: a view swinging ORBIT_SWEEP_DEG over
+    the frame range, at a distance that keeps the same points in the frame at every angle, from
+    the lowest elevation and the corner at which the last frame's path and optima stay in
+    sight over the whole sweep. Flythrough positions come from `fly_camera` per frame. The suns follow the chosen
     corner (`turn_lights`)."""
     if preset not in CAMERA_PRESETS:
         raise ValueError(
@@ -292,11 +300,19 @@ def apply_camera(
     elevation, azimuth = look["elevation"], look["azimuth"]
     watch = targets.watch
     if targets.ground is not None and watch is not None and len(watch):
-        heights = (look["elevation"],) if preset != "overview" or slab else VIEW_ELEVATIONS
-        elevation, azimuth = choose_view(
-            heights, VIEW_CORNERS, lambda el, az: centre + framing.view_direction(el, az)
-            * fit(el, az), watch, targets.ground,
-        )  # fmt: skip
+        if slab:
+            heights = (look["elevation"],)
+        else:
+            heights = VIEW_ELEVATIONS if preset == "overview" else ORBIT_ELEVATIONS
+        # the orbit's eye at five angles of its sweep, all at the distance fitted to the sweep
+        sweep = (0.0,) if preset == "overview" else np.linspace(
+            -0.5 * ORBIT_SWEEP_DEG, 0.5 * ORBIT_SWEEP_DEG, 5)
+
+        def eyes(el: float, az: float) -> np.ndarray:
+            dist = fit(el, az)
+            return np.array([centre + framing.view_direction(el, az + a) * dist for a in sweep])
+
+        elevation, azimuth = choose_view(heights, VIEW_CORNERS, eyes, watch, targets.ground)
     dist = fit(elevation, azimuth)
     d = framing.view_direction(elevation, azimuth)
     for coll in target.users_collection:
