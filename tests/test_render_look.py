@@ -72,11 +72,12 @@ def test_orbit_view_sees_the_valley_floor_from_every_angle_of_its_sweep():
         return max(framing.hidden_share(floor, e, trench, xs, ys) for e in eyes(sweep)(el, az))
 
     sweep = np.linspace(-30.0, 30.0, 5)
-    el, az = choose_view(ORBIT_ELEVATIONS, (-135.0,), eyes(sweep), floor, (trench, xs, ys))
+    sights = [(floor, (trench, xs, ys))] * len(sweep)
+    el, az = choose_view(ORBIT_ELEVATIONS, (-135.0,), eyes(sweep), sights)
     assert worst(el, az, sweep) <= 0.02  # the floor stays in sight all the way round
     # judged from the sweep's middle alone, the view is lower and the end of the swing, which
     # looks across the trench, loses the floor behind the near wall
-    el0, _ = choose_view(ORBIT_ELEVATIONS, (-135.0,), eyes([0.0]), floor, (trench, xs, ys))
+    el0, _ = choose_view(ORBIT_ELEVATIONS, (-135.0,), eyes([0.0]), sights)
     assert el0 < el and worst(el0, az, sweep) > 0.2
 
 
@@ -252,6 +253,12 @@ def test_orbit_without_a_slab_keeps_the_valley_in_frame_and_eases(blender, bundl
         angles.append(scene.lossart.pivot.rotation_euler[2])
     steps = np.diff(angles)
     assert (steps > 0).all() and np.degrees(angles[-1] - angles[0]) == pytest.approx(60.0)
+    # the first frame's path is in sight when it shows, and so is the last frame's
+    sights = landscape.view_targets(landscape.active_bundle(scene), scene.lossart.height_scale).sights
+    for f, (watch, ground) in ((scene.frame_start, sights[0]), (scene.frame_end, sights[-1])):
+        scene.frame_set(f)
+        eye = np.array(scene.camera.matrix_world.translation)
+        assert framing.hidden_share(watch, eye, *ground) <= 0.02
     assert steps[0] < 0.2 * steps.max() and steps[-1] < 0.2 * steps.max()  # eased, no jolt
 
 

@@ -20,13 +20,15 @@ class ViewTargets:
     """What a camera is fitted to (world units): the terrain's bounding box `bounds` (lo, hi),
     the marked points of every frame (with their markers' size), every frame's `paths`, the
     last frame's `ground` (heights [H, W], xs, ys) and what must not hide behind it (`watch`:
-    the last frame's path and points)."""
+    the last frame's path and points); `sights`: (watch, ground) of frames spread evenly over
+    the bundle, first to last (what an orbit must see at each point of its sweep)."""
 
     bounds: tuple[np.ndarray, np.ndarray]
     points: np.ndarray
     paths: np.ndarray
     ground: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     watch: np.ndarray | None = None
+    sights: list | None = None
 
 
 def view_direction(elevation_deg: float, azimuth_deg: float) -> np.ndarray:

@@ -212,11 +212,16 @@ def refresh(scene: bpy.types.Scene) -> None:
     update(scene)
 
 
+#: Frames an orbit is checked against, spread evenly from the first to the last
+SIGHTS = 5
+
+
 def view_targets(bundle: Bundle, height_scale: float, slab: bool = False) -> framing.ViewTargets:
     """What every camera is fitted to: the terrain's bounding box (down to the base for a
     slab), every frame's marked points (with their markers' size) and path, the last frame's
     ground and what must not hide behind it (its path and points, a little above the surface:
-    the trained curve is the story)."""
+    the trained curve is the story), and the same for SIGHTS frames from first to last (an
+    orbit shows each at its own point of the sweep)."""
     wmap = WorldMap.for_bundle(bundle)
     xs, ys = wmap.grid_xy(bundle)
     top = max(wmap.top(height_scale), 1e-3)
@@ -237,21 +242,25 @@ def view_targets(bundle: Bundle, height_scale: float, slab: bool = False) -> fra
         for f in bundle.frames
         if len(f.path)
     ]
-    state = bundle.state(len(bundle.frames) - 1.0)
-    watch = [wmap.world(state.points, height_scale, lift=MARKER_LIFT)]
-    if len(state.path):
-        watch.append(wmap.world(state.path, height_scale, lift=path.PATH_LIFT)[::4])
-    ground = (
-        wmap.world_z(state.heights, height_scale),
-        xs.astype(np.float64),
-        ys.astype(np.float64),
-    )
+    def sight(position: float) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        state = bundle.state(position)
+        watch = [wmap.world(state.points, height_scale, lift=MARKER_LIFT)]
+        if len(state.path):
+            watch.append(wmap.world(state.path, height_scale, lift=path.PATH_LIFT)[::4])
+        ground = (wmap.world_z(state.heights, height_scale), xs.astype(np.float64),
+                  ys.astype(np.float64))  # fmt: skip
+        return np.concatenate(watch), ground
+
+    last = len(bundle.frames) - 1.0
+    sights = [sight(float(p)) for p in np.linspace(0.0, last, SIGHTS)]
+    watch, ground = sights[-1]
     return framing.ViewTargets(
         bounds=(lo, hi),
         points=points,
         paths=np.concatenate(paths) if paths else np.zeros((0, 3)),
         ground=ground,
-        watch=np.concatenate(watch),
+        watch=watch,
+        sights=sights,
     )
 
 

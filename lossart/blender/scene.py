@@ -218,21 +218,23 @@ def framed_points(targets: framing.ViewTargets, slab: bool) -> np.ndarray:
     return np.concatenate([focus, walls])
 
 
-def choose_view(
-    elevations, azimuths, eye_at, watch: np.ndarray, ground
-) -> tuple[float, float]:
+def choose_view(elevations, azimuths, eye_at, sights) -> tuple[float, float]:
     """The (elevation, azimuth) to look from: the lowest elevation at which some azimuth sees
-    all of `watch` (the path and the optima; at most 2% hidden behind the ground), and of those
-    azimuths the one whose lines of sight pass highest above the ground (the camera stands on
-    the valley's lower side and looks at the higher ground behind the path). `eye_at(el, az)`
-    gives one eye or several (an orbit's positions over its sweep: each must see, and the worst
-    counts). Where every view hides some, the one that hides least."""
+    everything it must (the path and the optima; at most 2% hidden behind the ground), and of
+    those azimuths the one whose lines of sight pass highest above the ground (the camera
+    stands on the valley's lower side and looks at the higher ground behind the path).
+    `sights` are (watch, ground) pairs and `eye_at(el, az)` gives one eye for each (an orbit:
+    where it is when that frame shows) or one for all; the worst sight counts. Where every view
+    hides some, the one that hides least."""
     best = None
     for el in elevations:
         scored = []
         for az in azimuths:
+            eyes = np.asarray(eye_at(el, az), dtype=np.float64).reshape(-1, 3)
+            if len(eyes) == 1:
+                eyes = np.repeat(eyes, len(sights), axis=0)
             hidden, high = 0.0, np.inf
-            for eye in np.asarray(eye_at(el, az), dtype=np.float64).reshape(-1, 3):
+            for eye, (watch, ground) in zip(eyes, sights, strict=True):
                 gap = framing.clearance(watch, eye, *ground)
                 hidden = max(hidden, float((gap < 0).mean()))
                 high = min(high, float(np.median(np.minimum(gap, 1e3))))
@@ -244,6 +246,11 @@ def choose_view(
         low = min(scored, key=lambda v: v[:2])
         best = low if best is None or low[:2] < best[:2] else best
     return best[2], best[3]
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    """The orbit driver's easing (Blender's smoothstep) at 0 <= t <= 1."""
+    return t * t * (3.0 - 2.0 * t)
 
 
 def apply_camera(
@@ -262,9 +269,9 @@ def apply_camera(
     path lies in faces the camera); it frames the paths, the optima and the valley's walls
     (`framed_points`), the whole box for a slab. Orbit: a view swinging ORBIT_SWEEP_DEG over
     the frame range, at a distance that keeps the same points in the frame at every angle, from
-    the lowest elevation and the corner at which the last frame's path and optima stay in
-    sight over the whole sweep. Flythrough positions come from `fly_camera` per frame. The suns follow the chosen
-    corner (`turn_lights`)."""
+    the lowest elevation and the corner at which each frame's path and optima stay in sight
+    from where the camera is when that frame shows. Flythrough positions come from
+    `fly_camera` per frame. The suns follow the chosen corner (`turn_lights`)."""
     if preset not in CAMERA_PRESETS:
         raise ValueError(
             f"unknown camera preset {preset!r}; choose one of {', '.join(CAMERA_PRESETS)}"
@@ -304,15 +311,18 @@ def apply_camera(
             heights = (look["elevation"],)
         else:
             heights = VIEW_ELEVATIONS if preset == "overview" else ORBIT_ELEVATIONS
-        # the orbit's eye at five angles of its sweep, all at the distance fitted to the sweep
-        sweep = (0.0,) if preset == "overview" else np.linspace(
-            -0.5 * ORBIT_SWEEP_DEG, 0.5 * ORBIT_SWEEP_DEG, 5)
+        sights = [(watch, targets.ground)]
+        sweep = np.zeros(1)
+        if preset == "orbit":  # each sight from where the camera is when its frame shows
+            sights = targets.sights or sights
+            t = np.linspace(0.0, 1.0, len(sights))
+            sweep = ORBIT_SWEEP_DEG * (_smoothstep(t) - 0.5)
 
         def eyes(el: float, az: float) -> np.ndarray:
             dist = fit(el, az)
             return np.array([centre + framing.view_direction(el, az + a) * dist for a in sweep])
 
-        elevation, azimuth = choose_view(heights, VIEW_CORNERS, eyes, watch, targets.ground)
+        elevation, azimuth = choose_view(heights, VIEW_CORNERS, eyes, sights)
     dist = fit(elevation, azimuth)
     d = framing.view_direction(elevation, azimuth)
     for coll in target.users_collection:
