@@ -131,9 +131,9 @@ class FileLock:
         os.pwrite(fd, line, 0)
 
     def release(self, remove: bool = False) -> None:
-        """Let go. The file normally stays; `remove` deletes it first, while still held (for a
-        lock a refused command created: it leaves nothing behind). That is safe because a taker
-        checks, once it holds a lock, that the file it locked is still the one named `path`."""
+        """Let go; `remove` deletes the file first, while still held, so that a finished or
+        refused command leaves nothing behind. That is safe because a taker checks, once it
+        holds a lock, that the file it locked is still the one named `path`."""
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
@@ -189,9 +189,9 @@ def lock_beside(target: str | os.PathLike) -> Path:
 @contextmanager
 def working_on(target: str | os.PathLike, what: str) -> Iterator[FileLock]:
     """Hold `target`'s lock (`lock_beside`) while this process writes it; a one-line error
-    naming the holder if another live process does (a killed holder's lock is free at once)."""
+    naming the holder if another live process does (a killed holder's lock is free at once).
+    The lock file is removed as the lock is let go (safe: see `FileLock.release`)."""
     lock = FileLock(lock_beside(target))
-    existed = lock.path.exists()
     try:
         taken = lock.try_acquire()
     except OSError as exc:
@@ -201,11 +201,7 @@ def working_on(target: str | os.PathLike, what: str) -> Iterator[FileLock]:
             f"{target}: another {what} is writing it ({describe_holder(lock.holder())}); "
             f"wait for it to finish"
         )
-    refused = False
     try:
         yield lock
-    except LossartError:
-        refused = True  # bad input found inside: leave no lock file that was not there before
-        raise
     finally:
-        lock.release(remove=refused and not existed)
+        lock.release(remove=True)  # nothing is left beside the output, done or refused

@@ -463,7 +463,7 @@ def test_a_refused_command_leaves_no_lock_file_and_a_removed_lock_is_not_held(tm
     assert not lock_beside(target).exists()  # bad input: nothing appeared
     with working_on(target, "`lossart train`"):
         pass
-    assert lock_beside(target).exists()  # work was done: the lock file stays, as before
+    assert not lock_beside(target).exists()  # work was done: nothing is left beside it either
 
     path = tmp_path / "x.lock"
     first, second = FileLock(path), FileLock(path)

@@ -117,7 +117,7 @@ def claim(target: Path, what: str) -> Iterator[FileLock]:
     try:
         yield lock
     finally:
-        lock.release()
+        lock.release(remove=True)  # no lock file left beside the still or the frames
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
