@@ -2,8 +2,8 @@
 
 The seed's subject (ResNet-20 without skips on CIFAR-10) at a size the machine can do: two
 endpoints, a Bézier curve with log-spaced frames, video grids of every frame (adaptive), a
-finer still grid of the final frame (adaptive on a CPU) in a second run folder that shares the endpoints
-and the curve (hard links, no retraining), eval-curve and ensembles, both terrain bundles, a
+finer still grid of the final frame (adaptive on a CPU) in a second run folder that shares the
+endpoints and the curve (hard links, no retraining), eval-curve and ensembles, both terrain bundles, a
 still (with its comparison sheet), the video and a GIF preview.
 
 Layout of OUT: `endpoints/` (w1.pt, w2.pt), `video/` (the curve run: video grids, bundle),
@@ -75,8 +75,8 @@ SUBJECTS: dict[str, dict[str, Subject]] = {
         "cuda": Subject(
             model="resnet20-noskip", endpoint_epochs=200, curve_epochs=200, frames=600,
             video_resolution=(300, 300), adaptive=None, subset=1024, video_subset=1024,
-            still_resolution=(601, 601), still_adaptive=None, still_samples=128, video_size=(1920, 1080),
-            video_samples=64, fps=24,
+            still_resolution=(601, 601), still_adaptive=None, still_samples=128,
+            video_size=(1920, 1080), video_samples=64, fps=24,
         ),
     },
 }
@@ -284,10 +284,8 @@ def run_subject(cfg: SubjectConfig,
             grid_run(video_run, GridConfig(resolution=s.video_resolution, subset=s.video_subset,
                                            aspect=s.aspect, adaptive=s.adaptive,
                                            device=cfg.device, quiet=True))
-        adaptive = f" --adaptive {s.adaptive}" if s.adaptive else ""
         return (f"lossart grid video --resolution {_wxh(s.video_resolution)} "
-                f"--subset {s.video_subset} "
-                f"--aspect 16:9{adaptive}")
+                f"--subset {s.video_subset} --aspect 16:9{_adaptive_flag(s.adaptive)}")
 
     def still_grid() -> str:
         from lossart.grid.run_grid import GridConfig, grid_run
@@ -298,9 +296,9 @@ def run_subject(cfg: SubjectConfig,
                                            subset=s.subset, aspect=s.aspect,
                                            adaptive=s.still_adaptive, device=cfg.device,
                                            quiet=True))
-        adaptive = f" --adaptive {s.still_adaptive}" if s.still_adaptive else ""
         return (f"lossart grid still --select-frames {last} --resolution "
-                f"{_wxh(s.still_resolution)} --subset {s.subset} --aspect 16:9{adaptive}")
+                f"{_wxh(s.still_resolution)} --subset {s.subset} --aspect 16:9"
+                f"{_adaptive_flag(s.still_adaptive)}")
 
     def video_terrain() -> str:
         from lossart.terrain.build import build_terrain
@@ -410,6 +408,10 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.2f} h"
+
+
+def _adaptive_flag(tol: float | None) -> str:
+    return f" --adaptive {tol}" if tol else ""
 
 
 def _wxh(size: tuple[int, int]) -> str:
