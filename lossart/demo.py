@@ -49,6 +49,7 @@ class DemoSettings:
     camera: str = "orbit"
     still_camera: str = "overview"
     palette: str = "losslandscape"
+    style: str = "hero"
 
     def __post_init__(self) -> None:
         check_number("--frames", self.frames, 2, optional=False)
@@ -59,13 +60,13 @@ class DemoSettings:
         """The still's and the video's Look (lossart.blender.look), checked."""
         from lossart.render import Look, check_look
 
-        base = Look(samples=self.samples, size=self.size, palette=self.palette)
+        base = Look(samples=self.samples, size=self.size, palette=self.palette, style=self.style)
         return (check_look(replace(base, camera_preset=self.still_camera)),
                 check_look(replace(base, camera_preset=self.camera)))
 
 
 # The demo's settings that are look options, with their flags generated from the Look fields.
-DEMO_LOOK_FLAGS = ["size", "samples", "palette"]
+DEMO_LOOK_FLAGS = ["size", "samples", "palette", "style"]
 
 # Cost on a 2-core CPU: quick ~20 s, default ~3 min, quality ~3 h (grids: 60 frames x 81^2 points
 # x 2.6 GFLOP; renders: 60 frames at 1280x720, 64 samples); with a GPU, quality takes minutes.
