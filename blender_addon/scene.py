@@ -17,11 +17,11 @@ import math
 import bpy
 import numpy as np
 
+from ..format.presets import CAMERA_PRESETS, srgb_to_linear
+from ..format.styles import CLASSIC_LIGHTS, style_spec
 from . import framing
-from .geometry import SIZE
 from .materials import FADE, empty_node_tree
-from .presets import CAMERA_PRESETS, srgb_to_linear
-from .styles import CLASSIC_LIGHTS, style_spec
+from .world import SIZE
 
 ORBIT_SWEEP_DEG = 60.0
 
