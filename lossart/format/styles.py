@@ -30,15 +30,16 @@ CLASSIC_LIGHTS = _lights(
           "angle": 20.0, "glossy": False},
 )  # fmt: skip
 
-#: The hero's light: a low warm key raking across the valley from the camera's side (soft
-#: shadows from a 6 degree sun: ridges cast them, valleys sit in them), a cool fill from the far
-#: side and above (shadows stay blue, never black), a faint cool rim outlining far ridges.
+#: The hero's light: a low warm key raking along the valley (lean 80: nearly along the w1-w2
+#: axis, so the ridge between the optima is lit on one flank and shaded on the other, and the
+#: pass reads), a cool fill from the far side and above (shadows stay blue, never black), a
+#: cool rim outlining far ridges.
 HERO_LIGHTS = _lights(
-    key={"colour": "#ffc48a", "energy": 3.2, "elevation": 14.0, "side": 1, "lean": 35.0,
-         "angle": 6.0, "glossy": False},
-    rim={"colour": "#8fb0ff", "energy": 1.2, "elevation": 12.0, "side": -1, "lean": -60.0,
+    key={"colour": "#ffc48a", "energy": 7.0, "elevation": 10.0, "side": 1, "lean": 80.0,
+         "angle": 3.0, "glossy": False},
+    rim={"colour": "#8fb0ff", "energy": 2.5, "elevation": 12.0, "side": -1, "lean": -60.0,
          "angle": 10.0, "glossy": False},
-    fill={"colour": "#6d86ff", "energy": 0.55, "elevation": 60.0, "side": -1, "lean": 0.0,
+    fill={"colour": "#6d86ff", "energy": 0.8, "elevation": 60.0, "side": -1, "lean": 0.0,
           "angle": 40.0, "glossy": False},
 )  # fmt: skip
 
@@ -79,7 +80,7 @@ STYLE_SPECS: dict[str, StyleSpec] = {
         lights=HERO_LIGHTS, world="#020309", horizon="#0b0d22", ambient=0.35,
         ambient_colour="#39447a",
         material="matte", framing="fill", view_transform="AgX",
-        view_look="AgX - Medium High Contrast", exposure=0.6, occlusion=0.75, haze=0.55,
+        view_look="AgX - Punchy", exposure=0.8, occlusion=0.9, haze=0.45,
         haze_colour="#080a1c", contour_strength=0.0, max_bounces=4, orbit_sweep=24.0,
     ),
     "classic": StyleSpec(
