@@ -290,7 +290,8 @@ def ground_coverage(
 ) -> float:
     """Share of `rays` from `eye` that meet the heightfield inside its window shrunk by `inset`
     on every side (the border that fades out does not count): how much of the picture the
-    terrain fills. Each ray is marched over the part of it above the inset window."""
+    terrain fills. Each ray is marched over the part of it above the inset window; one that
+    enters it below the surface (under a high border) sees only the sheet's undrawn underside."""
     eye = np.asarray(eye, dtype=np.float64)
     r = np.asarray(rays, dtype=np.float64).reshape(-1, 3)
     lo = np.array([xs[0] + inset, ys[0] + inset])
@@ -310,7 +311,9 @@ def ground_coverage(
     t = enter[ok, None] + s * (leave[ok] - enter[ok])[:, None]
     pts = eye[None, None, :] + t[..., None] * r[ok][:, None, :]
     ground = bilinear(heights, xs, ys, pts[..., 0], pts[..., 1])
-    hit = (pts[..., 2] <= ground).any(axis=1)
+    # a ray that enters the window under the surface (below a high border: the sheet has no
+    # sides) sees only its underside, which is never drawn: it meets no ground
+    hit = (pts[:, 0, 2] > ground[:, 0]) & (pts[..., 2] <= ground).any(axis=1)
     return float(hit.sum() / len(r))
 
 

@@ -122,7 +122,7 @@ def terrain_material(name: str, palette: str, style: str = "classic") -> bpy.typ
         surface = _ridgelines(nt, base)
     else:
         if spec.occlusion > 0:
-            base = _occluded(nt, base, spec.occlusion)
+            base = _occluded(nt, base, spec.occlusion, spec.occlusion_samples)
         nt.links.new(base, bsdf.inputs["Base Color"])
         surface = bsdf.outputs["BSDF"]
         if spec.material == "glossy":
@@ -140,12 +140,12 @@ def terrain_material(name: str, palette: str, style: str = "classic") -> bpy.typ
     return mat
 
 
-def _occluded(nt, colour, amount: float):
+def _occluded(nt, colour, amount: float, samples: int):
     """`colour` darkened where ambient occlusion finds nearby ground (valleys, the feet of
     walls): times (1 - amount + amount * AO), AO over OCCLUSION_DISTANCE world units."""
     ao = nt.nodes.new("ShaderNodeAmbientOcclusion")
     ao.name = "lossart_occlusion"
-    ao.samples = 8
+    ao.samples = samples
     ao.inputs["Distance"].default_value = OCCLUSION_DISTANCE
     factor = _math(nt, "ADD", 1.0 - amount, _math(nt, "MULTIPLY", ao.outputs["AO"], amount))
     mul = nt.nodes.new("ShaderNodeMix")

@@ -393,10 +393,10 @@ def fill_camera(
     spec = style_spec(style)
     framed = fill_points(targets, every_frame=preset == "orbit")
     centre = 0.5 * (framed.min(axis=0) + framed.max(axis=0))
-    # aims tried: the framed points' centre, and nearer the window's (the picture reaches
+    # aims tried: the framed points' centre, and halfway to the window's (the picture reaches
     # past the points on the side where more ground lies)
     middle = 0.5 * (np.asarray(targets.bounds[0]) + np.asarray(targets.bounds[1]))
-    aims = [centre + k * np.array([*(middle - centre)[:2], 0.0]) for k in (0.0, 0.35, 0.7)]
+    aims = [centre + k * np.array([*(middle - centre)[:2], 0.0]) for k in (0.0, 0.5)]
     pivot.location = (float(centre[0]), float(centre[1]), 0.0)
     target.location = tuple(float(v) for v in centre)
     r = scene.render

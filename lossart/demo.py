@@ -41,10 +41,11 @@ class DemoSettings:
     frame_sigma: float = 0.6
     upsample: int = 3
     size: tuple[int, int] = (640, 360)  # render size (Look.size)
-    samples: int = 16  # the still's; the video's frames take video_samples (denoised)
-    video_samples: int = 6
+    samples: int = 16  # the still's; the video's frames take at most video_samples (denoised)
+    video_samples: int = 4
+    video_scale: float = 0.75  # the video's frames at this share of the still's size
     fps: int = 10
-    interpolate: int = 4  # 3 blends between rendered frames: a quarter of the Cycles frames
+    interpolate: int = 6  # 5 blends between rendered frames: a sixth of the Cycles frames
     duration: float | None = 12.0  # video seconds (None: one rendered frame per curve frame)
     hold: float = 1.0  # video seconds on the first and the last frame
     camera: str = "orbit"
@@ -63,8 +64,10 @@ class DemoSettings:
 
         base = Look(samples=self.samples, size=self.size, palette=self.palette, style=self.style)
         video_samples = min(self.samples, self.video_samples)
+        video_size = tuple(max(16, 2 * round(v * self.video_scale / 2)) for v in self.size)
         return (check_look(replace(base, camera_preset=self.still_camera)),
-                check_look(replace(base, camera_preset=self.camera, samples=video_samples)))
+                check_look(replace(base, camera_preset=self.camera, samples=video_samples,
+                                   size=video_size)))
 
 
 # The demo's settings that are look options, with their flags generated from the Look fields.
@@ -80,8 +83,8 @@ PRESETS = {
     "default": DemoSettings(),
     "quality": DemoSettings(
         model_width=32, endpoint_epochs=12, curve_epochs=20, frames=60, resolution=81,
-        subset=500, upsample=2, size=(1280, 720), samples=64, video_samples=32, fps=24,
-        interpolate=2,
+        subset=500, upsample=2, size=(1280, 720), samples=64, video_samples=32, video_scale=1.0,
+        fps=24, interpolate=2,
     ),
 }
 

@@ -369,6 +369,14 @@ def test_ground_coverage_counts_rays_that_meet_the_window():
     # the fading border does not count
     inset = framing.ground_coverage(far, framing.pixel_rays(d, tx, ty), flat, xs, ys, inset=1.0)
     assert inset < cov
+    # a high border in front: rays passing below its top see under the sheet, not ground
+    wall = flat.copy()
+    wall[0, :] = 50.0
+    low = aim + framing.view_direction(20.0, -90.0) * 6.0
+    rays = framing.pixel_rays(framing.view_direction(20.0, -90.0), tx, ty)
+    assert framing.ground_coverage(low, rays, wall, xs, ys) < framing.ground_coverage(
+        low, rays, flat, xs, ys
+    )
 
 
 def test_choose_fill_view_fills_the_picture_and_keeps_the_path_in_sight():

@@ -59,6 +59,7 @@ class StyleSpec:
     view_look: str = "None"
     exposure: float = 0.0
     occlusion: float = 0.0  # 0..1: how much ambient occlusion darkens the base colour
+    occlusion_samples: int = 4  # rays per shading point (the denoiser smooths the rest)
     haze: float = 0.0  # 0..1: how far the farthest ground fades into the haze colour
     haze_colour: str = "#000000"
     contour_strength: float = 0.14  # when the look's contours are on
