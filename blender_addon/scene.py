@@ -350,8 +350,10 @@ def _orbit_driver(scene: bpy.types.Scene, pivot, sweep_deg: float) -> None:
 
 
 #: Fill framing: share of the picture's rays that must meet the terrain inside its window
-#: (short of the fading border), measured on a 20x12 lattice by `framing.ground_coverage`
-FILL_NEED = 0.985
+#: (short of the fading border), measured on a 20x12 lattice by `framing.ground_coverage`.
+#: The lattice undercounts (the fading border counts as empty): on the demo's bundle the
+#: rendered alpha covered 97-100% where it measured 95%
+FILL_NEED = 0.95
 
 
 def fill_points(targets: framing.ViewTargets, every_frame: bool = True) -> np.ndarray:

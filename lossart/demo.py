@@ -41,11 +41,11 @@ class DemoSettings:
     frame_sigma: float = 0.6
     upsample: int = 3
     size: tuple[int, int] = (640, 360)  # render size (Look.size)
-    samples: int = 16  # the still's; the video's frames take at most video_samples (denoised)
-    video_samples: int = 4
-    video_scale: float = 0.75  # the video's frames at this share of the still's size
+    samples: int = 12  # the still's; the video's frames take at most video_samples (denoised)
+    video_samples: int = 3
+    video_scale: float = 0.625  # the video's frames at this share of the still's size
     fps: int = 10
-    interpolate: int = 6  # 5 blends between rendered frames: a sixth of the Cycles frames
+    interpolate: int = 5  # 4 blends between rendered frames: 21 Cycles frames for 12 s
     duration: float | None = 12.0  # video seconds (None: one rendered frame per curve frame)
     hold: float = 1.0  # video seconds on the first and the last frame
     camera: str = "orbit"

@@ -91,7 +91,7 @@ class Look:
     )
     contours: bool = _option(
         True, "Contour lines",
-        "faint contour lines over the surface (off: a glossy sculpted surface)", "look",
+        "faint contour lines over the surface (the classic style; the hero draws none)", "look",
     )  # fmt: skip
     camera_preset: str = _option(
         "overview", "Camera", "camera move", "look", choices=CAMERA_PRESETS, flag="--camera"
