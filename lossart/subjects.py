@@ -400,20 +400,23 @@ def times_table(demo_json: str | Path) -> str:
     path = Path(demo_json)
     if path.is_dir():
         path = path / "demo.json"
+    rows = ["| stage | command | threads | wall time |", "|---|---|---|---|"]
+    total = 0.0
     try:
         record = json.loads(path.read_text())
         stages = record["stages"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise LossartError(f"--report {demo_json}: not a subject run's demo.json ({exc})") from None
-    rows = ["| stage | command | threads | wall time |", "|---|---|---|---|"]
-    total = 0.0
-    for name in STAGES:
-        if name in stages:
-            st = stages[name]
-            total += st["seconds"]
-            threads = st.get("threads") or record.get("device", "")
-            command = st["command"].replace("|", "\\|")  # a pipe would end the table cell
-            rows.append(f"| {name} | `{command}` | {threads} | {_duration(st['seconds'])} |")
+        for name in STAGES:
+            if name in stages:
+                st = stages[name]
+                seconds = float(st["seconds"])
+                total += seconds
+                threads = st.get("threads") or record.get("device", "")
+                command = st["command"].replace("|", "\\|")  # a pipe would end the table cell
+                rows.append(f"| {name} | `{command}` | {threads} | {_duration(seconds)} |")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise LossartError(
+            f"--report {demo_json}: not a subject run's demo.json ({type(exc).__name__}: {exc})"
+        ) from None
     rows.append(f"| total | | | {_duration(total)} |")
     return "\n".join(rows) + "\n"
 
@@ -457,9 +460,13 @@ def _read_record(path: Path) -> dict:
     if not path.is_file():
         return {"format": "lossart-subject", "version": 1}
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except ValueError:
         raise LossartError(f"{path}: not JSON; remove it to start the subject run afresh") from None
+    if not isinstance(record, dict) or not isinstance(record.get("stages", {}), dict):
+        raise LossartError(f"{path}: not a subject run's record (expected a JSON object with a "
+                           "'stages' object); remove it to start the subject run afresh")
+    return record
 
 
 class _threads:

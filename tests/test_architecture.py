@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent / "lossart"
 #: Stages in pipeline order; a module may import its own stage or an earlier one.
 STAGES = (
     ("core", ("lossart", "lossart.errors", "lossart.atomic", "lossart.progress", "lossart.runs",
-              "lossart.locks", "lossart.checks")),
+              "lossart.locks", "lossart.checks", "lossart.interrupts")),
     ("data", ("lossart.data",)),
     ("models", ("lossart.models",)),
     ("geometry", ("lossart.geometry",)),

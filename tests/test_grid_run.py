@@ -210,7 +210,7 @@ def test_bad_input_is_refused_in_one_line(tmp_path):
         LossartError, match="--subset 999999: the train split of 'shapes' has only 5000"
     ):
         grid_run(run.root, GridConfig(resolution=(4, 4), subset=999999))
-    with pytest.raises(LossartError, match="--frames '7'"):
+    with pytest.raises(LossartError, match="--select-frames '7'"):
         select_frames([0, 1, 2], "7")
     assert select_frames(list(range(30)), "0:600:10") == [0, 10, 20]
     if not torch.cuda.is_available():

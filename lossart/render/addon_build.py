@@ -19,7 +19,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lossart.checks import output_dir
+from lossart.checks import output_dir, output_file
 from lossart.errors import LossartError
 from lossart.render.job import addon_dir
 
@@ -49,8 +49,10 @@ class ExtensionTool:
         output = (res.stdout + res.stderr).strip()
         if res.returncode != 0:
             lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+            if any(ln.startswith("Traceback") for ln in lines):
+                lines = lines[-1:]  # the tool crashed: its exception, not its stack
             raise LossartError(
-                f"Blender's extension {subcommand} failed: {'; '.join(lines) or 'no output'}"
+                f"Blender's extension {subcommand} failed: {'; '.join(lines)[:300] or 'no output'}"
             )
         return output
 
@@ -121,7 +123,7 @@ def build_addon(out_dir: str | os.PathLike = "dist", blender: str | None = None)
         raise LossartError(
             f"--out {out_dir}: cannot create the folder ({exc.strerror or exc})"
         ) from None
-    out = out_dir / f"{manifest.get('id')}-{manifest.get('version')}.zip"
+    out = output_file(out_dir / f"{manifest.get('id')}-{manifest.get('version')}.zip")
     tool = extension_tool(blender)
     tool.run("build", "--source-dir", str(folder), "--output-dir", str(out_dir))
     if not out.is_file():

@@ -319,3 +319,18 @@ def checkpoint_file(
     out = imported_path(path)
     _import(raw, path, model, data, out, **options)
     return out
+
+
+def checkpoint_files(
+    paths: list[str | Path],
+    model: ModelSpec | str | None = None,
+    data: DataSpec | str | None = None,
+    **options: Any,
+) -> list[Path]:
+    """`checkpoint_file` of each path, all read and checked first: one bad file (foreign, NaN
+    weights, a plain state_dict without --model) is refused before any import is written."""
+    for path in paths:
+        raw = read_weights_file(path)
+        if not is_lossart_checkpoint(raw):
+            state_dict_of(raw, path)
+    return [checkpoint_file(path, model, data, **options) for path in paths]
