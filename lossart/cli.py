@@ -904,7 +904,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                       help="with --subject: seed w1 and w2 with these checkpoints (no training)")
     real.add_argument("--curve", metavar="RUN",
                       help="with --subject: seed the curve with this curve run (hard links)")
-    real.add_argument("--threads", type=int, help="with --subject on the CPU: cores to use")
+    real.add_argument("--threads", type=THREADS, help="with --subject on the CPU: cores to use")
     real.add_argument("--report", metavar="DIR",
                       help="print the markdown table of stage commands and wall times from "
                       "DIR/demo.json, and exit")

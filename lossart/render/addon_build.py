@@ -117,6 +117,7 @@ def build_addon(out_dir: str | os.PathLike = "dist", blender: str | None = None)
     folder = addon_dir()
     manifest = addon_manifest(folder)
     out_dir = output_dir(out_dir)
+    tool = extension_tool(blender)  # a missing --blender is refused before the folder is made
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -124,7 +125,6 @@ def build_addon(out_dir: str | os.PathLike = "dist", blender: str | None = None)
             f"--out {out_dir}: cannot create the folder ({exc.strerror or exc})"
         ) from None
     out = output_file(out_dir / f"{manifest.get('id')}-{manifest.get('version')}.zip")
-    tool = extension_tool(blender)
     tool.run("build", "--source-dir", str(folder), "--output-dir", str(out_dir))
     if not out.is_file():
         raise LossartError(f"Blender's extension build reported success but wrote no {out}")
