@@ -104,7 +104,7 @@ def test_a_full_disk_mid_training_is_one_line_and_keeps_the_last_state(tmp_path,
     """The first epoch's state is saved; saving the second fails for lack of space: one line
     naming the file, the first epoch's state intact, no temp file, and the rerun (space freed)
     finishes with the weights of an uninterrupted run."""
-    import lossart.atomic as atomic
+    import lossart.format.atomic as atomic
     import lossart.training.endpoints as endpoints
 
     args = ["train", "--model-arg", "width=4", "--epochs", "2", "--batch-size", "256"]
@@ -157,7 +157,8 @@ def test_a_real_full_file_system_is_one_line(tmp_path, capsys):
 
 
 def test_disk_full_is_not_claimed_for_other_errors(tmp_path):
-    from lossart.atomic import disk_full, write_json
+    from lossart.atomic import write_json
+    from lossart.format.atomic import disk_full
 
     with pytest.raises(TypeError):
         write_json(tmp_path / "a.json", {"x": object()})  # a bug stays a bug, with its traceback
