@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import prod
@@ -105,7 +106,9 @@ def create_model(spec: ModelSpec) -> nn.Module:
             "(or torchvision:NAME, or your own as package.module:factory)"
         )
     try:
-        model = fn(num_classes=spec.num_classes, input_shape=spec.input_shape, **spec.kwargs)
+        with warnings.catch_warnings():  # width=0: torch warns per layer, then we refuse below
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            model = fn(num_classes=spec.num_classes, input_shape=spec.input_shape, **spec.kwargs)
     except LossartError:
         raise
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
