@@ -165,3 +165,26 @@ def test_disk_full_is_not_claimed_for_other_errors(tmp_path):
     assert not list(tmp_path.iterdir())
     assert disk_full(OSError(errno.ENOSPC, "No space left on device"), tmp_path)
     assert disk_full(RuntimeError("unexpected pos"), tmp_path) is None  # space is left here
+
+
+def test_a_grid_on_a_read_only_run_is_one_line_before_any_lock(tmp_path, capsys):
+    """A run on a read-only file system (root ignores chmod 555, so a read-only tmpfs stands in):
+    `grid` refuses it in one line naming the place in RUN it cannot write, before any grid lock
+    (was a traceback from the lock's mkdir)."""
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True,
+                       capture_output=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        make_curve_run(mnt / "run")
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True, capture_output=True)
+        code = main(["grid", str(mnt / "run"), "--resolution", "5", "--subset", "16"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert f"{mnt / 'run'}" in err and "Read-only file system" in err, err
+        assert not (mnt / "run" / "grids").exists()
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
