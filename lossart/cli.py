@@ -462,6 +462,74 @@ def _run_line(args: argparse.Namespace) -> int:
           f"{res.files['json']}, {res.files['png']}")
     return 0
 
+# ---------------------------------------------------------------- curvature: hessian
+
+
+def _hessian_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The Hessian's subset flags (hessian; plane --directions hessian; eval-curve --sharpness)."""
+    p.add_argument(f"--{prefix}subset", dest="hessian_subset", type=positive_int, default=512,
+                   help="train examples (fixed, seeded) of the loss whose Hessian is taken, one "
+                   "exact-BN pass; its graph is kept in memory, which grows with it (default 512)")
+    p.add_argument(f"--{prefix}steps", dest="hessian_steps", type=integer(2, 100_000), default=80,
+                   help="most Lanczos steps (Hessian-vector products) for the eigenvalues (default 80)")
+    p.add_argument(f"--{prefix}tol", dest="hessian_tol", type=real(0.0, 1.0, lo_open=True, hi_open=True),
+                   default=1e-3, help="residual |Hx - λx| / λ_max at which eigenpairs count as "
+                   "converged (default 1e-3)")  # fmt: skip
+
+
+@command
+def _add_hessian(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "hessian",
+        help="top eigenvalues, eigenvectors and trace of the loss Hessian at a checkpoint",
+        description="Lanczos with full reorthogonalization on Hessian-vector products of the "
+        "exact-BN training loss over a fixed subset, restricted to the parameters random planes "
+        "move (conv and linear weights; biases and BN too with --keep-bn): the top --k "
+        "eigenpairs, the trace (Hutchinson, deflated by the Lanczos basis), optionally the most "
+        "negative eigenvalue, each layer's top eigenvalue and the spectral density. Writes "
+        "A.hessian.json and A.hessian.pt (the eigenvectors) beside the checkpoint, or into --out; "
+        "a stored result for the same checkpoint and settings is reused.",
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="a lossart checkpoint")
+    p.add_argument("--out", metavar="DIR", help="write DIR/hessian.{json,pt} (e.g. a run's analyses/) "
+                   "instead of beside the checkpoint")  # fmt: skip
+    p.add_argument("--k", type=integer(1, 1000), default=2, help="top eigenpairs (default 2)")
+    p.add_argument("--smallest", action="store_true",
+                   help="also the most negative eigenvalue (negative curvature: a saddle)")
+    p.add_argument("--trace-samples", type=integer(0, 100_000), default=30,
+                   help="Hutchinson probes for the trace (0: no trace; default 30)")
+    p.add_argument("--per-layer", action="store_true", help="top eigenvalue of each layer's block")
+    p.add_argument("--density", action="store_true",
+                   help="spectral density by stochastic Lanczos quadrature (A.hessian.png)")
+    p.add_argument("--density-probes", type=integer(1, 1000), default=2, help="SLQ probes (default 2)")
+    p.add_argument("--density-steps", type=integer(2, 10_000), default=40, help="SLQ steps per probe (default 40)")
+    p.add_argument("--keep-bn", action="store_true", help="include biases and BN parameters")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="start vector and probes (default 0)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--recompute", action="store_true", help="ignore a stored result")
+    _hessian_flags(p)
+    _device_flag(p)
+    p.add_argument("--threads", type=THREADS, help="CPU threads (default: torch's choice)")
+    p.set_defaults(run=_run_hessian)
+
+
+def _run_hessian(args: argparse.Namespace) -> int:
+    from lossart.curvature.files import hessian_files
+    from lossart.curvature.hessian import HessianConfig
+
+    cfg = HessianConfig(
+        k=args.k, subset=args.hessian_subset, ignore=None if args.keep_bn else "biasbn",
+        smallest=args.smallest, trace_samples=args.trace_samples, per_layer=args.per_layer,
+        density=args.density, density_probes=args.density_probes, density_steps=args.density_steps,
+        steps=args.hessian_steps, tol=args.hessian_tol, dtype=args.dtype, seed=args.seed,
+        device=_device(args), threads=args.threads,
+    )  # fmt: skip
+    result, paths, reused = hessian_files(args.checkpoint, cfg, args.out, reuse=not args.recompute)
+    print(result.table())
+    print(("reused " if reused else "wrote ") + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 # ---------------------------------------------------------------- grid engine: grid, plane
 
 
