@@ -669,6 +669,11 @@ def _add_plane(sub: argparse._SubParsersAction) -> None:
                    help="--around: the window [-span, span]² in units of the directions (default 1)")
     p.add_argument("--keep-bn", action="store_true",
                    help="--around: keep bias and BN directions (default: zeroed, as Li et al.)")
+    p.add_argument("--directions", choices=["random", "hessian", "hessian-min"], default=None,
+                   help="--around: random (default): Li et al.'s pair; hessian: the Hessian's top "
+                   "two eigenvectors; hessian-min: the top one against the most negative one "
+                   "(scaled to a filter-normalized direction's length, so --span compares)")
+    _hessian_flags(p, "hessian-")
     p.add_argument("--out", required=True, metavar="RUN", help="the run folder to create (or resume)")
     _weights_flags(p)
     p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
@@ -683,16 +688,21 @@ def _run_plane(args: argparse.Namespace) -> int:
         if args.checkpoints:
             raise LossartError("plane: give three checkpoints or --around CKPT, not both")
         (path,) = _checkpoint_files(args, [args.around], args.data)
+        from lossart.curvature.hessian import HessianConfig
+
         ignore = None if args.keep_bn else "biasbn"
         seed = 0 if args.seed is None else args.seed
         span = 1.0 if args.span is None else args.span
-        summary = around_run(path, args.out, _grid_config(args), seed, span, ignore)
+        hessian = HessianConfig(subset=args.hessian_subset, steps=args.hessian_steps,
+                                tol=args.hessian_tol, device=_device(args))
+        summary = around_run(path, args.out, _grid_config(args), seed, span, ignore,
+                             args.directions or "random", hessian)  # fmt: skip
         _print_grid_summary(summary)
         return 0
     from lossart.grid.plane3 import plane_run
 
-    if args.seed is not None or args.span is not None or args.keep_bn:
-        raise LossartError("plane: --seed, --span and --keep-bn go with --around CKPT")
+    if args.seed is not None or args.span is not None or args.keep_bn or args.directions:
+        raise LossartError("plane: --seed, --span, --keep-bn and --directions go with --around CKPT")
     if len(args.checkpoints) != 3:
         raise LossartError(
             f"plane: expected three checkpoints (or --around CKPT), got {len(args.checkpoints)}"
