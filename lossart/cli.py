@@ -411,6 +411,12 @@ def _add_eval_curve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", type=POINTS, default=21, help="evenly spaced t per path (default 21)")
     p.add_argument("--subset", type=positive_int, default=2000,
                    help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set")
+    p.add_argument("--sharpness", action="store_true",
+                   help="also the top Hessian eigenvalue at points along both paths "
+                   "(RUN/analyses/sharpness.{json,png})")  # fmt: skip
+    p.add_argument("--sharpness-points", type=POINTS, default=5,
+                   help="--sharpness: evenly spaced t per path (default 5)")
+    _hessian_flags(p, "sharpness-")
     _device_flag(p)
     p.add_argument("--threads", type=THREADS,
                    help="CPU threads (default: 1 for the built-in data, else torch's default)")
@@ -425,6 +431,15 @@ def _run_eval_curve(args: argparse.Namespace) -> int:
     print(res.table())
     print(f"train subset {res.train_subset}, test {res.test_size}; wrote {res.files['csv']}, "
           f"{res.files['json']}, {res.files['png']}")
+    if args.sharpness:
+        from lossart.analyses.sharpness import sharpness_run
+        from lossart.curvature.hessian import HessianConfig
+
+        cfg = HessianConfig(subset=args.hessian_subset, steps=args.hessian_steps,
+                            tol=args.hessian_tol, device=_device(args), threads=args.threads)  # fmt: skip
+        sharp = sharpness_run(args.run_dir, args.sharpness_points, cfg)
+        print(sharp.table())
+        print(f"wrote {sharp.files['json']}, {sharp.files['png']}")
     return 0
 
 

@@ -33,6 +33,8 @@ from lossart.training.checkpoint import read_torch_file
 FORMAT = "lossart-hessian"
 VECTORS_FORMAT = "lossart-hessian-vectors"
 VERSION = 1
+#: Settings that make the eigenpairs: a stored result must share them all to be reused.
+EIGEN_KEYS = ("subset", "subset_seed", "ignore", "steps", "tol", "dtype", "seed")
 
 
 def file_sha256(path: Path) -> str:
@@ -111,8 +113,8 @@ def find_result(
 ) -> HessianResult | None:
     """A stored result for this checkpoint and these settings (or one asking for more), else None.
 
-    A result with a larger k, or with the smallest eigenvalue when it is not asked for, serves
-    too; the trace, per-layer and density settings must match as asked.
+    A result with a larger k, the smallest eigenvalue, per-layer tops or a density that are not
+    asked for serves too; what is asked for must have been computed with the same settings.
     """
     paths = result_paths(checkpoint, out)
     if not paths["json"].is_file() or not paths["pt"].is_file():
@@ -127,10 +129,19 @@ def find_result(
     have, want = dict(result.config), config.key()
     if have.get("k", 0) < want["k"] or (want["smallest"] and not have.get("smallest")):
         return None
-    for name in ("k", "smallest"):
-        have.pop(name, None)
-        want.pop(name)
-    return result if have == want else None
+    # the eigenpairs' settings must match; extras (trace, per layer, density) only where asked
+    for name in EIGEN_KEYS:
+        if have.get(name) != want[name]:
+            return None
+    if want["trace_samples"] and have.get("trace_samples") != want["trace_samples"]:
+        return None
+    if want["per_layer"] and not (have.get("per_layer")
+                                  and have.get("layer_steps") == want["layer_steps"]):
+        return None
+    if want["density"] and any(have.get(n) != want[n] for n in ("density", "density_probes",
+                                                                 "density_steps")):
+        return None
+    return result
 
 
 def plot_density(result: HessianResult, path: Path) -> None:

@@ -70,8 +70,10 @@ def create_around_run(
     }
     cfg = None
     if directions != "random":  # random runs keep the record they always had (old runs resume)
+        # the plane needs the eigenpairs only: a stored result with a trace (etc.) serves too
         cfg = dataclasses.replace(hessian or HessianConfig(), k=2, ignore=ignore,
-                                  smallest=directions == "hessian-min").check()  # fmt: skip
+                                  smallest=directions == "hessian-min", trace_samples=0,
+                                  per_layer=False, density=False).check()  # fmt: skip
         record["directions"] = directions
         record["hessian"] = cfg.key()
 
