@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import (
+from lossart.format.bundle import (
     DIRECTION_KINDS,
     KINDS,
     TRANSFORMS,
@@ -24,8 +24,8 @@ from .bundle import (
     read_manifest,
     sample_bilinear,
 )
-from .curve2d import CURVE_KINDS
-from .png16 import read_png16
+from lossart.format.png16 import read_png16
+from lossart.terrain.curve2d import CURVE_KINDS
 
 #: Tolerance for numbers the manifest stores with 7 significant digits, relative to a scale.
 REL_TOL = 2e-6
