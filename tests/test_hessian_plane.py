@@ -99,7 +99,7 @@ def test_grid_bundle_and_preview_name_the_directions(hessian_run, capsys):
 
     x_label, _ = axis_labels(manifest["directions"])
     assert "eigenvector 1 (λ = " in x_label
-    from lossart.blender.bundle import load_bundle
+    from lossart.format.bundle import load_bundle
 
     bundle = load_bundle(run.terrain)
     title = _title(bundle.frames[0], bundle.kind, manifest["directions"])
@@ -109,7 +109,7 @@ def test_grid_bundle_and_preview_name_the_directions(hessian_run, capsys):
 def test_a_broken_directions_entry_is_reported(hessian_run, tmp_path):
     import shutil
 
-    from lossart.blender.bundle_validate import validate_bundle
+    from lossart.terrain.bundle_validate import validate_bundle
 
     bundle = tmp_path / "b"
     shutil.copytree(Run(hessian_run).terrain, bundle)

@@ -171,14 +171,6 @@ def plot_density(result: HessianResult, path: Path) -> None:
     plt.close(fig)
 
 
-def describe(result: HessianResult) -> str:
-    """One line for logs: the top eigenvalues and the trace."""
-    tops = ", ".join(f"{v:.4g}" for v in result.eigenvalues)
-    trace = "" if result.trace is None else f", trace {result.trace:.4g}"
-    return f"top eigenvalues {tops}{trace}"
-
-
-
 def hessian_files(
     checkpoint: str | Path,
     config: HessianConfig | None = None,
