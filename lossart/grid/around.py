@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 
 from lossart.atomic import atomic_path
-from lossart.checks import output_dir
+from lossart.checks import check_number, output_dir
 from lossart.curvature import HessianConfig, hessian_at
 from lossart.curvature.files import file_sha256, find_result, write_result
 from lossart.errors import LossartError
@@ -37,7 +37,7 @@ from lossart.training.checkpoint import load_checkpoint
 
 #: What spans the plane (`--directions`): random stays the default.
 DIRECTIONS = ("random", "hessian", "hessian-min")
-
+MAX_SPAN = 1000.0
 
 def create_around_run(
     checkpoint: str | Path,
@@ -57,7 +57,10 @@ def create_around_run(
         raise LossartError(f"ignore={ignore!r}: expected 'biasbn' or None")
     if directions not in DIRECTIONS:
         raise LossartError(f"--directions {directions!r}: expected one of {', '.join(DIRECTIONS)}")
-    centred_window(span)  # refuses span <= 0 in one line
+    # beyond this many direction units the weights are noise (Li et al. draw span 1), and at
+    # 1e30 they overflow float32: NaN losses everywhere, silently
+    check_number("--span", span, 0.0, MAX_SPAN, lo_open=True, optional=False)
+    centred_window(span)
     path = Path(checkpoint).resolve()
     ckpt = load_checkpoint(path)
     sha = file_sha256(path)
