@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from lossart.atomic import atomic_path, torch_save, write_json
+from lossart.checks import output_dir
 from lossart.curvature.hessian import HessianConfig, HessianResult, LayerTop, hessian_at
 from lossart.curvature.lanczos import Density
 from lossart.errors import LossartError
@@ -184,6 +185,7 @@ def hessian_files(
     path = Path(checkpoint)
     if not path.is_file():
         raise LossartError(f"{path}: no such checkpoint")
+    output_dir(out if out is not None else path.parent)  # before any work: a file, unwritable
     if reuse:
         found = find_result(path, cfg, out)
         if found is not None:
