@@ -319,9 +319,3 @@ def plane_axes(
     }
     return u, v, description
 
-
-def rayleigh(op: HessianOperator, v: torch.Tensor) -> float:
-    """vᵀHv / vᵀv (the curvature along v)."""
-    v = v.double()
-    return float(v.to(op.device) @ op.hvp(v)) / float(v @ v)
-
