@@ -574,8 +574,12 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", choices=("auto", "on", "off"), default=None,
                    help="torch.compile the CPU pass (auto: grids of 20000+ points; kept in grid.json)")
     p.add_argument("--adaptive", type=positive_float, metavar="TOL", default=None,
-                   help="refine level by level, interpolating where the log10 loss is predicted "
-                        "within TOL (e.g. 0.05; kept in grid.json; default: every point)")
+                   help="refine level by level, interpolating where the picture is predicted "
+                        "within TOL: the terrain's height error as a share of its relief (e.g. "
+                        "0.01), normals within 1 degree (kept in grid.json; default: every point)")
+    p.add_argument("--adaptive-criterion", choices=("picture", "log10"), default=None,
+                   help="what --adaptive TOL bounds: picture (default for a new grid) or log10 "
+                        "loss at the nodes (grids made before the criterion existed)")
 
 
 def _aspect(text: str) -> float:
@@ -611,6 +615,7 @@ def _grid_config(args: argparse.Namespace):
         force=args.force,
         compile={"on": True, "off": False}.get(args.compile),
         adaptive=args.adaptive,
+        adaptive_criterion=args.adaptive_criterion,
     )
 
 

@@ -33,8 +33,11 @@ from lossart.grid.files import (
 from lossart.grid.run_grid import GridConfig, grid_run
 from lossart.runs import Run
 
-TOL = 3e-4
-SMALL = dict(resolution=(33, 33), subset=16, tile_rows=1, frames="0", quiet=True)
+TOL = 3e-4  # in log10 loss (the "log10" criterion; the kill test uses the default "picture")
+SMALL = dict(
+    resolution=(33, 33), subset=16, tile_rows=1, frames="0", quiet=True, adaptive_criterion="log10"
+)
+PICTURE_TOL = 0.01  # a share of the relief
 
 
 def units_of(run: Run) -> list[str]:
@@ -111,7 +114,7 @@ def test_adaptive_equals_the_full_grid_where_evaluated(tmp_path):
 
 def test_kill_9_then_resume_gives_identical_results(tmp_path):
     args = ["--resolution", "33", "--subset", "512", "--tile-rows", "1", "--frames", "0",
-            "--adaptive", str(TOL)]  # fmt: skip
+            "--adaptive", str(PICTURE_TOL)]  # fmt: skip
     whole = make_curve_run(tmp_path / "whole")
     r = cli("grid", str(whole.root), *args)
     assert r.returncode == 0, r.stderr
@@ -137,6 +140,28 @@ def test_kill_9_then_resume_gives_identical_results(tmp_path):
     # Nothing done before the kill was evaluated again.
     assert all((tile_dir(killed.grids, 0) / n).stat().st_mtime_ns == t for n, t in stamps.items())
     assert_same_frame(whole, killed)
+    spec = json.loads((killed.grids / "grid.json").read_text())
+    assert spec["adaptive"] == PICTURE_TOL and spec["adaptive_criterion"]["kind"] == "picture"
+    assert points < 33 * 33  # the picture criterion still saves points on this landscape
+
+
+def test_a_grid_from_before_the_criterion_resumes_in_log10(tmp_path):
+    """grid.json without `adaptive_criterion` judged log10 loss: rerunning it (no flags, or
+    the same --adaptive) keeps that meaning and evaluates nothing again."""
+    run = make_curve_run(tmp_path / "old")
+    first = grid_run(run.root, GridConfig(**SMALL, adaptive=TOL))
+    path = run.grids / "grid.json"
+    spec = json.loads(path.read_text())
+    assert spec["adaptive_criterion"] == {"kind": "log10"}
+    del spec["adaptive_criterion"]
+    path.write_text(json.dumps(spec))
+    (run.grids / "frame_00000.npz").unlink()  # interrupted before assembly
+    for cfg in (GridConfig(frames="0", quiet=True), GridConfig(frames="0", quiet=True, adaptive=TOL)):
+        again = grid_run(run.root, cfg)
+        assert again.points_computed == 0 and again.adaptive == first.adaptive
+        assert again.spec["adaptive_criterion"] == {"kind": "log10"}
+    with pytest.raises(LossartError, match="adaptive_criterion.*--overwrite"):
+        grid_run(run.root, GridConfig(frames="0", quiet=True, adaptive_criterion="picture"))
 
 
 def test_two_shards_give_the_frame_of_one_process(tmp_path):

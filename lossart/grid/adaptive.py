@@ -70,6 +70,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lossart.errors import LossartError
+from lossart.format.bundle import DEFAULT_RELIEF
 
 #: Losses are floored here before the log10 (the terrain's default floor: below it the terrain
 #: is flat, so no difference there can matter).
@@ -82,6 +83,114 @@ ORDER = {"spline": 4, "cubic": 4, "linear": 2}  # nodes per local stencil (splin
 #: correction at its worst (kink mid-interval: cubic error 3/16·h·jump, correction 3/256·h·jump),
 #: so the estimate bounds kinks and overstates smooth curvature, which costs points, not accuracy.
 KINK = {"spline": 16.0, "cubic": 16.0, "linear": 4.0}
+
+
+#: The terrain's default `excess_offset` (`lossart.terrain.heightfield.TerrainConfig`; a test
+#: keeps the two equal): the picture criterion bounds the default transform's steepness with it.
+DEFAULT_EXCESS_OFFSET = 0.02
+#: Criteria a grid can be refined by (grid.json's `adaptive_criterion`; absent: "log10").
+CRITERIA = ("picture", "log10")
+
+
+@dataclass(frozen=True)
+class PictureTolerance:
+    """Judge the error in what the picture shows, not in log10 loss (`criterion` "picture").
+
+    The terrain draws h = log10(L - m + offset) (the default log10-excess transform, m the
+    run's lowest loss, offset = `excess_offset` x (cap - m)), its whole range rising `relief`
+    of the window's width, and shades it by its normals. A log10-loss error e at loss L moves
+    the height by e x dh/dlog10(L) = e x L / (L - m + offset): about 1 on the plateau, up to
+    m / offset near the floor (6x on the real subject). The relief spans log10(1 + 1/excess_
+    offset) decades whatever m and cap are, so a height error is a share of the relief by one
+    constant. The grid does not know the run's m or cap while it refines, so the steepness is
+    bounded from the safe side with the frame's own evaluated points: for any m at or below
+    the frame's lowest loss so far (the run's m is), the steepness at L is at most
+    L / (max(L - m_frame, 0) + offset_low), with offset_low = excess_offset x `cap_share` x
+    (the frame's 99th-percentile loss so far - m_frame): it assumes the run's cap is at least
+    `cap_share` of the way from this frame's lowest loss to its own 99th percentile.
+
+    A cell left interpolated at lattice step s holds an error bump about s cells wide, whose
+    slope is at most pi x amplitude / width; at the default relief (window `aspect` = its
+    width / height in plane units, None: square cells) that bounds the normal's error. The
+    allowed share is the smaller of `share` and what keeps that slope within `normal_deg`, after
+    the terrain's Gaussian smoothing (`sigma` cells, its default) has scaled the bump's slope by
+    exp(-(pi sigma / s)^2 / 2), as it does a sinusoid of that half-wavelength. The height share
+    ignores the smoothing (which only lowers it). Above `uniform_share` of a level's cells to refine, every cell is refined: the
+    surface is rough all over, where a uniform lattice with cubic fill beats an adaptive one
+    at equal points (benchmarks/RESULTS.md).
+    """
+
+    share: float
+    normal_deg: float = 1.0
+    aspect: float | None = None
+    relief: float = DEFAULT_RELIEF
+    excess_offset: float = DEFAULT_EXCESS_OFFSET
+    cap_share: float = 0.5
+    uniform_share: float = 0.5
+    sigma: float = 1.0
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("--adaptive", self.share, 0 < self.share < 1, "a share of the relief in (0, 1)"),
+            ("normal tolerance", self.normal_deg, 0 < self.normal_deg < 90, "degrees in (0, 90)"),
+            ("relief", self.relief, 0 < self.relief <= 4, "a share of the width in (0, 4]"),
+            ("excess offset", self.excess_offset, 0 < self.excess_offset <= 1, "in (0, 1]"),
+            ("cap share", self.cap_share, 0 < self.cap_share <= 1, "in (0, 1]"),
+            ("uniform share", self.uniform_share, 0 < self.uniform_share <= 1, "in (0, 1]"),
+            ("smoothing", self.sigma, 0 <= self.sigma, "a sigma >= 0 in grid cells"),
+        )
+        for name, value, ok, expected in checks:
+            if not (math.isfinite(value) and ok):
+                raise LossartError(f"adaptive {name} {value}: expected {expected}")
+        if self.aspect is not None and not (math.isfinite(self.aspect) and self.aspect > 0):
+            raise LossartError(f"adaptive window aspect {self.aspect}: expected a ratio > 0")
+
+    @property
+    def span(self) -> float:
+        """Decades of height the relief spans: log10(1 + 1 / excess_offset)."""
+        return math.log10(1.0 + 1.0 / self.excess_offset)
+
+    def to_dict(self) -> dict:
+        """What grid.json records (`adaptive_criterion`), beside `adaptive` (the share)."""
+        return {
+            "kind": "picture",
+            "normal_deg": self.normal_deg,
+            "relief": self.relief,
+            "excess_offset": self.excess_offset,
+            "cap_share": self.cap_share,
+            "uniform_share": self.uniform_share,
+            "sigma": self.sigma,
+        }
+
+    def allowed_share(self, width: int, height: int, step: int) -> float:
+        """The height error (share of the relief) a cell at lattice `step` may keep."""
+        aspect = self.aspect if self.aspect is not None else (width - 1) / max(height - 1, 1)
+        cells_per_width = max(width - 1, aspect * (height - 1))  # lattice steps per window width
+        slope = math.tan(math.radians(self.normal_deg))
+        # The terrain's Gaussian smoothing scales a bump's slope down by this much.
+        kept = math.exp(-0.5 * (math.pi * self.sigma / step) ** 2)
+        return min(self.share, slope * step / (math.pi * self.relief * cells_per_width * kept))
+
+    def steepness(self, low: np.ndarray, high: np.ndarray, loss_min: float, offset: float):
+        """Largest dh/dlog10(L) for L in [low, high] (losses), elementwise."""
+
+        def g(loss):
+            return loss / (np.maximum(loss - loss_min, 0.0) + offset)
+
+        inside = np.clip(loss_min, low, high)
+        return np.maximum.reduce([g(low), g(high), g(inside)])
+
+    def bounds(self, values: np.ndarray, chosen: np.ndarray) -> tuple[float, float]:
+        """(lowest loss, offset's lower bound) from the log10 losses at the chosen points."""
+        with np.errstate(invalid="ignore"):
+            v = values[chosen & np.isfinite(values)]
+        if v.size == 0:
+            return LOSS_FLOOR, self.excess_offset * LOSS_FLOOR
+        loss = 10.0**v
+        low = float(loss.min())
+        spread = float(np.quantile(loss, 0.99)) - low
+        offset = self.excess_offset * self.cap_share * spread
+        return low, max(offset, self.excess_offset * max(low, LOSS_FLOOR) * 1e-3)
 
 
 def axis_nodes(n: int, step: int) -> np.ndarray:
@@ -322,7 +431,8 @@ class AdaptivePlan:
 
     All arrays are on the target lattice, shape (height, width): `values[i, j]` at row i (y) and
     column j (x); `evaluated` says which entries hold evaluated values (others are ignored).
-    `tol` is in the values' units (log10 loss); `dilate`, `surplus_ratio`, `a_priori_levels`
+    `tol` is in the values' units (log10 loss), or with `picture` (a `PictureTolerance`, whose
+    `share` it equals) the largest height error as a share of the relief; `dilate`, `surplus_ratio`, `a_priori_levels`
     (None: every level) and `interpolation` are described in the module docstring.
     """
 
@@ -338,11 +448,14 @@ class AdaptivePlan:
         surplus_ratio: float = 2.0,
         a_priori_levels: int | None = 1,
         min_coarse: int = 9,
+        picture: PictureTolerance | None = None,
     ) -> None:
         if int(width) != width or int(height) != height or min(width, height) < 2:
             raise LossartError(f"adaptive grid: expected at least 2x2 points, got {width}x{height}")
         if not (math.isfinite(tol) and tol > 0):
             raise LossartError(f"--adaptive {tol}: expected a positive tolerance in log10 loss")
+        if picture is not None and picture.share != tol:
+            raise LossartError(f"adaptive plan: tol {tol} and picture share {picture.share} differ")
         if interpolation not in INTERPOLATIONS:
             raise LossartError(
                 f"adaptive interpolation {interpolation!r}: expected one of {INTERPOLATIONS}"
@@ -361,6 +474,7 @@ class AdaptivePlan:
         self.interpolation = interpolation
         self.surplus_ratio = float(surplus_ratio)
         self.a_priori_levels = a_priori_levels
+        self.picture = picture
         self.steps = [self.coarse_step >> k for k in range(self.coarse_step.bit_length())]
         self.nodes_x = [axis_nodes(self.width, s) for s in self.steps]
         self.nodes_y = [axis_nodes(self.height, s) for s in self.steps]
@@ -376,7 +490,7 @@ class AdaptivePlan:
         return (
             f"AdaptivePlan({self.width}x{self.height}, tol={self.tol}, "
             f"coarse_step={self.coarse_step}, levels={self.levels}, dilate={self.dilate}, "
-            f"{self.interpolation})"
+            f"{self.interpolation}, criterion={'picture' if self.picture else 'log10'})"
         )
 
     # ---------------------------------------------------------------- the public steps
@@ -475,7 +589,7 @@ class AdaptivePlan:
         f = surplus = None
         for lvl in range(self.levels):
             if lvl > 0:
-                pts = self._refined_points(lvl - 1, f, surplus, prior, chosen)
+                pts = self._refined_points(lvl - 1, f, surplus, prior, chosen, values)
             missing = pts & ~evaluated
             yield lvl, pts, missing
             if missing.any():
@@ -529,6 +643,7 @@ class AdaptivePlan:
         surplus: np.ndarray,
         prior: np.ndarray | None,
         chosen: np.ndarray,
+        values: np.ndarray | None = None,
     ) -> np.ndarray:
         """Mask of level-(level+1) points: new nodes of the level-`level` cells to refine, and
         those cells' corners not evaluated yet (so no refined cell keeps an interpolated corner
@@ -545,7 +660,12 @@ class AdaptivePlan:
             ex = edge_errors(f, sx, axis=1, kink=kink)  # [rows, intervals in x]
             ey = edge_errors(f, sy, axis=0, kink=kink)  # [intervals in y, cols]
             score = np.maximum.reduce([score, ex[:-1, :], ex[1:, :], ey[:, :-1], ey[:, 1:]])
-        cells = (score > self.tol) | nonfinite
+        if self.picture is None:
+            cells = (score > self.tol) | nonfinite
+        else:
+            cells = (score > self._picture_tolerance(level, f, score, values, chosen)) | nonfinite
+            if cells.mean() > self.picture.uniform_share:
+                cells[:] = True  # rough all over: a uniform level beats an adaptive one
         cells = dilate(cells, self.dilate)
         # Cell (a, b): rows r0[a]..r0[a+1], cols c0[b]..c0[b+1]; its new nodes at level+1.
         r0, c0 = self.nodes_y[level], self.nodes_x[level]
@@ -574,6 +694,19 @@ class AdaptivePlan:
             corners[rows, cols] = True
         return mask | (corners & ~chosen)
 
+    def _picture_tolerance(self, level, f, score, values, chosen) -> np.ndarray:
+        """Per cell, the log10-loss error that keeps the picture within `self.picture`."""
+        pic = self.picture
+        loss_min, offset = pic.bounds(values, chosen)
+        with np.errstate(invalid="ignore", over="ignore"):
+            lo = np.minimum.reduce([f[:-1, :-1], f[1:, :-1], f[:-1, 1:], f[1:, 1:]])
+            hi = np.maximum.reduce([f[:-1, :-1], f[1:, :-1], f[:-1, 1:], f[1:, 1:]])
+            err = np.where(np.isfinite(score), score, 0.0)
+            low = 10.0 ** np.maximum(lo - err, math.log10(LOSS_FLOOR))
+            g = pic.steepness(low, 10.0**hi, loss_min, offset)
+        share = pic.allowed_share(self.width, self.height, self.steps[level])
+        return np.where(np.isfinite(g), share * pic.span / np.maximum(g, 1e-12), 0.0)
+
     @staticmethod
     def _prior_cells(prior, r0, c0, rm, cm) -> np.ndarray:
         """Cells one of whose new nodes the prior mask holds."""
@@ -593,6 +726,33 @@ class AdaptivePlan:
     def _work(self, level: int, mask: np.ndarray) -> LevelWork:
         rows, cols = np.nonzero(mask)  # row-major order: a fixed, shardable sequence
         return LevelWork(level, rows.astype(np.int64), cols.astype(np.int64))
+
+
+def criterion_record(kind: str, share_or_tol: float, aspect: float | None) -> dict:
+    """grid.json's `adaptive_criterion` for a new adaptive grid of `kind` (see CRITERIA)."""
+    if kind not in CRITERIA:
+        raise LossartError(f"--adaptive-criterion {kind!r}: expected one of {CRITERIA}")
+    if kind == "log10":
+        return {"kind": "log10"}
+    return PictureTolerance(share_or_tol, aspect=aspect).to_dict()
+
+
+def plan_from_record(
+    width: int, height: int, tol: float, record: dict | None, aspect: float | None
+) -> AdaptivePlan:
+    """The plan grid.json describes: `adaptive` TOL under its `adaptive_criterion` (None or
+    {"kind": "log10"}: TOL in log10 loss, as every grid made before the criterion existed)."""
+    if record is None or record.get("kind") == "log10":
+        return AdaptivePlan(width, height, tol)
+    if record.get("kind") != "picture":
+        raise LossartError(f"grid.json adaptive_criterion {record!r}: expected one of {CRITERIA}")
+    keys = ("normal_deg", "relief", "excess_offset", "cap_share", "uniform_share", "sigma")
+    try:
+        extra = {k: float(record[k]) for k in keys if k in record}
+    except (TypeError, ValueError):
+        raise LossartError(f"grid.json adaptive_criterion {record!r}: expected numbers") from None
+    picture = PictureTolerance(tol, aspect=aspect, **extra)
+    return AdaptivePlan(width, height, tol, picture=picture)
 
 
 def log_loss(loss: np.ndarray, floor: float = LOSS_FLOOR) -> np.ndarray:

@@ -51,6 +51,7 @@ GRID_JSON = "grid.json"
 #: Settings that make two grids different grids (a rerun with others needs --overwrite).
 SPEC_KEYS = (
     "kind", "resolution", "window", "subset", "split", "subset_seed", "dtype", "tile", "adaptive",
+    "adaptive_criterion",
 )  # fmt: skip
 REQUIRED_KEYS = ("kind", "resolution", "window", "subset", "split", "dtype", "tile", "frames")
 KINDS = ("curve", "plane3", "around", "trajectory")
@@ -113,7 +114,10 @@ class GridMeta:
     created: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     format_version: int = GRID_VERSION
-    adaptive: float | None = None  # --adaptive tolerance in log10 loss; None: the full lattice
+    adaptive: float | None = None  # --adaptive TOL, in the criterion's units; None: full lattice
+    #: how TOL is judged (lossart.grid.adaptive.criterion_record): {"kind": "picture", ...} (TOL a
+    #: share of the relief) or {"kind": "log10"} (TOL in log10 loss; grids made before this key)
+    adaptive_criterion: dict[str, Any] | None = None
     directions: dict[str, Any] | None = None  # an around run's axes: kind, scale, names, eigenvalues
 
     @property
@@ -135,6 +139,7 @@ class GridMeta:
             "dtype": self.dtype,
             "tile": self.tile,
             "adaptive": self.adaptive,
+            "adaptive_criterion": self.adaptive_criterion,
             "frames": list(self.frames),
             "curve": self.curve,
             "directions": self.directions,
@@ -181,6 +186,7 @@ class GridMeta:
                 versions=dict(d.get("versions") or {}),
                 format_version=version,
                 adaptive=None if d.get("adaptive") is None else float(d["adaptive"]),
+                adaptive_criterion=_criterion(d),
                 directions=d.get("directions") if isinstance(d.get("directions"), dict) else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -209,6 +215,18 @@ class GridMeta:
     def has_coordinates(self) -> bool:
         """Written by a lossart whose frame files carry their plane coordinates."""
         return self.format_version >= 2
+
+
+def _criterion(d: dict) -> dict[str, Any] | None:
+    """grid.json's adaptive criterion; an adaptive grid without one judged log10 loss."""
+    if d.get("adaptive") is None:
+        return None
+    record = d.get("adaptive_criterion")
+    if record is None:
+        return {"kind": "log10"}
+    if not isinstance(record, dict) or "kind" not in record:
+        raise ValueError(f"adaptive_criterion {record!r} is not a mapping with a kind")
+    return dict(record)
 
 
 def _pair(v: Any, kind: type) -> tuple:

@@ -7,8 +7,10 @@ rerun with different settings is refused unless `overwrite`, and flags left out 
 already recorded, so `lossart grid RUN` alone resumes whatever was started. Each assembled frame
 file carries the frame's coordinates in its plane (`lossart.grid.files.FrameMeta`); frames
 assembled before files carried them get them on a rerun, without evaluating any loss again.
-With `adaptive` (a tolerance in log10 loss) each frame is refined level by level instead of
-evaluated tile by tile (`lossart.grid.adaptive_run`); the tolerance is recorded like the rest.
+With `adaptive` (a tolerance: by default the largest height error as a share of the relief, the
+"picture" criterion; "log10": in log10 loss) each frame is refined level by level instead of
+evaluated tile by tile (`lossart.grid.adaptive_run`); tolerance and criterion are recorded like
+the rest (grids made before the criterion was recorded keep log10).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from lossart.data import DataSpec, eval_subset, load_dataset
 from lossart.errors import LossartError
 from lossart.geometry.plane import Plane, Window, fit_aspect
 from lossart.geometry.weights import ParamLayout
-from lossart.grid.adaptive import AdaptivePlan
+from lossart.grid.adaptive import criterion_record, plan_from_record
 from lossart.grid.adaptive_run import assemble_adaptive, compute_adaptive, evaluated_counts
 from lossart.grid.engine import EngineConfig, GridEngine, grid_axis, resolve_device
 from lossart.grid.files import (
@@ -79,7 +81,10 @@ class GridConfig:
     overwrite: bool = False
     force: bool = False
     compile: bool | None = None  # torch.compile the CPU pass; None = grid.json's, else by job size
-    adaptive: float | None = None  # refinement tolerance in log10 loss; None = grid.json's, else off
+    adaptive: float | None = None  # refinement tolerance; None = grid.json's, else off
+    #: "picture" (TOL: height error as a share of the relief; normals within 1 degree) or "log10"
+    #: (TOL in log10 loss); None = grid.json's, else "picture"
+    adaptive_criterion: str | None = None
     quiet: bool | None = None  # None = LOSSART_QUIET decides
 
     def __post_init__(self) -> None:
@@ -243,7 +248,16 @@ def _grid_run(
     rows = cfg.tile_rows or (old.tile if old else None) or default_tile_rows(w, h)
     rows = min(int(rows), h)
     adaptive = cfg.adaptive if cfg.adaptive is not None else (old.adaptive if old else None)
-    plan = AdaptivePlan(w, h, adaptive) if adaptive is not None else None
+    shape = (window.x_range[1] - window.x_range[0]) / (window.y_range[1] - window.y_range[0])
+    criterion = None
+    if adaptive is not None:
+        if cfg.adaptive_criterion is not None:
+            criterion = criterion_record(cfg.adaptive_criterion, adaptive, shape)
+        elif old is not None and old.adaptive is not None:
+            criterion = old.adaptive_criterion
+        else:
+            criterion = criterion_record("picture", adaptive, shape)
+    plan = plan_from_record(w, h, adaptive, criterion, shape) if adaptive is not None else None
 
     layout = ParamLayout.of(source.model)
     engine = GridEngine(
@@ -274,6 +288,7 @@ def _grid_run(
         created=old.created if old and old.created else now_iso(),
         versions=versions(),
         adaptive=adaptive,
+        adaptive_criterion=criterion,
     )
     spec = meta.to_dict()
     tiles = TileLayout(w, h, rows)
