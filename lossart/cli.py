@@ -776,6 +776,61 @@ def _run_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# ---------------------------------------------------------------- view: the page in a browser
+
+
+@command
+def _add_view(sub: argparse._SubParsersAction) -> None:
+    from lossart.blender.presets import DEFAULT_PALETTE, palette_names
+
+    p = sub.add_parser(
+        "view",
+        help="one self-contained interactive HTML page of a run or bundle (no Blender)",
+        description="Write an offline HTML page (plotly.js inside): the terrain as a 3-D surface "
+        "beside its flat map, the path, bends and optima; hover reads plane x, y and the loss "
+        "measured there (from RUN/grids; a bare bundle shows heights). Runs of several frames "
+        "get a frame slider and a play button. Frames and nodes are thinned to fit --budget-mb; "
+        "the page says what was kept.",
+    )
+    p.add_argument("source", metavar="RUN|BUNDLE", help="run folder or bundle folder/manifest")
+    p.add_argument("--out", metavar="FILE.html",
+                   help="the page (default RUN/renders/view.html, or BUNDLE/view.html)")  # fmt: skip
+    p.add_argument("--palette", choices=palette_names(), default=DEFAULT_PALETTE, metavar="NAME",
+                   help="colours from low to high loss: " + ", ".join(palette_names()))  # fmt: skip
+    p.add_argument("--max-side", type=integer(2, 2001), default=201, metavar="N",
+                   help="at most N surface nodes along a side (default 201)")  # fmt: skip
+    p.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
+                   help="at most N frames, evenly spaced (default: all that fit the budget)")  # fmt: skip
+    p.add_argument("--budget-mb", type=positive_float, default=20.0, metavar="MB",
+                   help="the page's data, plotly.js (4.7 MB) aside (default 20)")  # fmt: skip
+    p.add_argument("--heights-only", action="store_true",
+                   help="leave the run's grids out: hover shows heights")  # fmt: skip
+    p.add_argument("--show-evaluated", action="store_true",
+                   help="adaptive grids: show the evaluated points at open (else a legend click)")  # fmt: skip
+    p.add_argument("--screenshot", metavar="FILE.png",
+                   help="also write a PNG of the page as headless Chromium shows it")  # fmt: skip
+    p.add_argument("--frame", type=nonneg_int, default=None, metavar="K",
+                   help="--screenshot at the slider's K-th position (default the first)")  # fmt: skip
+    p.set_defaults(run=_run_view)
+
+
+def _run_view(args: argparse.Namespace) -> int:
+    from lossart.view import ViewConfig, write_view
+
+    config = ViewConfig(
+        palette=args.palette, max_side=max(args.max_side, 2), min_side=min(61, args.max_side),
+        budget_mb=args.budget_mb, max_frames=args.max_frames, losses=not args.heights_only,
+        show_evaluated=args.show_evaluated,
+    )  # fmt: skip
+    result = write_view(args.source, args.out, config)
+    print(result.summary())
+    if args.screenshot:
+        from lossart.view.screenshot import screenshot_view
+
+        print(f"wrote {screenshot_view(result.path, args.screenshot, step=args.frame)}")
+    return 0
+
+
 # ---------------------------------------------------------------- render: render, addon
 
 

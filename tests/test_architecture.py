@@ -25,6 +25,7 @@ STAGES = (
     ("grid", ("lossart.grid",)),
     ("terrain", ("lossart.terrain",)),
     ("render", ("lossart.render",)),
+    ("view", ("lossart.view",)),
     ("analyses", ("lossart.analyses",)),
     ("demo", ("lossart.demo", "lossart.subjects")),
     ("cli", ("lossart.cli", "lossart.__main__")),
