@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -63,9 +64,10 @@ def test_curve_run_has_a_slider_and_measured_losses(runs):
     for frame in fig.frames:
         surface = frame.data[0]
         grid = read_frame_grid(runs["curve"] / "grids", int(frame.name))
-        custom = decode(surface.customdata)
-        np.testing.assert_allclose(custom[..., 0], grid.loss, rtol=1e-6)
-        np.testing.assert_allclose(custom[..., 1], grid.accuracy, rtol=1e-6)
+        custom = decode(surface.customdata)  # [column][row]: what gl3d's hover reads
+        np.testing.assert_allclose(custom[..., 0].T, grid.loss, rtol=1e-6)
+        np.testing.assert_allclose(custom[..., 1].T, grid.accuracy, rtol=1e-6)
+        np.testing.assert_allclose(decode(frame.data[4].customdata)[..., 0], grid.loss, rtol=1e-6)
         assert "loss %{customdata[0]" in surface.hovertemplate
     # the evaluated points of the adaptive grid: in the legend, hidden until asked for
     evaluated = [t for t in fig.data if t.name == "evaluated points"]
@@ -99,7 +101,7 @@ def test_upsampled_plane_keeps_measured_nodes(runs):
     assert meta["kind"] == "plane3" and not fig.frames and not fig.layout.sliders
     assert meta["lattice"] == [25, 19] == meta["nodes"]  # the measured nodes, not the upsampled
     grid = read_frame_grid(runs["plane3"] / "grids", 0)
-    np.testing.assert_allclose(decode(fig.data[0].customdata)[..., 0], grid.loss, rtol=1e-6)
+    np.testing.assert_allclose(decode(fig.data[0].customdata)[..., 0].T, grid.loss, rtol=1e-6)
     np.testing.assert_allclose(decode(fig.data[0].x), grid.xs, rtol=1e-6)
     assert fig.data[2].text == ("w1", "w2", "w3")
     assert fig.layout.title.text == "plane through three optima"
@@ -205,6 +207,27 @@ def changed(a: np.ndarray, b: np.ndarray, box: tuple[int, int, int, int]) -> flo
     return float((np.abs(pa - pb).sum(axis=-1) > 30).mean())
 
 
+def assert_measured(label: str, grid) -> None:
+    """A hover label's loss is the grid's loss at the node of the label's plane x, y."""
+    found = re.search(r"plane x (\S+), y (\S+)loss (\S+)accuracy", label)
+    assert found, label
+    x, y, loss = (float(v) for v in found.groups())
+    j, i = np.abs(grid.xs - x).argmin(), np.abs(grid.ys - y).argmin()
+    assert loss == pytest.approx(float(grid.loss[i, j]), rel=1e-3), label
+
+
+def hover_3d(page, scene: list[int]) -> str:
+    """The hover label over the middle of the 3-D scene (WebGL picking takes a few moves)."""
+    x, y, w, h = scene
+    for k in range(8):
+        page.mouse("mouseMoved", x + w * 0.5 + k, y + h * 0.5)
+        page.settle()
+        labels = page.evaluate("[...document.querySelectorAll('.hovertext')].map(e => e.textContent)")
+        if labels:
+            return labels[0]
+    raise AssertionError("no hover label over the 3-D surface")
+
+
 @pytest.mark.browser
 def test_page_in_headless_chromium(runs, tmp_path):
     from PIL import Image
@@ -238,6 +261,10 @@ def test_page_in_headless_chromium(runs, tmp_path):
         page.settle()
         hover = page.evaluate("[...document.querySelectorAll('.hoverlayer .hovertext')].map(e => e.textContent)")
         assert hover and "loss" in hover[0] and "measured" in hover[0], hover
+        assert_measured(hover[0], read_frame_grid(runs["curve"] / "grids", 0))
+        page.mouse("mouseMoved", 2, 2)
+        # hover on the 3-D surface: plane x, y and the loss the grid holds at that node
+        assert_measured(hover_3d(page, scene), read_frame_grid(runs["curve"] / "grids", 0))
         page.mouse("mouseMoved", 2, 2)
         # the slider's last position: another frame, another picture where the terrain is
         assert len(slider_ticks(page)) == 3

@@ -105,7 +105,7 @@ def _traces(source: ViewSource, plan: ViewPlan, v: FrameView, config: ViewConfig
     ticks, labels = loss_ticks(bundle)
     moving = source.kind != "trajectory"  # a trajectory's frames share one terrain
     surface = go.Surface(
-        x=xs, y=ys, z=v.heights, customdata=custom, surfacecolor=None,
+        x=xs, y=ys, z=v.heights, customdata=_by_column(custom), surfacecolor=None,
         colorscale=scale, cmin=bundle.z_min, cmax=bundle.z_max,
         colorbar={"title": {"text": "loss"}, "tickvals": list(ticks), "ticktext": labels,
                   "x": 1.0, "len": 0.62, "y": 0.55, "thickness": 14},
@@ -184,6 +184,13 @@ def _traces(source: ViewSource, plan: ViewPlan, v: FrameView, config: ViewConfig
             marker={"size": 2.5, "color": "#e8f8ff"}, legendgroup="evaluated", hoverinfo="skip",
         ), True))  # fmt: skip
     return out
+
+
+def _by_column(custom: np.ndarray | None) -> np.ndarray | None:
+    """A surface's per-node hover data as plotly.js's gl3d hover reads it: [column][row], while
+    z is [row][column] (found with the browser test: row-major customdata showed the loss of
+    the transposed node)."""
+    return None if custom is None else np.ascontiguousarray(custom.transpose(1, 0, 2))
 
 
 def _path_name(source: ViewSource) -> str:
