@@ -160,13 +160,14 @@ def test_decimation_fits_the_budget_and_is_recorded():
 
 
 def test_page_of_many_frames_stays_small(tmp_path):
-    run = make_run(tmp_path / "long", "curve", frames=25, size=(109, 61))
-    result = write_view(run.root, tmp_path / "long.html", ViewConfig(budget_mb=2.0))
+    run = make_run(tmp_path / "long", "curve", frames=10, size=(41, 31))
+    result = write_view(run.root, tmp_path / "long.html", ViewConfig(budget_mb=0.1, min_side=21))
     meta = result.meta
-    assert meta["frames_total"] == 25 and meta["frames_shown"] < 25
-    assert meta["positions"][0] == 0 and meta["positions"][-1] == 24
-    assert result.bytes < 4.9e6 + 2.5e6  # plotly.js + the budget
-    assert "of 25 frames" in result.path.read_text()
+    assert meta["frames_total"] == 10 and 2 <= meta["frames_shown"] < 10
+    assert meta["positions"][0] == 0 and meta["positions"][-1] == 9
+    assert meta["lattice"] == [21, 16] and meta["node_step"] == 2
+    assert result.bytes < 4.9e6 + 0.2e6  # plotly.js + the budget (and the page around them)
+    assert "of 10 frames" in result.path.read_text()
 
 
 def test_bad_input_is_one_line(runs, tmp_path, capsys):
@@ -179,6 +180,9 @@ def test_bad_input_is_one_line(runs, tmp_path, capsys):
     with pytest.raises(LossartError, match="not the one the bundle was made from"):
         open_source(run)
     assert main(["view", str(run), "--heights-only", "--out", str(tmp_path / "h.html")]) == 0
+    (run / "grids" / "frame_00002.npz").unlink()
+    with pytest.raises(LossartError, match="frame_00002.npz: missing, but the bundle shows"):
+        open_source(run)
     assert main(["view", str(tmp_path / "nothing")]) == 2
     assert main(["view", str(run), "--palette", "nope"]) == 2
     err = capsys.readouterr().err

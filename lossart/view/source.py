@@ -16,7 +16,13 @@ import numpy as np
 
 from lossart.blender.bundle import Bundle, BundleError, load_bundle
 from lossart.errors import LossartError
-from lossart.grid.files import FrameGrid, GridMeta, read_frame_grid, read_grid_meta
+from lossart.grid.files import (
+    FrameGrid,
+    GridMeta,
+    frame_grid_path,
+    read_frame_grid,
+    read_grid_meta,
+)
 from lossart.runs import Run
 
 #: How far (as a share of the window) a grid's first/last coordinate may sit from the bundle's.
@@ -119,6 +125,12 @@ def _match(run: Run, bundle: Bundle) -> RunGrids | None:
         indices = [meta.frames[0]] * len(bundle.frames)
     else:
         indices = [f.index for f in bundle.frames]
+    missing = [i for i in indices if not frame_grid_path(run.grids, i).is_file()]
+    if missing:
+        raise LossartError(
+            f"{frame_grid_path(run.grids, missing[0])}: missing, but the bundle shows frame "
+            f"{missing[0]}; rerun `lossart terrain {run.root}`, or view heights only (--heights-only)"
+        )
     first = read_frame_grid(run.grids, indices[0])
     g = bundle.manifest["grid"]
     want = (int(g.get("source_height", bundle.height)), int(g.get("source_width", bundle.width)))
