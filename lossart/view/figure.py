@@ -146,13 +146,15 @@ def _traces(source: ViewSource, plan: ViewPlan, v: FrameView, config: ViewConfig
     points3 = go.Scatter3d(
         x=[p[1] for p in v.points], y=[p[2] for p in v.points], z=[p[3] for p in v.points],
         mode="markers+text", text=names, textposition="top center",
-        textfont={"color": marker_colour}, marker=marker, name="optima", legendgroup="points",
+        textfont={"color": marker_colour}, marker=marker, name=_points_name(source),
+        legendgroup="points",
         hovertext=point_text, hovertemplate="%{hovertext}<extra></extra>",
     )  # fmt: skip
     points2 = go.Scatter(
         x=[p[1] for p in v.points], y=[p[2] for p in v.points], mode="markers+text",
         text=names, textposition="top right", textfont={"color": marker_colour},
-        marker={**marker, "size": 9}, name="optima", legendgroup="points", showlegend=False,
+        marker={**marker, "size": 9}, name=_points_name(source), legendgroup="points",
+        showlegend=False,
         hovertext=point_text, hovertemplate="%{hovertext}<extra></extra>",
     )  # fmt: skip
     has_bends = len(v.bends_all) > 0
@@ -193,6 +195,10 @@ def _by_column(custom: np.ndarray | None) -> np.ndarray | None:
     return None if custom is None else np.ascontiguousarray(custom.transpose(1, 0, 2))
 
 
+def _points_name(source: ViewSource) -> str:
+    return {"around": "network", "trajectory": "start and optimum"}.get(source.kind, "optima")
+
+
 def _path_name(source: ViewSource) -> str:
     return {"trajectory": "trajectory", "curve": "curve"}.get(source.kind, "path")
 
@@ -207,7 +213,7 @@ def _title(v: FrameView) -> str:
 def _layout(fig, source: ViewSource, plan: ViewPlan, first: FrameView, config: ViewConfig) -> None:
     bundle = source.bundle
     (x0, x1), (y0, y1) = bundle.x_range, bundle.y_range
-    ticks, labels = loss_ticks(bundle, count=4)
+    ticks, labels = _spaced(*loss_ticks(bundle, count=3), 0.4 * (bundle.z_max - bundle.z_min))
     share = bundle.relief
     axis = {"color": FOREGROUND, "gridcolor": "#2a3048", "zerolinecolor": "#2a3048",
             "backgroundcolor": BACKGROUND, "showbackground": True}  # fmt: skip
@@ -257,6 +263,18 @@ def _layout(fig, source: ViewSource, plan: ViewPlan, first: FrameView, config: V
             **plan.record(),
         },
     )  # fmt: skip
+
+
+def _spaced(ticks, labels: list[str], gap: float) -> tuple[list[float], list[str]]:
+    """Loss ticks at least `gap` apart in height (the short z axis crowds them), the lowest and
+    the highest kept first."""
+    order = sorted(range(len(ticks)), key=lambda k: (k not in (0, len(ticks) - 1), k))
+    kept: list[int] = []
+    for k in order:
+        if all(abs(ticks[k] - ticks[q]) >= gap for q in kept):
+            kept.append(k)
+    kept.sort()
+    return [float(ticks[k]) for k in kept], [labels[k] for k in kept]
 
 
 def _player(fig, views: list[FrameView]) -> None:

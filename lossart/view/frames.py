@@ -66,8 +66,8 @@ def frame_view(source: ViewSource, plan: ViewPlan, position: int) -> FrameView:
     if len(path):
         path[:, 2] = bundle.sample(full, path[:, :2]) + lift
     points = []
-    for p in frame.points:
-        z = float(bundle.sample(full, np.array([p.xy]))[0]) + lift
+    for p in frame.points:  # raised a little more, so their labels clear the ground nearby
+        z = float(bundle.sample(full, np.array([p.xy]))[0]) + 4 * lift
         points.append((p.name, p.xy[0], p.xy[1], z, p.loss))
     (x0, x1), (y0, y1) = bundle.x_range, bundle.y_range
     b = frame.bends
