@@ -242,7 +242,7 @@ def _layout(fig, source: ViewSource, plan: ViewPlan, first: FrameView, config: V
                       "ticktext": labels, "range": [bundle.z_min, bundle.z_max + 0.05 * (bundle.z_max - bundle.z_min)]},
             "aspectmode": "manual",
             "aspectratio": {"x": 1.0, "y": (y1 - y0) / (x1 - x0), "z": share},
-            "camera": {"eye": {"x": -0.45, "y": -1.2, "z": 1.15}, "center": {"x": 0, "y": 0, "z": -0.15}},
+            "camera": {"eye": {"x": -0.35, "y": -1.0, "z": 1.45}, "center": {"x": 0, "y": 0, "z": -0.2}},
         },
         xaxis={"domain": [0.64, 0.93], "range": [x0, x1], "title": {"text": "plane x"},
                "gridcolor": "#2a3048", "zeroline": False, "constrain": "domain"},
