@@ -43,7 +43,19 @@ def plan_for(source: ViewSource, config: ViewConfig) -> ViewPlan:
         upsample=int(bundle.manifest["height"].get("upsample", 1) or 1),
         losses=source.grids is not None,
         surfaces_change=source.kind != "trajectory",
+        extra_values=_extra_values(source),
     )
+
+
+def _extra_values(source: ViewSource) -> int:
+    """Values a frame draws besides the surface and the map: the path in 3-D and 2-D, and an
+    adaptive grid's evaluated points (counted in its last frame, usually the busiest)."""
+    frame = source.bundle.frames[-1]
+    count = 5 * (len(frame.path) + len(frame.points) + len(frame.bends))
+    if source.grids is not None and source.grids.adaptive:
+        evaluated = source.grids.frame(len(source.bundle.frames) - 1).evaluated
+        count += 5 * int(evaluated.sum()) if evaluated is not None else 0
+    return count
 
 
 def view_figure(source: ViewSource | str | os.PathLike, config: ViewConfig | None = None):

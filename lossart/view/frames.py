@@ -60,7 +60,7 @@ def frame_view(source: ViewSource, plan: ViewPlan, position: int) -> FrameView:
         if grid.evaluated is not None:
             i, j = np.nonzero(grid.evaluated)
             xy = np.column_stack([grid.xs[j], grid.ys[i]])
-            evaluated = np.column_stack([xy, bundle.sample(full, xy)])
+            evaluated = np.column_stack([xy, bundle.sample(full, xy)]).astype(np.float32)
     lift = 0.006 * (bundle.z_max - bundle.z_min)  # drawn just above the surface, not inside it
     path = frame.path.copy()
     if len(path):
@@ -80,7 +80,7 @@ def frame_view(source: ViewSource, plan: ViewPlan, position: int) -> FrameView:
         heights=heights,
         loss=loss,
         accuracy=accuracy,
-        path=path,
+        path=path.astype(np.float32),
         points=points,
         bends=bends,
         bends_all=b,

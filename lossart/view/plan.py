@@ -115,12 +115,14 @@ def plan_view(
     upsample: int = 1,
     losses: bool = False,
     surfaces_change: bool = True,
+    extra_values: int = 0,
 ) -> ViewPlan:
     """The lattice and frames for a bundle of `frames` frames of `width`x`height` nodes.
 
     `losses`: the lattice sits on the measured nodes (every `upsample`-th bundle node) and each
     node carries loss and accuracy; `surfaces_change`: every frame has its own heights (False for
-    a trajectory, whose frames only grow the path)."""
+    a trajectory, whose frames only grow the path); `extra_values`: values each frame draws
+    besides the surface and the map (path, evaluated points)."""
     base = upsample if losses else 1
     nodes = ((width - 1) // base + 1, (height - 1) // base + 1)
     per_node = (2 + (4 if losses else 0)) * BYTES_PER_VALUE  # surface + map z (+ loss, acc each)
@@ -137,7 +139,8 @@ def plan_view(
     def estimate(step: int, shown: int) -> int:
         w = math.ceil((nodes[0] - 1) / step) + 1
         h = math.ceil((nodes[1] - 1) / step) + 1
-        return int(w * h * per_node * (shown if surfaces_change else 1))
+        surface = w * h * per_node * (shown if surfaces_change else 1)
+        return int(surface + extra_values * BYTES_PER_VALUE * shown)
 
     while estimate(step, len(positions)) > budget:
         if fits_side(step + 1) >= config.min_side and fits_side(step + 1) < fits_side(step):
