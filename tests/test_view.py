@@ -79,8 +79,8 @@ def test_curve_run_has_a_slider_and_measured_losses(runs):
 
 
 def test_surface_is_in_the_bundle_height_mapping_and_palette(runs):
-    from lossart.blender.bundle import load_bundle
-    from lossart.blender.presets import PALETTES
+    from lossart.format.bundle import load_bundle
+    from lossart.format.presets import PALETTES
 
     bundle = load_bundle(runs["curve"] / "terrain")
     fig = view_figure(runs["curve"], ViewConfig(palette="ice"))

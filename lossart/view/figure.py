@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from lossart import __version__
-from lossart.blender.presets import PALETTES
+from lossart.format.presets import PALETTES
 from lossart.terrain.preview import loss_ticks
 from lossart.view.frames import FrameView, frame_view
 from lossart.view.plan import ViewConfig, ViewPlan, plan_view
@@ -29,7 +29,7 @@ PLAY_SECONDS = 8.0
 
 
 def colorscale(palette: str) -> list[list]:
-    """The look's colour ramp (lossart.blender.presets) as a Plotly colorscale."""
+    """The look's colour ramp (lossart.format.presets) as a Plotly colorscale."""
     return [[float(pos), colour] for pos, colour in PALETTES[palette][0]]
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from lossart.blender.presets import DEFAULT_PALETTE, PALETTES
 from lossart.errors import LossartError
+from lossart.format.presets import DEFAULT_PALETTE, PALETTES
 
 #: Bytes per drawn value: float32 in base64 (plotly's typed-array encoding).
 BYTES_PER_VALUE = 4 * 4 / 3
@@ -26,7 +26,7 @@ BYTES_PER_VALUE = 4 * 4 / 3
 class ViewConfig:
     """What `lossart view` draws and how much of it."""
 
-    palette: str = DEFAULT_PALETTE  # one of lossart.blender.presets.PALETTES (the looks')
+    palette: str = DEFAULT_PALETTE  # one of lossart.format.presets.PALETTES (the looks')
     max_side: int = 201  # at most this many nodes along either side of the surface
     min_side: int = 61  # the byte budget thins the lattice down to this, then drops frames
     budget_mb: float = 20.0  # the page's data (plotly.js, about 4.7 MB, comes on top)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lossart.blender.bundle import Bundle, BundleError, load_bundle
 from lossart.errors import LossartError
+from lossart.format.bundle import Bundle, BundleError, load_bundle
 from lossart.grid.files import (
     FrameGrid,
     GridMeta,
