@@ -24,6 +24,8 @@ from lossart.view.source import ViewSource, open_source
 BACKGROUND = "#0b0e1a"
 FOREGROUND = "#d8dce8"
 MAP_LINES = CONTOURS = 14
+#: The evaluated points of an adaptive grid: a green no palette uses for its ground or path.
+EVALUATED = "#00ff9c"
 #: The seconds a play-through of all shown frames takes (each frame at least 0.12 s).
 PLAY_SECONDS = 8.0
 
@@ -190,12 +192,12 @@ def _traces(source: ViewSource, plan: ViewPlan, v: FrameView, config: ViewConfig
         name = "evaluated points"
         out.append((go.Scatter3d(
             x=e[:, 0], y=e[:, 1], z=e[:, 2] + lift, mode="markers", name=name, visible=shown,
-            marker={"size": 1.6, "color": "#e8f8ff"}, legendgroup="evaluated",
+            marker={"size": 1.6, "color": EVALUATED}, legendgroup="evaluated",
             hovertemplate="evaluated: x %{x:.4g}, y %{y:.4g}<extra></extra>",
         ), True))  # fmt: skip
         out.append((go.Scatter(
             x=e[:, 0], y=e[:, 1], mode="markers", name=name, visible=shown, showlegend=False,
-            marker={"size": 2.5, "color": "#e8f8ff"}, legendgroup="evaluated", hoverinfo="skip",
+            marker={"size": 2.5, "color": EVALUATED}, legendgroup="evaluated", hoverinfo="skip",
         ), True))  # fmt: skip
     return out
 
