@@ -68,7 +68,8 @@ def test_curve_run_has_a_slider_and_measured_losses(runs):
         np.testing.assert_allclose(custom[..., 0].T, grid.loss, rtol=1e-6)
         np.testing.assert_allclose(custom[..., 1].T, grid.accuracy, rtol=1e-6)
         np.testing.assert_allclose(decode(frame.data[4].customdata)[..., 0], grid.loss, rtol=1e-6)
-        assert "loss %{customdata[0]" in surface.hovertemplate
+        assert surface.hovertemplate is None and surface.colorbar.len is None  # data only
+    assert "loss %{customdata[0]" in fig.data[0].hovertemplate
     # the evaluated points of the adaptive grid: in the legend, hidden until asked for
     evaluated = [t for t in fig.data if t.name == "evaluated points"]
     assert len(evaluated) == 2 and evaluated[0].visible == "legendonly"
@@ -278,4 +279,9 @@ def test_page_in_headless_chromium(runs, tmp_path):
         assert title.startswith("frame 2 ·"), title
         share = changed(first, last, scene)
         assert share > 0.01, f"slider moved but the 3-D scene changed in only {share:.2%} of pixels"
+        # held upright, like a phone: the map moves under the 3-D view
+        page.resize(412, 860)
+        domain = "document.getElementById('lossart-view')._fullLayout.scene.domain.y"
+        page.wait_for(f"{domain}[0] === 0.5")
+        page.settle()
         assert page.problems() == [], page.problems()

@@ -153,10 +153,7 @@ class Browser:
         page = Page(self, session)
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable", session=session)
-        w, h = self.size
-        self.call("Emulation.setDeviceMetricsOverride",
-                  {"width": w, "height": h, "deviceScaleFactor": 1, "mobile": False},
-                  session=session)  # fmt: skip
+        page.resize(*self.size)
         self.call("Page.navigate", {"url": url}, session=session)
         page.wait_for("document.readyState === 'complete'")
         return page
@@ -168,6 +165,14 @@ class Page:
     def __init__(self, browser: Browser, session: str) -> None:
         self.browser = browser
         self.session = session
+
+    def resize(self, width: int, height: int) -> None:
+        """The viewport's size in CSS pixels (a phone held upright: 412x860)."""
+        self.browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            session=self.session,
+        )
 
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression (promises awaited); page errors raise."""

@@ -81,7 +81,7 @@ def view_figure(source: ViewSource | str | os.PathLike, config: ViewConfig | Non
         fig.frames = [
             go.Frame(
                 name=str(v.position),
-                data=[_traces(source, plan, v, config)[k][0] for k in changing],
+                data=_changes(_traces(source, plan, v, config), changing),
                 traces=changing,
                 layout={"title": {"text": _title(v)}},
             )
@@ -92,6 +92,23 @@ def view_figure(source: ViewSource | str | os.PathLike, config: ViewConfig | Non
 
 
 # ---------------------------------------------------------------- traces
+
+#: What a frame changes in each kind of trace (the rest: styling, colour bar, hover templates,
+#: stays as the first frame set it, and is not repeated in every frame).
+FRAME_KEYS = ("x", "y", "z", "customdata", "text", "hovertext")
+
+
+def _changes(traces: list, changing: list[int]) -> list:
+    """The frame's new data of the traces that change, each as a trace of the same type."""
+    out = []
+    for k in changing:
+        trace = traces[k][0]
+        keys = [key for key in FRAME_KEYS if key in trace and trace[key] is not None]
+        if trace.type in ("surface", "contour"):
+            keys = [key for key in keys if key in ("z", "customdata")]
+        out.append(type(trace)(**{key: trace[key] for key in keys}))
+    return out
+
 
 
 def _hover(source: ViewSource) -> str:

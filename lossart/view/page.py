@@ -44,6 +44,39 @@ def default_view_path(source: ViewSource) -> Path:
     return source.bundle.root / DEFAULT_NAME
 
 
+#: On a window taller than wide (a phone held upright), the map goes under the 3-D view.
+PORTRAIT = """
+(function () {
+  var gd = document.getElementById('{plot_id}');
+  var tall = null;
+  function fit() {
+    var now = window.innerWidth < 0.9 * window.innerHeight;
+    if (now === tall) return;
+    var first = tall === null;
+    tall = now;
+    if (first && !now) return;  // wide: the layout as written
+    var update = now ? {
+      'scene.domain.x': [0, 1], 'scene.domain.y': [0.5, 1],
+      'xaxis.domain': [0.12, 0.82], 'yaxis.domain': [0.2, 0.46],
+      'legend.x': 0.0, 'legend.y': 1.0, 'annotations[0].visible': false
+    } : {
+      'scene.domain.x': [0, 0.6], 'scene.domain.y': [0.12, 1],
+      'xaxis.domain': [0.64, 0.93], 'yaxis.domain': [0.22, 0.88],
+      'legend.x': 0.62, 'legend.y': 0.98, 'annotations[0].visible': true
+    };
+    if (gd.layout.sliders && gd.layout.sliders.length) {
+      update['sliders[0].x'] = now ? 0.3 : 0.13;
+      update['sliders[0].len'] = now ? 0.7 : 0.47;
+    }
+    Plotly.restyle(gd, {'colorbar.y': now ? 0.33 : 0.55, 'colorbar.len': now ? 0.28 : 0.62}, [0]);
+    Plotly.relayout(gd, update);
+  }
+  window.addEventListener('resize', fit);
+  fit();
+})();
+"""
+
+
 def page_html(fig, title: str) -> str:
     """The page: plotly.js inline (works offline), the figure filling the window."""
     body = fig.to_html(
@@ -55,6 +88,7 @@ def page_html(fig, title: str) -> str:
         default_height="100vh",
         div_id="lossart-view",
         config={"displaylogo": False, "responsive": True, "scrollZoom": True},
+        post_script=PORTRAIT,
     )
     head = (
         f"<head><title>{html.escape(title)}</title>"
