@@ -781,7 +781,7 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 @command
 def _add_view(sub: argparse._SubParsersAction) -> None:
-    from lossart.format.presets import DEFAULT_PALETTE, palette_names
+    from lossart.render.options import add_look_flags
 
     p = sub.add_parser(
         "view",
@@ -795,8 +795,6 @@ def _add_view(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", metavar="RUN|BUNDLE", help="run folder or bundle folder/manifest")
     p.add_argument("--out", metavar="FILE.html",
                    help="the page (default RUN/renders/view.html, or BUNDLE/view.html)")  # fmt: skip
-    p.add_argument("--palette", choices=palette_names(), default=DEFAULT_PALETTE, metavar="NAME",
-                   help="colours from low to high loss: " + ", ".join(palette_names()))  # fmt: skip
     p.add_argument("--max-side", type=integer(2, 2001), default=201, metavar="N",
                    help="at most N surface nodes along a side (default 201)")  # fmt: skip
     p.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
@@ -811,6 +809,7 @@ def _add_view(sub: argparse._SubParsersAction) -> None:
                    help="also write a PNG of the page as headless Chromium shows it")  # fmt: skip
     p.add_argument("--frame", type=nonneg_int, default=None, metavar="K",
                    help="--screenshot at the slider's K-th position (default the first)")  # fmt: skip
+    add_look_flags(p, ["palette"], title="look (as lossart render's)")
     p.set_defaults(run=_run_view)
 
 
