@@ -1003,7 +1003,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     if result.barrier:
         print(f"barrier (train loss): curve {result.barrier['curve']:.3f}, "
               f"segment {result.barrier['segment']:.3f}")
-    for label, path in (("still", result.still), ("video", result.video)):
+    page = result.out / "lossart-demo.html"
+    for label, path in (("still", result.still), ("video", result.video),
+                        ("page", page if page.is_file() else None)):  # fmt: skip
         if path:
             print(f"{label}: {path}")
     print(f"run folder: {result.run} (try: lossart ensemble {result.run})")
