@@ -29,13 +29,13 @@ class ViewResult:
 
     def summary(self) -> str:
         m = self.meta
-        what = "losses from the run's grids" if m.get("losses") else "heights only"
+        what = "losses from the run's grids" if m.get("losses") else (self.note or "heights only")
         line = (
             f"{self.path}: {self.bytes / 1e6:.1f} MB, {m.get('kind')}, "
             f"{m.get('frames_shown')} of {m.get('frames_total')} frame(s), surface "
             f"{m['lattice'][0]}x{m['lattice'][1]} of {m['nodes'][0]}x{m['nodes'][1]} nodes, {what}"
         )
-        return line + (f" ({self.note})" if self.note and not m.get("losses") else "")
+        return line
 
 
 def default_view_path(source: ViewSource) -> Path:
