@@ -61,13 +61,13 @@ def frame_view(source: ViewSource, plan: ViewPlan, position: int) -> FrameView:
             i, j = np.nonzero(grid.evaluated)
             xy = np.column_stack([grid.xs[j], grid.ys[i]])
             evaluated = np.column_stack([xy, bundle.sample(full, xy)]).astype(np.float32)
-    lift = 0.006 * (bundle.z_max - bundle.z_min)  # drawn just above the surface, not inside it
+    lift = 0.02 * (bundle.z_max - bundle.z_min)  # above the surface: its triangles cut chords
     path = frame.path.copy()
     if len(path):
         path[:, 2] = bundle.sample(full, path[:, :2]) + lift
     points = []
     for p in frame.points:  # raised a little more, so their labels clear the ground nearby
-        z = float(bundle.sample(full, np.array([p.xy]))[0]) + 4 * lift
+        z = float(bundle.sample(full, np.array([p.xy]))[0]) + 2 * lift
         points.append((p.name, p.xy[0], p.xy[1], z, p.loss))
     (x0, x1), (y0, y1) = bundle.x_range, bundle.y_range
     b = frame.bends
