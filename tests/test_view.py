@@ -111,6 +111,7 @@ def test_upsampled_plane_keeps_measured_nodes(runs):
 def test_around_and_trajectory(runs):
     around = view_figure(runs["around"])
     assert around.layout.meta["kind"] == "around" and around.data[2].text == ("w",)
+    assert around.layout.title.text == "random plane around one network"
     traj = view_figure(runs["trajectory"])
     assert traj.layout.meta["kind"] == "trajectory" and len(traj.frames) == 4
     # the terrain is drawn once; frames reveal the route snapshot by snapshot
@@ -118,6 +119,12 @@ def test_around_and_trajectory(runs):
     assert [len(f.data[0].x) for f in traj.frames] == [1, 2, 3, 4]
     assert traj.frames[3].layout.title.text.startswith("snapshot 3 · step 15")
     assert traj.layout.sliders[0].currentvalue.prefix == "snapshot "
+
+
+def test_hessian_plane_says_so(tmp_path):
+    run = make_run(tmp_path / "hess", "around")
+    run.update(around={"directions": "hessian"})
+    assert view_figure(run.root).layout.title.text.startswith("plane of the Hessian's top two")
 
 
 def test_bare_bundle_opens_with_heights_only(tmp_path):

@@ -32,7 +32,10 @@ def frame_title(source: ViewSource, position: int) -> str:
     frame = source.bundle.frames[position]
     kind = source.kind
     if kind == "around":
-        return "random plane around one network"
+        return {
+            "hessian": "plane of the Hessian's top two eigenvectors around one network",
+            "hessian-min": "plane of the Hessian's top and most negative eigenvectors around one network",
+        }.get(source.directions, "random plane around one network")
     if kind == "plane3":
         return "plane through three optima"
     what = "snapshot" if kind == "trajectory" else "frame"

@@ -55,6 +55,17 @@ class ViewSource:
     note: str = ""  # why the losses are not shown, when they are not
 
     @property
+    def directions(self) -> str:
+        """What spans an around plane: random (Li et al.), hessian or hessian-min (run.json)."""
+        if self.run is None or not self.run.manifest.is_file():
+            return "random"
+        try:
+            around = self.run.read().get("around")
+        except LossartError:
+            return "random"
+        return str((around or {}).get("directions") or "random")
+
+    @property
     def kind(self) -> str:
         """curve, plane3, around (a plane3 bundle with the one point w) or trajectory."""
         kind = self.bundle.kind
