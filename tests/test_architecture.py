@@ -22,6 +22,7 @@ STAGES = (
     ("geometry", ("lossart.geometry",)),
     ("evaluation", ("lossart.evaluation", "lossart.devices")),
     ("training", ("lossart.training",)),
+    ("alignment", ("lossart.alignment",)),
     ("grid", ("lossart.grid",)),
     ("terrain", ("lossart.terrain",)),
     ("render", ("lossart.render",)),
