@@ -445,6 +445,9 @@ def _add_line(sub: argparse._SubParsersAction) -> None:
                    help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set")
     _weights_flags(p)
     p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
+    p.add_argument("--beside", nargs="+", metavar="DIR", default=[],
+                   help="earlier `lossart line --out DIR` results to draw on the same plot "
+                   "(OUT/line-compare.png), e.g. A->B beside A->B-aligned")
     _device_flag(p)
     p.add_argument("--threads", type=THREADS,
                    help="CPU threads (default: 1 for the built-in data, else torch's default)")
@@ -455,11 +458,26 @@ def _run_line(args: argparse.Namespace) -> int:
     from lossart.analyses.line import evaluate_line
 
     a, b = _checkpoint_files(args, args.checkpoints, args.data)
+    if args.beside:
+        from lossart.analyses.line_compare import read_line
+
+        for folder in args.beside:
+            read_line(folder)  # before the work: a missing folder is a one-line error now
     res = evaluate_line(a, b, args.out, points=args.points, subset=args.subset,
                         device=_device(args), threads=args.threads)
     print(res.table())
     print(f"train subset {res.train_subset}, test {res.test_size}; wrote {res.files['csv']}, "
           f"{res.files['json']}, {res.files['png']}")
+    if args.beside:
+        from pathlib import Path
+
+        from lossart.analyses.line_compare import label_of, plot_lines, read_line
+
+        png = plot_lines([*args.beside, args.out], Path(args.out) / "line-compare.png")
+        for folder in [*args.beside, args.out]:
+            data = read_line(folder)
+            print(f"{label_of(data)}: barrier {data['barrier']:.4f} (test {data['test_barrier']:.4f})")
+        print(f"wrote {png}")
     return 0
 
 # ---------------------------------------------------------------- grid engine: grid, plane

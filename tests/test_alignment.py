@@ -311,3 +311,13 @@ def test_cli_prints_distances_and_errors_in_one_line(endpoints, tmp_path, capsys
     assert main(["align", a, str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.pt")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "missing.pt" in err
+    # the two lines on one plot: A->B, then A->B-aligned beside it
+    common = ["--points", "3", "--subset", "64"]
+    assert main(["line", a, b, "--out", str(tmp_path / "ab"), *common]) == 0
+    assert main(["line", a, str(tmp_path / "b2.pt"), "--out", str(tmp_path / "aligned"), *common,
+                 "--beside", str(tmp_path / "ab")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert (tmp_path / "aligned" / "line-compare.png").stat().st_size > 0
+    assert "w5 → w6: barrier" in out and "w5 → b2: barrier" in out
+    assert main(["line", a, b, "--out", str(tmp_path / "c"), "--beside", str(tmp_path)]) == 2
+    assert "no line.json" in capsys.readouterr().err

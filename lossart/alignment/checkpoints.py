@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from lossart.alignment.groups import PermutationSpec, derive_spec, permute_state_dict
@@ -131,9 +130,7 @@ def align_checkpoints(config: AlignConfig) -> AlignResult:
     ref_sha = sha256_file(config.reference)
     result = AlignResult(config.reference)
     for path, ckpt, out in zip(config.models, sources, outs):
-        result.models.append(
-            _align_one(config, ref, ref_sha, spec, names, path, ckpt, out)
-        )
+        result.models.append(_align_one(config, ref, ref_sha, spec, names, path, ckpt, out))
     return result
 
 

@@ -178,7 +178,11 @@ def _where(node: fx.Node) -> str:
 
 def _type_of(root: nn.Module, node: fx.Node) -> str:
     mod = root.get_submodule(node.target) if node.op == "call_module" else None
-    return type(mod).__name__ if mod is not None else str(getattr(node.target, "__name__", node.target))
+    return (
+        type(mod).__name__
+        if mod is not None
+        else str(getattr(node.target, "__name__", node.target))
+    )
 
 
 class _Tracer:
@@ -228,7 +232,9 @@ class _Tracer:
             self.fail(node, "its input is not a tensor with channels")
         return labels
 
-    def bind(self, node: fx.Node, module: nn.Module, pname: str, axis: int, labels: _Labels) -> None:
+    def bind(
+        self, node: fx.Node, module: nn.Module, pname: str, axis: int, labels: _Labels
+    ) -> None:
         tensor = getattr(module, pname, None)
         if tensor is None:
             return
@@ -248,7 +254,9 @@ class _Tracer:
             self.uf.union(x, y)
         return a
 
-    def flatten(self, node: fx.Node, labels: _Labels, shape: tuple[int, ...], start: int) -> _Labels:
+    def flatten(
+        self, node: fx.Node, labels: _Labels, shape: tuple[int, ...], start: int
+    ) -> _Labels:
         if start != 1:
             self.fail(node, f"flattens from dim {start}; only flatten(x, 1) keeps channels apart")
         spatial = prod(shape[2:]) if len(shape) > 2 else 1
@@ -263,7 +271,9 @@ class _Tracer:
     def visit(self, node: fx.Node) -> _Labels | None:
         shape = self.shape(node)
         if node.op == "placeholder":
-            return _Labels.fresh(self.uf, shape[1], fixed=True) if shape and len(shape) > 1 else None
+            return (
+                _Labels.fresh(self.uf, shape[1], fixed=True) if shape and len(shape) > 1 else None
+            )
         if node.op == "get_attr":
             self.fail(node, f"uses the tensor {node.target!r} directly in forward")
         if node.op == "output":
@@ -372,7 +382,9 @@ class _Tracer:
         x = self.of(node, node.args[0])
         index = node.args[1]
         if x is None:
-            return None if self.shape(node) is None else self.fail(node, "indexes a module's outputs")
+            return (
+                None if self.shape(node) is None else self.fail(node, "indexes a module's outputs")
+            )
         items = index if isinstance(index, tuple) else (index,)
         full = slice(None, None, None)
         if len(items) >= 2 and items[0] == full and items[1] == full:
@@ -448,6 +460,7 @@ def derive_spec(
 
     # where each class appears: parameter axes and activations, with its sub-positions
     where: dict[int, dict[tuple, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+
     def record(key: tuple, labels: _Labels, what: str) -> None:  # noqa: E306
         seen = set()
         for pos, (e, s) in enumerate(zip(labels.elems.tolist(), labels.subs.tolist())):
@@ -500,8 +513,10 @@ def derive_spec(
     shapes = {n: tuple(t.shape) for n, t in model.state_dict().items()}
     return PermutationSpec(
         groups=[groups[g] for g in rank],
-        axes={n: {a: {renumber[g]: s for g, s in d.items()} for a, d in ax.items()}
-              for n, ax in axes.items()},  # fmt: skip
+        axes={
+            n: {a: {renumber[g]: s for g, s in d.items()} for a, d in ax.items()}
+            for n, ax in axes.items()
+        },  # fmt: skip
         shapes=shapes,
         nodes={n: {renumber[g]: s for g, s in d.items()} for n, d in nodes.items()},
         graph=tracer.gm,

@@ -101,7 +101,11 @@ def weight_matching(
     b = {n: t.double() for n, t in b.items() if n in a}
     state = resume or {"start": 0, "round": 0, "perms": None, "best": None}
     best = state["best"]
-    best = MatchResult(_perms(best["perms"]), best["rounds"], best["objective"], best["converged"]) if best else None
+    best = (
+        MatchResult(_perms(best["perms"]), best["rounds"], best["objective"], best["converged"])
+        if best
+        else None
+    )
     for index in range(int(state["start"]), len(config.starts)):
         kind = config.starts[index]
         if state["perms"] is not None and index == state["start"]:
@@ -227,9 +231,13 @@ def activation_matching(
 
     for x in batches:
         acts: dict[str, list[torch.Tensor]] = {}
+
+        def keep(k: str, v: torch.Tensor, acts=acts) -> None:
+            acts.setdefault(k, []).append(v)
+
         with torch.no_grad():
-            _Recorder(gm_a, wanted, lambda k, v: acts.setdefault(k, []).append(v)).run(x)
-            _Recorder(gm_b, wanted, lambda k, v: acts.setdefault(k, []).append(v)).run(x)
+            _Recorder(gm_a, wanted, keep).run(x)
+            _Recorder(gm_b, wanted, keep).run(x)
         for node, (xa, xb) in acts.items():
             for g, slots in spec.nodes[node].items():
                 fa = _features(xa, slots)
@@ -245,14 +253,16 @@ def activation_matching(
             on_batch()
 
     sims = [np.zeros((g.size, g.size)) for g in spec.groups]
-    for (node, g), (sa, sb, sab, saa, sbb, count) in stats.items():
+    for (_node, g), (sa, sb, sab, saa, sbb, count) in stats.items():
         ma, mb = sa / count, sb / count
         cov = sab / count - torch.outer(ma, mb)
         sda = (saa / count - ma * ma).clamp_min(0).sqrt()
         sdb = (sbb / count - mb * mb).clamp_min(0).sqrt()
         sims[g] += (cov / (torch.outer(sda, sdb) + 1e-8)).numpy()
     perms = [linear_sum_assignment(sim, maximize=True)[1] for sim in sims]
-    return MatchResult(perms, 1, float(sum(s[np.arange(len(p)), p].sum() for s, p in zip(sims, perms))), True)
+    return MatchResult(
+        perms, 1, float(sum(s[np.arange(len(p)), p].sum() for s, p in zip(sims, perms))), True
+    )
 
 
 def _features(x: torch.Tensor, slots: np.ndarray) -> torch.Tensor:
