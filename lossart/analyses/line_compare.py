@@ -53,7 +53,7 @@ def plot_lines(folders: list[str | Path], path: str | Path, title: str = "") -> 
                 label=f"{label_of(data)}: test, barrier {data['test_barrier']:.3f}")  # fmt: skip
     ax.set(xlabel="t  ((1 − t)·A + t·B)", ylabel="loss (exact BN at every t)",
            title=title or "loss along the straight lines")  # fmt: skip
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
