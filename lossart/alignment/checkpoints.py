@@ -81,7 +81,7 @@ def perm_path(out: str | Path) -> Path:
     return out.with_name(out.stem + PERM_SUFFIX)
 
 
-def partial_path(out: str | Path) -> Path:
+def matching_state_path(out: str | Path) -> Path:
     out = Path(out)
     return out.with_name(out.stem + PARTIAL_SUFFIX)
 
@@ -192,13 +192,13 @@ def _align_one(config, ref, ref_sha, spec, names, path, ckpt, out: Path) -> Alig
                    dict(ckpt.versions), extra),
         out,
     )  # fmt: skip
-    partial_path(out).unlink(missing_ok=True)
+    matching_state_path(out).unlink(missing_ok=True)
     return Aligned(str(path), str(out), str(perm_path(out)), before, after, match.rounds,
                    seconds, len(spec.groups))  # fmt: skip
 
 
 def _weight_matching(config, spec, params_a, params_b, settings, out, path):
-    partial = partial_path(out)
+    partial = matching_state_path(out)
     resume = None
     if partial.exists():
         try:
