@@ -26,6 +26,7 @@ STAGES = (
     ("geometry", ("lossart.geometry",)),
     ("evaluation", ("lossart.evaluation", "lossart.devices")),
     ("training", ("lossart.training",)),
+    ("curvature", ("lossart.curvature",)),
     ("alignment", ("lossart.alignment",)),
     ("grid", ("lossart.grid",)),
     ("terrain", ("lossart.terrain",)),

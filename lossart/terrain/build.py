@@ -306,6 +306,7 @@ def build_terrain(
         source_run=str(run.root.resolve()),
         loss_min=mapping.loss_min,
         offset=mapping.offset,
+        directions=meta.directions if kind == "around" else None,
     )
     with working_on(root, "`lossart terrain`"):  # the writer swaps the bundle in complete
         manifest = write_bundle(root, spec, stream(), total=total, progress=progress)
