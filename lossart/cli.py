@@ -461,6 +461,9 @@ def _add_line(sub: argparse._SubParsersAction) -> None:
                    help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set")
     _weights_flags(p)
     p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
+    p.add_argument("--beside", nargs="+", metavar="DIR", default=[],
+                   help="earlier `lossart line --out DIR` results to draw on the same plot "
+                   "(OUT/line-compare.png), e.g. A->B beside A->B-aligned")
     _device_flag(p)
     p.add_argument("--threads", type=THREADS,
                    help="CPU threads (default: 1 for the built-in data, else torch's default)")
@@ -471,11 +474,26 @@ def _run_line(args: argparse.Namespace) -> int:
     from lossart.analyses.line import evaluate_line
 
     a, b = _checkpoint_files(args, args.checkpoints, args.data)
+    if args.beside:
+        from lossart.analyses.line_compare import read_line
+
+        for folder in args.beside:
+            read_line(folder)  # before the work: a missing folder is a one-line error now
     res = evaluate_line(a, b, args.out, points=args.points, subset=args.subset,
                         device=_device(args), threads=args.threads)
     print(res.table())
     print(f"train subset {res.train_subset}, test {res.test_size}; wrote {res.files['csv']}, "
           f"{res.files['json']}, {res.files['png']}")
+    if args.beside:
+        from pathlib import Path
+
+        from lossart.analyses.line_compare import label_of, plot_lines, read_line
+
+        png = plot_lines([*args.beside, args.out], Path(args.out) / "line-compare.png")
+        for folder in [*args.beside, args.out]:
+            data = read_line(folder)
+            print(f"{label_of(data)}: barrier {data['barrier']:.4f} (test {data['test_barrier']:.4f})")
+        print(f"wrote {png}")
     return 0
 
 # ---------------------------------------------------------------- curvature: hessian
@@ -1126,6 +1144,59 @@ def _run_subject(args: argparse.Namespace) -> int:
         print(f"  {name:<13} {secs:8.1f} s")
     for name, path in result.files.items():
         print(f"{name}: {path}")
+    return 0
+
+
+# ---------------------------------------------------------------- alignment: align
+
+
+@command
+def _add_align(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "align",
+        help="permute networks' hidden units to match a reference (Git Re-Basin)",
+        description="Rename the hidden units of each MODEL to match REFERENCE without changing its "
+        "function: weight matching (alternating linear assignment per permutation group) or "
+        "activation matching on train examples. The groups are read from the network itself "
+        "(torch.fx). Writes an ordinary checkpoint per model, recorded as aligned to REFERENCE, "
+        "and its permutation beside it (OUT.perm.json). Rerunning continues an interrupted match.",
+    )
+    p.add_argument("reference", metavar="REFERENCE", help="the checkpoint to align to (A)")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="checkpoints of the same model to permute (B, C, ...)")
+    p.add_argument("--out", required=True,
+                   help="the aligned checkpoint (one MODEL), or a folder for several (OUT/<name>)")
+    p.add_argument("--method", default="weights", choices=["weights", "activations"],
+                   help="weights: weight matching (default); activations: correlation of "
+                   "activations on --subset train examples")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="weights: the order groups are visited")
+    p.add_argument("--max-rounds", type=integer(1, 100_000), default=100,
+                   help="weights: at most this many rounds over all groups (default 100)")
+    p.add_argument("--subset", type=positive_int, default=1000,
+                   help="activations: train examples (fixed, seeded); default 1000")
+    _weights_flags(p)
+    p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
+    _device_flag(p)
+    p.add_argument("--threads", type=THREADS, help="CPU threads (default: torch's)")
+    p.set_defaults(run=_run_align)
+
+
+def _run_align(args: argparse.Namespace) -> int:
+    from lossart.alignment import AlignConfig, align_checkpoints
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    ref, *models = _checkpoint_files(args, [args.reference, *args.models], args.data)
+    cfg = AlignConfig(reference=ref, models=tuple(models), out=args.out, method=args.method,
+                      seed=args.seed, max_rounds=args.max_rounds, subset=args.subset,
+                      device=_device(args))  # fmt: skip
+    result = align_checkpoints(cfg)
+    for m in result.models:
+        how = "already aligned, kept" if m.reused else f"{m.rounds} round(s), {m.seconds:.1f} s"
+        print(f"{m.source} -> {m.out}: L2 distance to {ref} {m.l2_before:.4f} -> "
+              f"{m.l2_after:.4f} ({m.groups} groups, {how}); permutation {m.permutation}")
     return 0
 
 

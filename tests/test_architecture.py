@@ -27,6 +27,7 @@ STAGES = (
     ("evaluation", ("lossart.evaluation", "lossart.devices")),
     ("training", ("lossart.training",)),
     ("curvature", ("lossart.curvature",)),
+    ("alignment", ("lossart.alignment",)),
     ("grid", ("lossart.grid",)),
     ("terrain", ("lossart.terrain",)),
     ("render", ("lossart.render",)),
