@@ -641,7 +641,12 @@ CASES = [
     Case("render-frame-99", "F6", ["render", R, "--still", "--frame", "99", *FAKE_BLENDER],
          "--frame", reads="bundle"),
     Case("terrain-export-mesh-garbage-heights", "F5", ["render", R, "--video", *FAKE_BLENDER],
-         "heights", garbage_heights, "bundle"),
+         "heights", garbage_heights, "bundle"),    Case("view-budget-0", "F4", ["view", R, "--budget-mb", "0"], "--budget-mb"),
+    Case("view-max-side-1", "F4", ["view", R, "--max-side", "1"], "--max-side"),
+    Case("view-missing-run", "F5", ["view", "{ws}/nowhere"], "nowhere"),
+    Case("view-garbage-heights", "F5", ["view", R, "--out", "{ws}/v.html"], "heights",
+         garbage_heights, "bundle"),
+    Case("view-out-folder", "F6", ["view", R, "--out", "{ws}/adir"], "adir"),
 ]
 
 
