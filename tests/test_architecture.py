@@ -20,7 +20,7 @@ STAGES = (
     ("data", ("lossart.data",)),
     ("models", ("lossart.models",)),
     ("geometry", ("lossart.geometry",)),
-    ("evaluation", ("lossart.evaluation", "lossart.devices")),
+    ("evaluation", ("lossart.evaluation", "lossart.devices", "lossart.precision")),
     ("training", ("lossart.training",)),
     ("grid", ("lossart.grid",)),
     ("terrain", ("lossart.terrain",)),

@@ -303,6 +303,7 @@ def build_terrain(
         source_run=str(run.root.resolve()),
         loss_min=mapping.loss_min,
         offset=mapping.offset,
+        dtype=meta.dtype,  # a picture says how its grids were computed
     )
     with working_on(root, "`lossart terrain`"):  # the writer swaps the bundle in complete
         manifest = write_bundle(root, spec, stream(), total=total, progress=progress)
