@@ -74,6 +74,40 @@ def test_bfloat16_grid_agrees_with_float32_within_tolerance():
     assert np.abs(bf16.accuracy - fp32.accuracy).max() <= 3 / 64  # a few borderline samples
 
 
+@pytest.mark.slow
+def test_compiled_bfloat16_grid_agrees_with_float32_within_tolerance():
+    """The compiled bfloat16 pass (BN as float32 sums) agrees as closely as the eager one."""
+    model = small_model()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(32, 3, 8, 8, generator=g) + 3.0  # an offset: the variance must not cancel
+    y = torch.randint(0, 5, (32,), generator=g)
+    xs, ys = np.linspace(-2, 2, 5), np.linspace(2, -1, 5)
+    fp32 = engine(model, x, y, dtype="float32").evaluate(xs, ys)
+    e = engine(model, x, y, dtype="bfloat16", compile=True)
+    bf16 = e.evaluate(xs, ys)
+    assert e.compiled
+    diff = np.abs(np.log10(bf16.loss) - np.log10(fp32.loss))
+    assert diff.max() <= BF16_LOG10, diff.max()
+
+
+def test_batch_stats_norm_equals_batch_norm():
+    from lossart.evaluation import BatchStatsNorm, batch_stats_copy, evaluation_copy
+
+    bn = nn.BatchNorm2d(6)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2.0)
+        bn.bias.uniform_(-1.0, 1.0)
+    x = torch.randn(20, 6, 5, 7) * 0.01 + 100.0  # mean 10^4 times the spread
+    ref = torch.nn.functional.batch_norm(x, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+    out = BatchStatsNorm(bn)(x)
+    assert torch.allclose(out, ref, atol=2e-3, rtol=0)  # float32 rounding of x itself: 1e-5/0.01
+    copy_ = batch_stats_copy(evaluation_copy(small_model()))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in copy_.modules())
+    assert [n for n, _ in copy_.named_parameters()] == [
+        n for n, _ in small_model().named_parameters()
+    ]
+
+
 def test_bfloat16_weights_are_built_in_float32():
     """The weights behind a cell do not depend on the precision (cast per layer, not stored)."""
     model = small_model()

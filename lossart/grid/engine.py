@@ -61,7 +61,7 @@ from torch.func import functional_call, vmap
 
 from lossart.devices import resolve_device
 from lossart.errors import LossartError
-from lossart.evaluation import ExactBN, evaluation_copy, loss_and_accuracy
+from lossart.evaluation import ExactBN, batch_stats_copy, evaluation_copy, loss_and_accuracy
 from lossart.geometry.weights import ParamLayout
 from lossart.precision import precision, resolve_dtype
 
@@ -391,8 +391,10 @@ class GridEngine:
             )
         if not wanted or self.strategy != "point" or self.chunk or self.compiled:
             return self.compiled
-        model, params, x, y, task = self.model, self._params, self.x, self.y, self.task
+        params, x, y, task = self._params, self.x, self.y, self.task
         bf16, device_type = self.dtype == "bfloat16", self.device.type
+        # bfloat16: BN as float32 sums, which the compiler fuses better than BN's own form.
+        model = batch_stats_copy(self.model) if bf16 else self.model
 
         def forward() -> tuple[torch.Tensor, torch.Tensor]:
             # autocast inside the compiled function, so the graph is traced in bfloat16.

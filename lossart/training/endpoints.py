@@ -297,7 +297,6 @@ class _EndpointTrainer:
         epoch, batch = int(st["epoch"]), int(st["batch"])
         self.history, self.sums = list(st["history"]), dict(st["sums"])
         self.wall = float(st["wall_s"])
-        self.dtype = str(st.get("dtype", "float32"))  # a resumed training keeps its precision
         snaps = st.get("snapshots") or {}
         self.snapshots = [SnapshotRecord.from_dict(r) for r in snaps.get("records", [])]
         self.snap_sums = list(snaps.get("sums", [0.0, 0]))
@@ -391,15 +390,20 @@ def _train(cfg: TrainConfig) -> Checkpoint:
         return done
 
     device = resolve_device(cfg.device)
+    state = ResumeState(partial, {"format": STATE_FORMAT}, settings, "remove it to start over")
+    saved = state.load()
+    # The precision is chosen once: a resumed training keeps the one it started with.
+    dtype = str(saved.get("dtype", "float32")) if saved else resolve_dtype(cfg.dtype, device)
+    # bfloat16 convolutions want channels-last (measured 1.25x on a resnet20-noskip step).
+    channels_last = cfg.channels_last or dtype == "bfloat16"
+    cfg = replace(cfg, channels_last=channels_last)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model).to(device)
-    if cfg.channels_last and ds.is_image:
+    if channels_last and ds.is_image:
         model = model.to(memory_format=torch.channels_last)
     model.train()
     trainer = _EndpointTrainer(cfg, ds, model, device)
-    trainer.dtype = resolve_dtype(cfg.dtype, device)
-    state = ResumeState(partial, {"format": STATE_FORMAT}, settings, "remove it to start over")
-    saved = state.load()
+    trainer.dtype = dtype
     start = 0 if saved is None else trainer.resume(saved)
     if start == 0:
         trainer.snapshot(0)  # the initial weights
