@@ -38,10 +38,10 @@ def main() -> None:
 
     import bpy
 
-    import lossart.blender
-    from lossart.blender import landscape, render, terrain
-    from lossart.blender.bake import bake_landscape
-    from lossart.blender.geometry import WorldMap
+    import lossart.addon
+    from lossart.addon import landscape, output, surface
+    from lossart.addon.bake import bake_landscape
+    from lossart.addon.world import WorldMap
     from lossart.terrain.synthetic import synthetic_bundle
 
     tmp = Path(tempfile.mkdtemp(prefix="lossart-bench-"))
@@ -51,7 +51,7 @@ def main() -> None:
     mid = synthetic_bundle(tmp / "mid", frames=args.frames, size=300)
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    lossart.blender.register()
+    lossart.addon.register()
     scene = bpy.context.scene
 
     t_import = timed(lambda: landscape.import_landscape(scene, big))
@@ -59,7 +59,7 @@ def main() -> None:
     b = landscape.get_bundle(s.bundle_path)
     wmap = WorldMap.for_bundle(b)
     heights = b.heights(0)
-    t_update = timed(lambda: terrain.set_heights(s.terrain, heights, wmap, 1.0), repeat=3)
+    t_update = timed(lambda: surface.set_heights(s.terrain, heights, wmap, 1.0), repeat=3)
     # reference: the same z written vertex by vertex from Python (first 100k vertices, scaled)
     verts = s.terrain.data.vertices
     z = wmap.world_z(heights.reshape(-1), 1.0)
@@ -78,16 +78,16 @@ def main() -> None:
     )
 
     # reference: Blender's default scene (cube, light, camera) at the same settings, same run
-    lossart.blender.unregister()
+    lossart.addon.unregister()
     bpy.ops.wm.read_factory_settings(use_empty=False)
     ref_scene = bpy.context.scene
     ref_times = {}
     for size, samples in (((96, 64), 8), ((480, 270), 16)):
-        render.configure(ref_scene, samples=samples, size=size, denoise=True, device="auto")
-        render.render_still(ref_scene, tmp / "ref.png", frame=1)
-        ref_times[size] = timed(lambda: render.render_still(ref_scene, tmp / "ref.png"), repeat=2)
+        output.configure(ref_scene, samples=samples, size=size, denoise=True, device="auto")
+        output.render_picture(ref_scene, tmp / "ref.png", frame=1)
+        ref_times[size] = timed(lambda: output.render_picture(ref_scene, tmp / "ref.png"), repeat=2)
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    lossart.blender.register()
+    lossart.addon.register()
     scene = bpy.context.scene
 
     landscape.import_landscape(scene, mid)
@@ -104,10 +104,10 @@ def main() -> None:
         f"scrub 300x300: {t_cold * 1e3:.1f} ms/frame first time, {t_warm * 1e3:.1f} ms/frame cached"
     )
     for size, samples in (((96, 64), 8), ((480, 270), 16)):
-        render.configure(scene, samples=samples, size=size, denoise=True, device="auto")
+        output.configure(scene, samples=samples, size=size, denoise=True, device="auto")
         out = tmp / "r.png"
-        render.render_still(scene, out, frame=1)  # warm-up (kernel load, BVH)
-        t = timed(lambda out=out: render.render_still(scene, out, frame=2), repeat=2)
+        output.render_picture(scene, out, frame=1)  # warm-up (kernel load, BVH)
+        t = timed(lambda out=out: output.render_picture(scene, out, frame=2), repeat=2)
         print(
             f"render 300x300 terrain at {size[0]}x{size[1]}, {samples} samples, "
             f"{scene.cycles.device}: {t:.2f} s/frame; default cube scene {ref_times[size]:.2f} s "
@@ -130,7 +130,7 @@ def main() -> None:
         f"height PNGs {info.image_bytes / 1e6:.2f} MB; "
         f"{per / 1e3:.0f} kB per frame in all (600 frames: {per * 600 / 1e6:.0f} MB)"
     )
-    lossart.blender.unregister()
+    lossart.addon.unregister()
 
 
 if __name__ == "__main__":

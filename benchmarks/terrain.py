@@ -21,7 +21,7 @@ import numpy as np
 
 os.environ.setdefault("LOSSART_QUIET", "1")
 
-from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle  # noqa: E402
+from lossart.terrain.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle  # noqa: E402
 from lossart.terrain.heightfield import (  # noqa: E402
     HeightMapping,
     TerrainConfig,

@@ -1,7 +1,7 @@
 """The `lossart` command line: a thin shell over the library.
 
 Each subcommand parses flags and calls one documented library function; no logic lives here.
-Errors raised as `LossartError` (or, from the bundle format's module in the add-on, its
+Errors raised as `LossartError` (or, from the bundle format the add-on shares, lossart.format, its
 `BundleError`) print as one line (`lossart: error: ...`) with exit status 2; `--debug` shows the
 traceback instead.
 
@@ -686,7 +686,7 @@ def _run_trajectory(args: argparse.Namespace) -> int:
 
 @command
 def _add_terrain(sub: argparse._SubParsersAction) -> None:
-    from lossart.blender.bundle import DEFAULT_RELIEF, TRANSFORMS
+    from lossart.format.bundle import DEFAULT_RELIEF, TRANSFORMS
 
     p = sub.add_parser(
         "terrain",
@@ -776,7 +776,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from lossart.blender.bundle_validate import validate_bundle
+    from lossart.terrain.bundle_validate import validate_bundle
 
     report = validate_bundle(args.bundle)
     for problem in report.problems:
@@ -1089,10 +1089,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_error(exc: Exception) -> bool:
-    """One-line errors: ours, and the bundle module's (it ships in the add-on, without lossart)."""
+    """One-line errors: ours, and the format's (it ships in the add-on's zip, without lossart)."""
     if isinstance(exc, LossartError):
         return True
-    from lossart.blender.bundle import BundleError
+    from lossart.format.bundle import BundleError
 
     return isinstance(exc, BundleError)
 

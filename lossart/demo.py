@@ -56,7 +56,7 @@ class DemoSettings:
         check_number("--subset", self.subset, 1, optional=False)
 
     def looks(self):
-        """The still's and the video's Look (lossart.blender.look), checked."""
+        """The still's and the video's Look (lossart.format.look), checked."""
         from lossart.render import Look, check_look
 
         base = Look(samples=self.samples, size=self.size, palette=self.palette)

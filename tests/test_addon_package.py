@@ -19,7 +19,7 @@ from lossart.errors import LossartError
 from lossart.render import addon_build
 from lossart.render.addon_build import build_addon, extension_tool
 
-ADDON = Path(lossart.__file__).resolve().parent / "blender"
+ADDON = Path(lossart.__file__).resolve().parent.parent / "blender_addon"
 
 
 def _needs_bpy():
@@ -44,20 +44,26 @@ def test_manifest_passes_blenders_validator():
 
 
 def test_addon_version_is_lossarts():
-    from lossart.blender.bundle_write import WRITER_VERSION
+    from lossart.terrain.bundle_write import WRITER_VERSION
 
+    assert (Path(lossart.__file__).parent / "addon").resolve() == ADDON.resolve()
     manifest = tomllib.loads((ADDON / "blender_manifest.toml").read_text())
     assert manifest["version"] == lossart.__version__ == WRITER_VERSION
 
 
 def test_addon_build_zip(addon_zip):
     assert addon_zip.name == f"lossart-{lossart.__version__}.zip"  # Blender's {id}-{version}
-    names = zipfile.ZipFile(addon_zip).namelist()
-    assert "blender_manifest.toml" in names and "__init__.py" in names
-    assert {"bundle.py", "bundle_write.py", "bundle_validate.py", "png16.py", "curve2d.py"} <= set(
-        names
-    )
-    assert all(n.endswith((".py", ".toml")) and "/" not in n for n in names)  # no caches, no tests
+    names = set(zipfile.ZipFile(addon_zip).namelist())
+    # what Blender runs and nothing else: the add-on, and the format it reads, laid out as lossart is
+    fmt = Path(lossart.__file__).resolve().parent / "format"
+    want = {"blender_manifest.toml", "__init__.py"}
+    want |= {f"addon/{p.name}" for p in ADDON.glob("*.py")}
+    want |= {f"format/{p.name}" for p in fmt.glob("*.py")}
+    assert {n for n in names if not n.endswith("/")} == want
+    assert "format/bundle.py" in want and "addon/landscape.py" in want
+    assert not {"bundle_write.py", "bundle_validate.py", "curve2d.py", "swap.py"} & {
+        Path(n).name for n in names
+    }  # lossart's writer and checker stay out
     manifest = zipfile.ZipFile(addon_zip).read("blender_manifest.toml").decode()
     assert 'id = "lossart"' in manifest and 'blender_version_min = "4.2.0"' in manifest
     assert "[permissions]" in manifest and "files =" in manifest
@@ -140,13 +146,13 @@ names = sorted(o['lossart_point'] for o in s.collection.objects if 'lossart_poin
 assert names == ['w1', 'w2'], names
 assert scene.camera is s.camera and (scene.frame_start, scene.frame_end) == (1, 3)
 
-bundle_mod = sys.modules[mods[0] + '.bundle']  # the installed copy of the one bundle module
-terrain_mod = sys.modules[mods[0] + '.terrain']
+bundle_mod = sys.modules[mods[0] + '.format.bundle']  # the installed copy of the one format
+surface_mod = sys.modules[mods[0] + '.addon.surface']
 b = bundle_mod.load_bundle(BUNDLE)
-relief = sys.modules[mods[0] + '.geometry'].WorldMap.for_bundle(b).relief
+relief = sys.modules[mods[0] + '.addon.world'].WorldMap.for_bundle(b).relief
 scene.frame_set(2)
 want = (b.heights(1) - b.z_min) / (b.z_max - b.z_min) * relief
-err = float(np.abs(terrain_mod.grid_z(s.terrain) - want).max())
+err = float(np.abs(surface_mod.grid_z(s.terrain) - want).max())
 assert err < 1e-5, err
 assert not [m for m in sys.modules if m.split('.')[0] in ('lossart', 'torch')]
 print('IMPORTED', Path(bundle_mod.__file__).name, err)

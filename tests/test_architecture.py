@@ -1,7 +1,8 @@
 """The tree tells the pipeline: no import cycles, no stage importing a later one (DESIGN.md).
 
-Reads lossart's own sources with `ast` (module-level and function-level imports alike: a lazy
-import that dodges a cycle is still a cycle) and checks them against the stage order.
+Reads lossart's own sources and the add-on's (top-level `blender_addon/`, which lossart imports as
+`lossart.addon`) with `ast` (module-level and function-level imports alike: a lazy import that
+dodges a cycle is still a cycle) and checks them against the stage order.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "lossart"
+ADDON_FOLDER = "blender_addon"
 
 #: Stages in pipeline order; a module may import its own stage or an earlier one.
 STAGES = (
+    # what lossart and the add-on share (copied into the extension zip): imports only itself
+    ("format", ("lossart.format",)),
     ("core", ("lossart", "lossart.errors", "lossart.atomic", "lossart.progress", "lossart.runs",
-              "lossart.locks", "lossart.checks")),
+              "lossart.locks", "lossart.checks", "lossart.swap")),
     ("data", ("lossart.data",)),
     ("models", ("lossart.models",)),
     ("geometry", ("lossart.geometry",)),
@@ -29,20 +33,32 @@ STAGES = (
     ("demo", ("lossart.demo", "lossart.subjects")),
     ("cli", ("lossart.cli", "lossart.__main__")),
 )
-#: The Blender extension: imports only itself; the mesh layer and later may read it.
-ADDON = "lossart.blender"
-ADDON_READERS_FROM = "terrain"
+#: The Blender extension: imports only itself and the format; the render stage and later may
+#: read it (the render job's type, the extension's folder), the mesh layer never.
+ADDON = "lossart.addon"
+ADDON_IMPORTS = ("lossart.format",)
+ADDON_READERS_FROM = "render"
+#: Copied into the zip as they are: relative imports only (no `lossart.` inside them).
+SHIPPED = ("lossart.format", ADDON)
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if path.is_relative_to(ROOT.parent / ADDON_FOLDER):
+        inside = path.relative_to(ROOT.parent / ADDON_FOLDER).with_suffix("").parts
+        parts = [*ADDON.split("."), *inside]
+    else:
+        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
 def all_modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+    # lossart/addon is a link to blender_addon/: read the add-on once, from where it lives
+    files = [p for p in ROOT.rglob("*.py") if not p.is_relative_to(ROOT / "addon")]
+    addon = ROOT.parent / ADDON_FOLDER
+    files += addon.rglob("*.py") if addon.is_dir() else []
+    return {module_name(p): p for p in sorted(files)}
 
 
 def resolve(name: str, modules: dict[str, Path]) -> str | None:
@@ -108,8 +124,8 @@ def test_no_stage_imports_a_later_one(graph):
     for mod, targets in graph.items():
         for target in sorted(targets):
             if mod.startswith(ADDON):
-                if not target.startswith(ADDON):
-                    bad.append(f"{mod} -> {target} (the add-on imports only itself)")
+                if not target.startswith((ADDON, *ADDON_IMPORTS)):
+                    bad.append(f"{mod} -> {target} (the add-on imports only itself and the format)")
                 continue
             if target.startswith(ADDON):
                 if stage_of(mod) < readers_from:
@@ -120,6 +136,49 @@ def test_no_stage_imports_a_later_one(graph):
                     f"{mod} ({names[stage_of(mod)]}) -> {target} ({names[stage_of(target)]})"
                 )
     assert not bad, "imports against the stage order:\n" + "\n".join(bad)
+
+
+def test_shipped_code_imports_relatively():
+    """The format and the add-on run inside the extension zip, where no `lossart` exists."""
+    bad = []
+    for mod, path in all_modules().items():
+        if not mod.startswith(SHIPPED):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            bad += [f"{mod}: import {n}" for n in names if n.split(".")[0] in ("lossart", "torch")]
+    assert not bad, "absolute lossart/torch imports in code the zip carries:\n" + "\n".join(bad)
+
+
+def test_the_add_on_is_the_top_level_folder():
+    """DESIGN.md's layout: blender_addon/ at the top, reached inside lossart as lossart.addon."""
+    assert (ROOT.parent / ADDON_FOLDER / "blender_manifest.toml").is_file()
+    assert (ROOT / "addon").resolve() == (ROOT.parent / ADDON_FOLDER).resolve()
+    assert not (ROOT / "blender").exists()
+    # the wheel installs one top-level package, the add-on inside it (setuptools follows the link)
+    setuptools = pytest.importorskip("setuptools")
+    found = setuptools.find_packages(str(ROOT.parent), include=["lossart*"])
+    assert "lossart.addon" in found and "lossart.format" in found
+    assert {p.split(".")[0] for p in found} == {"lossart"}
+
+
+#: Names every entry point must have by convention (Blender's register/unregister, `main`).
+CONVENTIONAL = {"register", "unregister", "main"}
+
+
+def test_no_public_name_is_defined_twice():
+    """One name, one job: a public function or class is defined in one module only."""
+    where: dict[str, list[str]] = {}
+    for mod, path in all_modules().items():
+        for node in ast.parse(path.read_text(), filename=str(path)).body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_"):
+                where.setdefault(node.name, []).append(mod)
+    twice = {n: m for n, m in where.items() if len(m) > 1 and n not in CONVENTIONAL}
+    assert not twice, f"public names defined in more than one module: {twice}"
 
 
 def test_no_import_cycles(graph):

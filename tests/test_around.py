@@ -76,7 +76,7 @@ def test_around_grid_is_centred_on_the_checkpoint(checkpoint, tmp_path):
 
 
 def test_around_cli_terrain_marks_the_optimum(checkpoint, tmp_path, capsys):
-    from lossart.blender.bundle import load_bundle
+    from lossart.format.bundle import load_bundle
 
     out = tmp_path / "run"
     assert main(["plane", "--around", str(checkpoint), "--out", str(out), "--resolution", "4x4",

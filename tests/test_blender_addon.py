@@ -15,12 +15,12 @@ bpy = pytest.importorskip(
     "bpy", reason="the bpy module (Blender as a Python module) is not installed"
 )
 
-import lossart.blender  # noqa: E402
-from lossart.blender import path, terrain  # noqa: E402
-from lossart.blender.bundle import BundleError, load_bundle  # noqa: E402
-from lossart.blender.geometry import WorldMap  # noqa: E402
-from lossart.blender.presets import PALETTES, srgb_to_linear  # noqa: E402
-from lossart.blender.timeline import Timeline  # noqa: E402
+import lossart.addon  # noqa: E402
+from lossart.addon import path, surface  # noqa: E402
+from lossart.addon.world import WorldMap  # noqa: E402
+from lossart.format.bundle import BundleError, load_bundle  # noqa: E402
+from lossart.format.presets import PALETTES, srgb_to_linear  # noqa: E402
+from lossart.format.timeline import Timeline  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
@@ -36,9 +36,9 @@ def bundle3(tmp_path_factory) -> Path:
 def empty_blender():
     """Every test starts from an empty factory scene with the add-on registered."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    lossart.blender.register()
+    lossart.addon.register()
     yield
-    lossart.blender.unregister()
+    lossart.addon.unregister()
 
 
 def _import(bundle: Path, **settings) -> bpy.types.Scene:
@@ -50,15 +50,15 @@ def _import(bundle: Path, **settings) -> bpy.types.Scene:
 
 
 def test_register_unregister_cleanly():
-    from lossart.blender import handlers
+    from lossart.addon import handlers
 
     assert hasattr(bpy.types.Scene, "lossart") and hasattr(bpy.types, "LOSSART_PT_panel")
     assert handlers.installed()
-    lossart.blender.unregister()
+    lossart.addon.unregister()
     assert not hasattr(bpy.types.Scene, "lossart")
     assert not hasattr(bpy.types, "LOSSART_PT_panel")
     assert not handlers.installed()
-    lossart.blender.register()  # and again, as Blender does on enable/disable
+    lossart.addon.register()  # and again, as Blender does on enable/disable
     assert handlers.installed() and hasattr(bpy.types.Scene, "lossart")
 
 
@@ -94,7 +94,7 @@ def test_frame_change_sets_heights_and_path_lies_on_surface(bundle3):
     for f in (3, 1, 2):
         scene.frame_set(f)
         want = (b.heights(f - 1) - b.z_min) / (b.z_max - b.z_min) * wmap.relief * 1.5
-        np.testing.assert_allclose(terrain.grid_z(s.terrain), want, atol=1e-5)
+        np.testing.assert_allclose(surface.grid_z(s.terrain), want, atol=1e-5)
         pts = path.path_points(s.path)
         manifest_path = b.frames[f - 1].path
         assert len(pts) == len(manifest_path)
@@ -108,7 +108,7 @@ def test_frame_change_sets_heights_and_path_lies_on_surface(bundle3):
 
 
 def test_relief_comes_from_the_bundle_and_the_height_scale_multiplies_it(tmp_path):
-    from lossart.blender.geometry import SIZE
+    from lossart.addon.world import SIZE
     from lossart.terrain.heightfield import TerrainConfig
     from lossart.terrain.synthetic import synthetic_bundle
 
@@ -119,17 +119,17 @@ def test_relief_comes_from_the_bundle_and_the_height_scale_multiplies_it(tmp_pat
     bundle = load_bundle(b)
     # the synthetic window is wider than tall: its width spans SIZE world units
     want = (bundle.heights(0) - bundle.z_min) / (bundle.z_max - bundle.z_min) * 0.3 * SIZE * 1.5
-    np.testing.assert_allclose(terrain.grid_z(scene.lossart.terrain), want, atol=1e-5)
+    np.testing.assert_allclose(surface.grid_z(scene.lossart.terrain), want, atol=1e-5)
 
 
 def test_no_box_unless_a_slab_is_asked_for(bundle3):
-    from lossart.blender import materials
+    from lossart.addon import materials
 
     scene = _import(bundle3)
     s = scene.lossart
     w = h = 33
-    ring = terrain.boundary_ring(w, h)
-    z = terrain.vertex_z(s.terrain)
+    ring = surface.boundary_ring(w, h)
+    z = surface.vertex_z(s.terrain)
     top, bottom = z[w * h : w * h + len(ring)], z[w * h + len(ring) :]
     np.testing.assert_array_equal(bottom, top)  # the skirt folded flat: no sides to see
     nodes = s.terrain.active_material.node_tree.nodes
@@ -137,8 +137,8 @@ def test_no_box_unless_a_slab_is_asked_for(bundle3):
     assert nodes["lossart_half_x"].outputs[0].default_value == pytest.approx(5.0)
     assert 0 < materials.FADE <= 0.05 * 10
     s.slab = True  # the panel's switch
-    z = terrain.vertex_z(s.terrain)
-    np.testing.assert_allclose(z[w * h + len(ring) :], terrain.BASE_Z)
+    z = surface.vertex_z(s.terrain)
+    np.testing.assert_allclose(z[w * h + len(ring) :], surface.BASE_Z)
     assert (z[w * h : w * h + len(ring)] >= 0).all()
     assert nodes["lossart_fade_off"].outputs[0].default_value == 1.0  # crisp slab edges
 
@@ -150,7 +150,7 @@ def test_playback_speed_interpolates_between_frames(bundle3):
     scene.frame_set(2)  # halfway between bundle frames 0 and 1
     relief = WorldMap.for_bundle(b).relief
     want = (0.5 * (b.heights(0) + b.heights(1)) - b.z_min) / (b.z_max - b.z_min) * relief
-    np.testing.assert_allclose(terrain.grid_z(scene.lossart.terrain), want, atol=1e-5)
+    np.testing.assert_allclose(surface.grid_z(scene.lossart.terrain), want, atol=1e-5)
 
 
 def test_settings_change_look_and_persist_in_blend(bundle3, tmp_path):
@@ -164,7 +164,7 @@ def test_settings_change_look_and_persist_in_blend(bundle3, tmp_path):
         srgb_to_linear(PALETTES["viridis"][0][0][1])
     )
     relief = WorldMap.for_bundle(load_bundle(bundle3)).relief
-    assert terrain.grid_z(s.terrain).max() == pytest.approx(2.0 * relief, rel=1e-4)
+    assert surface.grid_z(s.terrain).max() == pytest.approx(2.0 * relief, rel=1e-4)
     blend = tmp_path / "scene.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -212,12 +212,12 @@ def test_broken_bundle_reported_not_crashing(bundle3, tmp_path, how, message):
 def test_cycles_render_not_blank_and_colour_follows_height(bundle3, tmp_path):
     from bpy_extras.object_utils import world_to_camera_view
 
-    from lossart.blender import render
+    from lossart.addon import output
 
     scene = _import(bundle3, path_glow=0.0)  # the terrain's own colour, not the path's light
-    device = render.configure(scene, samples=8, size=(96, 64), denoise=False, device="CPU")
+    device = output.configure(scene, samples=8, size=(96, 64), denoise=False, device="CPU")
     assert device == "CPU" and scene.render.engine == "CYCLES"
-    out = render.render_still(scene, tmp_path / "tiny.png", frame=2)
+    out = output.render_picture(scene, tmp_path / "tiny.png", frame=2)
     import imageio.v3 as iio
 
     img = iio.imread(out).astype(np.float64) / 255.0
@@ -229,7 +229,7 @@ def test_cycles_render_not_blank_and_colour_follows_height(bundle3, tmp_path):
     s.terrain.data.vertices.foreach_get("co", co)
     co = co.reshape(-1, 3)[: 33 * 33 : 7]
     h01 = np.empty(len(s.terrain.data.vertices), np.float32)
-    s.terrain.data.attributes[terrain.HEIGHT_ATTR].data.foreach_get("value", h01)
+    s.terrain.data.attributes[surface.HEIGHT_ATTR].data.foreach_get("value", h01)
     h01 = h01[: 33 * 33 : 7]
     from mathutils import Vector
 
@@ -252,7 +252,7 @@ def test_cycles_render_not_blank_and_colour_follows_height(bundle3, tmp_path):
 
 
 def test_bake_plays_without_the_addon(bundle3, tmp_path):
-    from lossart.blender.bake import bake_landscape
+    from lossart.addon.bake import bake_landscape
 
     scene = _import(bundle3)
     blend = tmp_path / "baked.blend"
@@ -267,7 +267,7 @@ def test_bake_plays_without_the_addon(bundle3, tmp_path):
     code = f"""
 import bpy, numpy as np, sys
 bpy.ops.wm.open_mainfile(filepath={str(blend)!r})
-assert 'lossart.blender' not in sys.modules
+assert 'lossart.addon' not in sys.modules
 sc = bpy.context.scene
 sc.frame_set(2)
 ev = bpy.data.objects['lossart_terrain'].evaluated_get(bpy.context.evaluated_depsgraph_get())
@@ -303,10 +303,10 @@ def test_bundle_state_pure_numpy(bundle3):
 
 def test_animation_render_follows_frames(bundle3, tmp_path):
     # Blender's own animation render (what Ctrl+F12 does): the handler moves the terrain per frame
-    from lossart.blender import render
+    from lossart.addon import output
 
     scene = _import(bundle3)
-    render.configure(scene, samples=2, size=(48, 32), denoise=False, device="CPU")
+    output.configure(scene, samples=2, size=(48, 32), denoise=False, device="CPU")
     scene.render.filepath = str(tmp_path / "anim_")
     bpy.ops.render.render(animation=True)
     import imageio.v3 as iio
@@ -341,15 +341,15 @@ def test_show_bends_toggles_bend_markers(bundle3):
 
 
 def test_engine_names_and_device_fallback():
-    from lossart.blender import render
+    from lossart.addon import output
 
     scene = bpy.context.scene
-    name = render.set_engine(scene, "eevee")  # set only; EEVEE never renders in tests (software GL)
+    name = output.set_engine(scene, "eevee")  # set only; EEVEE never renders in tests (software GL)
     assert name == ("BLENDER_EEVEE" if bpy.app.version >= (5, 0, 0) else "BLENDER_EEVEE_NEXT")
-    assert render.set_engine(scene, "cycles") == "CYCLES"
+    assert output.set_engine(scene, "cycles") == "CYCLES"
     with pytest.raises(ValueError, match="unknown engine"):
-        render.set_engine(scene, "workbench2")
-    device = render.pick_device(scene, "auto")
-    assert device in ("CPU", *render.GPU_KINDS)
+        output.set_engine(scene, "workbench2")
+    device = output.use_device(scene, "auto")
+    assert device in ("CPU", *output.GPU_KINDS)
     assert scene.cycles.device == ("CPU" if device == "CPU" else "GPU")
-    assert render.pick_device(scene, "CPU") == "CPU" and scene.cycles.device == "CPU"
+    assert output.use_device(scene, "CPU") == "CPU" and scene.cycles.device == "CPU"

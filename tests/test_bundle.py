@@ -8,23 +8,24 @@ import shutil
 import struct
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from lossart.blender.bundle import (
+from lossart.cli import main
+from lossart.errors import LossartError
+from lossart.format.bundle import (
     BundleError,
     dequantize16,
     load_bundle,
     quantize16,
     sample_bilinear,
 )
-from lossart.blender.bundle_validate import validate_bundle
-from lossart.blender.bundle_write import write_png16
-from lossart.blender.curve2d import curve_polyline
-from lossart.blender.png16 import read_png16
-from lossart.cli import main
-from lossart.errors import LossartError
+from lossart.format.png16 import read_png16
+from lossart.terrain.bundle_validate import validate_bundle
+from lossart.terrain.bundle_write import write_png16
+from lossart.terrain.curve2d import curve_polyline
 from lossart.terrain.heightfield import TerrainConfig
 from lossart.terrain.mesh import export_frame_mesh
 from lossart.terrain.synthetic import synthetic_bundle, synthetic_loss
@@ -92,7 +93,7 @@ def test_png16_reads_pillow_files_and_pillow_reads_ours(tmp_path):
     """Bundles written before the codec moved into the add-on (Pillow: Sub/Up/Paeth rows) open."""
     from PIL import Image
 
-    from lossart.blender.png16 import decode_png16, encode_png16
+    from lossart.format.png16 import decode_png16, encode_png16
 
     y, x = np.mgrid[0:40, 0:57]
     smooth = (32000 + 20000 * np.sin(x / 7.0) * np.cos(y / 5.0)).astype(np.uint16)
@@ -174,7 +175,7 @@ def test_manifest_records_the_height_mapping_and_relief(tmp_path):
 
 def test_bundles_without_mapping_or_relief_still_open(bundle):
     """Bundles written before height.mapping and height.relief: log10, the default relief."""
-    from lossart.blender.bundle import DEFAULT_RELIEF
+    from lossart.format.bundle import DEFAULT_RELIEF
 
     def old(m):
         m["height"].update(transform="log10")
@@ -590,7 +591,7 @@ def test_frames_option_leaves_a_bad_frame_out(run_dir):
 
 def steep_far_bundle(root: Path) -> Path:
     """A steep ramp far from the origin: 7-digit coordinates move the surface height visibly."""
-    from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
+    from lossart.terrain.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
 
     x_range, y_range = (1000.0, 1001.0), (-0.5, 0.5)
     z = np.tile(np.arange(201, dtype=np.float32), (11, 1))  # z = 200 * (x - 1000)
@@ -617,7 +618,6 @@ def test_heights_are_sampled_at_the_stored_coordinates(tmp_path):
 
 STANDALONE = """
 import importlib.abc, sys
-from types import SimpleNamespace
 import numpy as np
 
 class Refuse(importlib.abc.MetaPathFinder):
@@ -627,46 +627,43 @@ class Refuse(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Refuse())
 sys.path.insert(0, ROOT)
-from addon.bundle import load_bundle
-from addon.bundle_validate import validate_bundle
-from addon.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
+from format.bundle import load_bundle
 
-cfg = SimpleNamespace(transform='log10', loss_floor=1e-4, loss_cap=2.0, cap_quantile=None,
-                      sigma=0.0, frame_sigma=0.0, upsample=1, path_samples=20)
-x, y = np.meshgrid(np.linspace(-1, 11, 25), np.linspace(-4, 4, 17))
-cp = np.array([[0.0, 0.0], [5.0, 2.0], [10.0, 0.0]])
-frames = [BundleFrame(i, 10 * i, 0.5 * i, 1.0, (0.01 * x * y + i).astype(np.float32), 0, cp,
-                      [NamedPoint('w1', (0.0, 0.0), 0.1), NamedPoint('w2', (10.0, 0.0), 0.1)])
-          for i in range(2)]
-spec = BundleSpec('curve', {'kind': 'bezier', 'bends': 1}, (-1.0, 11.0), (-4.0, 4.0), (17, 25), cfg, 2.0)
-write_bundle(OUT, spec, frames, total=2)
-report = validate_bundle(OUT)
-assert report.ok, report.problems
-b = load_bundle(OUT)
+b = load_bundle(BUNDLE)
 assert np.abs(b.png_heights(1) - b.heights(1)).max() < (b.z_max - b.z_min) / 65535
-print('STANDALONE', report.summary())
+assert np.array_equal(b.png_heights(1), np.load(WANT))
+print('STANDALONE', len(b.frames), b.frames[0].path.shape)
 """
 
 
-def test_bundle_modules_work_without_lossart(tmp_path):
-    """The add-on's bundle modules write, check and read a bundle with numpy + json alone."""
+def test_the_format_reads_bundles_without_lossart(tmp_path):
+    """What the zip carries of lossart (lossart/format, copied as the add-on build does) reads a
+    bundle lossart wrote with numpy + json alone."""
     import subprocess
     import sys
 
-    import lossart.blender as addon
+    import lossart.format as fmt
+    from lossart.terrain.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
 
-    src, pkg = Path(addon.__file__).parent, tmp_path / "addon"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    for name in ("bundle.py", "bundle_write.py", "bundle_validate.py", "png16.py", "curve2d.py",
-                 "errors.py", "swap.py"):
-        shutil.copy(src / name, pkg / name)
-    shutil.copy(src / "blender_manifest.toml", pkg)
-    code = f"ROOT, OUT = {str(tmp_path)!r}, {str(tmp_path / 'b')!r}\n" + STANDALONE
+    shutil.copytree(Path(fmt.__file__).parent, tmp_path / "format",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    cfg = SimpleNamespace(transform="log10", loss_floor=1e-4, loss_cap=2.0, cap_quantile=None,
+                          sigma=0.0, frame_sigma=0.0, upsample=1, path_samples=20)
+    x, y = np.meshgrid(np.linspace(-1, 11, 25), np.linspace(-4, 4, 17))
+    cp = np.array([[0.0, 0.0], [5.0, 2.0], [10.0, 0.0]])
+    points = [NamedPoint("w1", (0.0, 0.0), 0.1), NamedPoint("w2", (10.0, 0.0), 0.1)]
+    frames = [BundleFrame(i, 10 * i, 0.5 * i, 1.0, (0.01 * x * y + i).astype(np.float32), 0, cp,
+                          points) for i in range(2)]
+    spec = BundleSpec("curve", {"kind": "bezier", "bends": 1}, (-1.0, 11.0), (-4.0, 4.0),
+                      (17, 25), cfg, 2.0)
+    out = tmp_path / "b"
+    write_bundle(out, spec, frames, total=2)
+    assert validate_bundle(out).ok
+    np.save(tmp_path / "want.npy", load_bundle(out).png_heights(1))
+    code = (f"ROOT, BUNDLE, WANT = {str(tmp_path)!r}, {str(out)!r}, "
+            f"{str(tmp_path / 'want.npy')!r}\n" + STANDALONE)
     env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
     res = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
     )
-    assert "STANDALONE" in res.stdout and "valid terrain bundle, 2 frame(s) of 25x17" in res.stdout, (
-        res.stdout + res.stderr
-    )[-3000:]
+    assert "STANDALONE 2 (20, 3)" in res.stdout, (res.stdout + res.stderr)[-3000:]

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lossart.blender import bundle as fmt
-from lossart.blender.bundle import BundleError
-from lossart.blender.bundle_write import height_range
-from lossart.blender.curve2d import curve_points, curve_polyline
 from lossart.errors import LossartError
+from lossart.format import bundle as fmt
+from lossart.format.bundle import BundleError
 from lossart.terrain import heightfield as hf
+from lossart.terrain.bundle_write import height_range
+from lossart.terrain.curve2d import curve_polyline, plane_points
 from lossart.terrain.heightfield import TerrainConfig
 
 X_RANGE = (-4.0, 4.0)
@@ -192,11 +192,11 @@ def test_bezier_and_polychain_paths():
     np.testing.assert_allclose(
         path, (1 - t) ** 2 * cp[0] + 2 * t * (1 - t) * cp[1] + t**2 * cp[2], atol=1e-12
     )
-    chain = curve_points(cp, "polychain", np.array([0.0, 0.25, 0.5, 1.0]))
+    chain = plane_points(cp, "polychain", np.array([0.0, 0.25, 0.5, 1.0]))
     np.testing.assert_allclose(chain, [[0, 0], [2.5, 2.0], [5, 4], [10, 0]], atol=1e-12)
     cp4 = np.array([[0.0, 0.0], [3.0, 3.0], [7.0, 3.0], [10.0, 0.0]])
     np.testing.assert_allclose(
-        curve_points(cp4, "polychain", np.array([1 / 3, 2 / 3])), cp4[1:3], atol=1e-12
+        plane_points(cp4, "polychain", np.array([1 / 3, 2 / 3])), cp4[1:3], atol=1e-12
     )
     cubic = curve_polyline(cp4, "bezier", 5)
     np.testing.assert_allclose(cubic[[0, -1]], cp4[[0, -1]])

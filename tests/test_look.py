@@ -1,4 +1,4 @@
-"""One look-options type (lossart.blender.look.Look) behind the CLI flags, the render job, the
+"""One look-options type (lossart.format.look.Look) behind the CLI flags, the render job, the
 scene properties and the import operator; one check; one timeline (scene frame <-> bundle)."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lossart.blender.headless import RenderJob
-from lossart.blender.look import Look, LookError, flag
-from lossart.blender.timeline import Timeline
+from lossart.addon.headless import RenderJob
 from lossart.cli import build_parser, main
 from lossart.errors import LossartError
+from lossart.format.look import Look, LookError, flag
+from lossart.format.timeline import Timeline
 
 bpy_needed = pytest.mark.skipif(
     __import__("importlib").util.find_spec("bpy") is None,
@@ -241,12 +241,12 @@ def test_a_corrupt_or_resized_cached_frame_is_rendered_again(tmp_path, capsys):
 def blender():
     import bpy
 
-    import lossart.blender
+    import lossart.addon
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    lossart.blender.register()
+    lossart.addon.register()
     yield bpy
-    lossart.blender.unregister()
+    lossart.addon.unregister()
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +286,7 @@ def test_every_look_field_is_a_scene_property_with_the_same_default(blender):
 @bpy_needed
 @pytest.mark.blender
 def test_the_addon_refuses_a_bad_look_with_the_same_message(blender, bundle3):
-    from lossart.blender import landscape
+    from lossart.addon import landscape
 
     expected = None
     try:
@@ -314,9 +314,9 @@ def test_import_options_override_the_scene_only_where_given(blender, bundle3):
 @bpy_needed
 @pytest.mark.blender
 def test_handler_shows_what_the_timeline_says_at_slow_speed(blender, bundle3):
-    from lossart.blender import landscape, terrain
-    from lossart.blender.bundle import load_bundle
-    from lossart.blender.geometry import WorldMap
+    from lossart.addon import landscape, surface
+    from lossart.addon.world import WorldMap
+    from lossart.format.bundle import load_bundle
 
     scene = blender.context.scene
     landscape.import_landscape(scene, bundle3, Look(playback_speed=0.25, frame_start=4))
@@ -327,17 +327,17 @@ def test_handler_shows_what_the_timeline_says_at_slow_speed(blender, bundle3):
     for f in t.scene_frames():
         scene.frame_set(f)
         want = wmap.world_z(b.state(t.position(f)).heights, 1.0)
-        np.testing.assert_allclose(terrain.grid_z(scene.lossart.terrain), want, atol=1e-5)
+        np.testing.assert_allclose(surface.grid_z(scene.lossart.terrain), want, atol=1e-5)
     for i in range(len(b.frames)):  # what a still of bundle frame i shows
         scene.frame_set(t.scene_frame(i))
         want = wmap.world_z(b.heights(i), 1.0)
-        np.testing.assert_allclose(terrain.grid_z(scene.lossart.terrain), want, atol=1e-5)
+        np.testing.assert_allclose(surface.grid_z(scene.lossart.terrain), want, atol=1e-5)
 
 
 @bpy_needed
 @pytest.mark.blender
 def test_render_options_in_the_panel_set_blenders_render_settings(blender, bundle3):
-    from lossart.blender import landscape
+    from lossart.addon import landscape
 
     scene = blender.context.scene
     landscape.import_landscape(scene, bundle3, replace(Look(), render_device="CPU"))

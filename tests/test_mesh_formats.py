@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lossart.blender.bundle import load_bundle
+from lossart.format.bundle import load_bundle
 from lossart.terrain.mesh import export_frame_mesh
 from lossart.terrain.synthetic import synthetic_bundle
 

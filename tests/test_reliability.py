@@ -192,8 +192,8 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_a_failing_rebuild_leaves_the_old_bundle_byte_identical(tmp_path):
-    from lossart.blender.bundle import BundleError
-    from lossart.blender.bundle_write import write_bundle
+    from lossart.format.bundle import BundleError
+    from lossart.terrain.bundle_write import write_bundle
     from lossart.terrain.synthetic import synthetic_bundle
 
     root = synthetic_bundle(tmp_path / "terrain", frames=3, size=17)
@@ -204,7 +204,7 @@ def test_a_failing_rebuild_leaves_the_old_bundle_byte_identical(tmp_path):
         raise MemoryError("out of memory half-way")
         yield
 
-    from lossart.blender.bundle_write import BundleSpec
+    from lossart.terrain.bundle_write import BundleSpec
     from lossart.terrain.heightfield import TerrainConfig
 
     bspec = BundleSpec("curve", spec["curve"], (0.0, 1.0), (0.0, 1.0), (17, 17), TerrainConfig(),
@@ -219,7 +219,7 @@ def test_a_failing_rebuild_leaves_the_old_bundle_byte_identical(tmp_path):
 
 
 def test_a_rebuild_replaces_the_bundle_and_sweeps_what_a_crash_left(tmp_path):
-    from lossart.blender.bundle_validate import validate_bundle
+    from lossart.terrain.bundle_validate import validate_bundle
     from lossart.terrain.synthetic import synthetic_bundle
 
     root = synthetic_bundle(tmp_path / "terrain", frames=3, size=17)
@@ -234,14 +234,14 @@ def test_a_rebuild_replaces_the_bundle_and_sweeps_what_a_crash_left(tmp_path):
     # old bundle is put back before anything else happens.
     aside = tmp_path / f".terrain.old-{dead}"
     root.rename(aside)
-    from lossart.blender.swap import sweep
+    from lossart.swap import sweep
 
     assert sweep(root, complete=lambda p: (p / "manifest.json").is_file()) == []
     assert validate_bundle(root).ok and not aside.exists()
 
 
 def test_a_folder_of_other_files_is_never_replaced(tmp_path):
-    from lossart.blender.bundle import BundleError
+    from lossart.format.bundle import BundleError
     from lossart.terrain.synthetic import synthetic_bundle
 
     mine = tmp_path / "mine"
@@ -255,7 +255,7 @@ def test_a_folder_of_other_files_is_never_replaced(tmp_path):
 KILL_BUILD = """
 import sys, time
 import numpy as np
-from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
+from lossart.terrain.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
 from lossart.terrain.heightfield import TerrainConfig
 
 def frames(n):
@@ -276,8 +276,8 @@ def test_kill_9_during_a_rebuild_always_leaves_a_complete_bundle(tmp_path):
     import subprocess
     import sys
 
-    from lossart.blender.bundle import load_bundle
-    from lossart.blender.bundle_validate import validate_bundle
+    from lossart.format.bundle import load_bundle
+    from lossart.terrain.bundle_validate import validate_bundle
     from lossart.terrain.synthetic import synthetic_bundle
 
     root = synthetic_bundle(tmp_path / "terrain", frames=2, size=17)
@@ -288,7 +288,7 @@ def test_kill_9_during_a_rebuild_always_leaves_a_complete_bundle(tmp_path):
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        from lossart.blender.swap import sweep
+        from lossart.swap import sweep
 
         sweep(root, complete=lambda p: (p / "manifest.json").is_file())
         assert validate_bundle(root).ok, f"killed after {delay} s: {validate_bundle(root).summary()}"

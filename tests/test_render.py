@@ -14,7 +14,7 @@ from lossart.errors import LossartError
 from lossart.render import (
     Look,
     blender_command,
-    parse_size,
+    checked_size,
     render_still,
     render_video,
     resolve_source,
@@ -161,7 +161,7 @@ def test_a_default_video_lasts_long_enough_to_watch(tmp_path, capsys):
 
 
 def test_video_plan_spreads_any_number_of_frames_over_the_duration():
-    from lossart.blender.timeline import Timeline
+    from lossart.format.timeline import Timeline
     from lossart.render.video import plan_video
 
     for frames in (2, 3, 12, 25, 600):
@@ -195,7 +195,7 @@ def test_broken_bundle_is_one_line_error(bundle3, tmp_path, capsys):
 
 def test_bad_flags_and_unwritable_output(bundle3, tmp_path):
     with pytest.raises(LossartError, match="--size"):
-        parse_size("96by64")
+        checked_size("96by64")
     with pytest.raises(LossartError, match="--palette"):
         render_still(bundle3, tmp_path / "x.png", look=Look(palette="rainbow"))
     with pytest.raises(LossartError, match="--frame 9"):
@@ -232,7 +232,7 @@ def test_blender_executable_route_runs_the_addon(tmp_path):
     exe.chmod(0o755)
     cmd = blender_command(tmp_path / "job.json", str(exe))
     assert cmd[:3] == [str(exe), "-b", "--factory-startup"]
-    assert "--python-expr" in cmd and "lossart.blender.headless" in cmd[-1]
+    assert "--python-expr" in cmd and "lossart.addon.headless" in cmd[-1]
 
 
 def test_run_folder_renders_into_run_renders(bundle3, tmp_path):
@@ -345,7 +345,7 @@ def test_captions_name_each_frames_training_state(bundle3, tmp_path):
     import imageio.v3 as iio
     import numpy as np
 
-    from lossart.blender.timeline import Timeline
+    from lossart.format.timeline import Timeline
     from lossart.render.captions import caption_frames, frame_caption
     from lossart.render.source import check_bundle
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lossart.blender import framing
+from lossart.addon import framing
 
 
 # ---------------------------------------------------------------- pure geometry (no bpy)
@@ -56,7 +56,7 @@ def test_hidden_share_sees_a_wall_and_not_a_plain():
 
 def test_orbit_view_sees_the_valley_floor_from_every_angle_of_its_sweep():
     pytest.importorskip("bpy")  # scene.py imports bpy; the check itself is numpy
-    from lossart.blender.scene import ORBIT_ELEVATIONS, choose_view
+    from lossart.addon.scene import ORBIT_ELEVATIONS, choose_view
 
     xs = np.linspace(-5, 5, 81)
     ys = np.linspace(-5, 5, 81)
@@ -114,18 +114,18 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
 def blender():
     import bpy
 
-    import lossart.blender
+    import lossart.addon
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    lossart.blender.register()
+    lossart.addon.register()
     yield bpy
-    lossart.blender.unregister()
+    lossart.addon.unregister()
 
 
 def _setup(bpy, bundle: Path, size=(480, 270), **opts):
-    from lossart.blender import landscape
-    from lossart.blender.look import Look
-    from lossart.blender.render import configure
+    from lossart.addon import landscape
+    from lossart.addon.output import configure
+    from lossart.format.look import Look
 
     scene = bpy.context.scene
     landscape.import_landscape(scene, bundle, Look(**opts))
@@ -204,7 +204,7 @@ def _coverage_render(scene, tmp_path) -> np.ndarray:
 def test_overview_fills_the_frame_and_shows_path_and_optima(blender, bundles, kind, tmp_path):
     """No slab: the terrain covers most of the picture (its far corners may leave it), the path
     of every frame and both optima are inside it and not hidden behind a ridge."""
-    from lossart.blender import framing, landscape
+    from lossart.addon import framing, landscape
 
     scene = _setup(blender, bundles[kind], size=(96, 54), camera_preset="overview")
     scene.cycles.samples = 1
@@ -241,7 +241,7 @@ def test_orbit_keeps_terrain_and_points_in_frame_all_the_way(blender, bundles):
 @bpy_needed
 @pytest.mark.blender
 def test_orbit_without_a_slab_keeps_the_valley_in_frame_and_eases(blender, bundles):
-    from lossart.blender import landscape
+    from lossart.addon import landscape
 
     scene = _setup(blender, bundles["curve"], camera_preset="orbit", playback_speed=0.1)
     paths = landscape.view_targets(landscape.active_bundle(scene), 1.0).paths
@@ -281,11 +281,11 @@ def test_flythrough_follows_the_path_smoothly(blender, bundles):
 @bpy_needed
 @pytest.mark.blender
 def test_path_is_thin_and_contours_are_on_unless_switched_off(blender, bundles):
-    from lossart.blender import geometry, materials
+    from lossart.addon import materials, world
 
     scene = _setup(blender, bundles["curve"])
     s = scene.lossart
-    assert s.path.data.bevel_depth < 0.005 * geometry.SIZE  # a line, not a bar
+    assert s.path.data.bevel_depth < 0.005 * world.SIZE  # a line, not a bar
     node = s.terrain.active_material.node_tree.nodes["lossart_contours"]
     # on by default: on real terrain the contours are what make the valley walls read
     assert node.inputs[1].default_value == pytest.approx(materials.CONTOUR_STRENGTH)
@@ -333,7 +333,7 @@ def test_fit_centred_fills_the_tighter_side_and_centres_it():
 def test_a_plane_around_one_optimum_is_framed_wide():
     """A random plane around one optimum has no path: framing the optimum's surroundings alone
     zoomed onto the basin floor; most of the window must be in the picture."""
-    from lossart.blender import scene
+    from lossart.addon import scene
 
     lo, hi = np.array([-5.0, -5.0, 0.0]), np.array([5.0, 5.0, 2.0])
     ys, xs = np.linspace(-5, 5, 11), np.linspace(-5, 5, 11)

@@ -11,11 +11,10 @@ import pytest
 import torch
 
 import lossart.training.endpoints as train_mod
-from lossart.blender.bundle import load_bundle
-from lossart.blender.bundle_validate import validate_bundle
 from lossart.cli import main
 from lossart.data import load_dataset, num_batches
 from lossart.errors import LossartError
+from lossart.format.bundle import load_bundle
 from lossart.geometry.trajectory import filter_mask, trajectory_plane
 from lossart.geometry.weights import ParamLayout, flat_params
 from lossart.grid import load_frame_grid
@@ -24,6 +23,7 @@ from lossart.grid.trajectory import TrajectoryConfig, trajectory_run
 from lossart.models import create_model
 from lossart.runs import Run
 from lossart.terrain.build import build_terrain
+from lossart.terrain.bundle_validate import validate_bundle
 from lossart.training.checkpoint import load_checkpoint
 from lossart.training.endpoints import TrainConfig, partial_path, train_endpoint
 from lossart.training.snapshots import load_snapshots, snapshot_dir, snapshot_steps

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from lossart.atomic import atomic_path, np_savez
-from lossart.blender.curve2d import curve_polyline
 from lossart.data import eval_subset, load_dataset
 from lossart.data.batches import normalize
 from lossart.devices import resolve_device
@@ -28,6 +27,7 @@ from lossart.grid import list_frame_grids, load_frame_grid
 from lossart.grid.engine import EngineConfig, GridEngine
 from lossart.grid.planes import curve_window, frame_plane
 from lossart.runs import Run, open_run
+from lossart.terrain.curve2d import curve_polyline
 from lossart.training.curve_run import CurveRun, load_curve_run
 
 DEFAULT_TS = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -6,6 +6,12 @@ extensions.blender.org do, and packs what the manifest's `[build]` section lets 
 with it, instead of zipping files ourselves, means a zip that builds here installs in Blender.
 It runs in a subprocess: the bpy wheel's script with this Python (no Blender started), or a
 `blender` executable. The zip is Blender's own name for it, `lossart-<version>.zip`.
+
+What it packs is what Blender runs and nothing else, laid out as lossart's own package is, so
+the add-on's relative imports (`..format`) work in both: the manifest and a two-line root
+`__init__.py` at the top, the add-on (`blender_addon/`) in `addon/`, and the format it reads
+(`lossart/format/`: bundle reader, PNG codec, look options, timeline) copied into `format/`.
+The bundle writer, validator and everything else of lossart stay out.
 """
 
 from __future__ import annotations
@@ -15,18 +21,27 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lossart.checks import output_dir
 from lossart.errors import LossartError
-from lossart.render.job import addon_dir
+from lossart.render.job import addon_dir, format_dir
 
 #: Where the bpy wheel keeps the extension tool and the tag list Blender validates against.
 BPY_TOOL = "scripts/addons_core/bl_pkg/cli/blender_ext.py"
 BPY_TAGS = "scripts/modules/_bpy_internal/extensions/tags.py"
 TIMEOUT_S = 300
+MANIFEST = "blender_manifest.toml"
+#: The extension root's __init__.py: Blender calls register/unregister on it.
+ROOT_INIT = (
+    '"""lossart\'s Blender extension, as `lossart addon build` lays it out: the add-on in addon/, '
+    'the bundle format and look options it reads in format/."""\n\n'
+    "from .addon import register, unregister\n\n"
+    '__all__ = ["register", "unregister"]\n'
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,16 @@ def addon_manifest(folder: Path) -> dict:
         raise LossartError(f"{path}: not readable TOML ({exc})") from None
 
 
+def stage_extension(addon: Path, fmt: Path, stage: Path) -> Path:
+    """Lay out the extension's source folder in `stage` (see the module's docstring); return it."""
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", MANIFEST)
+    shutil.copy2(addon / MANIFEST, stage / MANIFEST)
+    shutil.copytree(addon, stage / "addon", ignore=skip)
+    shutil.copytree(fmt, stage / "format", ignore=skip)
+    (stage / "__init__.py").write_text(ROOT_INIT, encoding="utf-8")
+    return stage
+
+
 def build_addon(out_dir: str | os.PathLike = "dist", blender: str | None = None) -> Path:
     """Build OUT_DIR/lossart-<version>.zip with Blender's builder (validated); return its path."""
     folder = addon_dir()
@@ -123,7 +148,9 @@ def build_addon(out_dir: str | os.PathLike = "dist", blender: str | None = None)
         ) from None
     out = out_dir / f"{manifest.get('id')}-{manifest.get('version')}.zip"
     tool = extension_tool(blender)
-    tool.run("build", "--source-dir", str(folder), "--output-dir", str(out_dir))
+    with tempfile.TemporaryDirectory(prefix="lossart-addon-") as tmp:
+        source = stage_extension(folder, format_dir(), Path(tmp))
+        tool.run("build", "--source-dir", str(source), "--output-dir", str(out_dir))
     if not out.is_file():
         raise LossartError(f"Blender's extension build reported success but wrote no {out}")
     return out

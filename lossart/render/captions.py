@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 from lossart.atomic import atomic_path
-from lossart.blender.swap import staging_dir, swap_in
-from lossart.blender.timeline import Timeline
+from lossart.format.timeline import Timeline
+from lossart.swap import staging_dir, swap_in
 
 
 def frame_caption(frame) -> str:

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from lossart.atomic import atomic_path
-from lossart.blender.bundle import Bundle
+from lossart.format.bundle import Bundle
 from lossart.terrain.preview import write_previews
 
 LABEL_HEIGHT = 22

@@ -1,7 +1,7 @@
 """One Blender job: the job file, the fresh Blender process that runs it, its status and log.
 
 Every render runs in a fresh Blender process that executes the add-on's own code
-(`lossart.blender.headless`): `python -c` with the `bpy` module when it is installed, otherwise
+(`lossart.addon.headless`): `python -c` with the `bpy` module when it is installed, otherwise
 a `blender` executable in background mode (`--blender PATH` or on PATH). A subprocess, not
 `bpy` inside this process, because: Blender keeps global state (one scene, handlers, caches)
 that would leak from one render into the next in a long-lived Python; a crash or exit hang in
@@ -29,9 +29,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from lossart.addon.headless import RenderJob
 from lossart.atomic import write_json
-from lossart.blender.headless import RenderJob
 from lossart.errors import LossartError
+from lossart.format.timeline import frame_file
 from lossart.locks import FileLock, describe_holder
 from lossart.progress import progress
 
@@ -53,13 +54,19 @@ class RenderResult:
 
 
 def addon_dir() -> Path:
-    """The add-on's own folder (the extension root, `lossart/blender/`)."""
-    return Path(__file__).resolve().parent.parent / "blender"
+    """The add-on's own folder: the top-level `blender_addon/`, which a source checkout reaches as
+    `lossart/addon` (a link) and the wheel installs there, so lossart imports it as `lossart.addon`."""
+    return Path(__file__).resolve().parents[1] / "addon"
+
+
+def format_dir() -> Path:
+    """The bundle format and look options the add-on imports as `..format` (`lossart/format/`)."""
+    return Path(__file__).resolve().parents[1] / "format"
 
 
 def addon_parent() -> Path:
     """The folder that holds the `lossart` package (put on Blender's sys.path)."""
-    return addon_dir().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def blender_executable(blender: str) -> str:
@@ -74,10 +81,10 @@ def blender_executable(blender: str) -> str:
 
 
 def blender_command(job_path: Path, blender: str | None = None) -> list[str]:
-    """The command running `lossart.blender.headless.main(job)`: bpy module or blender executable."""
+    """The command running `lossart.addon.headless.main(job)`: bpy module or blender executable."""
     expr = (
         f"import sys; sys.path.insert(0, {str(addon_parent())!r}); "
-        f"from lossart.blender.headless import main; main({str(job_path)!r})"
+        f"from lossart.addon.headless import main; main({str(job_path)!r})"
     )
     if blender:
         exe = blender_executable(blender)
@@ -88,11 +95,6 @@ def blender_command(job_path: Path, blender: str | None = None) -> list[str]:
     if exe:
         return [exe, "-b", "--factory-startup", "--python-exit-code", "4", "--python-expr", expr]
     raise LossartError(f"cannot render: no bpy module and no blender executable; {INSTALL_HINT}")
-
-
-def frame_file(folder: Path, frame: int) -> Path:
-    """Where scene frame `frame` of a video is rendered (as the add-on's render_frames names it)."""
-    return folder / f"frame_{frame:05d}.png"
 
 
 def count_frames(folder: Path, frames: range) -> int:

@@ -12,9 +12,8 @@ import argparse
 import sys
 from dataclasses import fields, replace
 
-from lossart.blender.look import Look, LookError, describe, flag
-from lossart.blender.look import parse_size as _parse_size
 from lossart.errors import LossartError
+from lossart.format.look import Look, LookError, describe, flag, parse_size
 
 # Old spellings of renamed `lossart render` flags: accepted for one release with a one-line
 # warning. `--bends` was an on/off switch here but a count in `lossart curve`; `--device` a
@@ -30,10 +29,10 @@ def check_look(look: Look) -> Look:
         raise LossartError(str(exc)) from None
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' -> (W, H), checked; a one-line LossartError naming --size otherwise."""
+def checked_size(text: str) -> tuple[int, int]:
+    """'WxH' -> (W, H) by the look's own parser, range-checked; a one-line LossartError naming --size otherwise."""
     try:
-        size = _parse_size(text)
+        size = parse_size(text)
     except LookError as exc:
         raise LossartError(str(exc)) from None
     check_look(Look(size=size))
@@ -175,9 +174,9 @@ __all__ = [
     "DEPRECATED_FLAGS",
     "add_look_flags",
     "check_look",
+    "checked_size",
     "describe",
     "given_look_options",
     "look_from_args",
     "look_values",
-    "parse_size",
 ]

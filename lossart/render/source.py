@@ -31,7 +31,7 @@ def resolve_source(source: str | os.PathLike) -> tuple[Path, Path | None]:
 
 def check_bundle(bundle_dir: Path):
     """Open the bundle with the add-on's own reader (numpy/json only) before starting Blender."""
-    from lossart.blender.bundle import BundleError, load_bundle
+    from lossart.format.bundle import BundleError, load_bundle
 
     try:
         return load_bundle(bundle_dir)

@@ -6,11 +6,11 @@ import os
 import time
 from pathlib import Path
 
+from lossart.addon.headless import RenderJob
 from lossart.atomic import atomic_path
-from lossart.blender.headless import RenderJob
-from lossart.blender.look import Look
 from lossart.checks import output_file
 from lossart.errors import LossartError
+from lossart.format.look import Look
 from lossart.render.compare import compare_still
 from lossart.render.job import RenderResult, blender_executable, claim, run_job
 from lossart.render.options import check_look

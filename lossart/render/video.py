@@ -34,17 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
+from lossart.addon.headless import RenderJob
 from lossart.atomic import atomic_path, write_json
-from lossart.blender.headless import RenderJob
-from lossart.blender.look import Look
-from lossart.blender.swap import swap_in, sweep
-from lossart.blender.timeline import Timeline
 from lossart.checks import output_file
 from lossart.errors import LossartError
+from lossart.format.look import Look
+from lossart.format.timeline import Timeline
 from lossart.render.captions import caption_frames, frame_caption
 from lossart.render.job import RenderResult, blender_executable, claim, count_frames, run_job
 from lossart.render.options import check_look
 from lossart.render.source import check_bundle, default_out, resolve_source, writable
+from lossart.swap import swap_in, sweep
 
 # 2: the look as one Look dict; frames stamped by version 1 ("options") are rendered afresh
 STAMP_VERSION = 2

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
 from lossart.checks import output_dir
 from lossart.errors import LossartError
 from lossart.grid.files import (
@@ -32,6 +31,7 @@ from lossart.grid.files import (
 from lossart.locks import working_on
 from lossart.progress import progress
 from lossart.runs import Run, open_run
+from lossart.terrain.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
 from lossart.terrain.heightfield import (
     HeightMapping,
     TerrainConfig,

@@ -4,7 +4,7 @@ Pure numpy/scipy functions (no torch, no I/O) so the math is testable on synthet
 same code serves the bundle writer, the previews and the mesh export. Conventions follow
 docs/bundle.md: an array `z[i, j]` sits at plane coordinates `x = x0 + j*(x1-x0)/(W-1)`,
 `y = y0 + i*(y1-y0)/(H-1)`. Sampling (`sample_bilinear`) and the 16-bit quantization belong to
-the bundle format and live in `lossart.blender.bundle`; `sample_bilinear` is importable here too.
+the bundle format and live in `lossart.format.bundle`; `sample_bilinear` is importable here too.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from lossart.blender.bundle import DEFAULT_RELIEF, TRANSFORMS
-from lossart.blender.bundle import sample_bilinear as sample_bilinear  # the format's one sampler
 from lossart.checks import MAX_UPSAMPLE
 from lossart.errors import LossartError
+from lossart.format.bundle import DEFAULT_RELIEF, TRANSFORMS
+from lossart.format.bundle import sample_bilinear as sample_bilinear  # the format's one sampler
 
 #: Gaussian kernels are cut at this many sigmas (scipy's default), in space and across frames.
 TRUNCATE = 4.0

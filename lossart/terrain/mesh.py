@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from lossart.atomic import atomic_path
-from lossart.blender.bundle import load_bundle
 from lossart.errors import LossartError
+from lossart.format.bundle import load_bundle
 from lossart.terrain import mesh_obj_stl
 from lossart.terrain.heightfield import grid_coords
 

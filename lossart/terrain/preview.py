@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lossart.atomic import atomic_path
-from lossart.blender.bundle import Frame, load_bundle
+from lossart.format.bundle import Frame, load_bundle
 from lossart.progress import progress
 
 CMAP = "magma"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lossart.blender.bundle import sample_bilinear
-from lossart.blender.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
-from lossart.blender.curve2d import curve_polyline
+from lossart.format.bundle import sample_bilinear
 from lossart.progress import progress
+from lossart.terrain.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
+from lossart.terrain.curve2d import curve_polyline
 from lossart.terrain.heightfield import (
     HeightMapping,
     TerrainConfig,

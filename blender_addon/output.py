@@ -12,13 +12,14 @@ from pathlib import Path
 
 import bpy
 
-from .look import Look
-from .presets import GPU_KINDS
+from ..format.look import Look
+from ..format.presets import GPU_KINDS
+from ..format.timeline import frame_file
 
 BLENDER_ENGINES = {"cycles": ("CYCLES",), "eevee": ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT")}
 
 
-def pick_device(scene: bpy.types.Scene, device: str = "auto") -> str:
+def use_device(scene: bpy.types.Scene, device: str = "auto") -> str:
     """Use the first GPU kind that has a device ("auto"), a named kind, or "CPU"; returns it."""
     scene.cycles.device = "CPU"
     if device.upper() == "CPU":
@@ -82,7 +83,7 @@ def configure(
     vs.look = "None"
     used = "CPU"
     if r.engine == "CYCLES":
-        used = pick_device(scene, device)
+        used = use_device(scene, device)
         c = scene.cycles
         c.samples = int(samples)
         c.preview_samples = min(int(samples), 16)
@@ -112,7 +113,7 @@ def apply_look(scene: bpy.types.Scene, look: Look) -> str:
     )
 
 
-def render_still(scene: bpy.types.Scene, out: str | Path, frame: int | None = None) -> Path:
+def render_picture(scene: bpy.types.Scene, out: str | Path, frame: int | None = None) -> Path:
     """Render one frame (the current one by default) to a PNG."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -121,10 +122,6 @@ def render_still(scene: bpy.types.Scene, out: str | Path, frame: int | None = No
     scene.render.filepath = str(out)
     bpy.ops.render.render(write_still=True, scene=scene.name)
     return out
-
-
-def frame_file(folder: str | Path, frame: int) -> Path:
-    return Path(folder) / f"frame_{frame:05d}.png"
 
 
 def render_frames(
@@ -147,7 +144,7 @@ def render_frames(
         skipped = out.is_file()
         if not skipped:
             tmp = folder / f".tmp_frame_{f:05d}.png"
-            render_still(scene, tmp, frame=f)
+            render_picture(scene, tmp, frame=f)
             tmp.replace(out)
         done.append(out)
         if on_frame is not None:

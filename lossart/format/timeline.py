@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 # Blender stores the speed as float32 (relative error up to 6e-8), lossart as float64: the
 # frame count must not depend on which one asks, so a quotient within this share of an
@@ -48,3 +49,8 @@ class Timeline:
 
     def scene_frames(self) -> range:
         return range(self.frame_start, self.frame_end + 1)
+
+
+def frame_file(folder: str | Path, frame: int) -> Path:
+    """Where scene frame `frame` of a video is rendered: the add-on writes it, lossart counts it."""
+    return Path(folder) / f"frame_{frame:05d}.png"

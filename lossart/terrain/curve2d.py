@@ -1,7 +1,8 @@
 """The curve in the plane: dense 2-D samples of a Bézier curve or polygonal chain (numpy only).
 
-Part of the bundle format (a frame's `path` is this curve of its `control_points`), so it lives
-beside the bundle reader in the add-on and lossart uses it from here. A quadratic Bézier through
+The writer derives a frame's `path` from its `control_points` with it, the validator checks the
+path against it, and analyses draw curves with it; Blender only reads the path, so it stays
+out of the add-on. A quadratic Bézier through
 w1, θ, w2 lies in the frame's plane, and its image there is exactly the Bézier of the projected
 control points (DESIGN.md), so the path is computed in 2-D from the control points alone. `k`
 bends give a Bézier of degree k+1 (Bernstein basis) or a chain of k+1 straight segments, each
@@ -14,7 +15,7 @@ from math import comb
 
 import numpy as np
 
-from .bundle import BundleError
+from lossart.format.bundle import BundleError
 
 CURVE_KINDS = ("bezier", "polychain")
 
@@ -41,7 +42,7 @@ def polychain_weights(t: np.ndarray, n_points: int) -> np.ndarray:
     return w
 
 
-def curve_points(control_points: np.ndarray, kind: str, t: np.ndarray) -> np.ndarray:
+def plane_points(control_points: np.ndarray, kind: str, t: np.ndarray) -> np.ndarray:
     """[len(t), 2] points of the curve at parameters t, from control points [k+2, 2] (w1 first)."""
     cp = np.asarray(control_points, dtype=np.float64)
     if cp.ndim != 2 or cp.shape[0] < 2 or cp.shape[1] != 2:
@@ -57,4 +58,4 @@ def curve_points(control_points: np.ndarray, kind: str, t: np.ndarray) -> np.nda
 
 def curve_polyline(control_points: np.ndarray, kind: str, samples: int) -> np.ndarray:
     """`samples` points at t = 0..1 evenly; the first is w1's position, the last w2's."""
-    return curve_points(control_points, kind, np.linspace(0.0, 1.0, samples))
+    return plane_points(control_points, kind, np.linspace(0.0, 1.0, samples))

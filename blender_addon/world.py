@@ -2,7 +2,7 @@
 
 Every bundle is shown at the same size whatever its plane units: the longer side of the grid
 spans `SIZE` Blender units centred on the origin. The full height range rises the bundle's
-relief (`height.relief.share` of the window's width, lossart.blender.bundle.DEFAULT_RELIEF where
+relief (`height.relief.share` of the window's width, lossart.format.bundle.DEFAULT_RELIEF where
 the manifest has none) times the height scale: the vertical exaggeration comes from the data,
 not from a fixed number of units. Cameras, lights and depth of field can then be tuned once for
 all bundles.

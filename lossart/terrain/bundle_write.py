@@ -6,8 +6,8 @@ shared range into 16-bit PNGs, and `manifest.json` is written last. The new bund
 sibling staging folder and swapped in only when complete (`swap.swap_in`), so a failed or
 killed rebuild leaves the old bundle as it was; the next build sweeps what a crash left.
 
-It lives in the add-on beside the reader so that the format has one home; what only lossart has
-(its progress bars) comes in as an argument.
+It writes what the reader (`lossart.format.bundle`, the format's one home) reads; Blender never
+writes bundles, so it stays out of the extension zip.
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +24,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .bundle import (
+import lossart
+from lossart.atomic import atomic_path
+from lossart.format.bundle import (
     DEFAULT_RELIEF,
     FORMAT,
     HEIGHTS_DIR,
@@ -37,20 +36,13 @@ from .bundle import (
     quantize16,
     sample_bilinear,
 )
-from .curve2d import curve_polyline
-from .png16 import COMPRESS_LEVEL, encode_png16
-from .swap import staging_dir, swap_in, sweep
+from lossart.format.png16 import write_png16
+from lossart.swap import staging_dir, swap_in, sweep
+from lossart.terrain.curve2d import curve_polyline
 
-
-def _addon_version() -> str:
-    """blender_manifest.toml's version (beside this file): lossart's own, a test keeps them equal."""
-    text = (Path(__file__).resolve().parent / "blender_manifest.toml").read_text(encoding="utf-8")
-    m = re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE)
-    return m.group(1) if m else "unknown"
-
-
-#: What `lossart_version` records: the release this writer ships in (lossart and its add-on).
-WRITER_VERSION = _addon_version()
+#: What `lossart_version` records: the release this writer ships in (the add-on's manifest
+#: carries the same version; tests/test_addon_package.py keeps them equal).
+WRITER_VERSION = lossart.__version__
 
 
 class HeightConfig(Protocol):
@@ -87,27 +79,6 @@ class _NoBar:
 
 def _no_progress(total: int | None = None, desc: str = "", unit: str = "it") -> _NoBar:
     return _NoBar()
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside `path` that replaces it atomically (fsync'd) on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; bundles are ordinary shared files
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
 
 
 @dataclass
@@ -173,13 +144,6 @@ def _round7(a: np.ndarray) -> np.ndarray:
 
 def _nums(a: np.ndarray) -> list:
     return [[_num(v) for v in row] for row in np.asarray(a, dtype=np.float64)]
-
-
-def write_png16(path: Path, values: np.ndarray) -> None:
-    """A 16-bit grayscale PNG, written atomically; row 0 of the array is the image's top row."""
-    data = encode_png16(values, COMPRESS_LEVEL)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def _np_save(path: Path, array: np.ndarray) -> None:

@@ -14,8 +14,8 @@ from bpy.app.handlers import persistent
 
 @persistent
 def on_frame_change(scene, depsgraph=None) -> None:
+    from ..format.bundle import BundleError
     from . import landscape
-    from .bundle import BundleError
 
     try:
         landscape.update(scene)

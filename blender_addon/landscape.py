@@ -14,12 +14,12 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import framing, materials, path, render, terrain
+from ..format.bundle import Bundle, BundleError, load_bundle, manifest_path
+from ..format.look import Look, LookError
+from ..format.timeline import Timeline
+from . import framing, materials, output, path, surface
 from . import scene as stage
-from .bundle import Bundle, BundleError, load_bundle, manifest_path
-from .geometry import SIZE, WorldMap
-from .look import Look, LookError
-from .timeline import Timeline
+from .world import SIZE, WorldMap
 
 COLLECTION = "Loss landscape"
 MARKER_LIFT = path.MARKER_RADIUS * 0.6  # half sunk into the surface, like a pearl set in it
@@ -56,7 +56,7 @@ def import_landscape(
 ) -> Bundle:
     """Replace any landscape in `scene` with one built from the bundle, showing `look` (which
     is copied onto `scene.lossart`); BundleError if the bundle is broken, LookError if the look
-    is. Blender's render settings are left alone (`render.apply_look` sets them)."""
+    is. Blender's render settings are left alone (`output.apply_look` sets them)."""
     global _BUILDING
     opts = (look or Look()).validate()
     mpath = manifest_path(bundle_path)
@@ -74,7 +74,7 @@ def import_landscape(
         scene.collection.children.link(coll)
         s.collection = coll
         wmap = WorldMap.for_bundle(bundle)
-        s.terrain = terrain.build_terrain("lossart_terrain", bundle, wmap, coll)
+        s.terrain = surface.build_surface("lossart_terrain", bundle, wmap, coll)
         s.terrain.data.materials.append(materials.terrain_material("lossart_terrain", opts.palette))
         s.terrain.data.materials.append(materials.side_material("lossart_sides"))
 
@@ -179,7 +179,7 @@ def apply_render(scene: bpy.types.Scene) -> None:
     if _BUILDING:
         return
     look = Look.from_settings(scene.lossart)
-    render.apply_look(scene, look)
+    output.apply_look(scene, look)
     refresh(scene)
 
 
@@ -225,7 +225,7 @@ def view_targets(bundle: Bundle, height_scale: float, slab: bool = False) -> fra
     wmap = WorldMap.for_bundle(bundle)
     xs, ys = wmap.grid_xy(bundle)
     top = max(wmap.top(height_scale), 1e-3)
-    lo = np.array([xs.min(), ys.min(), terrain.BASE_Z if slab else 0.0])
+    lo = np.array([xs.min(), ys.min(), surface.BASE_Z if slab else 0.0])
     hi = np.array([xs.max(), ys.max(), top])
     pts = [
         wmap.world(np.array([[*p.xy, p.z] for p in f.points]), height_scale, lift=MARKER_LIFT)
@@ -273,7 +273,7 @@ def update(scene: bpy.types.Scene, frame: float | None = None) -> None:
     wmap = WorldMap.for_bundle(bundle)
     state = bundle.state(bundle_position(scene, bundle, frame))
     hs = s.height_scale
-    terrain.set_heights(s.terrain, state.heights, wmap, hs, slab=s.slab)
+    surface.set_heights(s.terrain, state.heights, wmap, hs, slab=s.slab)
     path_world = wmap.world(state.path, hs, lift=path.PATH_LIFT)
     path.set_path(s.path, path_world)
     points = {

@@ -1,4 +1,4 @@
-"""Replace a derived folder only once its replacement is complete (stdlib only, ships in the add-on).
+"""Replace a derived folder only once its replacement is complete (stdlib only).
 
 A rebuild of a folder (a terrain bundle, a video's frames cache, captioned copies) is written
 into a sibling staging folder `.NAME.new-PID`; `swap_in` then puts it in place: on Linux in one

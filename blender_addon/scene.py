@@ -17,10 +17,10 @@ import math
 import bpy
 import numpy as np
 
+from ..format.presets import CAMERA_PRESETS, srgb_to_linear
 from . import framing
-from .geometry import SIZE
 from .materials import empty_node_tree
-from .presets import CAMERA_PRESETS, srgb_to_linear
+from .world import SIZE
 
 ORBIT_SWEEP_DEG = 60.0
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import BundleError
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -135,3 +136,10 @@ def read_png16(path: str | Path) -> np.ndarray:
     except OSError as exc:
         raise BundleError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return decode_png16(data, str(path))
+
+
+def write_png16(path: str | Path, values: np.ndarray, level: int = COMPRESS_LEVEL) -> None:
+    """A 16-bit grayscale PNG of uint16 `values`, written atomically; row 0 is the top row."""
+    data = encode_png16(values, level)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)

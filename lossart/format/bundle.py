@@ -1,10 +1,10 @@
 """The terrain bundle (docs/bundle.md, schema v1): its constants and its one reader.
 
-The format's single home, with json and numpy only: it ships inside the Blender extension (so the
-add-on reads bundles in a Blender without lossart) and lossart reads every bundle through it too
-(previews, meshes, renders, `lossart validate`). Beside it, also bpy-free: `bundle_write` (the
-writer), `bundle_validate` (every rule of the format), `png16` (the height PNGs) and `curve2d`
-(the path's curve). Every problem with a bundle is one `BundleError` line naming the file and
+The format's single home, with json and numpy only: `lossart addon build` copies it into the
+Blender extension (so the add-on reads bundles in a Blender without lossart) and lossart reads
+every bundle through it too (previews, meshes, renders, `lossart validate`). Beside it: `png16`
+(the height PNGs); in the terrain stage, which only lossart runs: `bundle_write` (the writer),
+`bundle_validate` (every rule of the format) and `curve2d` (the path's curve). Every problem with a bundle is one `BundleError` line naming the file and
 what was expected, so operators can hand it to `self.report({'ERROR'}, ...)` and the CLI can
 print it as is.
 """

@@ -21,10 +21,10 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import landscape, path, terrain
-from .bundle import quantize16
-from .geometry import WorldMap
-from .png16 import encode_png16
+from ..format.bundle import quantize16
+from ..format.png16 import write_png16
+from . import landscape, path, surface
+from .world import WorldMap
 
 PATH_SAMPLES = 128
 MODIFIER = "lossart_baked_heights"
@@ -35,14 +35,6 @@ class BakeInfo:
     frames: int
     image_dir: Path
     image_bytes: int
-
-
-def write_png16(file: Path, values01: np.ndarray) -> None:
-    """A 16-bit grayscale PNG from values in 0..1 (first array row = first PNG row)."""
-    png = encode_png16(quantize16(values01, 0.0, 1.0), level=6)
-    tmp = file.with_suffix(".tmp")
-    tmp.write_bytes(png)
-    tmp.replace(file)
 
 
 def _resample(points: np.ndarray, n: int) -> np.ndarray:
@@ -90,7 +82,7 @@ def _height_nodes(
     store = n.new("GeometryNodeStoreNamedAttribute")
     store.data_type = "FLOAT"
     store.domain = "POINT"
-    store.inputs["Name"].default_value = terrain.HEIGHT_ATTR
+    store.inputs["Name"].default_value = surface.HEIGHT_ATTR
     L = ng.links.new
     L(uv.outputs["Attribute"], tex.inputs["Vector"])
     L(time.outputs["Frame"], offset.inputs[0])
@@ -134,7 +126,7 @@ def bake_landscape(scene: bpy.types.Scene, folder: str | Path | None = None) -> 
     fs, fe = scene.frame_start, scene.frame_end
     w, h = bundle.width, bundle.height
     # the grid and the skirt's top ring follow the heights; a folded skirt's bottom ring too
-    grid_points = w * h + len(terrain.boundary_ring(w, h)) * (1 if s.slab else 2)
+    grid_points = w * h + len(surface.boundary_ring(w, h)) * (1 if s.slab else 2)
 
     # the path: one absolute shape key per frame on a fixed-size spline
     curve_obj = s.path
@@ -148,7 +140,7 @@ def bake_landscape(scene: bpy.types.Scene, folder: str | Path | None = None) -> 
     for f in range(fs, fe + 1):
         st = bundle.state(landscape.bundle_position(scene, bundle, f))
         png = folder / f"height_{f - fs + 1:05d}.png"
-        write_png16(png, np.flipud(wmap.height01(st.heights)))
+        write_png16(png, quantize16(np.flipud(wmap.height01(st.heights)), 0.0, 1.0), level=6)
         total += png.stat().st_size
         pw = _resample(wmap.world(st.path, hs, lift=path.PATH_LIFT), PATH_SAMPLES)
         block = curve_obj.shape_key_add(name=f"frame_{f:05d}", from_mix=False)

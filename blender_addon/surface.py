@@ -10,7 +10,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from .geometry import WorldMap
+from .world import WorldMap
 
 HEIGHT_ATTR = "lossart_height"  # 0..1 over the bundle's height range; the palettes read it
 
@@ -36,7 +36,7 @@ def boundary_ring(width: int, height: int) -> np.ndarray:
     return np.concatenate([idx[0, :-1], idx[:-1, -1], idx[-1, :0:-1], idx[:0:-1, 0]])
 
 
-def build_terrain(name: str, bundle, wmap: WorldMap, collection) -> bpy.types.Object:
+def build_surface(name: str, bundle, wmap: WorldMap, collection) -> bpy.types.Object:
     """A grid mesh over the bundle's window with a skirt around its border; flat until
     `set_heights` is called. The skirt reaches down to a flat base when the look asks for a
     slab, and is folded flat onto the border otherwise (zero-area faces render nothing, and

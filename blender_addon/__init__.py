@@ -1,9 +1,10 @@
 """lossart's Blender extension: loss-landscape terrain, animated, with the curve as a glowing path.
 
-Works as an installed Blender 4.2+ extension (this folder is the extension root, see
-blender_manifest.toml) and as the plain package `lossart.blender` with the `bpy` module from the
-registry, which is how lossart's tests and headless renders use it. It reads terrain bundles
-(docs/bundle.md) with json and numpy only.
+Works as an installed Blender 4.2+ extension (`lossart addon build` packs this folder as the
+zip's `addon/`, beside a copy of lossart's `format/` package, under a root that registers it)
+and as the plain package `lossart.addon` with the `bpy` module from the registry, which is how
+lossart's tests and headless renders use it. Either way it reads terrain bundles (docs/bundle.md)
+through `..format` with json and numpy only, and imports nothing else of lossart.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .look import Look, LookError
+from ..format.look import Look, LookError
 
 JOB_FORMAT = "lossart-render-job"
 JOB_VERSION = 2  # 2: the look as one `Look` dict (1 had hand-written "options" and "render")
@@ -86,10 +86,10 @@ def main(job_path: str) -> None:
     status = raw.get("status")
     import bpy
 
+    from ..format.bundle import BundleError
     from . import handlers, register, unregister
-    from .bundle import BundleError
     from .landscape import import_landscape, refresh
-    from .render import apply_look, render_frames, render_still
+    from .output import apply_look, render_frames, render_picture
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     register()
@@ -110,7 +110,7 @@ def main(job_path: str) -> None:
                     f"--frame {index}: the bundle has frames 0..{len(bundle.frames) - 1}"
                 )
             timeline = job.look.timeline(len(bundle.frames))
-            render_still(scene, job.out, frame=timeline.scene_frame(index))
+            render_picture(scene, job.out, frame=timeline.scene_frame(index))
         else:
             render_frames(
                 scene,

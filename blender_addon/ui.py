@@ -10,8 +10,8 @@ from __future__ import annotations
 import bpy
 from bpy_extras.io_utils import ImportHelper
 
-from .bundle import BundleError
-from .look import Look, LookError
+from ..format.bundle import BundleError
+from ..format.look import Look, LookError
 from .props import look_properties
 
 IMPORT_GROUPS = ("look", "timeline")  # the render options do not change what is imported

@@ -13,7 +13,7 @@ from dataclasses import fields
 
 import bpy
 
-from .look import Look
+from ..format.look import Look
 
 
 def _refresh(self, context):

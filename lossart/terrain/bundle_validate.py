@@ -15,9 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import KINDS, TRANSFORMS, BundleError, dequantize16, read_manifest, sample_bilinear
-from .curve2d import CURVE_KINDS
-from .png16 import read_png16
+from lossart.format.bundle import (
+    KINDS,
+    TRANSFORMS,
+    BundleError,
+    dequantize16,
+    read_manifest,
+    sample_bilinear,
+)
+from lossart.format.png16 import read_png16
+from lossart.terrain.curve2d import CURVE_KINDS
 
 #: Tolerance for numbers the manifest stores with 7 significant digits, relative to a scale.
 REL_TOL = 2e-6

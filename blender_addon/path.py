@@ -10,7 +10,7 @@ import bmesh
 import bpy
 import numpy as np
 
-from .geometry import SIZE
+from .world import SIZE
 
 # Sizes are shares of the terrain's size (its longer side spans SIZE world units), so a path
 # reads as a thin bright line and a marker as a bead at any bundle's scale.

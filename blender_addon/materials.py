@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import bpy
 
-from .geometry import SIZE
-from .presets import DEFAULT_PALETTE, PALETTES, palette_names, srgb_to_linear  # noqa: F401
-from .terrain import HEIGHT_ATTR
+from ..format.presets import DEFAULT_PALETTE, PALETTES, palette_names, srgb_to_linear  # noqa: F401
+from .surface import HEIGHT_ATTR
+from .world import SIZE
 
 CONTOURS = 10
 CONTOUR_WIDTH = 0.012  # world units (the terrain is 10 wide)

@@ -1,0 +1,8 @@
+"""What lossart and its Blender extension share, defined once: the terrain bundle's format and its
+reader (bundle.py, png16.py, errors.py), the look options and their presets (look.py, presets.py)
+and the video's timeline (timeline.py).
+
+numpy, json and the standard library only, relative imports only: `lossart addon build` copies
+this package into the extension zip beside the add-on, which imports it as `..format`, so the
+add-on runs in a Blender without lossart while lossart reads the very same definitions.
+"""
