@@ -45,9 +45,13 @@ from lossart.grid.engine import EngineConfig, GridEngine  # noqa: E402
 from lossart.models import ModelSpec, create_model  # noqa: E402
 
 MM_REPS = 3
-CIFAR = REPO.parent / "shared" / "data" / "cifar10-subset.npz"
+# The shared folder beside the checkout (/work/main) or beside its worktree folder (/work/wt/x).
+CIFAR = next((p for p in (REPO.parent / "shared" / "data" / "cifar10-subset.npz",
+                          REPO.parents[1] / "shared" / "data" / "cifar10-subset.npz")
+              if p.is_file()), REPO.parent / "shared" / "data" / "cifar10-subset.npz")  # fmt: skip
 TRAINED_RUNS = (
-    REPO.parent.parent / "runs" / "subject" / "video",
+    REPO.parent / "runs" / "subject" / "video",
+    REPO.parents[1] / "runs" / "subject" / "video",
     REPO / "renders" / "resnet20-noskip" / "video",
 )
 
@@ -195,7 +199,7 @@ def bench_model(name: str, shape, classes: int, args, device: torch.device, mm: 
     rates = {k: points[k] / best[k] for k in points}
     for k, r in rates.items():
         tail = f"  [{described[k]}]" if k in described else ""
-        print(f"  {k:<16} {r:10.2f} points/s {flops * r / 1e9:9.1f} GFLOP/s{tail}")
+        print(f"  {k:<21} {r:10.2f} points/s {flops * r / 1e9:9.1f} GFLOP/s{tail}")
     print(f"  FLOPs/point       {flops / 1e9:.3f} GFLOP ({flops / len(x) / 1e6:.1f} MFLOP/sample)")
     return {"rates": rates, "best": best, "flops": flops}
 
