@@ -278,7 +278,8 @@ def bf16_max_log10(args, device: torch.device) -> float | None:
 
     path = Path(args.run) if args.run else next((p for p in TRAINED_RUNS if p.is_dir()), None)
     if path is None or not (path / "curve" / "frames.json").is_file():
-        print(f"  (no trained curve run at {path or TRAINED_RUNS[0]}: pass --run RUN)")
+        tried = [str(path)] if path else [str(p) for p in TRAINED_RUNS]
+        print(f"  (no trained curve run at {' or '.join(tried)}: pass --run RUN)")
         return None
     source = grid_source(open_run(path))
     last = source.frames[-1]
