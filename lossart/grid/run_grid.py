@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossart.checks import check_number
+from lossart.checks import check_number, output_dir
 from lossart.data import DataSpec, eval_subset, load_dataset
 from lossart.errors import LossartError
 from lossart.geometry.plane import Plane, Window, fit_aspect
@@ -293,6 +293,8 @@ def _grid_run(
     status, missing = None, None
     if workers.leader:
         try:
+            output_dir(run.grids, "")  # a file named grids, a read-only run: before the lock
+            output_dir(lock.dir, "")
             lock.acquire()
             if workers.shard is None:
                 sweep_partial_tiles(run.grids)
