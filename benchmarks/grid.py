@@ -21,8 +21,9 @@ CPU as `lossart grid` runs it, eager beside it):
 - `engine/bf16_vs_fp32`: its points/s ÷ the float32 engine's (both compiled on a CPU), same run;
 - `engine/bf16_matmul`: its effective FLOP rate ÷ the bf16 matmul rate, same run;
 - `engine/bf16_max_log10`: the largest |log10 loss| difference from float32 over a 10×10 lattice
-  spread across the 16:9 window of a trained curve run's last frame (`--run`; default the
-  real subject's run, /work/runs/subject/video or renders/resnet20-noskip/video), or `n/a`.
+  spread across the 16:9 window of a trained run's last frame (`--run`: a curve run, or any run
+  `lossart grid` reads, e.g. `lossart plane --around CKPT`; default the real subject's run,
+  /work/runs/subject/video or renders/resnet20-noskip/video), or `n/a`.
 """
 
 from __future__ import annotations
@@ -268,7 +269,8 @@ def main() -> None:
 
 def bf16_max_log10(args, device: torch.device) -> float | None:
     """Largest |log10 loss| difference, bfloat16 vs float32, over 10×10 points of a trained
-    run's last frame, spread evenly across its 16:9 window (edges included); None: no run."""
+    run's last frame (a curve run or any run `lossart grid` reads), spread evenly across its
+    16:9 window (edges included); None: no run."""
     import numpy as np
 
     from lossart.geometry.plane import fit_aspect
@@ -277,7 +279,7 @@ def bf16_max_log10(args, device: torch.device) -> float | None:
     from lossart.runs import open_run
 
     path = Path(args.run) if args.run else next((p for p in TRAINED_RUNS if p.is_dir()), None)
-    if path is None or not (path / "curve" / "frames.json").is_file():
+    if path is None or not (path / "run.json").is_file():
         tried = [str(path)] if path else [str(p) for p in TRAINED_RUNS]
         print(f"  (no trained curve run at {' or '.join(tried)}: pass --run RUN)")
         return None
