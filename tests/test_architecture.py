@@ -26,6 +26,7 @@ STAGES = (
     ("geometry", ("lossart.geometry",)),
     ("evaluation", ("lossart.evaluation", "lossart.devices", "lossart.precision")),
     ("training", ("lossart.training",)),
+    ("curvature", ("lossart.curvature",)),
     ("grid", ("lossart.grid",)),
     ("terrain", ("lossart.terrain",)),
     ("render", ("lossart.render",)),

@@ -307,6 +307,7 @@ def build_terrain(
         loss_min=mapping.loss_min,
         offset=mapping.offset,
         dtype=meta.dtype,  # a picture says how its grids were computed
+        directions=meta.directions if kind == "around" else None,
     )
     with working_on(root, "`lossart terrain`"):  # the writer swaps the bundle in complete
         manifest = write_bundle(root, spec, stream(), total=total, progress=progress)

@@ -124,6 +124,7 @@ class BundleSpec:
     loss_min: float | None = None  # the run's lowest loss (clipped), the bottom of the mapping
     offset: float = 0.0  # log10-excess: z = log10(loss - loss_min + offset)
     dtype: str | None = None  # the grids' evaluation precision (grid.json's); None: not known
+    directions: dict | None = None  # a plane around one network: its axes (docs/bundle.md)
 
 
 def frame_name(index: int) -> str:
@@ -343,6 +344,8 @@ def _write_into(
         "path_samples": int(cfg.path_samples) if spec.kind == "curve" else 0,
         "frames": entries,
     }
+    if spec.directions is not None:  # optional: bundles without it stay as they were
+        manifest["directions"] = spec.directions
     with atomic_path(manifest_path) as tmp:
         tmp.write_text(dumps_manifest(manifest))
     return manifest

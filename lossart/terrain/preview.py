@@ -20,15 +20,31 @@ CMAP = "magma"
 CONTOURS = 14
 
 
-def _title(frame: Frame, kind: str) -> str:
+def _title(frame: Frame, kind: str, directions: dict | None = None) -> str:
     if kind == "plane3":  # an around run is a plane3 bundle with the one point w
         if [p.name for p in frame.points] == ["w"]:
+            if directions and directions.get("kind") in ("hessian", "hessian-min"):
+                return "Hessian plane around one network"
             return "random plane around one network"
         return "plane through three optima"
     loss = frame.train_loss
     loss_s = f", train loss {loss:.4g}" if loss is not None else ""
     what = "snapshot" if kind == "trajectory" else "frame"
     return f"{what} {frame.index}: step {frame.step}, epoch {frame.epoch:.2f}{loss_s}"
+
+
+def axis_labels(directions: dict | None) -> tuple[str, str]:
+    """"plane x/y", or what an around bundle's axes are (with their Hessian eigenvalues)."""
+    if not directions or len(directions.get("axes") or []) != 2:
+        return "plane x", "plane y"
+    out = []
+    for axis in directions["axes"]:
+        lam = axis.get("eigenvalue")
+        out.append(axis["name"] + ("" if lam is None else f" (λ = {lam:.4g})"))
+    scale = directions.get("scale")
+    if scale:
+        out = [f"{s}, unit = {scale:.3g} in weight space" for s in out]
+    return out[0], out[1]
 
 
 def loss_ticks(bundle, count: int = 7) -> tuple[np.ndarray, list[str]]:
@@ -92,8 +108,10 @@ def write_previews(
     (point_marks,) = ax.plot([], [], "o", color="white", mec="black", ms=8, label="optima")
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
-    ax.set_xlabel("plane x")
-    ax.set_ylabel("plane y")
+    directions = bundle.manifest.get("directions")
+    xlabel, ylabel = axis_labels(directions)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
     ax.legend(loc="upper right", fontsize=8, framealpha=0.6)
     labels: list = []
     contours = None
@@ -127,7 +145,7 @@ def write_previews(
                 )
                 for p in pts
             ]
-            ax.set_title(_title(frame, bundle.kind), fontsize=10)
+            ax.set_title(_title(frame, bundle.kind, directions), fontsize=10)
             target = out_dir / f"frame_{frame.index:05d}.png"
             with atomic_path(target) as tmp:
                 fig.savefig(tmp, dpi=dpi, format="png")
