@@ -30,6 +30,7 @@ from lossart.checks import (
     real,
 )
 from lossart.errors import LossartError
+from lossart.precision import DTYPE_HELP, DTYPES
 
 THREADS = integer(1, 4096)
 MOMENTUM = real(0.0, 1.0, hi_open=True)
@@ -67,6 +68,11 @@ def _device_name(text: str) -> str:
 
 def _device_flag(p: argparse.ArgumentParser, note: str = "") -> None:
     p.add_argument("--device", type=_device_name, default="cpu", help=DEVICE_HELP + note)
+
+
+def _dtype_flag(p: argparse.ArgumentParser, note: str) -> None:
+    """`--dtype`, default auto: bfloat16 where the hardware has the units (lossart.precision)."""
+    p.add_argument("--dtype", choices=DTYPES, default="auto", help=f"{DTYPE_HELP}; {note}")
 
 
 def _device(args: argparse.Namespace) -> str:
@@ -196,6 +202,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-augment", action="store_true", help="train without crop/flip augmentation")
     _device_flag(p)
+    _dtype_flag(p, "default auto, resolved once and kept in the checkpoint")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.add_argument(
         "--threads",
@@ -230,6 +237,7 @@ def _run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         augment=not args.no_augment,
         device=device,
+        dtype=args.dtype,
         channels_last=args.channels_last,
         threads=args.threads,
         snapshots=args.snapshots,
@@ -373,6 +381,7 @@ def _add_curve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset (default: the endpoints' dataset)")
     _weights_flags(p)
     _device_flag(p)
+    _dtype_flag(p, "default auto, resolved once and kept in the run (a resumed curve keeps it)")
     p.add_argument("--threads", type=THREADS,
                    help="CPU threads (default: 1 for the built-in data, else torch's default)")
     p.set_defaults(run=_run_curve)
@@ -390,6 +399,7 @@ def _run_curve(args: argparse.Namespace) -> int:
         lr=args.lr, wd=args.wd, momentum=args.momentum, batch_size=args.batch_size, seed=args.seed,
         frames=args.frames, frame_spacing=args.frame_spacing, init_noise=args.init_noise,
         augment=not args.no_augment, data=args.data, device=_device(args), threads=args.threads,
+        dtype=args.dtype,
     )  # fmt: skip
     cr = train_curve(cfg)
     last = cr.frames[-1]
@@ -579,8 +589,7 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
                    help="window width:height, grown around the curve to fill the picture "
                         "(default 16:9 for a new grid, else grid.json's; none: hug the points)")
     _device_flag(p, note="; under torchrun cuda is each rank's local GPU")
-    p.add_argument("--dtype", choices=("float32", "tf32", "bfloat16"), default=None,
-                   help="evaluation precision (default float32; tf32 needs CUDA)")
+    _dtype_flag(p, "default auto: grid.json's, else by the hardware; kept in grid.json")
     p.add_argument("--batch-points", type=positive_int, metavar="B", default=None,
                    help="grid points per launch on CUDA (default: from free memory)")
     p.add_argument("--tile-rows", type=positive_int, metavar="R", default=None,
@@ -1082,6 +1091,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subset", type=positive_int, help="training images per grid point")
     p.add_argument("--seed", type=nonneg_int, default=1)
     p.add_argument("--device", type=_device_name, default="cpu", help="cpu or cuda for the compute stages")
+    _dtype_flag(p, "with --subject: training and grids (default auto)")
     p.add_argument("--no-render", action="store_true", help="stop after the terrain bundle")
     add_look_flags(p, DEMO_LOOK_FLAGS, defaults=False,
                    title="look options (default: the preset's; see lossart render --help)")
@@ -1137,7 +1147,7 @@ def _run_subject(args: argparse.Namespace) -> int:
     cfg = SubjectConfig(args.subject, args.data, args.download, args.data_root, args.device,
                         Path(args.out or f"renders/{args.subject}"),
                         tuple(args.endpoints) if args.endpoints else None, args.curve,
-                        not args.no_render, args.threads)
+                        not args.no_render, args.threads, dtype=args.dtype)
     result = run_subject(cfg, on_stage=lambda name: print(f"subject: {name}", flush=True))
     print(f"{args.subject} in {result.out} (stages run now: {', '.join(result.ran) or 'none'})")
     for name, secs in result.stage_seconds.items():

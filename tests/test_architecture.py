@@ -24,7 +24,7 @@ STAGES = (
     ("data", ("lossart.data",)),
     ("models", ("lossart.models",)),
     ("geometry", ("lossart.geometry",)),
-    ("evaluation", ("lossart.evaluation", "lossart.devices")),
+    ("evaluation", ("lossart.evaluation", "lossart.devices", "lossart.precision")),
     ("training", ("lossart.training",)),
     ("curvature", ("lossart.curvature",)),
     ("alignment", ("lossart.alignment",)),
