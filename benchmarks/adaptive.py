@@ -1,6 +1,7 @@
 """Adaptive refinement on real loss grids: points against error, beside a uniform coarse grid.
 
     python benchmarks/adaptive.py --run RUN [--frame i ...] [--tol 0.01] [--prior]
+                                  [--criterion picture|log10] [--normal-deg 1.0]
                                   [--coarse-step S] [--dilate D] [--interpolation cubic|linear]
                                   [--evaluate [--device cpu|cuda]]
 
@@ -23,7 +24,10 @@ truth. It then compares, in the same run,
 Errors are in log10 loss (floored at 1e-4, the terrain's floor), and in terrain heights: log
 transform with one loss cap (the truth's, so the three differ only by their fields) and the
 default Gaussian smoothing (`TerrainConfig()`), via `lossart.terrain.heightfield.frame_heights`.
-`--prior` seeds each frame's plan with the previous frame's evaluated points.
+`--prior` seeds each frame's plan with the previous frame's evaluated points. `--criterion`
+picks what the plan judges (default picture: --tol a share of the relief, normals within
+--normal-deg; "adaptive=" scales both together). `adaptive/vs_uniform_p99_normal` is the
+adaptive= grid's p99 normal error over the uniform grid's.
 
 The last five lines are `adaptive/points_saved X` (full points / adaptive points over all
 frames), `adaptive/max_log10 Y` (worst adaptive error of log10 loss over all frames) and
@@ -48,7 +52,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lossart.grid.adaptive import AdaptivePlan, axis_nodes, log_loss, refine  # noqa: E402
+from lossart.grid.adaptive import (  # noqa: E402
+    AdaptivePlan,
+    PictureTolerance,
+    axis_nodes,
+    log_loss,
+    refine,
+)
 from lossart.terrain.fidelity import picture_errors  # noqa: E402
 from lossart.terrain.heightfield import (  # noqa: E402
     TerrainConfig,
@@ -176,7 +186,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="a run folder with full grids")
     parser.add_argument("--frame", type=int, action="append", help="frame index (repeatable)")
-    parser.add_argument("--tol", type=float, default=0.01, help="tolerance in log10 loss")
+    parser.add_argument("--tol", type=float, default=0.01,
+                        help="tolerance: a share of the relief (picture) or log10 loss (log10)")
+    parser.add_argument("--criterion", choices=["picture", "log10"], default="picture",
+                        help="what the plan judges (lossart grid --adaptive-criterion)")
+    parser.add_argument("--normal-deg", type=float, default=1.0,
+                        help="picture: the normals' tolerance at --tol (scaled with it)")
     parser.add_argument("--coarse-step", type=int, default=None)
     parser.add_argument("--dilate", type=int, default=1)
     parser.add_argument("--surplus-ratio", type=float, default=2.0)
@@ -191,18 +206,25 @@ def main() -> None:
         sys.exit(f"benchmarks/adaptive.py: no frame grids under {args.run / 'grids'}")
     real = RealEvaluator(args.run, args.device) if args.evaluate else None
     print(
-        f"run {args.run}; frames {frames}; tol {args.tol} (log10 loss); "
+        f"run {args.run}; frames {frames}; tol {args.tol} ({args.criterion}); "
         f"{'evaluated through the engine' if real else 'truth sampled at the plan points'}"
     )
     total_full = total_adaptive = 0
-    worst_max = worst_ratio = worst_share = worst_p99 = 0.0
+    worst_max = worst_ratio = worst_share = worst_p99 = worst_pic = 0.0
     prior = None
     for index in frames:
         truth, xs, ys = read_grid(args.run, index)
         h, w = truth.shape
         truth_log = log_loss(truth)
 
-        def make_plan(tol: float, w=w, h=h) -> AdaptivePlan:
+        aspect = float((xs[-1] - xs[0]) / (ys[-1] - ys[0]))
+
+        def make_plan(tol: float, w=w, h=h, aspect=aspect) -> AdaptivePlan:
+            picture = None
+            if args.criterion == "picture":  # share and normal tolerance scaled together
+                normal = min(args.normal_deg * tol / args.tol, 89.0)
+                picture = PictureTolerance(min(tol, 0.99), normal, aspect)
+                tol = picture.share
             return AdaptivePlan(
                 w,
                 h,
@@ -211,6 +233,7 @@ def main() -> None:
                 dilate=args.dilate,
                 surplus_ratio=args.surplus_ratio,
                 interpolation=args.interpolation,
+                picture=picture,
             )
 
         plan = make_plan(args.tol)
@@ -241,6 +264,7 @@ def main() -> None:
         hm_rms, hm_max = height_errors(m_field, truth, cap)
         share, p99 = picture_errors(field, truth, cap, xs, ys)
         u_share, u_p99 = picture_errors(10.0**uni, truth, cap, xs, ys)
+        m_share, m_p99 = picture_errors(m_field, truth, cap, xs, ys)
         print(
             f"frame {index}: {w}x{h} = {w * h} points; plan {plan.levels} levels, "
             f"coarse step {plan.coarse_step}; {wall:.2f} s"
@@ -262,8 +286,10 @@ def main() -> None:
         )
         print(
             f"  picture (default relief): adaptive max height {100 * share:.2f}% of relief, "
-            f"normals p99 {p99:.2f} deg; uniform {100 * u_share:.2f}%, {u_p99:.2f} deg"
+            f"normals p99 {p99:.2f} deg; adaptive= {100 * m_share:.2f}%, {m_p99:.2f} deg; "
+            f"uniform {100 * u_share:.2f}%, {u_p99:.2f} deg"
         )
+        worst_pic = max(worst_pic, m_p99 / u_p99 if u_p99 > 0 else float("inf"))
         worst_share, worst_p99 = max(worst_share, share), max(worst_p99, p99)
         total_full += w * h
         total_adaptive += stats.points
@@ -278,6 +304,7 @@ def main() -> None:
     print(f"adaptive/vs_uniform_max {worst_ratio:.3f}")
     print(f"adaptive/max_height_share {worst_share:.5f}")
     print(f"adaptive/p99_normal_deg {worst_p99:.3f}")
+    print(f"adaptive/vs_uniform_p99_normal {worst_pic:.3f}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ evaluating its new level-(l+1) nodes (edge midpoints and centre), plus any of it
 were interpolated so far (so no finer point is ever interpolated from an interpolated corner).
 
 Which cells are refined, and why. A cell is refined when an estimate of the interpolation error
-inside it exceeds `tol` (in the units of the values: log10 loss for the grid):
+inside it exceeds `tol` (in the units of the values: log10 loss for the grid), or, with a
+`PictureTolerance` (the grid's default "picture" criterion), the log10-loss error that keeps the
+terrain's heights within `share` of the relief and its normals within `normal_deg` there:
 
 - *a posteriori*, the check points: every node evaluated at level l has a surplus, its value
   minus what level l-1's field said there, i.e. the true error of interpolating at twice this
