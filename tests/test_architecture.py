@@ -181,6 +181,78 @@ def test_no_public_name_is_defined_twice():
     assert not twice, f"public names defined in more than one module: {twice}"
 
 
+#: The one table of run and bundle kinds; their names appear nowhere else as literals.
+KINDS_TABLE = "lossart.format.kinds"
+
+
+def kind_literals(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, name) of run-kind names written as literals where a kind is meant: compared with
+    something called kind, passed as `kind=`, stored under "kind", or a default of get("kind")."""
+    from lossart.format.kinds import RUN_KINDS
+
+    def names(node: ast.AST | None) -> list[str]:
+        elts = node.elts if isinstance(node, ast.Tuple | ast.List | ast.Set) else [node]
+        return [e.value for e in elts if isinstance(e, ast.Constant) and e.value in RUN_KINDS]
+
+    found = []
+    for node in ast.walk(tree):
+        hits: list[str] = []
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any("kind" in ast.unparse(s) for s in sides):
+                hits = [n for s in sides for n in names(s)]
+        elif isinstance(node, ast.keyword) and node.arg == "kind":
+            hits = names(node.value)
+        elif isinstance(node, ast.Dict):
+            hits = [n for k, v in zip(node.keys, node.values)
+                    if isinstance(k, ast.Constant) and k.value == "kind" for n in names(v)]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            if node.args[0].value == "kind":
+                hits = [n for a in node.args[1:] for n in names(a)]
+        found += [(node.lineno, n) for n in hits]
+    return found
+
+
+def test_run_kinds_live_in_one_table():
+    """No run-kind string literal outside lossart/format/kinds.py (the add-on included)."""
+    bad = [
+        f"{mod}:{line}: {name!r}"
+        for mod, path in all_modules().items()
+        if mod != KINDS_TABLE
+        for line, name in kind_literals(ast.parse(path.read_text(), filename=str(path)))
+    ]
+    assert not bad, "run kinds written outside the kinds table:\n" + "\n".join(bad)
+
+
+def test_the_kind_checker_sees_literals():
+    src = (
+        "if meta.kind == 'curve': pass\n"
+        "x = m.get('kind', 'plane3')\n"
+        "y = {'kind': 'around'}\n"
+        "z = f(kind='trajectory')\n"
+        "w = {'curve': 1, 'segment': 2}\n"  # a path named curve, not a kind
+    )
+    assert [n for _, n in kind_literals(ast.parse(src))] == ["curve", "plane3", "around", "trajectory"]
+
+
+def test_runs_are_created_then_gridded_in_one_place():
+    """A command that makes a run folder and grids it goes through grid.run_grid.create_then_grid
+    (rank 0 creates, the others wait for its error line), never its own copy of that dance."""
+    bad = []
+    for mod, path in all_modules().items():
+        for fn in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(fn, ast.FunctionDef) or fn.name == "create_then_grid":
+                continue
+            called = {
+                (c.func.attr if isinstance(c.func, ast.Attribute) else getattr(c.func, "id", ""))
+                for c in ast.walk(fn) if isinstance(c, ast.Call)
+            }
+            creates = any(n.startswith("create_") and n.endswith("_run") for n in called)
+            if creates and called & {"grid_run", "broadcast"}:
+                bad.append(f"{mod}.{fn.name}")
+    assert not bad, f"create-then-grid written again (use create_then_grid): {bad}"
+
+
 def test_no_import_cycles(graph):
     index: dict[str, int] = {}
     low: dict[str, int] = {}

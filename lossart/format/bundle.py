@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BundleError
+from .kinds import BUNDLE_KINDS, DEFAULT_BUNDLE_KIND
 from .png16 import read_png16
 
 FORMAT = "lossart-terrain"
 SCHEMA_VERSION = 1
-KINDS = ("curve", "plane3", "trajectory")
+KINDS = BUNDLE_KINDS  # the kinds table (kinds.py) says which run kinds write which
 TRANSFORMS = ("log10-excess", "log10")  # how a loss became a height (docs/bundle.md)
 #: How high a bundle is drawn: z_min..z_max rises this share of the window's width (x extent),
 #: unless the manifest's `height.relief.share` says otherwise (bundles before it had none).
@@ -278,7 +279,7 @@ def load_bundle(path: str | Path) -> Bundle:
     return Bundle(
         root=root,
         manifest=m,
-        kind=str(m.get("kind", "curve")),
+        kind=str(m.get("kind", DEFAULT_BUNDLE_KIND)),
         width=width,
         height=height,
         x_range=x_range,

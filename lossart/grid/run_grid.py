@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossart.checks import check_number
+from lossart.checks import check_number, output_dir
 from lossart.data import DataSpec, eval_subset, load_dataset
 from lossart.errors import LossartError
 from lossart.geometry.plane import Plane, Window, fit_aspect
@@ -194,6 +195,26 @@ def _check_time(
             f"would take {seconds / 86400:.1f} days ({engine.flops_per_point / 1e9:.2f} GFLOP per "
             f"point); use more workers, a smaller grid or subset, or pass --force"
         )
+
+
+def create_then_grid(out: str | Path, cfg: GridConfig, create: Callable[[], object]) -> GridSummary:
+    """Make (or resume) a run folder with `create()`, then compute its grids: the one path of
+    `lossart plane`, `plane --around` and `trajectory`. Under torchrun only rank 0 creates the
+    folder; the others wait for it and fail with its error line if it could not be made."""
+    output_dir(out)
+    workers = Workers.from_env(parse_shard(cfg.shard))
+    workers.start(workers.device_name(cfg.device))
+    status = None
+    if workers.leader:
+        try:
+            create()
+        except LossartError as exc:
+            status = str(exc)
+    status = workers.broadcast(status)
+    if status:
+        workers.stop()
+        raise LossartError(status)
+    return grid_run(out, cfg)
 
 
 def grid_run(run_path: str | Path | Run, cfg: GridConfig) -> GridSummary:
