@@ -20,7 +20,8 @@ STAGES = (
     # what lossart and the add-on share (copied into the extension zip): imports only itself
     ("format", ("lossart.format",)),
     ("core", ("lossart", "lossart.errors", "lossart.atomic", "lossart.progress", "lossart.runs",
-              "lossart.locks", "lossart.checks", "lossart.swap")),
+              "lossart.locks", "lossart.checks", "lossart.swap",
+              "lossart.options")),
     ("data", ("lossart.data",)),
     ("models", ("lossart.models",)),
     ("geometry", ("lossart.geometry",)),
@@ -251,6 +252,71 @@ def test_runs_are_created_then_gridded_in_one_place():
             if creates and called & {"grid_run", "broadcast"}:
                 bad.append(f"{mod}.{fn.name}")
     assert not bad, f"create-then-grid written again (use create_then_grid): {bad}"
+
+
+def declared_flags() -> dict[str, tuple[str, set[str]]]:
+    """Config classes whose options are declared (lossart.options): name -> (module, flags)."""
+    import importlib
+
+    from lossart.options import declared, flag_of
+
+    found = {}
+    for mod, path in all_modules().items():
+        if "option(" not in path.read_text() or mod.startswith(ADDON):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                cls = getattr(importlib.import_module(mod), node.name, None)
+                try:
+                    opts = declared(cls)
+                except TypeError:  # not a dataclass
+                    continue
+                if opts:
+                    found[node.name] = (mod, {flag_of(f.name, o) for f, o in opts})
+    return found
+
+
+def test_declared_options_have_one_range():
+    """An option declared on a config (range, help, flag) is not range-checked or flagged again:
+    its module calls no check_number on its flags, and a parser function that generates its
+    flags adds none of them by hand."""
+    configs = declared_flags()
+    assert "GridConfig" in configs
+    modules = all_modules()
+    bad = []
+    for name, (mod, flags) in configs.items():
+        for node in ast.walk(ast.parse(modules[mod].read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "check_number":
+                arg = node.args[0] if node.args else None
+                if isinstance(arg, ast.Constant) and arg.value in flags:
+                    bad.append(f"{mod}:{node.lineno}: check_number({arg.value!r})")
+        for other, path in modules.items():
+            for fn in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(fn, ast.FunctionDef):
+                    continue
+                calls = [c for c in ast.walk(fn) if isinstance(c, ast.Call)]
+                generates = any(getattr(c.func, "id", "") == "add_option_flags"
+                                and any(getattr(a, "id", "") == name for a in c.args) for c in calls)
+                if not generates:
+                    continue
+                for c in calls:
+                    if getattr(c.func, "attr", "") == "add_argument" and c.args:
+                        arg = c.args[0]
+                        if isinstance(arg, ast.Constant) and arg.value in flags:
+                            bad.append(f"{other}.{fn.name}: add_argument({arg.value!r}) again")
+    assert not bad, "option ranges written twice:\n" + "\n".join(bad)
+
+
+def test_one_thread_policy():
+    """torch's thread count is set in lossart.devices only (cpu_threads, set_process_threads)."""
+    bad = [
+        f"{mod}:{node.lineno}"
+        for mod, path in all_modules().items()
+        if mod != "lossart.devices"
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.Attribute) and node.attr == "set_num_threads"
+    ]
+    assert not bad, f"torch threads set outside lossart.devices: {bad}"
 
 
 def test_no_import_cycles(graph):

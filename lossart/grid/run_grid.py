@@ -13,6 +13,7 @@ evaluated tile by tile (`lossart.grid.adaptive_run`); the tolerance is recorded 
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossart.checks import check_number, output_dir
+from lossart.checks import output_dir
 from lossart.data import DataSpec, eval_subset, load_dataset
 from lossart.errors import LossartError
 from lossart.geometry.plane import Plane, Window, fit_aspect
@@ -51,6 +52,7 @@ from lossart.grid.files import (
 from lossart.grid.lock import GridLock
 from lossart.grid.planes import GridSource, grid_source
 from lossart.grid.workers import Workers, parse_shard
+from lossart.options import check_options, option, resolve_options
 from lossart.progress import progress
 from lossart.runs import Run, now_iso, open_run, versions
 
@@ -62,37 +64,101 @@ MAX_SIDE = 20000  # per axis, without --force
 MAX_DAYS = 7.0  # estimated time for this process's share, without --force
 
 
+def parse_aspect(text: str) -> float:
+    """`--aspect 16:9`, `1.5` or `none` (0: no aspect) as width / height."""
+    if text.strip().lower() == "none":
+        return 0.0
+    w, sep, h = text.partition(":")
+    try:
+        value = float(w) / float(h) if sep else float(w)
+    except (ValueError, ZeroDivisionError):
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise LossartError(f"--aspect {text!r}: expected W:H (e.g. 16:9), a ratio > 0, or none")
+    return value
+
+
+def parse_compile(text: str) -> bool | None:
+    """`--compile auto|on|off` as None (by job size) / True / False."""
+    choice = text.strip().lower()
+    if choice not in ("auto", "on", "off"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected auto, on or off")
+    return {"on": True, "off": False}.get(choice)
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """`--resolution 41` or `WxH` to (W, H)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise LossartError(f"--resolution {text!r}: expected N or WxH, e.g. 41 or 64x48") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 2:
+        raise LossartError(f"--resolution {text!r}: expected at least 2 points per side (N or WxH)")
+    return parts[0], parts[1]
+
+
 @dataclass
 class GridConfig:
-    """What `lossart grid` was asked; None means: the value in grid.json, else the default."""
+    """What `lossart grid` was asked. Each option is declared once (lossart.options): its range,
+    help and flag; None means: the value in grid.json, else the declared fallback."""
 
     frames: str | None = None  # "0:600:10", "3", "1,5,9"; None = every recorded frame
-    resolution: tuple[int, int] | None = None  # (W, H)
-    subset: int | None = None
-    split: str | None = None
-    margin: float | None = None  # window margin; None = grid.json's, else 0.2
-    aspect: float | None = None  # window width / height; None = grid.json's, else 16:9; 0 = none
-    tile_rows: int | None = None
+    resolution: tuple[int, int] | None = option(
+        help="grid points per side, square or WxH (default 41, or the run's grid.json)",
+        metavar="N|WxH", lo=2, parse=parse_resolution, fallback=(DEFAULT_RESOLUTION,) * 2,
+    )  # fmt: skip
+    subset: int | None = option(
+        help="evaluation samples: a fixed, seeded subset (default min(1024, split size))",
+        metavar="N", lo=1,
+    )
+    split: str | None = option(
+        help="which split (default train)", choices=("train", "test"), fallback="train"
+    )
+    margin: float | None = option(
+        help="window margin around the curve or points, as a share of their extent (0.2)",
+        lo=0.0, hi=100.0, fallback=0.2,
+    )  # fmt: skip
+    aspect: float | None = option(
+        help="window width:height, grown around the curve to fill the picture (default 16:9 "
+        "for a new grid, else grid.json's; none: hug the points)",
+        metavar="W:H|none", lo=0.0, parse=parse_aspect, fallback=DEFAULT_ASPECT,
+    )  # fmt: skip  # 0 = no aspect: the window hugs the points
+    tile_rows: int | None = option(
+        help="grid rows per tile, the unit of resumable work (default ~256 points)",
+        metavar="R", lo=1,
+    )
     device: str = "cpu"
-    dtype: str | None = None
-    batch_points: int | None = None
+    dtype: str | None = option(
+        help="evaluation precision (default float32; tf32 needs CUDA)",
+        choices=("float32", "tf32", "bfloat16"), fallback="float32",
+    )  # fmt: skip
+    batch_points: int | None = option(
+        help="grid points per launch on CUDA (default: from free memory)",
+        metavar="B", lo=1, recorded=False,
+    )  # fmt: skip
     shard: str | None = None
     overwrite: bool = False
     force: bool = False
-    compile: bool | None = None  # torch.compile the CPU pass; None = grid.json's, else by job size
-    adaptive: float | None = None  # refinement tolerance in log10 loss; None = grid.json's, else off
+    compile: bool | None = option(
+        help="torch.compile the CPU pass (auto: grids of 20000+ points; kept in grid.json)",
+        metavar="{auto,on,off}", parse=parse_compile,
+    )  # fmt: skip  # None = grid.json's, else by job size
+    adaptive: float | None = option(
+        help="refine level by level, interpolating where the log10 loss is predicted within "
+        "TOL (e.g. 0.05; kept in grid.json; default: every point)",
+        metavar="TOL", lo=0.0, lo_open=True,
+    )  # fmt: skip  # refinement tolerance in log10 loss; None = off
     quiet: bool | None = None  # None = LOSSART_QUIET decides
+
+    #: The options `lossart grid` and `plane` offer as flags, in help order.
+    FLAGS = ("resolution", "subset", "split", "margin", "aspect", "dtype", "batch_points",
+             "tile_rows", "compile", "adaptive")  # fmt: skip
 
     def __post_init__(self) -> None:
         """Ranges and finiteness before any work (a NaN margin made NaN windows, kept in grid.json)."""
-        check_number("--margin", self.margin, 0.0, 100.0)
-        check_number("--aspect", self.aspect, 0.0)
-        check_number("--subset", self.subset, 1)
-        check_number("--tile-rows", self.tile_rows, 1)
-        check_number("--batch-points", self.batch_points, 1)
-        if self.resolution is not None:
-            for side in self.resolution:
-                check_number("--resolution", side, 2, optional=False)
+        check_options(self)
 
 
 @dataclass
@@ -117,17 +183,17 @@ class GridSummary:
         return self.points_computed / self.seconds if self.seconds > 0 else 0.0
 
 
-def parse_resolution(text: str) -> tuple[int, int]:
-    """`--resolution 41` or `WxH` to (W, H)."""
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        raise LossartError(f"--resolution {text!r}: expected N or WxH, e.g. 41 or 64x48") from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 2:
-        raise LossartError(f"--resolution {text!r}: expected at least 2 points per side (N or WxH)")
-    return parts[0], parts[1]
+def recorded_options(old: GridMeta | None) -> dict[str, Any] | None:
+    """What grid.json recorded, by GridConfig option name (None: no grid yet, or --overwrite).
+    A recorded aspect of None (the window hugs the points) is the option's 0."""
+    if old is None:
+        return None
+    return {
+        "resolution": old.resolution, "subset": old.subset, "split": old.split,
+        "margin": old.margin, "aspect": 0.0 if old.aspect is None else old.aspect,
+        "tile_rows": old.tile, "dtype": old.dtype, "compile": old.compile,
+        "adaptive": old.adaptive,
+    }  # fmt: skip
 
 
 def _subset(
@@ -240,30 +306,18 @@ def _grid_run(
     frames = select_frames(source.frames, cfg.frames)
     old = None if cfg.overwrite else _recorded(run)
 
-    resolution = cfg.resolution or (old.resolution if old else (DEFAULT_RESOLUTION,) * 2)
-    w, h = int(resolution[0]), int(resolution[1])
-    if min(w, h) < 2:
-        raise LossartError(f"--resolution {w}x{h}: expected at least 2 points per side")
+    got = resolve_options(cfg, recorded_options(old))
+    w, h = (int(v) for v in got["resolution"])
     if max(w, h) > MAX_SIDE and not cfg.force:
         raise LossartError(
             f"--resolution {w}x{h}: over {MAX_SIDE} points per side; one frame's arrays alone "
             f"take {w * h * 8 / 2**30:.1f} GiB (pass --force to run it anyway)"
         )
-    split = cfg.split or (old.split if old else "train")
-    dtype = cfg.dtype or (old.dtype if old else "float32")
-    subset_size = cfg.subset if cfg.subset is not None else (old.subset if old else None)
-    x, y, task, subset_size = _subset(source.data_spec, split, subset_size, device)
-    margin = cfg.margin if cfg.margin is not None else (old.margin if old else 0.2)
-    if cfg.aspect is not None:
-        aspect = cfg.aspect or None  # 0 asks for no aspect: the window hugs the points
-    else:
-        aspect = old.aspect if old else DEFAULT_ASPECT
+    split, dtype, margin, adaptive = got["split"], got["dtype"], got["margin"], got["adaptive"]
+    x, y, task, subset_size = _subset(source.data_spec, split, got["subset"], device)
+    aspect = got["aspect"] or None  # 0 asks for no aspect: the window hugs the points
     window = _same_window(fit_aspect(source.window(margin), aspect), old.window if old else None)
-    if cfg.tile_rows is not None and cfg.tile_rows < 1:
-        raise LossartError(f"--tile-rows {cfg.tile_rows}: expected at least 1")
-    rows = cfg.tile_rows or (old.tile if old else None) or default_tile_rows(w, h)
-    rows = min(int(rows), h)
-    adaptive = cfg.adaptive if cfg.adaptive is not None else (old.adaptive if old else None)
+    rows = min(int(got["tile_rows"] or default_tile_rows(w, h)), h)
     plan = AdaptivePlan(w, h, adaptive) if adaptive is not None else None
 
     layout = ParamLayout.of(source.model)
@@ -273,8 +327,7 @@ def _grid_run(
     )  # fmt: skip
     # Compiling is decided once per grid (then read from grid.json), so that a resumed run
     # rounds exactly like the first one.
-    force_compile = cfg.compile if cfg.compile is not None else (old.compile if old else None)
-    compiled = engine.plan_compile(len(frames) * w * h, force=force_compile)
+    compiled = engine.plan_compile(len(frames) * w * h, force=got["compile"])
     meta = GridMeta(
         kind=source.kind,
         resolution=(w, h),

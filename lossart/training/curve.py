@@ -35,7 +35,7 @@ from torch.func import functional_call
 from lossart.atomic import atomic_path, torch_save, write_json
 from lossart.checks import check_number, output_dir
 from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
-from lossart.devices import pick_device, resolve_device
+from lossart.devices import cpu_threads, pick_device, resolve_device
 from lossart.errors import LossartError
 from lossart.evaluation import private_buffers, task_loss
 from lossart.format.kinds import CURVE
@@ -52,7 +52,6 @@ from lossart.training.loop import (
     ResumeState,
     check_finite,
     check_settings,
-    cpu_threads,
     run_loop,
     run_option,
     settings_of,

@@ -68,27 +68,6 @@ def check_settings(
             )
 
 
-@contextmanager
-def cpu_threads(threads: int | None, device: Any, small: bool) -> Iterator[None]:
-    """Run with `threads` torch threads; None means 1 for small (built-in) data on the CPU.
-
-    Small models on a busy CPU train far faster on one thread (smallcnn steps measured 15-20 ms
-    on one thread against 80-700 ms on two shared cores); resume is bitwise exact on the same
-    device and thread count.
-    """
-    old = torch.get_num_threads()
-    if threads is None and small and str(device).startswith("cpu"):
-        threads = 1
-    if threads is not None and threads < 1:
-        raise LossartError(f"--threads: expected a whole number >= 1, got {threads}")
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 class _Interrupt:
     """Ctrl-C sets a flag that the loop honours at the next step boundary (state stays whole);
     a second Ctrl-C interrupts at once."""
