@@ -95,7 +95,7 @@ def rerun_hint(grids: Path) -> str:
 class GridMeta:
     """RUN/grids/grid.json: the grid every frame of a run shares, and the frames asked for."""
 
-    kind: str  # "curve" | "plane3" | "around" | "trajectory"
+    kind: str  # a run kind (lossart.format.kinds)
     resolution: tuple[int, int]  # (W, H)
     x_range: tuple[float, float]
     y_range: tuple[float, float]
