@@ -6,6 +6,7 @@ fsync, `os.replace`), which is what makes resuming after `kill -9` safe.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from typing import Any
@@ -41,6 +42,7 @@ def np_save(path: str | os.PathLike, array: Any) -> None:
 def np_savez(path: str | os.PathLike, **arrays: Any) -> None:
     import numpy as np
 
+    buffer = io.BytesIO()  # zipped in memory: a full disk then fails one plain write, where
+    np.savez(buffer, **arrays)  # zipfile would print an unraisable error as it is collected
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+        tmp.write_bytes(buffer.getbuffer())

@@ -130,22 +130,30 @@ def _existing_ancestor(path: Path) -> Path:
     return Path("/")
 
 
+def _named(flag: str, target: Path) -> str:
+    return f"{flag} {target}" if flag else str(target)
+
+
 def _writable_dir(folder: Path, flag: str, target: Path) -> None:
     if not folder.is_dir():
-        raise LossartError(f"{flag} {target}: {folder} is a file, expected a folder to write in")
+        raise LossartError(
+            f"{_named(flag, target)}: {folder} is a file, expected a folder to write in"
+        )
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".lossart-probe-"):
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise LossartError(f"{flag} {target}: cannot write in {folder} ({reason})") from None
+        raise LossartError(f"{_named(flag, target)}: cannot write in {folder} ({reason})") from None
 
 
 def output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
-    """`path` where a file is to be written: not a folder, its folder writable (or creatable)."""
+    """`path` where a file is to be written: not a folder, its folder writable (or creatable).
+
+    `flag` names what the user typed (`--out`); "" when the path is a run's own sub-folder."""
     path = Path(path)
     if path.is_dir():
-        raise LossartError(f"{flag} {path}: is a folder, expected a file name to write")
+        raise LossartError(f"{_named(flag, path)}: is a folder, expected a file name to write")
     parent = path.absolute().parent
     _writable_dir(parent if parent.exists() else _existing_ancestor(parent), flag, path)
     return path
@@ -155,7 +163,7 @@ def output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     """`path` where a folder is to be written: a folder or absent, and writable (or creatable)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise LossartError(f"{flag} {path}: is a file, expected a folder (or a new name)")
+        raise LossartError(f"{_named(flag, path)}: is a file, expected a folder (or a new name)")
     _writable_dir(path if path.exists() else _existing_ancestor(path), flag, path)
     return path
 

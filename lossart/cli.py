@@ -12,6 +12,7 @@ Layout: one section per pipeline area; each `@command` function adds its subpars
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Callable
@@ -288,11 +289,11 @@ def _weights_options(args: argparse.Namespace) -> dict:
 
 def _checkpoint_files(args: argparse.Namespace, paths: list[str], data: str | None) -> list[str]:
     """Checkpoints as they are; plain state_dicts imported beside them (a.pt -> a.lossart.pt)."""
-    from lossart.training.import_weights import checkpoint_file
+    from lossart.training.import_weights import checkpoint_files
 
     out = []
-    for path in paths:
-        ckpt = checkpoint_file(path, args.model, data, **_weights_options(args))
+    for path, ckpt in zip(paths, checkpoint_files(paths, args.model, data,
+                                                  **_weights_options(args))):  # fmt: skip
         if str(ckpt) != str(path):
             print(f"imported {path} -> {ckpt} ({args.model})")
         out.append(str(ckpt))
@@ -567,7 +568,7 @@ def _add_plane(sub: argparse._SubParsersAction) -> None:
                    help="instead: Li et al.'s random filter-normalized plane around this one "
                    "checkpoint (a run of kind around)")  # fmt: skip
     p.add_argument("--seed", type=nonneg_int, default=None, help="--around: the directions' seed (default 0)")
-    p.add_argument("--span", type=positive_float, default=None,
+    p.add_argument("--span", type=real(0.0, 1000.0, lo_open=True), default=None,
                    help="--around: the window [-span, span]² in units of the directions (default 1)")
     p.add_argument("--keep-bn", action="store_true",
                    help="--around: keep bias and BN directions (default: zeroed, as Li et al.)")
@@ -684,7 +685,7 @@ def _add_terrain(sub: argparse._SubParsersAction) -> None:
     add("--preview", action="store_true", help="also write preview/frame_XXXXX.png maps")
     add("--export-mesh", type=nonneg_int, default=None, metavar="FRAME",
         help="also write frame FRAME as a mesh (terrain/mesh/)")  # fmt: skip
-    add("--mesh-format", choices=("ply", "gltf", "obj", "stl"), default="ply",
+    add("--mesh-format", choices=("ply", "gltf", "obj", "stl"), default=None,
         help="ply (default), gltf (.glb), obj (with the path), stl (a closed slab for printing)")
     add("--ascii", action="store_true", help="ascii PLY instead of binary")
     p.set_defaults(run=_run_terrain)
@@ -873,7 +874,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                       help="with --subject: seed w1 and w2 with these checkpoints (no training)")
     real.add_argument("--curve", metavar="RUN",
                       help="with --subject: seed the curve with this curve run (hard links)")
-    real.add_argument("--threads", type=int, help="with --subject on the CPU: cores to use")
+    real.add_argument("--threads", type=THREADS, help="with --subject on the CPU: cores to use")
     real.add_argument("--report", metavar="DIR",
                       help="print the markdown table of stage commands and wall times from "
                       "DIR/demo.json, and exit")
@@ -1048,13 +1049,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_error(exc: Exception) -> bool:
+def _user_error(exc: Exception) -> str | None:
     """One-line errors: ours, and the format's (it ships in the add-on's zip, without lossart)."""
     if isinstance(exc, LossartError):
-        return True
+        return _for_cli(exc)
     from lossart.format.bundle import BundleError
 
-    return isinstance(exc, BundleError)
+    return str(exc) if isinstance(exc, BundleError) else None
+
+
+#: What the file system says about a place, not a bug: a full disk, a read-only or forbidden
+#: folder, a file where a folder should be (and the reverse). Named with the file, in one line.
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+    errno.EISDIR, errno.ENAMETOOLONG, errno.EMFILE, errno.ENFILE,
+}  # fmt: skip
+
+
+def _environment_error(exc: Exception) -> str | None:
+    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+        where = exc.filename if exc.filename is not None else "a file lossart writes"
+        what = exc.strerror or str(exc)
+        if "rerun" not in what:
+            what += " (nothing that was complete before is lost; fix this and rerun to resume)"
+        return f"{where}: {what}"
+    return None
 
 
 def _for_cli(exc: Exception) -> str:
@@ -1073,17 +1092,23 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 1
+    from lossart.interrupts import exit_status, sigterm_as_interrupt
+
     try:
-        result = args.run(args)
+        with sigterm_as_interrupt():
+            result = args.run(args)
     except Exception as exc:
-        if not _user_error(exc) or args.debug or os.environ.get("LOSSART_DEBUG") == "1":
+        debug = args.debug or os.environ.get("LOSSART_DEBUG") == "1"
+        line = _user_error(exc) or _environment_error(exc)
+        if not line or debug:
             raise
-        print(f"lossart: error: {_for_cli(exc)}", file=sys.stderr)
+        print(f"lossart: error: {line}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("lossart: interrupted; progress so far is saved, rerun the same command to resume",
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (lossart.interrupts)
+        what = "terminated (SIGTERM)" if exit_status(exc) == 143 else "interrupted"
+        print(f"lossart: {what}; progress so far is saved, rerun the same command to resume",
               file=sys.stderr)
-        return 130
+        return exit_status(exc)
     return int(result or 0)
 
 

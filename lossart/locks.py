@@ -68,8 +68,14 @@ class FileLock:
         return self._fd is not None
 
     def _open(self) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as exc:  # a file where the folder should be, a read-only disk, ...
+            raise LossartError(
+                f"{exc.filename or self.path}: cannot make the lock file {self.path.name} "
+                f"there ({exc.strerror or exc})"
+            ) from None
 
     def try_acquire(self) -> bool:
         """Take the lock if free now; False if someone else holds it."""

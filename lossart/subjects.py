@@ -130,7 +130,8 @@ def check_subject(cfg: SubjectConfig) -> Subject:
     """Every option checked before any work: subject, device, data, seeds."""
     from lossart.data import load_dataset, parse_data_spec
     from lossart.devices import pick_device
-    from lossart.models import ModelSpec, create_model
+    from lossart.models import ModelSpec
+    from lossart.models.fit import build_for_data
 
     s = cfg.resolve()
     try:
@@ -142,19 +143,36 @@ def check_subject(cfg: SubjectConfig) -> Subject:
         raise LossartError(f"--data {cfg.data}: no such file (expected an .npz with x_train, "
                            "y_train, x_test, y_test)")
     ds = load_dataset(spec)
-    create_model(ModelSpec(s.model, ds.num_classes, tuple(ds.input_shape), dict(s.model_kwargs)))
+    model = ModelSpec(s.model, ds.num_classes, tuple(ds.input_shape), dict(s.model_kwargs))
+    build_for_data(model, ds)
     for path in cfg.endpoints or ():
         if not Path(path).is_file():
             raise LossartError(f"--endpoints {path}: no such checkpoint")
+        _check_seed(path, "--endpoints", model, spec)
     if cfg.curve and not (Path(cfg.curve) / "run.json").is_file():
         raise LossartError(f"--curve {cfg.curve}: not a run folder (no run.json)")
     if cfg.curve and not cfg.endpoints:
         for k in (1, 2):
             if not (Path(cfg.curve) / "endpoints" / f"w{k}.pt").is_file():
                 raise LossartError(f"--curve {cfg.curve}: no endpoints/w{k}.pt")
+            _check_seed(Path(cfg.curve) / "endpoints" / f"w{k}.pt", "--curve", model, spec)
     if cfg.render:
         looks(s)
     return s
+
+
+def _check_seed(path: str | Path, flag: str, model, data) -> None:
+    """A seeding checkpoint must hold the subject's model, trained on --data: otherwise the
+    subject would train and record one thing and name another."""
+    from lossart.training.checkpoint import load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(path, expect_model=model)
+    except LossartError as exc:
+        raise LossartError(f"{flag} {exc}") from None
+    if ckpt.data.name != data.name:
+        raise LossartError(f"{flag} {path}: trained on {ckpt.data.name!r}, but --data is "
+                           f"{data.name!r}; seed the subject with checkpoints of its own data")
 
 
 def looks(s: Subject):
@@ -383,20 +401,23 @@ def times_table(demo_json: str | Path) -> str:
     path = Path(demo_json)
     if path.is_dir():
         path = path / "demo.json"
+    rows = ["| stage | command | threads | wall time |", "|---|---|---|---|"]
+    total = 0.0
     try:
         record = json.loads(path.read_text())
         stages = record["stages"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise LossartError(f"--report {demo_json}: not a subject run's demo.json ({exc})") from None
-    rows = ["| stage | command | threads | wall time |", "|---|---|---|---|"]
-    total = 0.0
-    for name in STAGES:
-        if name in stages:
-            st = stages[name]
-            total += st["seconds"]
-            threads = st.get("threads") or record.get("device", "")
-            command = st["command"].replace("|", "\\|")  # a pipe would end the table cell
-            rows.append(f"| {name} | `{command}` | {threads} | {_duration(st['seconds'])} |")
+        for name in STAGES:
+            if name in stages:
+                st = stages[name]
+                seconds = float(st["seconds"])
+                total += seconds
+                threads = st.get("threads") or record.get("device", "")
+                command = st["command"].replace("|", "\\|")  # a pipe would end the table cell
+                rows.append(f"| {name} | `{command}` | {threads} | {_duration(seconds)} |")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise LossartError(
+            f"--report {demo_json}: not a subject run's demo.json ({type(exc).__name__}: {exc})"
+        ) from None
     rows.append(f"| total | | | {_duration(total)} |")
     return "\n".join(rows) + "\n"
 
@@ -440,9 +461,13 @@ def _read_record(path: Path) -> dict:
     if not path.is_file():
         return {"format": "lossart-subject", "version": 1}
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except ValueError:
         raise LossartError(f"{path}: not JSON; remove it to start the subject run afresh") from None
+    if not isinstance(record, dict) or not isinstance(record.get("stages", {}), dict):
+        raise LossartError(f"{path}: not a subject run's record (expected a JSON object with a "
+                           "'stages' object); remove it to start the subject run afresh")
+    return record
 
 
 __all__ = ["SUBJECTS", "STAGES", "Subject", "SubjectConfig", "SubjectResult", "check_subject",

@@ -40,6 +40,14 @@ def base(tmp_path_factory) -> Path:
     x = rng.normal(size=(40, 3)).astype(np.float32)
     y = rng.integers(0, 3, size=40)
     np.savez(ws / "good.npz", x_train=x, y_train=y, x_test=x[:10], y_test=y[:10])
+    ck = torch.load(run.endpoints / "w1.pt", weights_only=True)
+    torch.save(ck["state_dict"], ws / "sd.pt")  # a plain state_dict (smallcnn width 4, shapes)
+    (ws / "rand.pt").write_bytes(np.random.default_rng(1).bytes(3000))  # random bytes
+    from lossart.training.endpoints import TrainConfig, train_endpoint
+
+    train_endpoint(TrainConfig(data="shapes", model="smallcnn", model_kwargs={"width": 4},
+                               epochs=1, batch_size=512, snapshots=3, out=str(ws / "snap.pt"),
+                               progress=False))  # fmt: skip
     return ws
 
 
@@ -135,6 +143,105 @@ def nan_features(ws: Path) -> None:
     np.savez(ws / "bad.npz", **arrays)
 
 
+def nan_state_dict(ws: Path) -> None:
+    sd = torch.load(ws / "sd.pt", weights_only=True)
+    sd[next(iter(sd))].fill_(float("nan"))
+    torch.save(sd, ws / "sd_nan.pt")
+
+
+def list_state_dict(ws: Path) -> None:
+    torch.save([1, 2, 3], ws / "list.pt")
+
+
+def labels(y_train=None, y_test=None, classes=None, name="bad.npz"):
+    def setup(ws: Path) -> None:
+        with np.load(ws / "good.npz") as z:
+            arrays = dict(z)
+        if y_train is not None:
+            arrays["y_train"] = y_train(arrays["y_train"])
+        if y_test is not None:
+            arrays["y_test"] = y_test(arrays["y_test"])
+        if classes is not None:
+            arrays["classes"] = np.array(classes)
+        np.savez(ws / name, **arrays)
+
+    return setup
+
+
+def zero_pixel_npz(ws: Path) -> None:
+    x = np.zeros((8, 0, 0, 3), np.uint8)
+    y = np.arange(8) % 2
+    np.savez(ws / "bad.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+
+
+def snapshot_file(index: int, edit):
+    def setup(ws: Path) -> None:
+        path = ws / "snap.pt.snapshots" / f"snapshot_{index:03d}.pt"
+        d = torch.load(path, weights_only=True)
+        torch.save(edit(d), path)
+
+    return setup
+
+
+def _nan_params(d):
+    d["params"] = d["params"].clone().fill_(float("nan"))
+    return d
+
+
+def folder_layout(kind: str):
+    def setup(ws: Path) -> None:
+        root = ws / "imgs"
+        if kind == "flat":
+            root.mkdir()
+            (root / "a.png").write_bytes(b"x")
+        elif kind == "garbage-image":
+            for split in ("train", "val"):
+                (root / split / "cat").mkdir(parents=True)
+                (root / split / "cat" / "a.png").write_bytes(b"not a png")
+
+    return setup
+
+
+def grids_a_file(ws: Path) -> None:
+    shutil.rmtree(ws / "run/grids")
+    (ws / "run/grids").write_text("not a folder")
+
+
+def zip_a_folder(ws: Path) -> None:
+    from lossart.render.addon_build import addon_manifest
+    from lossart.render.job import addon_dir
+
+    m = addon_manifest(addon_dir())
+    (ws / "dist" / f"{m['id']}-{m['version']}.zip").mkdir(parents=True)
+
+
+def report_list(ws: Path) -> None:
+    (ws / "adir" / "demo.json").write_text("[1, 2]")
+
+
+def smallcnn_endpoints(ws: Path) -> None:  # finding 1: endpoints of another model and data
+    shutil.copy(ws / "run/endpoints/w1.pt", ws / "a.pt")
+    shutil.copy(ws / "run/endpoints/w2.pt", ws / "b.pt")
+
+
+def cifar_like_npz(ws: Path) -> None:
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (20, 32, 32, 3)).astype(np.uint8)
+    y = np.arange(20) % 10
+    np.savez(ws / "c10.npz", x_train=x, y_train=y, x_test=x[:10], y_test=y[:10])
+    smallcnn_endpoints(ws)
+
+
+def missing_heights(ws: Path) -> None:
+    heights = sorted((ws / "run/terrain/heights").glob("*.npy"))
+    heights[-1].unlink()
+
+
+def garbage_heights(ws: Path) -> None:
+    heights = sorted((ws / "run/terrain/heights").glob("*.npy"))
+    heights[-1].write_bytes(b"garbage")
+
+
 def grid_json(edit):
     def setup(ws: Path) -> None:
         _json(ws / "run/grids/grid.json", edit)
@@ -195,6 +302,8 @@ class Case:
     argv: list[str]  # "{ws}" is the workspace
     names: str  # what the one line must name (a flag or a file)
     setup: Callable[[Path], None] | None = None
+    reads: str = ""  # the kind of file broken: checkpoint, state_dict, snapshot, npz, ...
+    never: str = ""  # what the line must not say (a misleading diagnosis)
 
 
 R = "{ws}/run"
@@ -325,6 +434,198 @@ CASES = [
     Case("demo-samples", "F6", ["demo", "--out", "{ws}/d", "--samples", "-1"], "--samples"),
     Case("grid-no-run", "F6", ["grid", "{ws}/adir"], "adir"),
     Case("terrain-file-as-run", "F6", ["terrain", "{ws}/file.txt"], "file.txt"),
+] + [
+    # round two (issue 23): the commands added since, and every kind of file they read.
+    # finding 1: a subject seeded with endpoints of another model and data
+    Case("f1-subject-endpoints-other-model", "F4",
+         ["demo", "--subject", "resnet20-noskip", "--data", "npz:{ws}/c10.npz", "--endpoints",
+          "{ws}/a.pt", "{ws}/b.pt", "--out", "{ws}/s", "--no-render"], "--endpoints",
+         cifar_like_npz, "checkpoint"),
+    Case("f1-subject-endpoints-garbage", "F5",
+         ["demo", "--subject", "resnet20-noskip", "--data", "npz:{ws}/c10.npz", "--endpoints",
+          "{ws}/rand.pt", "{ws}/b.pt", "--out", "{ws}/s", "--no-render"], "rand.pt",
+         cifar_like_npz, "checkpoint", never="pickled"),
+    Case("f1-subject-curve-not-run", "F6",
+         ["demo", "--subject", "resnet20-noskip", "--data", "npz:{ws}/c10.npz", "--curve",
+          "{ws}/adir", "--out", "{ws}/s", "--no-render"], "--curve", cifar_like_npz, "folder"),
+    Case("demo-subject-unknown", "F6", ["demo", "--subject", "nope", "--out", "{ws}/s"],
+         "--subject"),
+    Case("demo-subject-threads-0", "F4",
+         ["demo", "--subject", "resnet20-noskip", "--threads", "0", "--out", "{ws}/s"], "--threads"),
+    # finding 2: non-finite weights, however they enter
+    Case("f2-import-nan-state-dict", "F4",
+         ["import", "{ws}/sd_nan.pt", "--model", "smallcnn", "--model-arg", "width=4", "--data",
+          "shapes", "--out", "{ws}/i.pt"], "sd_nan.pt", nan_state_dict, "state_dict"),
+    Case("f2-curve-nan-state-dict", "F4",
+         ["curve", "{ws}/sd.pt", "{ws}/sd_nan.pt", "--model", "smallcnn", "--model-arg",
+          "width=4", "--data", "shapes", "--out", "{ws}/c"], "sd_nan.pt", nan_state_dict,
+         "state_dict", never="lossart.pt"),
+    Case("f2-line-nan-state-dict", "F4",
+         ["line", "{ws}/sd_nan.pt", "{ws}/sd.pt", "--model", "smallcnn", "--model-arg", "width=4",
+          "--data", "shapes", "--out", "{ws}/l"], "sd_nan.pt", nan_state_dict, "state_dict"),
+    Case("f2-plane-around-nan-state-dict", "F4",
+         ["plane", "--around", "{ws}/sd_nan.pt", "--model", "smallcnn", "--model-arg", "width=4",
+          "--data", "shapes", "--out", "{ws}/p"], "sd_nan.pt", nan_state_dict, "state_dict"),
+    Case("f2-trajectory-nan-snapshot", "F4", ["trajectory", "{ws}/snap.pt", "--out", "{ws}/t"],
+         "snapshot_001.pt", snapshot_file(1, _nan_params), "snapshot"),
+    Case("f2-trajectory-snapshot-no-step", "F5", ["trajectory", "{ws}/snap.pt", "--out", "{ws}/t"],
+         "snapshot_002.pt", snapshot_file(2, lambda d: {k: v for k, v in d.items() if k != "step"}),
+         "snapshot"),
+    Case("f2-trajectory-snapshot-garbage", "F5", ["trajectory", "{ws}/snap.pt", "--out", "{ws}/t"],
+         "snapshot_000.pt", garbage("snap.pt.snapshots/snapshot_000.pt"), "snapshot"),
+    Case("trajectory-no-snapshots", "F6", ["trajectory", A, "--out", "{ws}/t"], "w1.pt",
+         reads="checkpoint"),
+    Case("trajectory-out-file", "F5", ["trajectory", "{ws}/snap.pt", "--out", "{ws}/file.txt"],
+         "file.txt"),
+    Case("trajectory-resolution-1", "F4",
+         ["trajectory", "{ws}/snap.pt", "--out", "{ws}/t", "--resolution", "1"], "--resolution"),
+    Case("trajectory-components-0", "F4",
+         ["trajectory", "{ws}/snap.pt", "--out", "{ws}/t", "--components", "0"], "--components"),
+    # finding 3: a user's model checked against the data before any work
+    Case("f3-model-3-outputs-6-classes", "F4",
+         ["train", "--model", "user_models:three_outputs", "--out", "{ws}/e.pt"], "--model",
+         reads="factory"),
+    Case("f3-model-factory-key-error", "F5",
+         ["train", "--model", "user_models:raises_key_error", "--out", "{ws}/e.pt"], "--model",
+         reads="factory"),
+    Case("f3-model-no-parameters", "F5",
+         ["train", "--model", "user_models:no_parameters", "--out", "{ws}/e.pt"], "--model",
+         reads="factory"),
+    Case("f3-model-wrong-channels", "F5",
+         ["train", "--model", "user_models:wrong_channels", "--out", "{ws}/e.pt"], "--model",
+         reads="factory"),
+    Case("f3-import-model-3-outputs", "F4",
+         ["import", "{ws}/sd.pt", "--model", "user_models:three_outputs", "--data", "shapes",
+          "--out", "{ws}/i.pt"], "--model", reads="factory"),
+    Case("f3-zero-pixel-images-factory", "F5",
+         ["train", "--data", "user_models:zero_pixel_images", "--out", "{ws}/e.pt"], "x_train",
+         reads="factory"),
+    Case("f3-zero-pixel-images-npz", "F5",
+         ["train", "--data", "npz:{ws}/bad.npz", "--out", "{ws}/e.pt"], "bad.npz",
+         zero_pixel_npz, "npz"),
+    Case("data-factory-nan-targets", "F4",
+         ["train", "--data", "user_models:nan_targets", "--out", "{ws}/e.pt"], "y_train",
+         reads="factory"),
+    Case("data-factory-not-data", "F5",
+         ["train", "--data", "user_models:not_data", "--out", "{ws}/e.pt"], "user_models:not_data",
+         reads="factory"),
+    Case("data-factory-broken", "F5",
+         ["train", "--data", "user_models:broken", "--out", "{ws}/e.pt"], "user_models:broken",
+         reads="factory"),
+    # finding 4: labels checked when a dataset loads
+    Case("f4-test-labels-unseen-npz", "F4",
+         ["train", "--data", "npz:{ws}/bad.npz", "--out", "{ws}/e.pt", "--epochs", "1"], "y_test",
+         labels(y_train=lambda y: y % 3, y_test=lambda y: 3 + y % 3, classes=list("abcdef")),
+         "npz"),
+    Case("f4-stray-label-15-npz", "F4",
+         ["train", "--data", "npz:{ws}/bad.npz", "--out", "{ws}/e.pt", "--epochs", "1"], "bad.npz",
+         labels(y_train=lambda y: np.where(np.arange(len(y)) == 7, 15, y)), "npz"),
+    Case("f4-label-beyond-classes-npz", "F4",
+         ["train", "--data", "npz:{ws}/bad.npz", "--out", "{ws}/e.pt", "--epochs", "1"], "bad.npz",
+         labels(classes=["a", "b"]), "npz"),
+    Case("f4-test-labels-unseen-factory", "F4",
+         ["train", "--data", "user_models:unseen_test_labels", "--out", "{ws}/e.pt"], "y_test",
+         reads="factory"),
+    Case("f4-import-unseen-labels", "F4",
+         ["import", "{ws}/sd.pt", "--model", "smallcnn", "--model-arg", "width=4", "--data",
+          "npz:{ws}/bad.npz", "--out", "{ws}/i.pt"], "y_test",
+         labels(y_train=lambda y: y % 3, y_test=lambda y: 3 + y % 3, classes=list("abcdef")),
+         "npz"),
+    Case("npz-garbage", "F5", ["train", "--data", "npz:{ws}/file.txt", "--out", "{ws}/e.pt"],
+         "file.txt", reads="npz"),
+    Case("curve-data-other-classes", "F6", ["curve", A, B, "--data", "npz:{ws}/good.npz", "--out",
+                                            "{ws}/c"], "--data", reads="npz"),
+    # folders (folder:PATH datasets)
+    Case("folder-missing", "F5", ["train", "--data", "folder:{ws}/nope", "--out", "{ws}/e.pt"],
+         "nope", reads="folder"),
+    Case("folder-empty", "F5", ["train", "--data", "folder:{ws}/adir", "--out", "{ws}/e.pt"],
+         "adir", reads="folder"),
+    Case("folder-flat", "F5", ["train", "--data", "folder:{ws}/imgs", "--out", "{ws}/e.pt"],
+         "imgs", folder_layout("flat"), "folder"),
+    Case("folder-garbage-image", "F5",
+         ["train", "--data", "folder:{ws}/imgs", "--out", "{ws}/e.pt"], "a.png",
+         folder_layout("garbage-image"), "folder"),
+    # finding 5: output locations before a lock or a builder
+    Case("f5-grid-grids-is-a-file", "F5", ["grid", R, "--resolution", "5", "--subset", "32"],
+         "grids", grids_a_file, "folder"),
+    Case("f5-addon-zip-is-a-folder", "F5", ["addon", "build", "--out", "{ws}/dist"], ".zip",
+         zip_a_folder),
+    Case("f5-demo-report-json-list", "F5", ["demo", "--report", "{ws}/adir"], "--report",
+         report_list),
+    Case("addon-blender-missing", "F5", ["addon", "build", "--out", "{ws}/dist", "--blender",
+                                         "{ws}/nope"], "--blender"),
+    Case("demo-report-missing", "F5", ["demo", "--report", "{ws}/nope"], "--report"),
+    # finding 6: messages that name what the user typed
+    Case("f6-curve-random-bytes", "F6", ["curve", "{ws}/rand.pt", B, "--out", "{ws}/c"],
+         "rand.pt", reads="state_dict", never="pickled"),
+    Case("f6-plane-random-bytes", "F6", ["plane", "{ws}/rand.pt", A, B, "--out", "{ws}/p"],
+         "rand.pt", reads="checkpoint", never="pickled"),
+    Case("f6-import-random-bytes", "F6",
+         ["import", "{ws}/rand.pt", "--model", "smallcnn", "--data", "shapes", "--out",
+          "{ws}/i.pt"], "rand.pt", reads="state_dict", never="pickled"),
+    Case("f6-grid-select-frames", "F6", ["grid", R, "--select-frames", "9"], "--select-frames"),
+    Case("f6-terrain-select-frames", "F6", ["terrain", R, "--select-frames", "a:b"],
+         "--select-frames"),
+    Case("f6-terrain-stl-ascii", "F6",
+         ["terrain", R, "--export-mesh", "0", "--mesh-format", "stl", "--ascii"], "--ascii"),
+    Case("f6-terrain-mesh-format-alone", "F6", ["terrain", R, "--mesh-format", "obj"],
+         "--mesh-format"),
+    Case("f6-terrain-ascii-alone", "F6", ["terrain", R, "--ascii"], "--ascii"),
+    Case("f6-plane-span-1e30", "F6", ["plane", "--around", A, "--out", "{ws}/p", "--span", "1e30"],
+         "--span"),
+    Case("terrain-export-mesh-missing-frame", "F6", ["terrain", R, "--export-mesh", "9"],
+         "--export-mesh"),
+    # state_dicts and checkpoints, each command that reads them
+    Case("import-list-file", "F5",
+         ["import", "{ws}/list.pt", "--model", "smallcnn", "--data", "shapes", "--out",
+          "{ws}/i.pt"], "list.pt", list_state_dict, "state_dict"),
+    Case("import-shape-mismatch", "F5",
+         ["import", "{ws}/sd.pt", "--model", "smallcnn", "--data", "shapes", "--out", "{ws}/i.pt"],
+         "sd.pt", reads="state_dict"),
+    Case("import-input-shape-0", "F4",
+         ["import", "{ws}/sd.pt", "--model", "smallcnn", "--data", "shapes", "--input-shape",
+          "3x0x0", "--out", "{ws}/i.pt"], "--input-shape"),
+    Case("import-checkpoint-already", "F6",
+         ["import", A, "--model", "smallcnn", "--data", "shapes", "--out", "{ws}/i.pt"], "w1.pt",
+         reads="checkpoint"),
+    Case("curve-state-dict-no-model", "F6", ["curve", "{ws}/sd.pt", B, "--out", "{ws}/c"],
+         "--model", reads="state_dict"),
+    Case("line-state-dict-no-data", "F6",
+         ["line", "{ws}/sd.pt", B, "--model", "smallcnn", "--out", "{ws}/l"], "--data",
+         reads="state_dict"),
+    Case("line-garbage", "F5", ["line", "{ws}/file.txt", B, "--out", "{ws}/l"], "file.txt",
+         reads="checkpoint"),
+    Case("line-nan-checkpoint", "F4", ["line", "{ws}/nan.pt", B, "--out", "{ws}/l"], "nan.pt",
+         nan_endpoint, "checkpoint"),
+    Case("line-points-1", "F4", ["line", A, B, "--out", "{ws}/l", "--points", "1"], "--points"),
+    Case("plane-two-checkpoints", "F6", ["plane", A, B, "--out", "{ws}/p"], "three"),
+    Case("plane-around-garbage", "F5", ["plane", "--around", "{ws}/file.txt", "--out", "{ws}/p"],
+         "file.txt", reads="checkpoint"),
+    Case("plane-nan-checkpoint", "F4", ["plane", "{ws}/nan.pt", A, B, "--out", "{ws}/p"],
+         "nan.pt", nan_endpoint, "checkpoint"),
+    Case("eval-curve-no-run", "F6", ["eval-curve", "{ws}/adir"], "adir", reads="folder"),
+    Case("eval-curve-subset-0", "F4", ["eval-curve", R, "--subset", "0"], "--subset"),
+    Case("ensemble-no-run", "F6", ["ensemble", "{ws}/file.txt"], "file.txt"),
+    Case("functions-no-run", "F6", ["functions", "{ws}/adir"], "adir"),
+    Case("functions-resolution-1", "F4", ["functions", R, "--resolution", "1"], "--resolution"),
+    Case("models-extra", "F6", ["models", "extra"], "extra"),
+    Case("models-flag", "F6", ["models", "--bogus"], "--bogus"),
+    Case("models-device", "F6", ["models", "--device", "cpu"], "--device"),
+    Case("grid-shard-3-of-2", "F4", ["grid", R, "--shard", "3/2"], "--shard"),
+    Case("grid-aspect-0", "F4", ["grid", R, "--aspect", "0:1"], "--aspect"),
+    # bundles: every reader of one
+    Case("validate-missing", "F6", ["validate", "{ws}/nope"], "nope", reads="bundle"),
+    Case("validate-a-file", "F6", ["validate", "{ws}/file.txt"], "file.txt", reads="bundle"),
+    Case("validate-manifest-garbage", "F5", ["validate", "{ws}/run/terrain"], "manifest.json",
+         garbage("run/terrain/manifest.json"), "bundle"),
+    Case("render-heights-missing", "F5", ["render", R, "--still", *FAKE_BLENDER], "heights",
+         missing_heights, "bundle"),
+    Case("render-no-bundle", "F6", ["render", "{ws}/adir", "--still", *FAKE_BLENDER], "adir",
+         reads="bundle"),
+    Case("render-frame-99", "F6", ["render", R, "--still", "--frame", "99", *FAKE_BLENDER],
+         "--frame", reads="bundle"),
+    Case("terrain-export-mesh-garbage-heights", "F5", ["render", R, "--video", *FAKE_BLENDER],
+         "heights", garbage_heights, "bundle"),
 ]
 
 
@@ -345,6 +646,7 @@ def test_bad_input_is_one_line(case: Case, ws: Path, capsys) -> None:
     assert "Traceback" not in err
     assert len(lines) == 1, err
     assert case.names.replace("{ws}", str(ws)) in lines[0], lines[0]
+    assert not case.never or case.never not in lines[0], lines[0]
     assert snapshot(ws) == before, "files changed or appeared"
 
 
@@ -352,6 +654,24 @@ def test_the_table_covers_every_class() -> None:
     counts = {k: sum(c.cls == k for c in CASES) for k in ("F4", "F5", "F6")}
     assert sum(counts.values()) >= 60 and min(counts.values()) >= 8, counts
     assert len({c.id for c in CASES}) == len(CASES)
+
+
+def test_every_subcommand_and_every_kind_of_file_has_three_bad_inputs() -> None:
+    """Issue 23: at least three bad inputs per subcommand and per kind of file read."""
+    import argparse
+
+    from lossart.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    commands = {c.argv[0] + (f" {c.argv[1]}" if c.argv[0] == "addon" else "") for c in CASES}
+    per_command = {name: sum(1 for c in CASES if (c.argv[0] if name != "addon build"
+                                                   else " ".join(c.argv[:2])) == name)
+                   for name in [*(n for n in sub.choices if n != "addon"), "addon build"]}  # fmt: skip
+    assert commands <= set(per_command), commands - set(per_command)
+    assert min(per_command.values()) >= 3, per_command
+    kinds = ("checkpoint", "state_dict", "snapshot", "npz", "folder", "factory", "bundle")
+    per_kind = {k: sum(c.reads == k for c in CASES) for k in kinds}
+    assert min(per_kind.values()) >= 3, per_kind
 
 
 # ---------------------------------------------------------------- the library gives the same lines

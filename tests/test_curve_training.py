@@ -227,7 +227,7 @@ def test_refusals_are_one_line(endpoints, tmp_path, capsys):
     with pytest.raises(LossartError, match="not a lossart run"):
         train_curve(_cfg(endpoints, tmp_path / "c"))
     # data the endpoints' model cannot take
-    with pytest.raises(LossartError, match="endpoints' model takes"):
+    with pytest.raises(LossartError, match="--data 'blobs2d' has"):
         train_curve(_cfg(endpoints, tmp_path / "g", data="blobs2d"))
     # frames beyond the number of steps
     with pytest.raises(LossartError, match="--frames"):

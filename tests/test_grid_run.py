@@ -19,6 +19,7 @@ import pytest
 import torch
 from grid_fixtures import make_curve_run
 
+from lossart.cli import main as cli_main
 from lossart.errors import LossartError
 from lossart.evaluation import evaluate_exact_bn
 from lossart.grid import list_frame_grids, load_frame_grid
@@ -147,6 +148,47 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     assert_same_grids(one, two)
 
 
+def _env() -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LOSSART_QUIET": "1", "PYTHONPATH": str(REPO)}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    return env
+
+
+def test_sigterm_to_a_two_rank_torchrun_grid_resumes_to_the_same_grids(tmp_path, capsys):
+    """torchrun passes the scheduler's SIGTERM to both ranks: each stops after its tile in hand,
+    no tile is half-written, and the rerun (one process here: tests/test_grid_run.py shows two
+    ranks and one agree bit for bit) finishes the same grids as an uninterrupted run."""
+    from lossart.grid import list_frame_grids, load_frame_grid
+
+    args = ["--resolution", "12", "--subset", "256", "--tile-rows", "1"]
+    whole = make_curve_run(tmp_path / "whole")
+    assert cli_main(["grid", str(whole.root), *args]) == 0
+    stopped = make_curve_run(tmp_path / "stopped")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc-per-node", "2", "-m", "lossart", "grid", str(stopped.root), *args]  # fmt: skip
+    proc = subprocess.Popen(torchrun, env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    tiles = stopped.grids / "tiles"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(tiles.glob("*/tile_*.npz"))) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # the scheduler's notice, to torchrun
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode != 0
+    assert err.count("lossart: terminated (SIGTERM)") == 2, err[-3000:]  # both ranks stopped so
+    done = len(list(tiles.glob("*/tile_*.npz")))
+    assert 3 <= done < 36, f"SIGTERM landed with {done} of 36 tiles written"
+    assert not list(stopped.grids.rglob("*.tmp")), "a tile was left half-written"
+    capsys.readouterr()
+    assert cli_main(["grid", str(stopped.root)]) == 0  # settings from grid.json
+    assert f"resuming: {done}/36 tiles already done" in capsys.readouterr().err
+    assert list_frame_grids(stopped) == list_frame_grids(whole) == [0, 1, 2]
+    for i in (0, 1, 2):
+        a, b = load_frame_grid(whole, i), load_frame_grid(stopped, i)
+        assert np.array_equal(a.loss, b.loss) and np.array_equal(a.accuracy, b.accuracy)
+
+
 def test_shard_union_equals_whole(tmp_path):
     whole = make_curve_run(tmp_path / "whole")
     grid_run(whole.root, GridConfig(**SMALL))
@@ -210,7 +252,7 @@ def test_bad_input_is_refused_in_one_line(tmp_path):
         LossartError, match="--subset 999999: the train split of 'shapes' has only 5000"
     ):
         grid_run(run.root, GridConfig(resolution=(4, 4), subset=999999))
-    with pytest.raises(LossartError, match="--frames '7'"):
+    with pytest.raises(LossartError, match="--select-frames '7'"):
         select_frames([0, 1, 2], "7")
     assert select_frames(list(range(30)), "0:600:10") == [0, 10, 20]
     if not torch.cuda.is_available():

@@ -11,6 +11,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from grid_fixtures import make_curve_run
 
@@ -383,6 +384,61 @@ def test_ctrl_c_on_render_leaves_no_job_or_status_files(tmp_path):
     assert not any(_alive(k) for k in kids)
     left = sorted(p.name for p in out.parent.glob(".film.*"))
     assert left == [], left
+
+
+def test_sigterm_on_render_then_rerun_reuses_frames_sweeps_leftovers_same_video(tmp_path):
+    """SIGTERM (a scheduler's pre-emption) mid-video: Blender dies with lossart, exit 143, the
+    frames done stay; what a kill -9 would have left (job, status, lock files) is swept by the
+    next render of the same name, which reuses the frames and ends with the frames of an
+    uninterrupted render."""
+    import signal
+    import subprocess
+    import sys
+
+    import imageio.v3 as iio
+
+    from lossart.terrain.synthetic import synthetic_bundle
+
+    pytest.importorskip("bpy", reason="the bpy module (Blender as a Python module) is not installed")
+    bundle = synthetic_bundle(tmp_path / "terrain", frames=4, size=9)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LOSSART_QUIET": "1"}
+
+    def render(out: Path, **kw):
+        args = [sys.executable, "-m", "lossart", "render", str(bundle), "--video", "--out",
+                str(out), "--size", "32x24", "--samples", "1", "--no-denoise", "--render-device",
+                "CPU", "--speed", "1"]  # fmt: skip
+        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, **kw)  # fmt: skip
+
+    ref = render(tmp_path / "ref" / "film.mp4")
+    assert ref.wait(300) == 0, ref.stderr.read()
+    out = tmp_path / "renders" / "film.mp4"
+    proc = render(out)
+    frames = out.parent / "film_frames"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(frames.glob("frame_*.png")):
+        time.sleep(0.02)
+    kids = _children(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "terminated (SIGTERM)" in err, err
+    assert not any(_alive(k) for k in kids)
+    done = len(list(frames.glob("frame_*.png")))
+    assert 1 <= done < 4, f"SIGTERM landed with {done} of 4 frames rendered"
+    assert sorted(p.name for p in out.parent.glob(".film*")) == []
+    for name in (".film.job.json", ".film.status.json"):  # as a kill -9 leaves them
+        (out.parent / name).write_text('{"error": "stale"}')
+    (out.parent / ".film_frames.lock").write_text('{"pid": 1}')
+    again = render(out)
+    stdout, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert f"{done} reused" in stdout
+    assert sorted(p.name for p in out.parent.glob(".film*")) == []
+    for k in range(1, 5):  # equal up to Cycles' run-to-run noise (a few pixels of 1 sample)
+        a = iio.imread(tmp_path / "ref" / "film_frames" / f"frame_{k:05d}.png").astype(int)
+        b = iio.imread(frames / f"frame_{k:05d}.png").astype(int)
+        assert a.shape == b.shape and np.abs(a - b).mean() < 0.5, k
+        assert (np.abs(a - b).max(axis=-1) > 0).mean() < 0.02, k
 
 
 def test_a_render_refuses_a_frames_folder_another_live_render_writes(tmp_path):

@@ -92,3 +92,43 @@ def not_data() -> str:
 
 def broken() -> dict:
     raise RuntimeError("disk on fire")
+
+
+# ---------------------------------------------------------------- a user's mistakes (bad input)
+
+
+def three_outputs(num_classes: int, input_shape: tuple[int, ...]) -> TinyNet:
+    """A model built for 3 classes whatever the data has."""
+    return TinyNet(3, input_shape[0])
+
+
+def raises_key_error(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    return {"resnet": nn.Linear(2, 2)}["vgg"]
+
+
+def no_parameters(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Identity())
+
+
+def wrong_channels(num_classes: int, input_shape: tuple[int, ...]) -> TinyNet:
+    return TinyNet(num_classes, input_shape[0] + 2)
+
+
+def zero_pixel_images() -> dict:
+    x = np.zeros((10, 3, 0, 0), np.uint8)
+    y = np.arange(10) % 2
+    return {"x_train": x, "y_train": y, "x_test": x[:4], "y_test": y[:4]}
+
+
+def unseen_test_labels() -> dict:
+    xtr, _ = _images(60, 1)
+    xte, _ = _images(30, 2)
+    return {"x_train": xtr, "y_train": np.arange(60) % 3, "x_test": xte,
+            "y_test": 3 + np.arange(30) % 3, "num_classes": 6}
+
+
+def nan_targets() -> tuple:
+    x, y, xt, yt = features()
+    y = y.clone()
+    y[3] = float("nan")
+    return x, y, xt, yt

@@ -14,9 +14,14 @@ from lossart.data.spec import Dataset, DataSpec, known_datasets, parse_data_spec
 
 
 def load_dataset(spec: DataSpec | str) -> Dataset:
-    """The whole dataset for `spec` (a spec or a `--data` string), in memory."""
-    if isinstance(spec, str):
-        spec = parse_data_spec(spec)
+    """The whole dataset for `spec` (a spec or a `--data` string), in memory, its inputs and
+    labels checked (`lossart.data.labels.check_dataset`)."""
+    from lossart.data.labels import check_dataset
+
+    return check_dataset(_load(parse_data_spec(spec) if isinstance(spec, str) else spec))
+
+
+def _load(spec: DataSpec) -> Dataset:
     kind = spec.kind
     if kind == "builtin":
         from lossart.data.builtin import BUILDERS

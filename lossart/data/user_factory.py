@@ -262,5 +262,6 @@ def load_user_dataset(spec: DataSpec) -> Dataset:
     pad = max(1, round(4 * x_train.shape[-1] / 32)) if uint8_image else 0
     return Dataset(
         spec, task, num_classes, tuple(x_train.shape[1:]), x_train, y_train, x_test, y_test,
-        mean, std, classes, augment, pad, info={"factory": name},
+        mean, std, classes, augment, pad,
+        info={"factory": name, "num_classes_declared": "num_classes" in opts},
     )  # fmt: skip

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from lossart.atomic import atomic_path
+from lossart.checks import check_number
 from lossart.errors import LossartError
 from lossart.format.kinds import AROUND
 from lossart.geometry.directions import IGNORE, centred_window
@@ -34,6 +35,8 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+MAX_SPAN = 1000.0
+
 def create_around_run(
     checkpoint: str | Path,
     out: str | Path,
@@ -44,7 +47,10 @@ def create_around_run(
     """An around run folder holding a copy of the checkpoint (or the same run, resumed)."""
     if ignore not in IGNORE:
         raise LossartError(f"ignore={ignore!r}: expected 'biasbn' or None")
-    centred_window(span)  # refuses span <= 0 in one line
+    # beyond this many direction units the weights are noise (Li et al. draw span 1), and at
+    # 1e30 they overflow float32: NaN losses everywhere, silently
+    check_number("--span", span, 0.0, MAX_SPAN, lo_open=True, optional=False)
+    centred_window(span)
     path = Path(checkpoint).resolve()
     ckpt = load_checkpoint(path)
     record = {

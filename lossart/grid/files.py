@@ -267,14 +267,14 @@ def select_frames(available: list[int], text: str | None) -> list[int]:
             missing = [i for i in chosen if i not in have]
             if missing:
                 raise LossartError(
-                    f"--frames {text!r}: frame {missing[0]} is not recorded "
+                    f"--select-frames {text!r}: frame {missing[0]} is not recorded "
                     f"(frames {min(available)}..{max(available)})"
                 )
     except ValueError:
-        raise LossartError(f"--frames {text!r}: expected start:stop:step, i, or i,j,k") from None
+        raise LossartError(f"--select-frames {text!r}: expected start:stop:step, i, or i,j,k") from None
     if not chosen:
         raise LossartError(
-            f"--frames {text!r}: selects none of the recorded frames "
+            f"--select-frames {text!r}: selects none of the recorded frames "
             f"{min(available)}..{max(available)}"
         )
     return sorted(set(chosen))

@@ -358,6 +358,8 @@ def _grid_run(
     status, missing = None, None
     if workers.leader:
         try:
+            output_dir(run.grids, "")  # a file named grids, a read-only run: before the lock
+            output_dir(lock.dir, "")
             lock.acquire()
             if workers.shard is None:
                 sweep_partial_tiles(run.grids)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import prod
@@ -105,11 +106,20 @@ def create_model(spec: ModelSpec) -> nn.Module:
             "(or torchvision:NAME, or your own as package.module:factory)"
         )
     try:
-        model = fn(num_classes=spec.num_classes, input_shape=spec.input_shape, **spec.kwargs)
+        with warnings.catch_warnings():  # width=0: torch warns per layer, then we refuse below
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            model = fn(num_classes=spec.num_classes, input_shape=spec.input_shape, **spec.kwargs)
+    except LossartError:
+        raise
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
         raise LossartError(
             f"--model {spec.name!r}: bad arguments {spec.kwargs} (--model-arg): "
             + " ".join(str(exc).split())
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a user's factory may raise anything: one line
+        raise LossartError(
+            f"--model {spec.name!r}: the constructor raised {type(exc).__name__}: "
+            + (" ".join(str(exc).split())[:160] or "(no message)")
         ) from None
     if not isinstance(model, nn.Module):
         raise LossartError(

@@ -26,7 +26,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lossart.checks import output_dir
+from lossart.checks import output_dir, output_file
 from lossart.errors import LossartError
 from lossart.render.job import addon_dir, format_dir
 
@@ -64,8 +64,10 @@ class ExtensionTool:
         output = (res.stdout + res.stderr).strip()
         if res.returncode != 0:
             lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+            if any(ln.startswith("Traceback") for ln in lines):
+                lines = lines[-1:]  # the tool crashed: its exception, not its stack
             raise LossartError(
-                f"Blender's extension {subcommand} failed: {'; '.join(lines) or 'no output'}"
+                f"Blender's extension {subcommand} failed: {'; '.join(lines)[:300] or 'no output'}"
             )
         return output
 
@@ -140,14 +142,14 @@ def build_addon(out_dir: str | os.PathLike = "dist", blender: str | None = None)
     folder = addon_dir()
     manifest = addon_manifest(folder)
     out_dir = output_dir(out_dir)
+    tool = extension_tool(blender)  # a missing --blender is refused before the folder is made
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LossartError(
             f"--out {out_dir}: cannot create the folder ({exc.strerror or exc})"
         ) from None
-    out = out_dir / f"{manifest.get('id')}-{manifest.get('version')}.zip"
-    tool = extension_tool(blender)
+    out = output_file(out_dir / f"{manifest.get('id')}-{manifest.get('version')}.zip")
     with tempfile.TemporaryDirectory(prefix="lossart-addon-") as tmp:
         source = stage_extension(folder, format_dir(), Path(tmp))
         tool.run("build", "--source-dir", str(source), "--output-dir", str(out_dir))

@@ -228,7 +228,7 @@ def build_terrain(
     frames: str | None = None,
     preview: bool = False,
     export_mesh: int | None = None,
-    mesh_format: str = "ply",
+    mesh_format: str | None = None,
     mesh_ascii: bool = False,
 ) -> TerrainResult:
     """Write RUN/terrain/ (or `out`) from the run's grids; optionally previews and one mesh.
@@ -242,7 +242,10 @@ def build_terrain(
     video reveals the route snapshot by snapshot over a fixed terrain, and a still of the last
     frame shows all of it), with the points start and final (the optimum, at (0, 0)).
     """
+    from lossart.terrain.mesh import check_mesh_options
+
     config = config or TerrainConfig()
+    mesh_format = check_mesh_options(export_mesh, mesh_format, mesh_ascii)
     run = open_run(run_path)
     root = output_dir(out if out is not None else run.terrain)
     meta = grid_meta(run)

@@ -182,6 +182,24 @@ def glb_bytes(
     )
 
 
+def check_mesh_options(index: int | None, fmt: str | None, ascii: bool) -> str:
+    """The mesh format to write (default ply), or one line naming the flag at fault; called
+    before any work, so a bad combination never waits for a bundle to be rebuilt."""
+    if index is None:
+        if fmt is not None or ascii:
+            given = f"--mesh-format {fmt}" if fmt is not None else "--ascii"
+            raise LossartError(f"{given}: goes with --export-mesh FRAME (no mesh was asked for)")
+        return "ply"
+    fmt = "ply" if fmt is None else fmt
+    if fmt not in FORMATS:
+        raise LossartError(f"--mesh-format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if ascii and fmt != "ply":
+        raise LossartError(f"--ascii: only PLY has an ascii form (--mesh-format {fmt})")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise LossartError(f"--export-mesh {index!r}: expected a frame index >= 0")
+    return fmt
+
+
 def export_frame_mesh(
     root: str | os.PathLike,
     index: int,
@@ -191,10 +209,7 @@ def export_frame_mesh(
     z_scale: float = 1.0,
 ) -> Path:
     """Frame `index` of the bundle at `root` as ROOT/mesh/frame_XXXXX.ply|glb|obj|stl (or `out`)."""
-    if fmt not in FORMATS:
-        raise LossartError(f"--mesh-format: expected one of {FORMATS}, got {fmt!r}")
-    if ascii and fmt != "ply":
-        raise LossartError("--ascii: only PLY has an ascii form")
+    check_mesh_options(index, fmt, ascii)
     bundle = load_bundle(root)
     positions = {f.index: pos for pos, f in enumerate(bundle.frames)}
     if index not in positions:

@@ -78,11 +78,27 @@ def read_torch_file(path: str | Path, what: str = "lossart checkpoint") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to parse means a foreign or torn file
-        first = str(exc).strip().split(". ")[0].splitlines()
-        reason = first[0][:100] if first else type(exc).__name__
-        raise LossartError(
-            f"{path}: not a readable {what}, truncated or foreign ({reason})"
-        ) from None
+        raise LossartError(f"{path}: not a readable {what}: {_unreadable(path, exc)}") from None
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why torch could not read `path`, in words that fit the file (not torch's long text)."""
+    text = str(exc)
+    if "Unsupported global" in text or "safe_globals" in text:
+        return ("holds pickled Python objects (a whole model saved with torch.save(model)?); "
+                "lossart reads tensors only: save model.state_dict() instead")  # fmt: skip
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04"):
+        return "truncated or foreign (a damaged torch.save zip)"
+    if head[:1] == b"\x80":
+        return "truncated or foreign (a pickle of more than tensors and plain data)"
+    return "truncated or foreign (neither torch.save's zip format nor a pickle)"
 
 
 def load_checkpoint(path: str | Path, expect_model: ModelSpec | None = None) -> Checkpoint:

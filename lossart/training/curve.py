@@ -43,8 +43,9 @@ from lossart.geometry.curves import CurveSpec, curve_point, init_bends
 from lossart.geometry.weights import ParamLayout
 from lossart.locks import working_on
 from lossart.models import ModelSpec, create_model
+from lossart.models.fit import build_for_data
 from lossart.runs import Run, endpoint_records, now_iso, versions
-from lossart.training.checkpoint import load_checkpoint
+from lossart.training.checkpoint import check_finite_weights, load_checkpoint
 from lossart.training.curve_run import CurveRun, FrameRecord, frames_json, load_curve_run
 from lossart.training.endpoints import learning_rate
 from lossart.training.loop import (
@@ -402,12 +403,7 @@ def _train_curve(
     cfg: CurveConfig, ends: Endpoints, on_step: Callable[[int, float], None] | None
 ) -> CurveRun:
     ds = load_dataset(cfg.data)
-    ms = ends.model_spec
-    if tuple(ds.input_shape) != tuple(ms.input_shape) or ds.num_classes != ms.num_classes:
-        raise LossartError(
-            f"--data {cfg.data.name}: inputs {tuple(ds.input_shape)} and {ds.num_classes} classes, "
-            f"but the endpoints' model takes {tuple(ms.input_shape)} and {ms.num_classes} classes"
-        )
+    build_for_data(ends.model_spec, ds)  # the endpoints' model fits --data: before the run folder
     spe = num_batches(ds, cfg.batch_size)
     frame_steps(cfg.epochs * spe, cfg.frames, cfg.frame_spacing)  # refuse before writing anything
     run = prepare_run(cfg, ends)
@@ -419,7 +415,11 @@ def _train_curve(
         bends = init_bends(CurveSpec(cfg.kind, cfg.bends), ends.w1, ends.w2, cfg.init_noise,
                            generator=g)  # fmt: skip
     else:
-        bends = saved["bends"]
+        bends = saved.get("bends")
+        if not isinstance(bends, torch.Tensor) or bends.shape != (cfg.bends, ends.w1.numel()):
+            raise LossartError(f"{state.path}: its 'bends' do not fit this run; remove it to "
+                               "start over")  # fmt: skip
+        check_finite_weights({"bends": bends}, state.path)
     trainer = _CurveTrainer(cfg, run, ds, ends, bends, on_step)
     start = 0 if saved is None else trainer.resume(saved)
     trainer.write_frames()

@@ -31,7 +31,7 @@ from lossart.geometry.curves import CurveSpec
 from lossart.geometry.weights import ParamLayout
 from lossart.models import ModelSpec, create_model
 from lossart.runs import Run, open_run, run_model
-from lossart.training.checkpoint import load_checkpoint
+from lossart.training.checkpoint import check_finite_weights, load_checkpoint
 
 FRAMES_JSON = "frames.json"
 
@@ -78,8 +78,7 @@ def load_bends(path: Path, params: int | None = None) -> torch.Tensor:
             f"{path}: bends have {bends.shape[1]} parameters, the run's model {params} "
             "(bends from another run?)"
         )
-    if not bool(torch.isfinite(bends).all()):
-        raise LossartError(f"{path}: bends hold NaN/inf values; expected finite weights")
+    check_finite_weights({"bends": bends}, path)
     return bends
 
 

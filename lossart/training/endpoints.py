@@ -32,10 +32,16 @@ from lossart.errors import LossartError
 from lossart.evaluation import task_loss
 from lossart.geometry.weights import flat_params
 from lossart.locks import working_on
-from lossart.models import ModelSpec, create_model
+from lossart.models import ModelSpec
+from lossart.models.fit import build_for_data
 from lossart.progress import progress, tqdm
 from lossart.runs import versions
-from lossart.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from lossart.training.checkpoint import (
+    Checkpoint,
+    check_finite_weights,
+    load_checkpoint,
+    save_checkpoint,
+)
 from lossart.training.loop import (
     LoopPlan,
     ResumeState,
@@ -286,6 +292,7 @@ class _EndpointTrainer:
 
     def resume(self, st: dict[str, Any]) -> int:
         """Load a saved state; returns the step to continue from."""
+        check_finite_weights(st["model"], partial_path(self.cfg.out))
         self.model.load_state_dict(st["model"])
         self.opt.load_state_dict(st["optimizer"])
         epoch, batch = int(st["epoch"]), int(st["batch"])
@@ -383,7 +390,7 @@ def _train(cfg: TrainConfig) -> Checkpoint:
 
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model).to(device)
+    model = build_for_data(cfg.model, ds).to(device)
     if cfg.channels_last and ds.is_image:
         model = model.to(memory_format=torch.channels_last)
     model.train()

@@ -30,7 +30,8 @@ from lossart.checks import output_file
 from lossart.data import Dataset, DataSpec, load_dataset, parse_data_spec
 from lossart.devices import cpu_threads
 from lossart.errors import LossartError
-from lossart.models import ModelSpec, create_model
+from lossart.models import ModelSpec
+from lossart.models.fit import build_for_data
 from lossart.runs import versions
 from lossart.training.checkpoint import (
     FORMAT,
@@ -52,15 +53,7 @@ IMPORTED_SUFFIX = ".lossart.pt"
 
 def read_weights_file(path: str | Path) -> Any:
     """The file's contents (tensors and plain data only), with one-line errors."""
-    try:
-        return read_torch_file(path, "PyTorch state_dict file")
-    except LossartError as exc:
-        if "Weights only load failed" in str(exc):
-            raise LossartError(
-                f"{path}: holds pickled Python objects (a whole model saved with "
-                "torch.save(model)?); lossart reads tensors only: save model.state_dict() instead"
-            ) from None
-        raise
+    return read_torch_file(path, "PyTorch state_dict file")
 
 
 def is_lossart_checkpoint(raw: Any) -> bool:
@@ -97,14 +90,13 @@ def state_dict_of(raw: Any, path: str | Path) -> dict[str, torch.Tensor]:
     for prefix in WRAPPER_PREFIXES:
         if all(k.startswith(prefix) for k in sd):
             sd = {k[len(prefix) :]: v for k, v in sd.items()}
+    check_finite_weights(sd, path)  # before anything is imported, evaluated or written
     return dict(sd)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A plain state_dict from `path` (see the module docstring for the accepted forms)."""
-    state_dict = state_dict_of(read_weights_file(path), path)
-    check_finite_weights(state_dict, path)
-    return state_dict
+    return state_dict_of(read_weights_file(path), path)
 
 
 # ---------------------------------------------------------------------------- fitting
@@ -272,7 +264,7 @@ def _import(
             f"{out}: exists and is not the import of {path} with this model and data; "
             "remove it or choose another --out"
         )
-    model = load_fitting(create_model(spec), sd, str(path)).to(device)
+    model = load_fitting(build_for_data(spec, ds), sd, str(path)).to(device)
     with cpu_threads(threads, device, ds.spec.kind == "builtin"):  # tiny models: one thread
         metrics = final_metrics(model, ds, device, train_eval_size, progress)
     ckpt = Checkpoint(
@@ -321,3 +313,18 @@ def checkpoint_file(
     out = imported_path(path)
     _import(raw, path, model, data, out, **options)
     return out
+
+
+def checkpoint_files(
+    paths: list[str | Path],
+    model: ModelSpec | str | None = None,
+    data: DataSpec | str | None = None,
+    **options: Any,
+) -> list[Path]:
+    """`checkpoint_file` of each path, all read and checked first: one bad file (foreign, NaN
+    weights, a plain state_dict without --model) is refused before any import is written."""
+    for path in paths:
+        raw = read_weights_file(path)
+        if not is_lossart_checkpoint(raw):
+            state_dict_of(raw, path)
+    return [checkpoint_file(path, model, data, **options) for path in paths]

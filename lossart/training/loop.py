@@ -4,8 +4,8 @@ What lives here, once: the CPU thread policy; the settings that decide a result,
 typed config (`settings_of`) and compared with what a file recorded (`check_settings`); the resume
 state file (`ResumeState`: atomic saves, one-line refusals of foreign or other-settings files);
 and `run_loop`, which walks epochs and minibatches from any step with a progress bar, saves the
-state after every epoch, every `save_every_s` and on Ctrl-C (the signal only sets a flag, so a
-step is never cut in half; a second Ctrl-C interrupts at once), and checks that every epoch had
+state after every epoch, every `save_every_s` and on Ctrl-C or SIGTERM (the signal only sets a
+flag, so a step is never cut in half; a second one interrupts at once; `lossart.interrupts`), and checks that every epoch had
 the minibatches it should.
 
 Resuming is bit-identical when the trainer's data order is a pure function of (seed, epoch, batch)
@@ -16,11 +16,8 @@ optimizer momentum, running sums): `run_loop` restarts at the saved step's epoch
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +26,7 @@ import torch
 
 from lossart.atomic import torch_save
 from lossart.errors import LossartError
+from lossart.interrupts import deferred
 from lossart.progress import progress
 from lossart.training.checkpoint import read_torch_file
 
@@ -68,30 +66,6 @@ def check_settings(
             )
 
 
-class _Interrupt:
-    """Ctrl-C sets a flag that the loop honours at the next step boundary (state stays whole);
-    a second Ctrl-C interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def handler(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-
-@contextmanager
-def deferred_sigint() -> Iterator[_Interrupt]:
-    flag = _Interrupt()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = signal.signal(signal.SIGINT, flag.handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def check_finite(loss: float, step: int, lr: float) -> float:
@@ -162,7 +136,8 @@ class LoopPlan:
 def run_loop(trainer: Trainer, plan: LoopPlan, state: ResumeState, start: int = 0) -> int:
     """Train from step `start` to the end of `plan`; returns the number of steps done (all).
 
-    Ctrl-C saves the state after the current step and raises KeyboardInterrupt; a crash leaves
+    Ctrl-C or SIGTERM saves the state after the current step and raises
+    `lossart.interrupts.Interrupted` (a KeyboardInterrupt); a crash leaves
     the state of the last save. At an epoch's last step the epoch is closed and saved first.
     """
     spe, total = plan.steps_per_epoch, plan.epochs * plan.steps_per_epoch
@@ -170,7 +145,7 @@ def run_loop(trainer: Trainer, plan: LoopPlan, state: ResumeState, start: int = 
     bar = progress(total, desc=plan.desc, unit="step", initial=steps,
                    disable=None if plan.progress else True)  # fmt: skip
     last_save = time.perf_counter()
-    with bar, deferred_sigint() as interrupt:
+    with bar, deferred() as interrupt:
         for epoch in range(steps // spe, plan.epochs):
             for x, y in trainer.batches(epoch, steps - epoch * spe):
                 loss = trainer.step(steps, x, y)
@@ -181,7 +156,7 @@ def run_loop(trainer: Trainer, plan: LoopPlan, state: ResumeState, start: int = 
                     continue  # the epoch's end saves (and honours Ctrl-C) next
                 if interrupt.requested:
                     state.save(trainer.state(steps))
-                    raise KeyboardInterrupt
+                    interrupt.stop()
                 if plan.save_every_s is not None and (
                     time.perf_counter() - last_save > plan.save_every_s
                 ):
@@ -196,5 +171,5 @@ def run_loop(trainer: Trainer, plan: LoopPlan, state: ResumeState, start: int = 
             state.save(trainer.state(steps))
             last_save = time.perf_counter()
             if interrupt.requested:
-                raise KeyboardInterrupt
+                interrupt.stop()
     return steps

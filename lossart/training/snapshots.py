@@ -31,7 +31,7 @@ import torch
 
 from lossart.atomic import torch_save
 from lossart.errors import LossartError
-from lossart.training.checkpoint import Checkpoint, read_torch_file
+from lossart.training.checkpoint import Checkpoint, check_finite_weights, read_torch_file
 
 SNAPSHOT_FORMAT = "lossart-snapshot"
 SNAPSHOT_VERSION = 1
@@ -122,8 +122,13 @@ def load_snapshots(checkpoint_path: str | Path, ckpt: Checkpoint) -> Snapshots:
         raise LossartError(
             f"{path}: has no training snapshots (train it with `lossart train --snapshots N`)"
         )
-    folder = path.with_name(str(meta["folder"]))
-    records = [SnapshotRecord.from_dict(r) for r in meta["records"]]
+    try:
+        folder = path.with_name(str(meta["folder"]))
+        records = [SnapshotRecord.from_dict(r) for r in meta["records"]]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise LossartError(
+            f"{path}: its snapshot records are malformed ({type(exc).__name__}: {exc})"
+        ) from None
     rows = []
     for rec in records:
         file = snapshot_path(folder, rec.index)
@@ -132,11 +137,17 @@ def load_snapshots(checkpoint_path: str | Path, ckpt: Checkpoint) -> Snapshots:
         data = read_torch_file(file, "lossart snapshot")
         if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
             raise LossartError(f"{file}: not a lossart snapshot")
-        if int(data["step"]) != rec.step:
+        step, params = data.get("step"), data.get("params")
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise LossartError(f"{file}: field 'step' is {step!r}, expected a whole number")
+        if step != rec.step:
             raise LossartError(
-                f"{file}: taken at step {data['step']}, the checkpoint records step {rec.step}"
+                f"{file}: taken at step {step}, the checkpoint records step {rec.step}"
             )
-        rows.append(data["params"].float())
+        if not isinstance(params, torch.Tensor) or params.dim() != 1:
+            raise LossartError(f"{file}: field 'params' is not a flat tensor of weights")
+        check_finite_weights({"params": params}, file)
+        rows.append(params.float())
     sizes = {r.numel() for r in rows}
     if len(sizes) != 1:
         raise LossartError(f"{folder}: snapshots of different sizes {sorted(sizes)}")
