@@ -25,10 +25,13 @@ transform with one loss cap (the truth's, so the three differ only by their fiel
 default Gaussian smoothing (`TerrainConfig()`), via `lossart.terrain.heightfield.frame_heights`.
 `--prior` seeds each frame's plan with the previous frame's evaluated points.
 
-The last three lines are `adaptive/points_saved X` (full points / adaptive points over all
+The last five lines are `adaptive/points_saved X` (full points / adaptive points over all
 frames), `adaptive/max_log10 Y` (worst adaptive error of log10 loss over all frames) and
 `adaptive/vs_uniform_max Z` (worst frame's max error of the adaptive grid at equal points /
-the uniform grid's; below 1: adaptive is better with as many points).
+the uniform grid's; below 1: adaptive is better with as many points), then what the picture
+shows (the default mapping and smoothing at the default relief): `adaptive/max_height_share`
+(the largest height error as a share of the relief) and `adaptive/p99_normal_deg` (the 99th
+percentile of the angle between the adaptive and the full surface's normals, degrees).
 """
 
 from __future__ import annotations
@@ -128,6 +131,35 @@ def height_errors(loss: np.ndarray, truth_loss: np.ndarray, cap: float) -> tuple
     return errors(z.astype(np.float64), zt.astype(np.float64))
 
 
+def picture_errors(
+    loss: np.ndarray, truth_loss: np.ndarray, cap: float, xs: np.ndarray, ys: np.ndarray
+) -> tuple[float, float]:
+    """What the picture shows: (largest height error as a share of the relief, 99th percentile
+    of the angle in degrees between the surfaces' normals), with the terrain's default
+    mapping and smoothing drawn at the default relief (the window's longer side 10 units wide,
+    the full height range rising `relief` of its width, as the add-on's WorldMap draws it)."""
+    config = TerrainConfig()
+    low = float(np.nanmin(truth_loss))
+    z, _ = frame_heights(loss, config, cap, low)
+    zt, _ = frame_heights(truth_loss, config, cap, low)
+    z, zt = z.astype(np.float64), zt.astype(np.float64)
+    span = float(np.nanmax(zt) - np.nanmin(zt)) or 1.0
+    share = float(np.nanmax(np.abs(z - zt))) / span
+    wx, wy = float(xs[-1] - xs[0]), float(ys[-1] - ys[0])
+    scale = 10.0 / max(wx, wy)
+    relief = config.relief * wx * scale  # world units the full height range rises
+    dx, dy = wx * scale / (len(xs) - 1), wy * scale / (len(ys) - 1)
+
+    def normals(h: np.ndarray) -> np.ndarray:
+        gy, gx = np.gradient((h - np.nanmin(zt)) / span * relief, dy, dx)
+        n = np.stack([-gx, -gy, np.ones_like(gx)], axis=-1)
+        return n / np.linalg.norm(n, axis=-1, keepdims=True)
+
+    cos = np.clip((normals(z) * normals(zt)).sum(axis=-1), -1.0, 1.0)
+    angle = np.degrees(np.arccos(cos))
+    return share, float(np.nanpercentile(angle, 99))
+
+
 class RealEvaluator:
     """`--evaluate`: the plan's points through the grid engine, with grid.json's settings."""
 
@@ -191,7 +223,7 @@ def main() -> None:
         f"{'evaluated through the engine' if real else 'truth sampled at the plan points'}"
     )
     total_full = total_adaptive = 0
-    worst_max = worst_ratio = 0.0
+    worst_max = worst_ratio = worst_share = worst_p99 = 0.0
     prior = None
     for index in frames:
         truth, xs, ys = read_grid(args.run, index)
@@ -235,6 +267,8 @@ def main() -> None:
         ha_rms, ha_max = height_errors(field, truth, cap)
         hu_rms, hu_max = height_errors(10.0**uni, truth, cap)
         hm_rms, hm_max = height_errors(m_field, truth, cap)
+        share, p99 = picture_errors(field, truth, cap, xs, ys)
+        u_share, u_p99 = picture_errors(10.0**uni, truth, cap, xs, ys)
         print(
             f"frame {index}: {w}x{h} = {w * h} points; plan {plan.levels} levels, "
             f"coarse step {plan.coarse_step}; {wall:.2f} s"
@@ -254,6 +288,11 @@ def main() -> None:
             f"  {'uniform':10s} {u_points:7d} {w * h / u_points:6.1f}x {u_rms:10.5f} {u_max:10.4f} "
             f"{hu_rms:11.5f} {hu_max:11.4f}   every {k} points, bicubic"
         )
+        print(
+            f"  picture (default relief): adaptive max height {100 * share:.2f}% of relief, "
+            f"normals p99 {p99:.2f} deg; uniform {100 * u_share:.2f}%, {u_p99:.2f} deg"
+        )
+        worst_share, worst_p99 = max(worst_share, share), max(worst_p99, p99)
         total_full += w * h
         total_adaptive += stats.points
         worst_max = max(worst_max, a_max)
@@ -265,6 +304,8 @@ def main() -> None:
     print(f"adaptive/points_saved {total_full / total_adaptive:.2f}")
     print(f"adaptive/max_log10 {worst_max:.4f}")
     print(f"adaptive/vs_uniform_max {worst_ratio:.3f}")
+    print(f"adaptive/max_height_share {worst_share:.5f}")
+    print(f"adaptive/p99_normal_deg {worst_p99:.3f}")
 
 
 if __name__ == "__main__":

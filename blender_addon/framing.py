@@ -195,18 +195,25 @@ def hidden_share(
     return float((clearance(pts, eye, heights, xs, ys, steps) < 0).mean())
 
 
-def _spans(points, aim, direction, distance, tan_x, tan_y):
-    """Centre and half-span of the points' projection, in units of the picture's half-size."""
-    right, up = camera_basis(direction)
-    rel = np.asarray(points, dtype=np.float64).reshape(-1, 3) - np.asarray(aim, dtype=np.float64)
-    depth = distance - rel @ np.asarray(direction, dtype=np.float64)
-    u, v = (rel @ right) / depth / tan_x, (rel @ up) / depth / tan_y
-    return (
-        0.5 * (u.max() + u.min()),
-        0.5 * (v.max() + v.min()),
-        0.5 * (u.max() - u.min()),
-        0.5 * (v.max() - v.min()),
-    )
+class _Projection:
+    """Points in a camera's basis (right, up, towards the camera), computed once, so their
+    picture can be measured at many distances cheaply."""
+
+    def __init__(self, points, aim, direction) -> None:
+        right, up = camera_basis(direction)
+        rel = np.asarray(points, dtype=np.float64).reshape(-1, 3) - np.asarray(aim, dtype=np.float64)
+        self.x, self.y = rel @ right, rel @ up
+        self.along = rel @ np.asarray(direction, dtype=np.float64)
+
+    def spans(self, distance: float, tan_x: float, tan_y: float):
+        depth = distance - self.along
+        u, v = self.x / depth / tan_x, self.y / depth / tan_y
+        return (
+            0.5 * (u.max() + u.min()),
+            0.5 * (v.max() + v.min()),
+            0.5 * (u.max() - u.min()),
+            0.5 * (v.max() - v.min()),
+        )
 
 
 def fit_centred(
@@ -223,14 +230,14 @@ def fit_centred(
     Returns (distance, centre_u, centre_v): the shift, in units of the half-width and
     half-height, that puts the projected points' centre in the middle of the picture."""
     d = np.asarray(direction, dtype=np.float64)
-    rel = np.asarray(points, dtype=np.float64).reshape(-1, 3) - np.asarray(aim, dtype=np.float64)
+    proj = _Projection(points, aim, d)
     hi = fit_distance(points, aim, d, tan_x, tan_y, fill)
-    lo = float((rel @ d).max()) + 1e-3 * hi  # every point stays in front of the camera
-    for _ in range(60):  # the spans shrink as the camera backs away: bisect on distance
+    lo = float(proj.along.max()) + 1e-3 * hi  # every point stays in front of the camera
+    for _ in range(40):  # the spans shrink as the camera backs away: bisect on distance
         mid = 0.5 * (lo + hi)
-        _, _, su, sv = _spans(points, aim, d, mid, tan_x, tan_y)
+        _, _, su, sv = proj.spans(mid, tan_x, tan_y)
         lo, hi = (mid, hi) if max(su, sv) > fill else (lo, mid)
-    cu, cv, _, _ = _spans(points, aim, d, hi, tan_x, tan_y)
+    cu, cv, _, _ = proj.spans(hi, tan_x, tan_y)
     return hi, cu, cv
 
 
@@ -251,3 +258,157 @@ def surroundings(
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], samples), np.linspace(lo[1], hi[1], samples))
     gz = bilinear(heights, xs, ys, gx, gy)
     return np.column_stack([gx.ravel(), gy.ravel(), gz.ravel()])
+
+
+def pixel_rays(
+    direction: np.ndarray,
+    tan_x: float,
+    tan_y: float,
+    shift: tuple[float, float] = (0.0, 0.0),
+    nx: int = 20,
+    ny: int = 12,
+) -> np.ndarray:
+    """Directions [nx*ny, 3] (not normalised) of rays through a lattice of pixel centres of a
+    camera looking along -direction; `shift` is the lens shift as `fit_centred` gives it (the
+    picture's centre in units of its half-width and half-height)."""
+    right, up = camera_basis(direction)
+    fwd = -np.asarray(direction, dtype=np.float64)
+    u = (np.arange(nx) + 0.5) / nx * 2.0 - 1.0 + shift[0]
+    v = (np.arange(ny) + 0.5) / ny * 2.0 - 1.0 + shift[1]
+    gu, gv = np.meshgrid(u * tan_x, v * tan_y)
+    return fwd + gu.reshape(-1, 1) * right + gv.reshape(-1, 1) * up
+
+
+def ground_coverage(
+    eye: np.ndarray,
+    rays: np.ndarray,
+    heights: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    inset: float = 0.0,
+    steps: int = 96,
+) -> float:
+    """Share of `rays` from `eye` that meet the heightfield inside its window shrunk by `inset`
+    on every side (the border that fades out does not count): how much of the picture the
+    terrain fills. Each ray is marched over the part of it above the inset window; one that
+    enters it below the surface (under a high border) sees only the sheet's undrawn underside."""
+    eye = np.asarray(eye, dtype=np.float64)
+    r = np.asarray(rays, dtype=np.float64).reshape(-1, 3)
+    lo = np.array([xs[0] + inset, ys[0] + inset])
+    hi = np.array([xs[-1] - inset, ys[-1] - inset])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1 = (lo - eye[:2]) / r[:, :2]
+        t2 = (hi - eye[:2]) / r[:, :2]
+    inside_axis = (eye[:2] >= lo) & (eye[:2] <= hi)  # a ray parallel to an axis, within it
+    t1 = np.where(np.isnan(t1), np.where(inside_axis, -np.inf, np.inf), t1)
+    t2 = np.where(np.isnan(t2), np.where(inside_axis, np.inf, -np.inf), t2)
+    enter = np.maximum(np.minimum(t1, t2).max(axis=1), 0.0)
+    leave = np.maximum(t1, t2).min(axis=1)
+    ok = leave > enter
+    if not ok.any():
+        return 0.0
+    s = np.linspace(0.0, 1.0, steps)[None, :]
+    t = enter[ok, None] + s * (leave[ok] - enter[ok])[:, None]
+    pts = eye[None, None, :] + t[..., None] * r[ok][:, None, :]
+    ground = bilinear(heights, xs, ys, pts[..., 0], pts[..., 1])
+    # a ray that enters the window under the surface (below a high border: the sheet has no
+    # sides) sees only its underside, which is never drawn: it meets no ground
+    hit = (pts[:, 0, 2] > ground[:, 0]) & (pts[..., 2] <= ground).any(axis=1)
+    return float(hit.sum() / len(r))
+
+
+@dataclass
+class FillView:
+    """A camera whose picture the terrain fills: where it looks from (elevation, azimuth), its
+    lens, its distance from the aim point, its lens shift, and the coverage and hidden share
+    measured for it (worst over an orbit's sweep)."""
+
+    elevation: float
+    azimuth: float
+    aim: np.ndarray
+    lens: float
+    distance: float
+    shift: tuple[float, float]
+    coverage: float
+    hidden: float
+
+
+def choose_fill_view(
+    framed: np.ndarray,
+    aims: list[np.ndarray],
+    sights: list,
+    tangents: dict[float, tuple[float, float]],
+    elevations,
+    azimuths,
+    sweep=(0.0,),
+    fills=(0.6, 0.75, 0.9),
+    inset: float = 0.0,
+    need: float = 0.98,
+) -> FillView:
+    """The first view (elevations and azimuths in order of preference) whose picture the
+    terrain fills (`need` of it, by `ground_coverage`)
+    while the `framed` points span a `fill` of the picture and the `sights` (watch, ground)
+    pairs stay in sight (at most 2% hidden), the camera looking at one of `aims`. Of the views
+    at the first elevation that has any, the one with the smallest fill (the more of the
+    ground around the framed points the picture shows, the better it reads as a landscape),
+    then the first azimuth, then the first lens.
+
+    `tangents` maps each lens tried to its half-field tangents; `sweep` the orbit's angles
+    (degrees added to the azimuth; a still has one, (0,), and is re-centred with a lens shift).
+    With several sweep angles, sight k is judged from the camera where it is at angle k of the
+    sweep (spread evenly over it), and coverage from every angle. Where no view fills the
+    picture, the one that fills most of those that see everything; failing that, the one that
+    hides least."""
+    sweep = np.atleast_1d(np.asarray(sweep, dtype=np.float64))
+    idx = np.round(np.linspace(0, len(sweep) - 1, len(sights))).astype(int)
+    grounds = [sights[min(len(sights) - 1, i)][1] for i in range(len(sweep))]
+    if len(sweep) == 1:
+        grounds = [sights[-1][1]]
+    best: tuple | None = None
+    combos = [
+        ((a, k), lens, t, np.asarray(aim, dtype=np.float64), az)
+        for a, az in enumerate(azimuths)
+        for k, (lens, t) in enumerate(tangents.items())
+        for aim in aims
+    ]
+
+    def judge(el, aim, az, tx, ty, fill, lens) -> FillView:
+        dirs = [view_direction(el, az + a) for a in sweep]
+        if len(sweep) == 1:
+            dist, cu, cv = fit_centred(framed, aim, dirs[0], tx, ty, fill)
+        else:
+            dist = max(fit_distance(framed, aim, d, tx, ty, fill) for d in dirs)
+            cu = cv = 0.0
+        eyes = [aim + d * dist for d in dirs]
+        hidden = max(
+            hidden_share(watch, eyes[i], *ground, steps=40)
+            for i, (watch, ground) in zip(idx, sights, strict=True)
+        )
+        cov = 0.0
+        if hidden <= 0.02:
+            cov = min(
+                ground_coverage(e, pixel_rays(d, tx, ty, (cu, cv)), *g, inset=inset)
+                for e, d, g in zip(eyes, dirs, grounds, strict=True)
+            )
+        return FillView(el, az, aim, lens, dist, (cu, cv), cov, hidden)
+
+    fills = sorted(fills)
+    for el in elevations:
+        passing = []
+        for k, lens, (tx, ty), aim, az in combos:
+            view = judge(el, aim, az, tx, ty, fills[-1], lens)
+            key = (view.hidden > 0.02, view.hidden if view.hidden > 0.02 else -view.coverage)
+            if best is None or key < best[0]:
+                best = (key, view)
+            if view.hidden > 0.02 or view.coverage < need:
+                continue
+            j = len(fills) - 1
+            for f in reversed(fills[:-1]):  # back away while the terrain still fills it
+                wider = judge(el, aim, az, tx, ty, f, lens)
+                if wider.hidden > 0.02 or wider.coverage < need:
+                    break
+                view, j = wider, j - 1
+            passing.append((j, k, view))
+        if passing:
+            return min(passing, key=lambda p: p[:2])[2]
+    return best[1]

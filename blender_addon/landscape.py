@@ -16,6 +16,7 @@ import numpy as np
 
 from ..format.bundle import Bundle, BundleError, load_bundle, manifest_path
 from ..format.look import Look, LookError
+from ..format.styles import style_spec
 from ..format.timeline import Timeline
 from . import framing, materials, output, path, surface
 from . import scene as stage
@@ -75,7 +76,9 @@ def import_landscape(
         s.collection = coll
         wmap = WorldMap.for_bundle(bundle)
         s.terrain = surface.build_surface("lossart_terrain", bundle, wmap, coll)
-        s.terrain.data.materials.append(materials.terrain_material("lossart_terrain", opts.palette))
+        s.terrain.data.materials.append(
+            materials.terrain_material("lossart_terrain", opts.palette, opts.style)
+        )
         s.terrain.data.materials.append(materials.side_material("lossart_sides"))
 
         glow_colour, marker_colour = materials.PALETTES[opts.palette][1:3]
@@ -105,9 +108,9 @@ def import_landscape(
             obj["lossart_bend"] = k
             obj.visible_glossy = False
 
-        stage.setup_world(scene)
+        stage.setup_world(scene, opts.style)
         stage.setup_bloom(scene)
-        stage.setup_lights(coll)
+        stage.setup_lights(coll, opts.style)
         s.camera, s.pivot, s.target = stage.build_camera(scene, coll)
         scene.render.use_lock_interface = True  # the handler edits data while rendering
     finally:
@@ -191,6 +194,7 @@ def refresh(scene: bpy.types.Scene) -> None:
     if bundle is None:
         return
     s = scene.lossart
+    restyle(scene)
     mat = s.terrain.active_material
     wmap = WorldMap.for_bundle(bundle)
     if mat is not None and "lossart_palette" in mat.node_tree.nodes:
@@ -201,15 +205,45 @@ def refresh(scene: bpy.types.Scene) -> None:
     glow_colour = materials.PALETTES[s.palette][1]
     if s.path.active_material is not None:
         materials.set_emission(s.path.active_material, glow_colour, s.path_glow)
-    strength = materials.CONTOUR_STRENGTH if s.contours else 0.0
+    strength = style_spec(s.style).contour_strength if s.contours else 0.0
     if mat is not None:
         materials.set_contours(mat, strength)
     if not s.baked:
-        stage.apply_camera(
+        eye = stage.apply_camera(
             scene, s.camera, s.pivot, s.target, s.camera_preset,
-            view_targets(bundle, s.height_scale, s.slab), slab=s.slab,
+            view_targets(bundle, s.height_scale, s.slab), slab=s.slab, style=s.style,
         )  # fmt: skip
+        if mat is not None:
+            xs, ys = wmap.grid_xy(bundle)
+            _haze_for_view(mat, eye, np.array(s.target.location), float(xs.max()), float(ys.max()))
     update(scene)
+
+
+def restyle(scene: bpy.types.Scene) -> None:
+    """Rebuild what the style decides (terrain material, world, lights) where it was built for
+    another style: the panel's Style menu and `--style` switch the whole look."""
+    s = scene.lossart
+    mat = s.terrain.active_material
+    if mat is not None and mat.get("lossart_style", "classic") != s.style:
+        new = materials.terrain_material("lossart_terrain", s.palette, s.style)
+        s.terrain.data.materials[0] = new
+        if mat.users == 0:
+            bpy.data.materials.remove(mat)
+    if scene.world is None or scene.world.get("lossart_style") != s.style:
+        stage.setup_world(scene, s.style)
+    stage.style_lights(s.collection, s.style, stage.OVERVIEW["azimuth"])
+
+
+def _haze_for_view(mat, eye, aim: np.ndarray, half_x: float, half_y: float) -> None:
+    """Haze from a little short of the aim point to the farthest corner of the window (half
+    extents `half_x`, `half_y`), seen from where the camera stands (`eye`; the fly-through
+    keeps the last values)."""
+    if eye is None:
+        return
+    near = 0.8 * float(np.linalg.norm(np.asarray(eye) - aim))
+    corners = np.array([[x, y, 0.0] for x in (-half_x, half_x) for y in (-half_y, half_y)])
+    far = float(np.linalg.norm(corners - np.asarray(eye), axis=1).max())
+    materials.set_haze(mat, near, far)
 
 
 #: Frames an orbit is checked against, spread evenly from the first to the last

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bpy
 
 from ..format.presets import DEFAULT_PALETTE, PALETTES, palette_names, srgb_to_linear  # noqa: F401
+from ..format.styles import style_spec
 from .surface import HEIGHT_ATTR
 from .world import SIZE
 
@@ -21,6 +22,9 @@ CONTOURS = 10
 CONTOUR_WIDTH = 0.012  # world units (the terrain is 10 wide)
 CONTOUR_STRENGTH = 0.14  # when shown (off by default: the surface should read as sculpted)
 FADE = 0.03 * SIZE  # world units over which the surface fades out towards each border
+OCCLUSION_DISTANCE = 0.06 * SIZE  # how far ambient occlusion looks for nearby ground
+RIDGELINES = 64  # lines across the window's longer side (ridgelines style)
+RIDGELINE_WIDTH = 0.09  # half-width of a line, as a share of the spacing
 
 
 def empty_node_tree(owner, output_type: str):
@@ -38,10 +42,16 @@ def _check(name: str) -> None:
         raise ValueError(f"unknown palette {name!r}; choose one of {', '.join(PALETTES)}")
 
 
-def terrain_material(name: str, palette: str) -> bpy.types.Material:
-    """Glossy, height-coloured terrain material with faint contour lines."""
+def terrain_material(name: str, palette: str, style: str = "classic") -> bpy.types.Material:
+    """Height-coloured terrain material with optional faint contour lines, in the surface the
+    style asks for (styles.py): "glossy" (classic: a lacquered sheet), "matte" (hero: rough,
+    darkened by ambient occlusion in the valleys, fading into haze with distance) or "lines"
+    (ridgelines: pale cross-sections on black). The style is kept on the material
+    (`mat["lossart_style"]`) so a change of style knows to build a new one."""
     _check(palette)
+    spec = style_spec(style)
     mat = bpy.data.materials.new(name)
+    mat["lossart_style"] = style
     nt, out = empty_node_tree(mat, "ShaderNodeOutputMaterial")
     bsdf = nt.nodes.new("ShaderNodeBsdfPrincipled")
     attr = nt.nodes.new("ShaderNodeAttribute")
@@ -107,14 +117,115 @@ def terrain_material(name: str, palette: str) -> bpy.types.Material:
     nt.links.new(inside.outputs[0], gated.inputs[1])
     nt.links.new(gated.outputs[0], mix.inputs["Factor"])
     nt.links.new(ramp.outputs["Color"], mix.inputs["A"])
-    nt.links.new(mix.outputs["Result"], bsdf.inputs["Base Color"])
-    nt.links.new(_edge_fade(nt, bsdf.outputs["BSDF"]), out.inputs["Surface"])
-    bsdf.inputs["Roughness"].default_value = 0.4
-    bsdf.inputs["Coat Weight"].default_value = 0.45  # a lacquered, sculpted surface
-    bsdf.inputs["Coat Roughness"].default_value = 0.3
-    bsdf.inputs["Specular IOR Level"].default_value = 0.25
+    base = mix.outputs["Result"]
+    if spec.material == "lines":
+        surface = _ridgelines(nt, base)
+    else:
+        if spec.occlusion > 0:
+            base = _occluded(nt, base, spec.occlusion, spec.occlusion_samples)
+        nt.links.new(base, bsdf.inputs["Base Color"])
+        surface = bsdf.outputs["BSDF"]
+        if spec.material == "glossy":
+            bsdf.inputs["Roughness"].default_value = 0.4
+            bsdf.inputs["Coat Weight"].default_value = 0.45  # a lacquered, sculpted surface
+            bsdf.inputs["Coat Roughness"].default_value = 0.3
+            bsdf.inputs["Specular IOR Level"].default_value = 0.25
+        else:  # matte ground: no highlight to wash out the palette
+            bsdf.inputs["Roughness"].default_value = 0.85
+            bsdf.inputs["Specular IOR Level"].default_value = 0.12
+        if spec.haze > 0:
+            surface = _hazed(nt, surface, spec.haze, spec.haze_colour)
+    nt.links.new(_edge_fade(nt, surface), out.inputs["Surface"])
     apply_palette(mat, palette)
     return mat
+
+
+def _occluded(nt, colour, amount: float, samples: int):
+    """`colour` darkened where ambient occlusion finds nearby ground (valleys, the feet of
+    walls): times (1 - amount + amount * AO), AO over OCCLUSION_DISTANCE world units."""
+    ao = nt.nodes.new("ShaderNodeAmbientOcclusion")
+    ao.name = "lossart_occlusion"
+    ao.samples = samples
+    ao.inputs["Distance"].default_value = OCCLUSION_DISTANCE
+    factor = _math(nt, "ADD", 1.0 - amount, _math(nt, "MULTIPLY", ao.outputs["AO"], amount))
+    mul = nt.nodes.new("ShaderNodeMix")
+    mul.data_type = "RGBA"
+    mul.blend_type = "MULTIPLY"
+    mul.inputs["Factor"].default_value = 1.0
+    nt.links.new(colour, mul.inputs["A"])
+    grey = nt.nodes.new("ShaderNodeCombineColor")
+    for channel in ("Red", "Green", "Blue"):
+        nt.links.new(factor, grey.inputs[channel])
+    nt.links.new(grey.outputs["Color"], mul.inputs["B"])
+    return mul.outputs["Result"]
+
+
+def _hazed(nt, surface, amount: float, colour: str):
+    """Aerial perspective: the surface mixed towards a glowing haze colour with the distance
+    from the camera, from nothing at `lossart_haze_near` to `amount` at `lossart_haze_far`
+    (world units, set by `set_haze` when the camera is placed)."""
+    cam = nt.nodes.new("ShaderNodeCameraData")
+    near = nt.nodes.new("ShaderNodeValue")
+    near.name = "lossart_haze_near"
+    near.outputs[0].default_value = SIZE
+    far = nt.nodes.new("ShaderNodeValue")
+    far.name = "lossart_haze_far"
+    far.outputs[0].default_value = 3 * SIZE
+    ramp = nt.nodes.new("ShaderNodeMapRange")
+    ramp.interpolation_type = "SMOOTHSTEP"
+    ramp.clamp = True
+    ramp.inputs["To Max"].default_value = amount
+    nt.links.new(cam.outputs["View Distance"], ramp.inputs["Value"])
+    nt.links.new(near.outputs[0], ramp.inputs["From Min"])
+    nt.links.new(far.outputs[0], ramp.inputs["From Max"])
+    glow = nt.nodes.new("ShaderNodeEmission")
+    glow.inputs["Color"].default_value = srgb_to_linear(colour)
+    glow.inputs["Strength"].default_value = 1.0
+    mix = nt.nodes.new("ShaderNodeMixShader")
+    nt.links.new(ramp.outputs["Result"], mix.inputs["Fac"])
+    nt.links.new(surface, mix.inputs[1])
+    nt.links.new(glow.outputs["Emission"], mix.inputs[2])
+    return mix.outputs["Shader"]
+
+
+def set_haze(mat: bpy.types.Material, near: float, far: float) -> None:
+    """Where the haze begins and where it is thickest (distances from the camera)."""
+    nodes = mat.node_tree.nodes
+    if "lossart_haze_near" in nodes:
+        nodes["lossart_haze_near"].outputs[0].default_value = float(near)
+        nodes["lossart_haze_far"].outputs[0].default_value = float(max(far, near + 1e-3))
+
+
+def _ridgelines(nt, colour):
+    """Pale lines along world x every SIZE / RIDGELINES units of y on a black surface: seen
+    low across the valley, each is a cross-section of the terrain, and the black ground in
+    front hides the parts of the lines behind it. The lines take a little of the palette."""
+    coord = nt.nodes.new("ShaderNodeTexCoord")
+    sep = nt.nodes.new("ShaderNodeSeparateXYZ")
+    nt.links.new(coord.outputs["Object"], sep.inputs["Vector"])
+    wave = _math(nt, "FRACT", _math(nt, "MULTIPLY", sep.outputs["Y"], RIDGELINES / SIZE), 0.0)
+    off = _math(nt, "ABSOLUTE", _math(nt, "SUBTRACT", wave, 0.5), 0.0)
+    line = nt.nodes.new("ShaderNodeMapRange")
+    line.interpolation_type = "SMOOTHSTEP"
+    line.clamp = True
+    line.inputs["From Min"].default_value = 0.5 - RIDGELINE_WIDTH
+    line.inputs["From Max"].default_value = 0.5 - 0.4 * RIDGELINE_WIDTH
+    nt.links.new(off, line.inputs["Value"])
+    tint = nt.nodes.new("ShaderNodeMix")
+    tint.data_type = "RGBA"
+    tint.inputs["Factor"].default_value = 0.3
+    tint.inputs["A"].default_value = srgb_to_linear("#f4efe4")
+    nt.links.new(colour, tint.inputs["B"])
+    lit = nt.nodes.new("ShaderNodeEmission")
+    lit.inputs["Strength"].default_value = 1.1
+    nt.links.new(tint.outputs["Result"], lit.inputs["Color"])
+    ink = nt.nodes.new("ShaderNodeEmission")
+    ink.inputs["Color"].default_value = (0.0, 0.0, 0.0, 1.0)
+    mix = nt.nodes.new("ShaderNodeMixShader")
+    nt.links.new(line.outputs["Result"], mix.inputs["Fac"])
+    nt.links.new(ink.outputs["Emission"], mix.inputs[1])
+    nt.links.new(lit.outputs["Emission"], mix.inputs[2])
+    return mix.outputs["Shader"]
 
 
 def _edge_fade(nt, surface):

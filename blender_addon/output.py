@@ -14,6 +14,7 @@ import bpy
 
 from ..format.look import Look
 from ..format.presets import GPU_KINDS
+from ..format.styles import style_spec
 from ..format.timeline import frame_file
 
 BLENDER_ENGINES = {"cycles": ("CYCLES",), "eevee": ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT")}
@@ -66,21 +67,29 @@ def configure(
     size: tuple[int, int] = (960, 540),
     denoise: bool = True,
     device: str = "auto",
+    style: str = "classic",
+    transparent: bool = False,
 ) -> str:
-    """Set engine, device, samples, size, denoising and PNG output; returns the device used."""
+    """Set engine, device, samples, size, denoising, the style's view transform and light
+    bounces, and PNG output (RGBA over a transparent film with `transparent`); returns the
+    device used."""
+    spec = style_spec(style)
     set_engine(scene, engine)
     r = scene.render
     r.resolution_x, r.resolution_y = int(size[0]), int(size[1])
     r.resolution_percentage = 100
     r.use_lock_interface = True
     r.image_settings.file_format = "PNG"
-    r.image_settings.color_mode = "RGB"
+    r.film_transparent = bool(transparent)
+    r.image_settings.color_mode = "RGBA" if transparent else "RGB"
     r.image_settings.color_depth = "8"
     vs = scene.view_settings
-    # Standard keeps palette colours as designed (viridis stays perceptually uniform); the
-    # emissive path clips to white-hot, which reads as glow.
-    vs.view_transform = "Standard"
-    vs.look = "None"
+    # classic: Standard keeps palette colours as designed (viridis stays perceptually uniform)
+    # and the emissive path clips to white-hot, which reads as glow; the hero: AgX rolls the
+    # highlights off where Standard clips, so light never bleaches the palette
+    vs.view_transform = spec.view_transform
+    vs.look = spec.view_look
+    vs.exposure = spec.exposure
     used = "CPU"
     if r.engine == "CYCLES":
         used = use_device(scene, device)
@@ -91,7 +100,7 @@ def configure(
         c.use_denoising = bool(denoise)
         if denoise:
             c.denoiser = "OPENIMAGEDENOISE"
-        c.max_bounces = 6
+        c.max_bounces = spec.max_bounces
         c.caustics_reflective = c.caustics_refractive = False
     else:
         try:
@@ -110,6 +119,8 @@ def apply_look(scene: bpy.types.Scene, look: Look) -> str:
         size=look.size,
         denoise=look.denoise,
         device=look.render_device,
+        style=look.style,
+        transparent=look.transparent,
     )
 
 

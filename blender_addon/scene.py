@@ -18,24 +18,24 @@ import bpy
 import numpy as np
 
 from ..format.presets import CAMERA_PRESETS, srgb_to_linear
+from ..format.styles import CLASSIC_LIGHTS, style_spec
 from . import framing
-from .materials import empty_node_tree
+from .materials import FADE, empty_node_tree
 from .world import SIZE
 
 ORBIT_SWEEP_DEG = 60.0
 
 
-def setup_world(
-    scene: bpy.types.Scene,
-    colour: str = "#020309",
-    horizon: str = "#0d0b1f",
-    strength: float = 1.0,
-) -> None:
-    """A near-black world with a faint gradient to a dusky `horizon` behind the terrain.
+def setup_world(scene: bpy.types.Scene, style: str = "classic", strength: float = 1.0) -> None:
+    """The style's near-black world with a faint gradient to a dusky horizon behind the terrain.
 
-    Only camera rays see the gradient; light bounces see the plain near-black colour, so the
-    background never lights or tints the surface (the key and rim suns do that)."""
+    Only camera rays see the gradient; light bounces see a plain colour: near-black for
+    classic (the suns alone light the surface), a dim cool sky for the hero (`ambient`), so no
+    shadow is pure black and shadows stay cool under the warm key."""
+    spec = style_spec(style)
+    colour, horizon = spec.world, spec.horizon
     world = scene.world or bpy.data.worlds.new("lossart_world")
+    world["lossart_style"] = style
     scene.world = world
     nt, out = empty_node_tree(world, "ShaderNodeOutputWorld")
     coord = nt.nodes.new("ShaderNodeTexCoord")
@@ -59,8 +59,8 @@ def setup_world(
     seen.inputs["Strength"].default_value = strength
     nt.links.new(ramp.outputs["Color"], seen.inputs["Color"])
     plain = nt.nodes.new("ShaderNodeBackground")
-    plain.inputs["Color"].default_value = srgb_to_linear(colour)
-    plain.inputs["Strength"].default_value = strength
+    plain.inputs["Color"].default_value = srgb_to_linear(spec.ambient_colour if spec.ambient else colour)
+    plain.inputs["Strength"].default_value = spec.ambient if spec.ambient else strength
     light_path = nt.nodes.new("ShaderNodeLightPath")
     mix = nt.nodes.new("ShaderNodeMixShader")
     nt.links.new(light_path.outputs["Is Camera Ray"], mix.inputs["Fac"])
@@ -69,44 +69,15 @@ def setup_world(
     nt.links.new(mix.outputs["Shader"], out.inputs["Surface"])
 
 
-def _sun(
-    name: str,
-    collection,
-    colour: str,
-    energy: float,
-    elevation_deg: float,
-    azimuth_deg: float,
-    angle_deg: float,
-    glossy: bool = True,
-) -> bpy.types.Object:
-    light = bpy.data.lights.new(name, "SUN")
-    light.energy = energy
-    light.color = srgb_to_linear(colour)[:3]
-    light.angle = math.radians(angle_deg)
-    obj = bpy.data.objects.new(name, light)
-    collection.objects.link(obj)
-    obj.visible_glossy = glossy  # Cycles: False lights diffusely only, never a mirror glint
-    obj["lossart_light"] = name.removeprefix("lossart_")
-    aim_sun(obj, elevation_deg, azimuth_deg)
-    return obj
-
-
 def aim_sun(obj, elevation_deg: float, azimuth_deg: float) -> None:
     """A sun shines along its local -Z: tilt it so it comes from (azimuth, elevation)."""
     obj.rotation_euler = (math.radians(90.0 - elevation_deg), 0.0, math.radians(azimuth_deg + 90.0))
 
 
-#: The lights, relative to the valley: the w1 -> w2 axis is world x, so "across the valley" is
-#: world +-y. `side` +1 comes from the camera's side of the valley, -1 from the far side;
-#: `lean` turns it (degrees) towards the camera's end of the x axis, for modelling.
-LIGHTS = {
-    "key": {"colour": "#ffd9b0", "energy": 4.5, "elevation": 16.0, "side": 1, "lean": 25.0,
-            "angle": 22.0, "glossy": True},  # a broad sun: soft highlights, not glints
-    "rim": {"colour": "#7fa8ff", "energy": 2.0, "elevation": 10.0, "side": -1, "lean": -55.0,
-            "angle": 8.0, "glossy": False},
-    "fill": {"colour": "#fff2e0", "energy": 1.0, "elevation": 55.0, "side": 1, "lean": 0.0,
-             "angle": 20.0, "glossy": False},
-}  # fmt: skip
+#: The first release's lights (styles.py holds each style's): the w1 -> w2 axis is world x,
+#: so "across the valley" is world +-y. `side` +1 comes from the camera's side of the valley,
+#: -1 from the far side; `lean` turns it (degrees) towards the camera's end of the x axis.
+LIGHTS = CLASSIC_LIGHTS
 
 
 def light_azimuth(side: int, lean: float, camera_azimuth_deg: float) -> float:
@@ -122,27 +93,47 @@ def light_azimuth(side: int, lean: float, camera_azimuth_deg: float) -> float:
 
 
 def turn_lights(collection, camera_azimuth_deg: float) -> None:
-    """Place every sun across the valley relative to the camera's side of it (LIGHTS)."""
+    """Place every sun across the valley relative to the camera's side of it (the spec each
+    sun holds from `style_lights`)."""
     for obj in collection.objects:
-        spec = LIGHTS.get(obj.get("lossart_light", ""))
-        if spec is not None:
-            az = light_azimuth(spec["side"], spec["lean"], camera_azimuth_deg)
-            aim_sun(obj, spec["elevation"], az)
+        if "lossart_light" in obj and "lossart_side" in obj:
+            az = light_azimuth(int(obj["lossart_side"]), float(obj["lossart_lean"]),
+                               camera_azimuth_deg)  # fmt: skip
+            aim_sun(obj, float(obj["lossart_elevation"]), az)
 
 
-def setup_lights(collection) -> list[bpy.types.Object]:
-    """Key, rim and fill suns (LIGHTS), placed for the default view; `turn_lights` moves them
-    with the camera. The key comes low across the valley, so its walls catch the light on one
-    side and throw long soft shadows across the floor: the valley reads as a valley. The cool
-    rim from the other side outlines the ridges."""
+def setup_lights(collection, style: str = "classic") -> list[bpy.types.Object]:
+    """Key, rim and fill suns, set up for `style` (`style_lights`) and placed for the default
+    view; `turn_lights` moves them with the camera. The key comes low across the valley, so its
+    walls catch the light on one side and throw long soft shadows across the floor: the valley
+    reads as a valley. The cool rim and fill from the other side outline the ridges and keep
+    the shadows from going black."""
     lights = []
-    for name, spec in LIGHTS.items():
-        az = light_azimuth(spec["side"], spec["lean"], OVERVIEW["azimuth"])
-        lights.append(
-            _sun(f"lossart_{name}", collection, spec["colour"], spec["energy"],
-                 spec["elevation"], az, spec["angle"], glossy=spec["glossy"])
-        )  # fmt: skip
+    for name in CLASSIC_LIGHTS:
+        light = bpy.data.lights.new(f"lossart_{name}", "SUN")
+        obj = bpy.data.objects.new(f"lossart_{name}", light)
+        collection.objects.link(obj)
+        obj["lossart_light"] = name
+        lights.append(obj)
+    style_lights(collection, style, OVERVIEW["azimuth"])
     return lights
+
+
+def style_lights(collection, style: str, camera_azimuth_deg: float) -> None:
+    """Colour, strength, softness and direction of every sun as the style asks (styles.py)."""
+    specs = style_spec(style).lights
+    for obj in collection.objects:
+        spec = specs.get(obj.get("lossart_light", ""))
+        if spec is None or obj.type != "LIGHT":
+            continue
+        light = obj.data
+        light.energy = spec["energy"]
+        light.color = srgb_to_linear(spec["colour"])[:3]
+        light.angle = math.radians(spec["angle"])
+        obj.visible_glossy = spec["glossy"]  # Cycles: False lights diffusely only, no glint
+        obj["lossart_side"], obj["lossart_lean"] = spec["side"], spec["lean"]
+        obj["lossart_elevation"] = spec["elevation"]
+    turn_lights(collection, camera_azimuth_deg)
 
 
 def build_camera(
@@ -261,8 +252,13 @@ def apply_camera(
     preset: str,
     targets: framing.ViewTargets,
     slab: bool = False,
-) -> None:
-    """Place the camera for a preset at the render's aspect ratio, fitted to `targets`.
+    style: str = "classic",
+) -> np.ndarray | None:
+    """Place the camera for a preset at the render's aspect ratio, fitted to `targets`; returns
+    where the camera stands (world), None for the fly-through (it moves every frame).
+
+    A style that fills the frame (the hero, ridgelines; not with a slab) frames the overview
+    and the orbit with `fill_camera`. Otherwise:
 
     Overview: an elevated three-quarter view, re-centred with a lens shift, from whichever
     corner hides the fewest of the last frame's path and points behind a ridge (the valley the
@@ -288,7 +284,10 @@ def apply_camera(
     cam.data.dof.aperture_fstop = look["fstop"]
     cam.data.shift_x = cam.data.shift_y = 0.0
     if preset == "flythrough":
-        return
+        return None
+    spec = style_spec(style)
+    if spec.framing == "fill" and not slab and targets.ground is not None and targets.watch is not None:
+        return fill_camera(scene, cam, pivot, target, preset, targets, style)
     tx, ty = _tangents(scene, cam)
 
     def fit(elevation: float, azimuth: float) -> float:
@@ -326,21 +325,113 @@ def apply_camera(
     dist = fit(elevation, azimuth)
     d = framing.view_direction(elevation, azimuth)
     for coll in target.users_collection:
-        turn_lights(coll, azimuth)
+        style_lights(coll, style, azimuth)
     if preset == "overview":  # re-centre on the framed points with a lens shift, come closer
         dist, cu, cv = framing.fit_centred(framed, centre, d, tx, ty, FILL)
         cam.data.shift_x = 0.5 * cu * tx / max(tx, ty)
         cam.data.shift_y = 0.5 * cv * ty / max(tx, ty)
     offset = d * dist
     cam.location = (float(offset[0]), float(offset[1]), float(centre[2] + offset[2]))
-    if preset == "orbit":  # eased in and out: the camera starts and stops without a jolt
-        fs, fe = scene.frame_start, max(scene.frame_end, scene.frame_start + 1)
-        sweep = math.radians(ORBIT_SWEEP_DEG)
-        fcurve = pivot.driver_add("rotation_euler", 2)
-        fcurve.driver.type = "SCRIPTED"
-        fcurve.driver.expression = (
-            f"{-0.5 * sweep:.6f} + {sweep:.6f} * smoothstep({fs}.0, {fe}.0, frame)"
-        )
+    if preset == "orbit":
+        _orbit_driver(scene, pivot, ORBIT_SWEEP_DEG)
+    return centre + offset
+
+
+def _orbit_driver(scene: bpy.types.Scene, pivot, sweep_deg: float) -> None:
+    """Turn the pivot `sweep_deg` over the frame range, eased in and out: the camera starts
+    and stops without a jolt (a driver, so the scene plays without the add-on)."""
+    fs, fe = scene.frame_start, max(scene.frame_end, scene.frame_start + 1)
+    sweep = math.radians(sweep_deg)
+    fcurve = pivot.driver_add("rotation_euler", 2)
+    fcurve.driver.type = "SCRIPTED"
+    fcurve.driver.expression = (
+        f"{-0.5 * sweep:.6f} + {sweep:.6f} * smoothstep({fs}.0, {fe}.0, frame)"
+    )
+
+
+#: Fill framing: share of the picture's rays that must meet the terrain inside its window
+#: (short of the fading border), measured on a 20x12 lattice by `framing.ground_coverage`.
+#: The lattice undercounts (the fading border counts as empty): on the demo's bundle the
+#: rendered alpha covered 97-100% where it measured 95%
+FILL_NEED = 0.95
+
+
+def fill_points(targets: framing.ViewTargets, every_frame: bool = True) -> np.ndarray:
+    """What a frame-filling camera keeps inside the picture: every frame's path and the optima
+    (with their markers' size), or with `every_frame` False the watched frame's (a still shows
+    one frame); the window around them fills the rest."""
+    if every_frame or targets.watch is None:
+        marked = [p for p in (targets.points, targets.paths) if p is not None and len(p)]
+    else:
+        marked = [targets.watch, targets.points]
+    if not marked:
+        return framing.box_corners(*targets.bounds)
+    focus = np.concatenate(marked)
+    lo, hi = (np.asarray(b, dtype=np.float64)[:2] for b in targets.bounds)
+    half = 0.5 * float(np.min(hi - lo))
+    if targets.ground is not None and float(np.ptp(focus[:, :2], axis=0).max()) < half:
+        # the marks span little of the window (a plane around one optimum): the basin around
+        # them is the subject, so the picture reaches most of the way to the window's sides
+        walls = framing.surroundings(focus, *targets.ground, margin=0.7 * half)
+        focus = np.concatenate([focus, walls])
+    return focus
+
+
+def fill_camera(
+    scene: bpy.types.Scene,
+    cam,
+    pivot,
+    target,
+    preset: str,
+    targets: framing.ViewTargets,
+    style: str,
+) -> np.ndarray:
+    """A camera low over the terrain whose picture the computed window fills: the lowest
+    elevation, corner and lens (the style's) at which the terrain meets FILL_NEED of the
+    picture's rays short of its fading border, every frame's path and both optima are inside
+    the picture and the watched path and optima are not hidden behind a ridge (checked from
+    where the camera is when each of the sighted frames shows, over an orbit's eased sweep).
+    Returns where the camera stands (mid-sweep for an orbit)."""
+    spec = style_spec(style)
+    framed = fill_points(targets, every_frame=preset == "orbit")
+    centre = 0.5 * (framed.min(axis=0) + framed.max(axis=0))
+    # aims tried: the framed points' centre, and halfway to the window's (the picture reaches
+    # past the points on the side where more ground lies)
+    middle = 0.5 * (np.asarray(targets.bounds[0]) + np.asarray(targets.bounds[1]))
+    aims = [centre + k * np.array([*(middle - centre)[:2], 0.0]) for k in (0.0, 0.5)]
+    pivot.location = (float(centre[0]), float(centre[1]), 0.0)
+    target.location = tuple(float(v) for v in centre)
+    r = scene.render
+    w = max(1, r.resolution_x * r.pixel_aspect_x)
+    h = max(1, r.resolution_y * r.pixel_aspect_y)
+    tangents = {
+        lens: framing.half_fov_tangents(lens, cam.data.sensor_width, w, h) for lens in spec.lenses
+    }
+    if preset == "orbit":
+        sights = targets.sights or [(targets.watch, targets.ground)]
+        t = np.linspace(0.0, 1.0, len(sights))
+        sweep = spec.orbit_sweep * (_smoothstep(t) - 0.5)
+    else:
+        sights, sweep = [(targets.watch, targets.ground)], np.zeros(1)
+    view = framing.choose_fill_view(
+        framed, aims, sights, tangents, spec.elevations, spec.azimuths, sweep,
+        fills=spec.fills, inset=FADE, need=FILL_NEED,
+    )  # fmt: skip
+    centre = view.aim
+    pivot.location = (float(centre[0]), float(centre[1]), 0.0)
+    target.location = tuple(float(v) for v in centre)
+    cam.data.lens = view.lens
+    tx, ty = tangents[view.lens]
+    cam.data.shift_x = 0.5 * view.shift[0] * tx / max(tx, ty)
+    cam.data.shift_y = 0.5 * view.shift[1] * ty / max(tx, ty)
+    offset = framing.view_direction(view.elevation, view.azimuth) * view.distance
+    cam.location = (float(offset[0]), float(offset[1]), float(centre[2] + offset[2]))
+    cam["lossart_view"] = [view.elevation, view.azimuth, view.lens, view.coverage, view.hidden]
+    for coll in target.users_collection:
+        style_lights(coll, style, view.azimuth)
+    if preset == "orbit":
+        _orbit_driver(scene, pivot, spec.orbit_sweep)
+    return centre + offset
 
 
 def fly_camera(

@@ -420,6 +420,12 @@ def _add_eval_curve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", type=POINTS, default=21, help="evenly spaced t per path (default 21)")
     p.add_argument("--subset", type=positive_int, default=2000,
                    help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set")
+    p.add_argument("--sharpness", action="store_true",
+                   help="also the top Hessian eigenvalue at points along both paths "
+                   "(RUN/analyses/sharpness.{json,png})")  # fmt: skip
+    p.add_argument("--sharpness-points", type=POINTS, default=5,
+                   help="--sharpness: evenly spaced t per path (default 5)")
+    _hessian_flags(p, "sharpness-")
     _device_flag(p)
     p.add_argument("--threads", type=THREADS,
                    help="CPU threads (default: 1 for the built-in data, else torch's default)")
@@ -434,6 +440,15 @@ def _run_eval_curve(args: argparse.Namespace) -> int:
     print(res.table())
     print(f"train subset {res.train_subset}, test {res.test_size}; wrote {res.files['csv']}, "
           f"{res.files['json']}, {res.files['png']}")
+    if args.sharpness:
+        from lossart.analyses.sharpness import sharpness_run
+        from lossart.curvature.hessian import HessianConfig
+
+        cfg = HessianConfig(subset=args.hessian_subset, steps=args.hessian_steps,
+                            tol=args.hessian_tol, device=_device(args), threads=args.threads)  # fmt: skip
+        sharp = sharpness_run(args.run_dir, args.sharpness_points, cfg)
+        print(sharp.table())
+        print(f"wrote {sharp.files['json']}, {sharp.files['png']}")
     return 0
 
 
@@ -470,6 +485,74 @@ def _run_line(args: argparse.Namespace) -> int:
     print(f"train subset {res.train_subset}, test {res.test_size}; wrote {res.files['csv']}, "
           f"{res.files['json']}, {res.files['png']}")
     return 0
+
+# ---------------------------------------------------------------- curvature: hessian
+
+
+def _hessian_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The Hessian's subset flags (hessian; plane --directions hessian; eval-curve --sharpness)."""
+    p.add_argument(f"--{prefix}subset", dest="hessian_subset", type=positive_int, default=512,
+                   help="train examples (fixed, seeded) of the loss whose Hessian is taken, one "
+                   "exact-BN pass; its graph is kept in memory, which grows with it (default 512)")
+    p.add_argument(f"--{prefix}steps", dest="hessian_steps", type=integer(2, 100_000), default=80,
+                   help="most Lanczos steps (Hessian-vector products) for the eigenvalues (default 80)")
+    p.add_argument(f"--{prefix}tol", dest="hessian_tol", type=real(0.0, 1.0, lo_open=True, hi_open=True),
+                   default=1e-3, help="residual |Hx - λx| / λ_max at which eigenpairs count as "
+                   "converged (default 1e-3)")  # fmt: skip
+
+
+@command
+def _add_hessian(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "hessian",
+        help="top eigenvalues, eigenvectors and trace of the loss Hessian at a checkpoint",
+        description="Lanczos with full reorthogonalization on Hessian-vector products of the "
+        "exact-BN training loss over a fixed subset, restricted to the parameters random planes "
+        "move (conv and linear weights; biases and BN too with --keep-bn): the top --k "
+        "eigenpairs, the trace (Hutchinson, deflated by the Lanczos basis), optionally the most "
+        "negative eigenvalue, each layer's top eigenvalue and the spectral density. Writes "
+        "A.hessian.json and A.hessian.pt (the eigenvectors) beside the checkpoint, or into --out; "
+        "a stored result for the same checkpoint and settings is reused.",
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="a lossart checkpoint")
+    p.add_argument("--out", metavar="DIR", help="write DIR/hessian.{json,pt} (e.g. a run's analyses/) "
+                   "instead of beside the checkpoint")  # fmt: skip
+    p.add_argument("--k", type=integer(1, 1000), default=2, help="top eigenpairs (default 2)")
+    p.add_argument("--smallest", action="store_true",
+                   help="also the most negative eigenvalue (negative curvature: a saddle)")
+    p.add_argument("--trace-samples", type=integer(0, 100_000), default=30,
+                   help="Hutchinson probes for the trace (0: no trace; default 30)")
+    p.add_argument("--per-layer", action="store_true", help="top eigenvalue of each layer's block")
+    p.add_argument("--density", action="store_true",
+                   help="spectral density by stochastic Lanczos quadrature (A.hessian.png)")
+    p.add_argument("--density-probes", type=integer(1, 1000), default=2, help="SLQ probes (default 2)")
+    p.add_argument("--density-steps", type=integer(2, 10_000), default=40, help="SLQ steps per probe (default 40)")
+    p.add_argument("--keep-bn", action="store_true", help="include biases and BN parameters")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="start vector and probes (default 0)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--recompute", action="store_true", help="ignore a stored result")
+    _hessian_flags(p)
+    _device_flag(p)
+    p.add_argument("--threads", type=THREADS, help="CPU threads (default: torch's choice)")
+    p.set_defaults(run=_run_hessian)
+
+
+def _run_hessian(args: argparse.Namespace) -> int:
+    from lossart.curvature.files import hessian_files
+    from lossart.curvature.hessian import HessianConfig
+
+    cfg = HessianConfig(
+        k=args.k, subset=args.hessian_subset, ignore=None if args.keep_bn else "biasbn",
+        smallest=args.smallest, trace_samples=args.trace_samples, per_layer=args.per_layer,
+        density=args.density, density_probes=args.density_probes, density_steps=args.density_steps,
+        steps=args.hessian_steps, tol=args.hessian_tol, dtype=args.dtype, seed=args.seed,
+        device=_device(args), threads=args.threads,
+    )  # fmt: skip
+    result, paths, reused = hessian_files(args.checkpoint, cfg, args.out, reuse=not args.recompute)
+    print(result.table())
+    print(("reused " if reused else "wrote ") + ", ".join(str(p) for p in paths.values()))
+    return 0
+
 
 # ---------------------------------------------------------------- grid engine: grid, plane
 
@@ -572,6 +655,11 @@ def _add_plane(sub: argparse._SubParsersAction) -> None:
                    help="--around: the window [-span, span]² in units of the directions (default 1)")
     p.add_argument("--keep-bn", action="store_true",
                    help="--around: keep bias and BN directions (default: zeroed, as Li et al.)")
+    p.add_argument("--directions", choices=["random", "hessian", "hessian-min"], default=None,
+                   help="--around: random (default): Li et al.'s pair; hessian: the Hessian's top "
+                   "two eigenvectors; hessian-min: the top one against the most negative one "
+                   "(scaled to a filter-normalized direction's length, so --span compares)")
+    _hessian_flags(p, "hessian-")
     p.add_argument("--out", required=True, metavar="RUN", help="the run folder to create (or resume)")
     _weights_flags(p)
     p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
@@ -586,16 +674,21 @@ def _run_plane(args: argparse.Namespace) -> int:
         if args.checkpoints:
             raise LossartError("plane: give three checkpoints or --around CKPT, not both")
         (path,) = _checkpoint_files(args, [args.around], args.data)
+        from lossart.curvature.hessian import HessianConfig
+
         ignore = None if args.keep_bn else "biasbn"
         seed = 0 if args.seed is None else args.seed
         span = 1.0 if args.span is None else args.span
-        summary = around_run(path, args.out, _grid_config(args), seed, span, ignore)
+        hessian = HessianConfig(subset=args.hessian_subset, steps=args.hessian_steps,
+                                tol=args.hessian_tol, device=_device(args))
+        summary = around_run(path, args.out, _grid_config(args), seed, span, ignore,
+                             args.directions or "random", hessian)  # fmt: skip
         _print_grid_summary(summary)
         return 0
     from lossart.grid.plane3 import plane_run
 
-    if args.seed is not None or args.span is not None or args.keep_bn:
-        raise LossartError("plane: --seed, --span and --keep-bn go with --around CKPT")
+    if args.seed is not None or args.span is not None or args.keep_bn or args.directions:
+        raise LossartError("plane: --seed, --span, --keep-bn and --directions go with --around CKPT")
     if len(args.checkpoints) != 3:
         raise LossartError(
             f"plane: expected three checkpoints (or --around CKPT), got {len(args.checkpoints)}"

@@ -41,14 +41,17 @@ class DemoSettings:
     frame_sigma: float = 0.6
     upsample: int = 3
     size: tuple[int, int] = (640, 360)  # render size (Look.size)
-    samples: int = 16
+    samples: int = 12  # the still's; the video's frames take at most video_samples (denoised)
+    video_samples: int = 3
+    video_scale: float = 0.625  # the video's frames at this share of the still's size
     fps: int = 10
-    interpolate: int = 2
+    interpolate: int = 5  # 4 blends between rendered frames: 21 Cycles frames for 12 s
     duration: float | None = 12.0  # video seconds (None: one rendered frame per curve frame)
     hold: float = 1.0  # video seconds on the first and the last frame
     camera: str = "orbit"
     still_camera: str = "overview"
     palette: str = "losslandscape"
+    style: str = "hero"
 
     def __post_init__(self) -> None:
         check_number("--frames", self.frames, 2, optional=False)
@@ -59,13 +62,16 @@ class DemoSettings:
         """The still's and the video's Look (lossart.format.look), checked."""
         from lossart.render import Look, check_look
 
-        base = Look(samples=self.samples, size=self.size, palette=self.palette)
+        base = Look(samples=self.samples, size=self.size, palette=self.palette, style=self.style)
+        video_samples = min(self.samples, self.video_samples)
+        video_size = tuple(max(16, 2 * round(v * self.video_scale / 2)) for v in self.size)
         return (check_look(replace(base, camera_preset=self.still_camera)),
-                check_look(replace(base, camera_preset=self.camera)))
+                check_look(replace(base, camera_preset=self.camera, samples=video_samples,
+                                   size=video_size)))
 
 
 # The demo's settings that are look options, with their flags generated from the Look fields.
-DEMO_LOOK_FLAGS = ["size", "samples", "palette"]
+DEMO_LOOK_FLAGS = ["size", "samples", "palette", "style"]
 
 # Cost on a 2-core CPU: quick ~20 s, default ~3 min, quality ~3 h (grids: 60 frames x 81^2 points
 # x 2.6 GFLOP; renders: 60 frames at 1280x720, 64 samples); with a GPU, quality takes minutes.
@@ -77,7 +83,8 @@ PRESETS = {
     "default": DemoSettings(),
     "quality": DemoSettings(
         model_width=32, endpoint_epochs=12, curve_epochs=20, frames=60, resolution=81,
-        subset=500, upsample=2, size=(1280, 720), samples=64, fps=24, interpolate=2,
+        subset=500, upsample=2, size=(1280, 720), samples=64, video_samples=32, video_scale=1.0,
+        fps=24, interpolate=2,
     ),
 }
 

@@ -27,6 +27,7 @@ STAGES = (
     ("geometry", ("lossart.geometry",)),
     ("evaluation", ("lossart.evaluation", "lossart.devices")),
     ("training", ("lossart.training",)),
+    ("curvature", ("lossart.curvature",)),
     ("grid", ("lossart.grid",)),
     ("terrain", ("lossart.terrain",)),
     ("render", ("lossart.render",)),

@@ -103,7 +103,7 @@ def test_around_cli_terrain_marks_the_optimum(checkpoint, tmp_path, capsys):
     assert "expected three checkpoints (or --around CKPT), got 1" in capsys.readouterr().err
     three = [str(checkpoint)] * 3
     assert main(["plane", *three, "--seed", "3", "--out", str(tmp_path / "z")]) == 2
-    assert "--seed, --span and --keep-bn go with --around CKPT" in capsys.readouterr().err
+    assert "--seed, --span, --keep-bn and --directions go with --around CKPT" in capsys.readouterr().err
 
 
 def test_around_shards_make_the_whole_grid(checkpoint, tmp_path):

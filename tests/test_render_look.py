@@ -1,6 +1,8 @@
 """The look of the renders, checked numerically: camera framing for every preset (the terrain
-and every marked point inside the frame), the path and markers sized to the terrain, contour
-lines off by default, three distinct markers; and the pure framing geometry."""
+and every marked point inside the frame), the hero style's terrain filling every frame
+(alpha coverage of transparent renders), every style from the CLI and the panel, the path and
+markers sized to the terrain, contour lines, three distinct markers; and the pure framing
+geometry."""
 
 from __future__ import annotations
 
@@ -243,7 +245,9 @@ def test_orbit_keeps_terrain_and_points_in_frame_all_the_way(blender, bundles):
 def test_orbit_without_a_slab_keeps_the_valley_in_frame_and_eases(blender, bundles):
     from lossart.addon import landscape
 
-    scene = _setup(blender, bundles["curve"], camera_preset="orbit", playback_speed=0.1)
+    scene = _setup(
+        blender, bundles["curve"], camera_preset="orbit", playback_speed=0.1, style="classic"
+    )
     paths = landscape.view_targets(landscape.active_bundle(scene), 1.0).paths
     angles = []
     for f in range(scene.frame_start, scene.frame_end + 1):
@@ -283,7 +287,7 @@ def test_flythrough_follows_the_path_smoothly(blender, bundles):
 def test_path_is_thin_and_contours_are_on_unless_switched_off(blender, bundles):
     from lossart.addon import materials, world
 
-    scene = _setup(blender, bundles["curve"])
+    scene = _setup(blender, bundles["curve"], style="classic")
     s = scene.lossart
     assert s.path.data.bevel_depth < 0.005 * world.SIZE  # a line, not a bar
     node = s.terrain.active_material.node_tree.nodes["lossart_contours"]
@@ -347,3 +351,155 @@ def test_a_plane_around_one_optimum_is_framed_wide():
     path = np.array([[-4.0, 0.0, 0.0], [0.0, 0.5, 0.0], [4.0, 0.0, 0.0]])
     pts = scene.framed_points(framing.ViewTargets((lo, hi), optimum, path, ground), slab=False)
     assert pts[:, 1].max() < 3  # a path across the window: the valley framing around it
+
+
+# ---------------------------------------------------------------- styles
+def test_ground_coverage_counts_rays_that_meet_the_window():
+    xs = np.linspace(-5, 5, 21)
+    ys = np.linspace(-3, 3, 13)
+    flat = np.zeros((13, 21))
+    aim = np.zeros(3)
+    tx, ty = framing.half_fov_tangents(50.0, 36.0, 160, 90)
+    d = framing.view_direction(60.0, -90.0)
+    near = aim + d * 4.0  # close: the picture is all ground
+    assert framing.ground_coverage(near, framing.pixel_rays(d, tx, ty), flat, xs, ys) == 1.0
+    far = aim + d * 40.0  # far: a small sheet in the middle of the picture
+    cov = framing.ground_coverage(far, framing.pixel_rays(d, tx, ty), flat, xs, ys)
+    assert 0.0 < cov < 0.5
+    # the fading border does not count
+    inset = framing.ground_coverage(far, framing.pixel_rays(d, tx, ty), flat, xs, ys, inset=1.0)
+    assert inset < cov
+    # a high border in front: rays passing below its top see under the sheet, not ground
+    wall = flat.copy()
+    wall[0, :] = 50.0
+    low = aim + framing.view_direction(20.0, -90.0) * 6.0
+    rays = framing.pixel_rays(framing.view_direction(20.0, -90.0), tx, ty)
+    assert framing.ground_coverage(low, rays, wall, xs, ys) < framing.ground_coverage(
+        low, rays, flat, xs, ys
+    )
+
+
+def test_choose_fill_view_fills_the_picture_and_keeps_the_path_in_sight():
+    xs = np.linspace(-5, 5, 41)
+    ys = np.linspace(-2.8, 2.8, 23)
+    gy = ys[:, None] * np.ones((1, 41))
+    heights = 0.6 * (gy / 2.8) ** 2 * np.ones((23, 41))  # a valley along x
+    path = np.array([[x, 0.0, 0.05] for x in np.linspace(-3.5, 3.5, 15)])
+    tangents = {50.0: framing.half_fov_tangents(50.0, 36.0, 160, 90)}
+    view = framing.choose_fill_view(
+        path, [path.mean(axis=0)], [(path, (heights, xs, ys))], tangents,
+        (20.0, 30.0, 45.0, 60.0), (-90.0, 180.0), fills=(0.7, 0.9), inset=0.3, need=0.98,
+    )  # fmt: skip
+    assert view.coverage >= 0.98 and view.hidden <= 0.02
+    eye = view.aim + framing.view_direction(view.elevation, view.azimuth) * view.distance
+    assert framing.hidden_share(path, eye, heights, xs, ys) <= 0.02
+
+
+def _look_render(scene, tmp_path, frame=None):
+    """Render the scene's frame (the current one by default) as it is set up; RGBA [H, W, 4]."""
+    import bpy
+    import imageio.v3 as iio
+
+    if frame is not None:
+        scene.frame_set(int(frame))
+    out = tmp_path / f"look_{scene.frame_current}.png"
+    scene.render.filepath = str(out)
+    bpy.ops.render.render(write_still=True)
+    return iio.imread(out)
+
+
+def _styled(bpy, bundle, size, **opts):
+    from lossart.addon import landscape
+    from lossart.addon.output import apply_look
+    from lossart.format.look import Look
+
+    scene = bpy.context.scene
+    look = Look(size=size, samples=1, denoise=False, render_device="CPU", **opts)
+    landscape.import_landscape(scene, bundle, look)
+    apply_look(scene, look)
+    landscape.refresh(scene)
+    scene.render.use_compositing = False  # the bloom is slow and changes no alpha
+    return scene
+
+
+@bpy_needed
+@pytest.mark.blender
+@pytest.mark.parametrize(
+    "preset, size", [("overview", (96, 54)), ("overview", (54, 96)), ("overview", (64, 64)),
+                     ("orbit", (96, 54))],
+)  # fmt: skip
+def test_hero_terrain_fills_every_frame_with_path_and_optima_in_sight(
+    blender, bundles, preset, size, tmp_path
+):
+    """The default style: the terrain covers >= 90% of every frame (alpha of a transparent
+    render), every frame's path and both optima inside the picture and not hidden."""
+    from lossart.addon import landscape
+
+    scene = _styled(blender, bundles["curve"], size, camera_preset=preset, transparent=True,
+                    playback_speed=0.5)  # fmt: skip
+    assert scene.lossart.style == "hero" and scene.render.film_transparent
+    frames = [scene.frame_end]
+    if preset == "orbit":
+        frames = np.linspace(scene.frame_start, scene.frame_end, 3).round().astype(int)
+    b = landscape.active_bundle(scene)
+    targets = landscape.view_targets(b, 1.0)
+    for f in frames:
+        rgba = _look_render(scene, tmp_path, f)
+        assert rgba.shape[-1] == 4
+        coverage = float((rgba[..., 3] > 127).mean())
+        assert coverage >= 0.9, (preset, size, f, coverage)
+        assert _inside(_uvz(scene, _marked(scene)), margin=0.0).all()
+        state = b.state(landscape.bundle_position(scene, b))
+        from lossart.addon import path as path_mod
+        from lossart.addon.world import WorldMap
+
+        wmap = WorldMap.for_bundle(b)
+        shown = wmap.world(state.path, 1.0, lift=path_mod.PATH_LIFT)
+        assert _inside(_uvz(scene, shown), margin=0.0).all()
+        eye = np.array(scene.camera.matrix_world.translation)
+        ground = (wmap.world_z(state.heights, 1.0), *targets.ground[1:])  # this frame's
+        assert framing.hidden_share(shown, eye, *ground) <= 0.05
+
+
+@bpy_needed
+@pytest.mark.blender
+@pytest.mark.parametrize("style", ["hero", "classic", "ridgelines"])
+def test_every_style_renders_from_the_panel(blender, bundles, style, tmp_path):
+    """Choosing a style in the panel rebuilds material, world and lights for it; each renders
+    a picture that is not blank, and ridgelines is pale lines on black, not a palette swap."""
+    scene = _styled(blender, bundles["curve"], (64, 36), style="classic")
+    scene.lossart.style = style  # the panel's menu (its update refreshes the scene)
+    mat = scene.lossart.terrain.active_material
+    assert mat["lossart_style"] == style and scene.world["lossart_style"] == style
+    assert ("lossart_occlusion" in mat.node_tree.nodes) == (style == "hero")
+    rgb = _look_render(scene, tmp_path)[..., :3].astype(float)
+    assert rgb.max() > 60  # something lit
+    if style == "ridgelines":
+        lum = rgb.mean(axis=-1)
+        assert (lum < 12).mean() > 0.4  # mostly black ground between the lines
+        assert (lum > 60).mean() > 0.03  # and the lines
+
+
+def test_style_and_transparent_are_look_flags():
+    from lossart.cli import build_parser
+    from lossart.render.options import look_from_args
+
+    args = build_parser().parse_args(["render", "b", "--still", "--style", "ridgelines",
+                                      "--transparent"])  # fmt: skip
+    look = look_from_args(args)
+    assert look.style == "ridgelines" and look.transparent is True
+    assert look_from_args(build_parser().parse_args(["render", "b", "--still"])).style == "hero"
+
+
+def test_a_transparent_frame_is_flattened_onto_the_style_background():
+    from PIL import Image
+
+    from lossart.format.styles import background_rgb
+    from lossart.render.captions import flatten
+
+    img = Image.new("RGBA", (4, 2), (0, 0, 0, 0))
+    img.putpixel((0, 0), (200, 100, 50, 255))
+    flat = flatten(img, background_rgb("hero"))
+    assert flat.mode == "RGB"
+    assert flat.getpixel((0, 0)) == (200, 100, 50)
+    assert flat.getpixel((3, 1)) == background_rgb("hero")

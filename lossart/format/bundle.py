@@ -26,6 +26,8 @@ from .png16 import read_png16
 FORMAT = "lossart-terrain"
 SCHEMA_VERSION = 1
 KINDS = BUNDLE_KINDS  # the kinds table (kinds.py) says which run kinds write which
+#: `directions.kind` of a plane around one network (optional manifest key)
+DIRECTION_KINDS = ("random", "hessian", "hessian-min")
 TRANSFORMS = ("log10-excess", "log10")  # how a loss became a height (docs/bundle.md)
 #: How high a bundle is drawn: z_min..z_max rises this share of the window's width (x extent),
 #: unless the manifest's `height.relief.share` says otherwise (bundles before it had none).

@@ -24,7 +24,15 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .presets import CAMERA_PRESETS, DEFAULT_PALETTE, ENGINES, PALETTES, RENDER_DEVICES
+from .presets import (
+    CAMERA_PRESETS,
+    DEFAULT_PALETTE,
+    DEFAULT_STYLE,
+    ENGINES,
+    PALETTES,
+    RENDER_DEVICES,
+    STYLES,
+)
 from .timeline import Timeline
 
 GROUPS = ("look", "timeline", "render")
@@ -61,6 +69,11 @@ class Look:
     """How a bundle is shown and rendered: the add-on's panel and `lossart render`'s flags."""
 
     # what the scene shows
+    style: str = _option(
+        DEFAULT_STYLE, "Style",
+        "the whole look: light, material, world, camera framing (the palette is one part)",
+        "look", choices=STYLES,
+    )  # fmt: skip
     height_scale: float = _option(
         1.0, "Height scale", "multiplies the bundle's relief (lossart terrain --relief)", "look",
         min=0.0, soft_max=4.0,
@@ -78,7 +91,7 @@ class Look:
     )
     contours: bool = _option(
         True, "Contour lines",
-        "faint contour lines over the surface (off: a glossy sculpted surface)", "look",
+        "faint contour lines over the surface (the classic style; the hero draws none)", "look",
     )  # fmt: skip
     camera_preset: str = _option(
         "overview", "Camera", "camera move", "look", choices=CAMERA_PRESETS, flag="--camera"
@@ -111,6 +124,11 @@ class Look:
         min=SIZE_LIMITS[0], max=SIZE_LIMITS[1], parse=parse_size, format=format_size,
     )  # fmt: skip
     denoise: bool = _option(True, "Denoise", "denoise with OpenImageDenoise", "render")
+    transparent: bool = _option(
+        False, "Transparent",
+        "an alpha channel where no terrain, path or marker is (for compositing; a video's MP4 "
+        "keeps the background colour, its frames folder the alpha)", "render",
+    )  # fmt: skip
 
     @classmethod
     def names(cls, *groups: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Named looks as plain data (no bpy): palettes, camera presets, engines and render devices.
+"""Named looks as plain data (no bpy): styles, palettes, camera presets, engines, render devices.
 
 Kept free of bpy so lossart's CLI can list and check them without starting Blender; the look
 options (look.py) take their allowed values from here.
@@ -69,6 +69,16 @@ PALETTES: dict[str, tuple[list[tuple[float, str]], str, str, str]] = {
     ),
 }
 DEFAULT_PALETTE = "losslandscape"
+#: Styles: the whole look (light, material, world, camera framing, view transform), of which
+#: the palette is one part. styles.py holds what each one sets.
+STYLES = {
+    "hero": "the art: a low camera over terrain filling the frame, soft warm key and cool fill, "
+    "occlusion in the valleys, haze into darkness with distance, AgX",
+    "classic": "the first release's look: a lacquered sheet from above in a dark frame",
+    "ridgelines": "Unknown Pleasures: pale cross-sections of the surface on black, hidden "
+    "behind the nearer ones, seen low across the valley",
+}
+DEFAULT_STYLE = "hero"
 CAMERA_PRESETS = {
     "overview": "three-quarter view from above",
     "orbit": "slow low orbit over the frame range",

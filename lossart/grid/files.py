@@ -115,6 +115,7 @@ class GridMeta:
     versions: dict[str, str] = field(default_factory=dict)
     format_version: int = GRID_VERSION
     adaptive: float | None = None  # --adaptive tolerance in log10 loss; None: the full lattice
+    directions: dict[str, Any] | None = None  # an around run's axes: kind, scale, names, eigenvalues
 
     @property
     def window(self) -> dict[str, list[float]]:
@@ -137,6 +138,7 @@ class GridMeta:
             "adaptive": self.adaptive,
             "frames": list(self.frames),
             "curve": self.curve,
+            "directions": self.directions,
             "flops_per_point": self.flops_per_point,
             "compile": self.compile,
             "model": self.model,
@@ -180,6 +182,7 @@ class GridMeta:
                 versions=dict(d.get("versions") or {}),
                 format_version=version,
                 adaptive=None if d.get("adaptive") is None else float(d["adaptive"]),
+                directions=d.get("directions") if isinstance(d.get("directions"), dict) else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise LossartError(

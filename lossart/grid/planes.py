@@ -19,10 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from lossart.curvature import axis_scale, plane_axes
+from lossart.curvature.files import read_result, result_paths
 from lossart.data import DataSpec
 from lossart.errors import LossartError
 from lossart.format.kinds import AROUND, CURVE, PLANE3, TRAJECTORY, run_kind
-from lossart.geometry.directions import centred_window, random_plane
+from lossart.geometry.directions import DirectionPlane, centred_window, random_plane
 from lossart.geometry.plane import (
     Plane,
     Window,
@@ -33,6 +35,7 @@ from lossart.geometry.plane import (
     plane_through,
     window_around,
 )
+from lossart.geometry.trajectory import filter_mask
 from lossart.geometry.weights import ParamLayout
 from lossart.grid.files import FrameMeta
 from lossart.grid.trajectory_files import FINAL_NAME, FINAL_POINT, START_POINT, read_plane_file
@@ -56,6 +59,7 @@ class GridSource:
     window: Callable[[float], Window]  # margin -> the window of every frame
     frame_meta: Callable[[int], FrameMeta]  # frame index -> its coordinates in its plane
     curve: dict[str, Any] | None = None  # {"kind", "bends"} of a curve run
+    directions: dict[str, Any] | None = None  # an around run's axes (lossart.grid.around)
 
 
 # ---------------------------------------------------------------- curve runs
@@ -209,6 +213,11 @@ def plane3_source(run: Run) -> GridSource:
 AROUND_NAME = "w"
 
 
+def hessian_paths(run: Run) -> dict[str, Any]:
+    """RUN/hessian/hessian.{json,pt,png}: the Hessian result a Hessian plane is made from."""
+    return result_paths(run.endpoints / f"{AROUND_NAME}.pt", run.root / "hessian")
+
+
 def around_source(run: Run) -> GridSource:
     """The grid source of an around run: Li et al.'s seeded plane through the copied optimum.
 
@@ -220,7 +229,7 @@ def around_source(run: Run) -> GridSource:
     around = meta["around"]
     ckpt = load_checkpoint(run.endpoint(AROUND_NAME), expect_model=spec)
     model, (w,) = flat_optima([ckpt])
-    plane = random_plane(w, model, int(around["seed"]), around.get("ignore"))
+    plane, directions = around_plane(run, around, model, w)
     window = centred_window(float(around["span"]))
     frame = FrameMeta(0, 0, 0.0, None, np.zeros((0, 2)), {AROUND_NAME: (0.0, 0.0)})
     return GridSource(
@@ -231,7 +240,35 @@ def around_source(run: Run) -> GridSource:
         plane=lambda _i: plane,
         window=lambda _margin: window,
         frame_meta=lambda _i: frame,
+        directions=directions,
     )
+
+
+def around_plane(
+    run: Run, around: dict[str, Any], model: nn.Module, w: torch.Tensor
+) -> tuple[DirectionPlane, dict[str, Any]]:
+    """An around run's plane and the description of its axes (grid.json and the bundle).
+
+    Random (the default, and every run made before `directions` existed): Li et al.'s seeded
+    filter-normalized pair. Hessian: the eigenvectors stored in RUN/hessian/ by `create_around_run`,
+    scaled to the length of a filter-normalized direction (lossart.curvature.plane_axes).
+    """
+    kind = around.get("directions", "random")
+    layout = ParamLayout.of(model)
+    if kind == "random":
+        plane = random_plane(w, model, int(around["seed"]), around.get("ignore"))
+        mask = filter_mask(layout, around.get("ignore"))
+        description = {
+            "kind": "random",
+            "seed": int(around["seed"]),
+            "scale": axis_scale(w, mask),
+            "axes": [{"name": "random direction 1", "eigenvalue": None},
+                     {"name": "random direction 2", "eigenvalue": None}],
+        }  # fmt: skip
+        return plane, description
+    _, result = read_result(hessian_paths(run)["json"])
+    u, v, description = plane_axes(result, w, layout, kind)
+    return DirectionPlane(w.detach().clone(), u, v), description
 
 
 # ---------------------------------------------------------------- training trajectories

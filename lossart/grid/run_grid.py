@@ -341,6 +341,7 @@ def _grid_run(
         margin=margin,
         aspect=aspect,
         curve=source.curve,
+        directions=source.directions,
         flops_per_point=engine.flops_per_point,
         compile=compiled,
         model=(run.read().get("model") or {}).get("name"),

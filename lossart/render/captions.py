@@ -22,11 +22,27 @@ def frame_caption(frame) -> str:
     return "   ".join(parts)
 
 
-def caption_frames(frames_dir: Path, bundle, timeline: Timeline) -> Path:
+def flatten(img, background: tuple[int, int, int]):
+    """A PIL image with an alpha channel laid over a plain `background` (8-bit sRGB); RGB."""
+    from PIL import Image
+
+    if img.mode not in ("RGBA", "LA"):
+        return img.convert("RGB")
+    under = Image.new("RGBA", img.size, (*background, 255))
+    return Image.alpha_composite(under, img.convert("RGBA")).convert("RGB")
+
+
+def caption_frames(
+    frames_dir: Path,
+    bundle,
+    timeline: Timeline,
+    background: tuple[int, int, int] = (0, 0, 0),
+    text: bool = True,
+) -> Path:
     """Copies of the timeline's scene frames, each captioned with the training state of the
-    bundle frame nearest to what it shows, in frames_dir/captioned/ (made afresh each time: it
-    is cheap and never stale; built beside the old copies and swapped in). The rendered frames
-    stay clean."""
+    bundle frame nearest to what it shows (`text`), and laid over `background` where they are
+    transparent, in frames_dir/captioned/ (made afresh each time: it is cheap and never stale;
+    built beside the old copies and swapped in). The rendered frames stay as rendered."""
     from PIL import Image, ImageDraw, ImageFont
 
     final = frames_dir / "captioned"
@@ -36,15 +52,15 @@ def caption_frames(frames_dir: Path, bundle, timeline: Timeline) -> Path:
     try:
         for f in timeline.scene_frames():
             src = frames_dir / f"frame_{f:05d}.png"
-            text = frame_caption(bundle.frames[timeline.shown_frame(f)])
+            words = frame_caption(bundle.frames[timeline.shown_frame(f)]) if text else ""
             with Image.open(src) as im:
-                img = im.convert("RGB")
-            if text:
+                img = flatten(im, background)
+            if words:
                 size = max(10, img.height // 22)
                 draw = ImageDraw.Draw(img)
                 font = ImageFont.load_default(size=size)
                 margin = max(4, img.height // 40)
-                draw.text((margin, img.height - margin), text, font=font, anchor="ls",
+                draw.text((margin, img.height - margin), words, font=font, anchor="ls",
                           fill=(235, 235, 245), stroke_width=max(1, size // 10), stroke_fill=(0, 0, 0))
             with atomic_path(out_dir / src.name) as tmp:
                 img.save(tmp, format="PNG")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lossart.atomic import atomic_path
 from lossart.format.bundle import Bundle
+from lossart.render.captions import flatten
 from lossart.terrain.preview import write_previews
 
 LABEL_HEIGHT = 22
@@ -41,7 +42,7 @@ def contact_sheet(still: Path, preview: Path, out: Path, labels: tuple[str, str]
     from PIL import Image, ImageDraw, ImageFont
 
     with Image.open(still) as a, Image.open(preview) as b:
-        left, right = a.convert("RGB"), b.convert("RGB")
+        left, right = flatten(a, BACKGROUND), b.convert("RGB")
     h = left.height
     right = right.resize((max(1, round(right.width * h / right.height)), h), Image.LANCZOS)
     sheet = Image.new("RGB", (left.width + GAP + right.width, h + LABEL_HEIGHT), BACKGROUND)

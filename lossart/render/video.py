@@ -39,6 +39,7 @@ from lossart.atomic import atomic_path, write_json
 from lossart.checks import output_file
 from lossart.errors import LossartError
 from lossart.format.look import Look
+from lossart.format.styles import background_rgb
 from lossart.format.timeline import Timeline
 from lossart.render.captions import caption_frames, frame_caption
 from lossart.render.job import RenderResult, blender_executable, claim, count_frames, run_job
@@ -254,6 +255,7 @@ def render_video(
 
     `caption` writes each frame's training state (epoch, step, training loss of the curve at
     that frame) into the picture's corner; the rendered frames stay clean, captions go on copies.
+    A transparent look's frames keep their alpha; the MP4 has them over the style's background.
 
     `interpolate` K > 1 makes K-times slow motion by blending K-1 frames between rendered ones.
     For smooth slow motion of the terrain itself, lower the look's playback speed instead: the
@@ -303,7 +305,10 @@ def render_video(
                 )
         rendered_s = time.perf_counter() - t0
         finish_frames(work, frames_dir, look, bundle_dir)
-        source_dir = caption_frames(frames_dir, bundle, timeline) if caption else frames_dir
+        source_dir = frames_dir
+        if caption or look.transparent:  # the MP4 has no alpha: flattened onto the background
+            source_dir = caption_frames(frames_dir, bundle, timeline,
+                                        background_rgb(look.style), text=caption)  # fmt: skip
         encode_video(
             source_dir, out, fps=fps, interpolate=interpolate, frames=frames, hold=plan.hold_frames
         )

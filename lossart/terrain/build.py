@@ -19,7 +19,7 @@ import numpy as np
 
 from lossart.checks import output_dir
 from lossart.errors import LossartError
-from lossart.format.kinds import CURVE, SAMPLED, TRAJECTORY, run_kind
+from lossart.format.kinds import AROUND, CURVE, SAMPLED, TRAJECTORY, run_kind
 from lossart.grid.files import (
     FrameMeta,
     GridMeta,
@@ -310,6 +310,7 @@ def build_terrain(
         source_run=str(run.root.resolve()),
         loss_min=mapping.loss_min,
         offset=mapping.offset,
+        directions=meta.directions if row is AROUND else None,
     )
     with working_on(root, "`lossart terrain`"):  # the writer swaps the bundle in complete
         manifest = write_bundle(root, spec, stream(), total=total, progress=progress)

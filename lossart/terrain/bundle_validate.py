@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lossart.format.bundle import (
+    DIRECTION_KINDS,
     KINDS,
     TRANSFORMS,
     BundleError,
@@ -224,6 +225,8 @@ class _Checker:
         row = bundle_row(kind)
         if row is not None and row.still and frames is not None and len(frames) != 1:
             self.bad("manifest", f"kind {kind!r} must have exactly one frame, has {len(frames)}")
+        if "directions" in m:
+            self.check_directions(m["directions"])
         return {
             "kind": kind,
             "curve": curve if isinstance(curve, dict) else None,
@@ -232,6 +235,26 @@ class _Checker:
             "samples": samples,
             "frames": frames or [],
         }
+
+    def check_directions(self, d: Any) -> None:
+        """Optional `directions` (a plane around one network): kind, scale and two named axes,
+        each with its Hessian eigenvalue or null."""
+        if d is None:
+            return
+        if not isinstance(d, dict):
+            self.bad("manifest", f"directions = {d!r}: expected an object or null")
+            return
+        self.need(d, "kind", "directions", lambda v: v in DIRECTION_KINDS,
+                  f"one of {DIRECTION_KINDS}")  # fmt: skip
+        self.need(d, "scale", "directions", lambda v: v is None or (_is_num(v) and v >= 0),
+                  "null or a number >= 0")  # fmt: skip
+        axes = self.need(d, "axes", "directions",
+                         lambda v: isinstance(v, list) and len(v) == 2, "a list of two axes")  # fmt: skip
+        for i, axis in enumerate(axes or []):
+            where = f"directions.axes[{i}]"
+            self.need(axis, "name", where, lambda v: isinstance(v, str), "a string")
+            self.need(axis, "eigenvalue", where, lambda v: v is None or _is_num(v),
+                      "null or a finite number")  # fmt: skip
 
     def check_mapping(self, height: dict, h: dict) -> None:
         """`height.mapping`: required for log10-excess (loss_min in [floor, cap], offset > 0),

@@ -125,6 +125,7 @@ class BundleSpec:
     source_run: str | None = None
     loss_min: float | None = None  # the run's lowest loss (clipped), the bottom of the mapping
     offset: float = 0.0  # log10-excess: z = log10(loss - loss_min + offset)
+    directions: dict | None = None  # a plane around one network: its axes (docs/bundle.md)
 
 
 def frame_name(index: int) -> str:
@@ -352,6 +353,8 @@ def _write_into(
         "path_samples": int(cfg.path_samples) if _path_kind(spec.kind) == SAMPLED else 0,
         "frames": entries,
     }
+    if spec.directions is not None:  # optional: bundles without it stay as they were
+        manifest["directions"] = spec.directions
     with atomic_path(manifest_path) as tmp:
         tmp.write_text(dumps_manifest(manifest))
     return manifest

@@ -14,22 +14,38 @@ import numpy as np
 
 from lossart.atomic import atomic_path
 from lossart.format.bundle import Frame, load_bundle
-from lossart.format.kinds import source_kind
+from lossart.format.kinds import AROUND, source_kind
 from lossart.progress import progress
 
 CMAP = "magma"
 CONTOURS = 14
 
 
-def _title(frame: Frame, kind: str) -> str:
+def _title(frame: Frame, kind: str, directions: dict | None = None) -> str:
     """What the frame shows, as the kinds table names it (an around run's plane3 bundle is told
-    apart by its one point w)."""
+    apart by its one point w; its manifest's directions say whether the plane is Hessian)."""
     row = source_kind(kind, [p.name for p in frame.points])
+    if row is AROUND and directions and directions.get("kind") in ("hessian", "hessian-min"):
+        return "Hessian plane around one network"
     loss = frame.train_loss
     loss_s = f", train loss {loss:.4g}" if loss is not None else ""
     if row is None:
         return f"frame {frame.index}"
     return row.frame_title(frame.index, frame.step, frame.epoch, loss_s)
+
+
+def axis_labels(directions: dict | None) -> tuple[str, str]:
+    """"plane x/y", or what an around bundle's axes are (with their Hessian eigenvalues)."""
+    if not directions or len(directions.get("axes") or []) != 2:
+        return "plane x", "plane y"
+    out = []
+    for axis in directions["axes"]:
+        lam = axis.get("eigenvalue")
+        out.append(axis["name"] + ("" if lam is None else f" (λ = {lam:.4g})"))
+    scale = directions.get("scale")
+    if scale:
+        out = [f"{s}, unit = {scale:.3g} in weight space" for s in out]
+    return out[0], out[1]
 
 
 def loss_ticks(bundle, count: int = 7) -> tuple[np.ndarray, list[str]]:
@@ -93,8 +109,10 @@ def write_previews(
     (point_marks,) = ax.plot([], [], "o", color="white", mec="black", ms=8, label="optima")
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
-    ax.set_xlabel("plane x")
-    ax.set_ylabel("plane y")
+    directions = bundle.manifest.get("directions")
+    xlabel, ylabel = axis_labels(directions)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
     ax.legend(loc="upper right", fontsize=8, framealpha=0.6)
     labels: list = []
     contours = None
@@ -128,7 +146,7 @@ def write_previews(
                 )
                 for p in pts
             ]
-            ax.set_title(_title(frame, bundle.kind), fontsize=10)
+            ax.set_title(_title(frame, bundle.kind, directions), fontsize=10)
             target = out_dir / f"frame_{frame.index:05d}.png"
             with atomic_path(target) as tmp:
                 fig.savefig(tmp, dpi=dpi, format="png")
