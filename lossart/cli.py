@@ -78,7 +78,7 @@ def _device(args: argparse.Namespace) -> str:
 
 def _resolution(text: str) -> tuple[int, int]:
     """`--resolution N|WxH`, the one parser of grid, plane and functions."""
-    from lossart.grid.run_grid import parse_resolution
+    from lossart.grid.config import parse_resolution
 
     return parse_resolution(text)
 
@@ -559,7 +559,7 @@ def _run_hessian(args: argparse.Namespace) -> int:
 
 def _grid_flags(p: argparse.ArgumentParser) -> None:
     """The grid options' flags, generated from GridConfig's declarations, and the run-only ones."""
-    from lossart.grid.run_grid import GridConfig
+    from lossart.grid.config import GridConfig
     from lossart.options import add_option_flags
 
     add_option_flags(p, GridConfig, list(GridConfig.FLAGS))
@@ -571,7 +571,7 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _grid_config(args: argparse.Namespace):
-    from lossart.grid.run_grid import GridConfig
+    from lossart.grid.config import GridConfig
     from lossart.options import options_from_args
 
     return GridConfig(
