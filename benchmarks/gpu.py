@@ -43,9 +43,9 @@ from lossart.grid.engine import (  # noqa: E402
     GridEngine,
     loss_and_accuracy,
     point_weights,
-    precision,
 )
 from lossart.models import ModelSpec, create_model  # noqa: E402
+from lossart.precision import precision  # noqa: E402
 
 CIFAR = REPO.parent / "shared" / "data" / "cifar10-subset.npz"
 TARGET_POINTS_PER_S = 800  # issue 15: resnet20-noskip over 1024 images on an H100/H200

@@ -12,10 +12,18 @@ CIFAR-10 subset where present, else random images) it prints points/s and effect
   (`load_flat_`), BN statistics recomputed by a training-mode pass over the subset, then an
   eval-mode pass, autograd left on;
 
-then the machine's fp32 matmul rate (torch.mm on large square matrices; on CUDA also bf16 and the
-memory bandwidth of a large device copy), measured in the same run. The last two lines are, for
-resnet20-noskip, `engine/reference <ratio>` and `engine/matmul <ratio>` (compiled engine on a CPU;
-the eager engine's ratios are printed just before them).
+then the machine's fp32 and bf16 matmul rates (torch.mm on large square matrices; on CUDA also
+the memory bandwidth of a large device copy), measured in the same run. For resnet20-noskip it
+prints `engine/reference <ratio>` and `engine/matmul <ratio>` (compiled engine on a CPU; the eager
+engine's ratios just before them), then the bfloat16 engine (`--dtype bfloat16`, compiled on a
+CPU as `lossart grid` runs it, eager beside it):
+
+- `engine/bf16_vs_fp32`: its points/s ÷ the float32 engine's (both compiled on a CPU), same run;
+- `engine/bf16_matmul`: its effective FLOP rate ÷ the bf16 matmul rate, same run;
+- `engine/bf16_max_log10`: the largest |log10 loss| difference from float32 over a 10×10 lattice
+  spread across the 16:9 window of a trained run's last frame (`--run`: a curve run, or any run
+  `lossart grid` reads, e.g. `lossart plane --around CKPT`; default the real subject's run,
+  /work/runs/subject/video or renders/resnet20-noskip/video), or `n/a`.
 """
 
 from __future__ import annotations
@@ -38,7 +46,28 @@ from lossart.grid.engine import EngineConfig, GridEngine  # noqa: E402
 from lossart.models import ModelSpec, create_model  # noqa: E402
 
 MM_REPS = 3
-CIFAR = REPO.parent / "shared" / "data" / "cifar10-subset.npz"
+# The shared folder beside the checkout (/work/main) or beside its worktree folder (/work/wt/x).
+CIFAR = next((p for p in (REPO.parent / "shared" / "data" / "cifar10-subset.npz",
+                          REPO.parents[1] / "shared" / "data" / "cifar10-subset.npz")
+              if p.is_file()), REPO.parent / "shared" / "data" / "cifar10-subset.npz")  # fmt: skip
+TRAINED_RUNS = (
+    REPO.parent / "runs" / "subject" / "video",
+    REPO.parents[1] / "runs" / "subject" / "video",
+    REPO / "renders" / "resnet20-noskip" / "video",
+)
+
+
+def cpu_name() -> str:
+    """/proc/cpuinfo's model name and whether the CPU has AMX bfloat16 units."""
+    name = "CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                        name)  # fmt: skip
+    except OSError:
+        pass
+    amx = torch.cpu.get_capabilities().get("amx_bf16")
+    return f"{name} ({'AMX bf16' if amx else 'no AMX'})"
 
 
 def sync(device: torch.device) -> None:
@@ -142,7 +171,12 @@ def bench_model(name: str, shape, classes: int, args, device: torch.device, mm: 
             ("engine bf16", EngineConfig(device=str(device), dtype="bfloat16")),
         ]
     else:
-        configs += [("engine compiled", EngineConfig(device=str(device), compile=True))]
+        configs += [
+            ("engine compiled", EngineConfig(device=str(device), compile=True)),
+            ("engine bf16", EngineConfig(device=str(device), dtype="bfloat16", compile=False)),
+            ("engine bf16 compiled",
+             EngineConfig(device=str(device), dtype="bfloat16", compile=True)),
+        ]  # fmt: skip
     if device.type == "cpu" and not args.quick:
         configs += [
             ("engine vmap", EngineConfig(device=str(device), strategy="vmap", batch_points=4)),
@@ -166,7 +200,7 @@ def bench_model(name: str, shape, classes: int, args, device: torch.device, mm: 
     rates = {k: points[k] / best[k] for k in points}
     for k, r in rates.items():
         tail = f"  [{described[k]}]" if k in described else ""
-        print(f"  {k:<16} {r:10.2f} points/s {flops * r / 1e9:9.1f} GFLOP/s{tail}")
+        print(f"  {k:<21} {r:10.2f} points/s {flops * r / 1e9:9.1f} GFLOP/s{tail}")
     print(f"  FLOPs/point       {flops / 1e9:.3f} GFLOP ({flops / len(x) / 1e6:.1f} MFLOP/sample)")
     return {"rates": rates, "best": best, "flops": flops}
 
@@ -181,6 +215,9 @@ def main() -> None:
         "--subset", type=int, default=None, help="samples (default 256; 1024 on CUDA)"
     )
     parser.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds")
+    parser.add_argument("--run", help="trained curve run for engine/bf16_max_log10")
+    parser.add_argument("--accuracy-subset", type=int, default=128,
+                        help="samples per point for engine/bf16_max_log10 (default 128)")
     args = parser.parse_args()
     os.environ.setdefault("LOSSART_QUIET", "1")
     device = torch.device(args.device)
@@ -193,21 +230,20 @@ def main() -> None:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"CPU, {torch.get_num_threads()} threads"
+        name = f"{cpu_name()}, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; load average {os.getloadavg()[0]:.1f}")
     n = 8192 if device.type == "cuda" else 2048
-    mm = {"matmul fp32": matmul_fn(device, torch.float32, n)}
+    mm = {"matmul fp32": matmul_fn(device, torch.float32, n),
+          "matmul bf16": matmul_fn(device, torch.bfloat16, n)}  # fmt: skip
     if device.type == "cuda":
-        mm["matmul bf16"] = matmul_fn(device, torch.bfloat16, n)
         mm["memory copy"] = copy_fn(device)
     bench_model("smallcnn", (3, 16, 16), 6, args, device, {})
     r = bench_model("resnet20-noskip", (3, 32, 32), 10, args, device, mm)
     mm_rate = 2 * n**3 * MM_REPS / r["best"]["matmul fp32"] / 1e9
     print(f"matmul fp32     {mm_rate:10.1f} GFLOP/s (torch.mm {n}x{n}, interleaved)")
+    mm_bf16 = 2 * n**3 * MM_REPS / r["best"]["matmul bf16"] / 1e9
+    print(f"matmul bf16     {mm_bf16:10.1f} GFLOP/s")
     if device.type == "cuda":
-        print(
-            f"matmul bf16     {2 * n**3 * MM_REPS / r['best']['matmul bf16'] / 1e9:10.1f} GFLOP/s"
-        )
         print(
             f"memory copy     {2 * 2**30 / r['best']['memory copy'] / 1e9:10.1f} GB/s (1 GiB, read+write)"
         )
@@ -220,6 +256,54 @@ def main() -> None:
     best = rates.get("engine compiled", eager)
     print(f"engine/reference {best / rates['reference']:.2f}")
     print(f"engine/matmul {best * r['flops'] / 1e9 / mm_rate:.2f}")
+    # bfloat16: as `lossart grid --dtype bfloat16` runs a real-size grid (compiled on a CPU).
+    label = "engine bf16" if device.type == "cuda" else "engine bf16 compiled"
+    bf16 = rates[label]
+    if device.type == "cpu":
+        print(f"eager bf16_vs_fp32 {rates['engine bf16'] / eager:.2f}")
+    print(f"engine/bf16_vs_fp32 {bf16 / best:.2f}")
+    print(f"engine/bf16_matmul {bf16 * r['flops'] / 1e9 / mm_bf16:.2f}")
+    diff = bf16_max_log10(args, device)
+    print(f"engine/bf16_max_log10 {'n/a' if diff is None else f'{diff:.5f}'}")
+
+
+def bf16_max_log10(args, device: torch.device) -> float | None:
+    """Largest |log10 loss| difference, bfloat16 vs float32, over 10×10 points of a trained
+    run's last frame (a curve run or any run `lossart grid` reads), spread evenly across its
+    16:9 window (edges included); None: no run."""
+    import numpy as np
+
+    from lossart.geometry.plane import fit_aspect
+    from lossart.grid.engine import grid_axis
+    from lossart.grid.planes import grid_source
+    from lossart.runs import open_run
+
+    path = Path(args.run) if args.run else next((p for p in TRAINED_RUNS if p.is_dir()), None)
+    if path is None or not (path / "run.json").is_file():
+        tried = [str(path)] if path else [str(p) for p in TRAINED_RUNS]
+        print(f"  (no trained curve run at {' or '.join(tried)}: pass --run RUN)")
+        return None
+    source = grid_source(open_run(path))
+    last = source.frames[-1]
+    plane = source.plane(last)
+    window = fit_aspect(source.window(0.2), 16 / 9)
+    gx, gy = np.meshgrid(grid_axis(*window.x_range, 10), grid_axis(*window.y_range, 10))
+    from lossart.data import load_dataset
+    from lossart.data.batches import eval_subset
+
+    x, y = eval_subset(load_dataset(source.data_spec), "train", args.accuracy_subset, device=device)
+    layout = ParamLayout.of(source.model)
+    loss = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = EngineConfig(device=str(device), dtype=dtype, compile=device.type == "cpu")
+        engine = GridEngine(source.model, layout, x, y, "classification", cfg)
+        engine.set_plane(plane.origin, plane.u_hat, plane.v_hat)
+        loss[dtype] = engine.evaluate(gx.ravel(), gy.ravel()).loss
+    diff = np.abs(np.log10(loss["bfloat16"]) - np.log10(loss["float32"]))
+    print(f"  {path} frame {last}: 100 points, subset {len(x)}, loss "
+          f"{loss['float32'].min():.3g}..{loss['float32'].max():.3g}; |dlog10| median "
+          f"{np.median(diff):.5f}, max {diff.max():.5f}")
+    return float(diff.max())
 
 
 if __name__ == "__main__":

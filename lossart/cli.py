@@ -30,6 +30,7 @@ from lossart.checks import (
     real,
 )
 from lossart.errors import LossartError
+from lossart.precision import DTYPE_HELP, DTYPES
 
 THREADS = integer(1, 4096)
 MOMENTUM = real(0.0, 1.0, hi_open=True)
@@ -67,6 +68,11 @@ def _device_name(text: str) -> str:
 
 def _device_flag(p: argparse.ArgumentParser, note: str = "") -> None:
     p.add_argument("--device", type=_device_name, default="cpu", help=DEVICE_HELP + note)
+
+
+def _dtype_flag(p: argparse.ArgumentParser, note: str) -> None:
+    """`--dtype`, default auto: bfloat16 where the hardware has the units (lossart.precision)."""
+    p.add_argument("--dtype", choices=DTYPES, default="auto", help=f"{DTYPE_HELP}; {note}")
 
 
 def _device(args: argparse.Namespace) -> str:
@@ -196,6 +202,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-augment", action="store_true", help="train without crop/flip augmentation")
     _device_flag(p)
+    _dtype_flag(p, "default auto, resolved once and kept in the checkpoint")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.add_argument(
         "--threads",
@@ -230,6 +237,7 @@ def _run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         augment=not args.no_augment,
         device=device,
+        dtype=args.dtype,
         channels_last=args.channels_last,
         threads=args.threads,
         snapshots=args.snapshots,
@@ -373,6 +381,7 @@ def _add_curve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset (default: the endpoints' dataset)")
     _weights_flags(p)
     _device_flag(p)
+    _dtype_flag(p, "default auto, resolved once and kept in the run (a resumed curve keeps it)")
     p.add_argument("--threads", type=THREADS,
                    help="CPU threads (default: 1 for the built-in data, else torch's default)")
     p.set_defaults(run=_run_curve)
@@ -390,6 +399,7 @@ def _run_curve(args: argparse.Namespace) -> int:
         lr=args.lr, wd=args.wd, momentum=args.momentum, batch_size=args.batch_size, seed=args.seed,
         frames=args.frames, frame_spacing=args.frame_spacing, init_noise=args.init_noise,
         augment=not args.no_augment, data=args.data, device=_device(args), threads=args.threads,
+        dtype=args.dtype,
     )  # fmt: skip
     cr = train_curve(cfg)
     last = cr.frames[-1]
@@ -461,6 +471,9 @@ def _add_line(sub: argparse._SubParsersAction) -> None:
                    help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set")
     _weights_flags(p)
     p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
+    p.add_argument("--beside", nargs="+", metavar="DIR", default=[],
+                   help="earlier `lossart line --out DIR` results to draw on the same plot "
+                   "(OUT/line-compare.png), e.g. A->B beside A->B-aligned")
     _device_flag(p)
     p.add_argument("--threads", type=THREADS,
                    help="CPU threads (default: 1 for the built-in data, else torch's default)")
@@ -471,11 +484,26 @@ def _run_line(args: argparse.Namespace) -> int:
     from lossart.analyses.line import evaluate_line
 
     a, b = _checkpoint_files(args, args.checkpoints, args.data)
+    if args.beside:
+        from lossart.analyses.line_compare import read_line
+
+        for folder in args.beside:
+            read_line(folder)  # before the work: a missing folder is a one-line error now
     res = evaluate_line(a, b, args.out, points=args.points, subset=args.subset,
                         device=_device(args), threads=args.threads)
     print(res.table())
     print(f"train subset {res.train_subset}, test {res.test_size}; wrote {res.files['csv']}, "
           f"{res.files['json']}, {res.files['png']}")
+    if args.beside:
+        from pathlib import Path
+
+        from lossart.analyses.line_compare import label_of, plot_lines, read_line
+
+        png = plot_lines([*args.beside, args.out], Path(args.out) / "line-compare.png")
+        for folder in [*args.beside, args.out]:
+            data = read_line(folder)
+            print(f"{label_of(data)}: barrier {data['barrier']:.4f} (test {data['test_barrier']:.4f})")
+        print(f"wrote {png}")
     return 0
 
 # ---------------------------------------------------------------- curvature: hessian
@@ -561,8 +589,7 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
                    help="window width:height, grown around the curve to fill the picture "
                         "(default 16:9 for a new grid, else grid.json's; none: hug the points)")
     _device_flag(p, note="; under torchrun cuda is each rank's local GPU")
-    p.add_argument("--dtype", choices=("float32", "tf32", "bfloat16"), default=None,
-                   help="evaluation precision (default float32; tf32 needs CUDA)")
+    _dtype_flag(p, "default auto: grid.json's, else by the hardware; kept in grid.json")
     p.add_argument("--batch-points", type=positive_int, metavar="B", default=None,
                    help="grid points per launch on CUDA (default: from free memory)")
     p.add_argument("--tile-rows", type=positive_int, metavar="R", default=None,
@@ -870,6 +897,60 @@ def _run_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# ---------------------------------------------------------------- view: the page in a browser
+
+
+@command
+def _add_view(sub: argparse._SubParsersAction) -> None:
+    from lossart.render.options import add_look_flags
+
+    p = sub.add_parser(
+        "view",
+        help="one self-contained interactive HTML page of a run or bundle (no Blender)",
+        description="Write an offline HTML page (plotly.js inside): the terrain as a 3-D surface "
+        "beside its flat map, the path, bends and optima; hover reads plane x, y and the loss "
+        "measured there (from RUN/grids; a bare bundle shows heights). Runs of several frames "
+        "get a frame slider and a play button. Frames and nodes are thinned to fit --budget-mb; "
+        "the page says what was kept.",
+    )
+    p.add_argument("source", metavar="RUN|BUNDLE", help="run folder or bundle folder/manifest")
+    p.add_argument("--out", metavar="FILE.html",
+                   help="the page (default RUN/renders/view.html, or BUNDLE/view.html)")  # fmt: skip
+    p.add_argument("--max-side", type=integer(2, 2001), default=201, metavar="N",
+                   help="at most N surface nodes along a side (default 201)")  # fmt: skip
+    p.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
+                   help="at most N frames, evenly spaced (default: all that fit the budget)")  # fmt: skip
+    p.add_argument("--budget-mb", type=positive_float, default=20.0, metavar="MB",
+                   help="the page's data, plotly.js (4.7 MB) aside (default 20)")  # fmt: skip
+    p.add_argument("--heights-only", action="store_true",
+                   help="leave the run's grids out: hover shows heights")  # fmt: skip
+    p.add_argument("--show-evaluated", action="store_true",
+                   help="adaptive grids: show the evaluated points at open (else a legend click)")  # fmt: skip
+    p.add_argument("--screenshot", metavar="FILE.png",
+                   help="also write a PNG of the page as headless Chromium shows it")  # fmt: skip
+    p.add_argument("--frame", type=nonneg_int, default=None, metavar="K",
+                   help="--screenshot at the slider's K-th position (default the first)")  # fmt: skip
+    add_look_flags(p, ["palette"], title="look (as lossart render's)")
+    p.set_defaults(run=_run_view)
+
+
+def _run_view(args: argparse.Namespace) -> int:
+    from lossart.view import ViewConfig, write_view
+
+    config = ViewConfig(
+        palette=args.palette, max_side=max(args.max_side, 2), min_side=min(61, args.max_side),
+        budget_mb=args.budget_mb, max_frames=args.max_frames, losses=not args.heights_only,
+        show_evaluated=args.show_evaluated,
+    )  # fmt: skip
+    result = write_view(args.source, args.out, config)
+    print(result.summary())
+    if args.screenshot:
+        from lossart.view.screenshot import screenshot_view
+
+        print(f"wrote {screenshot_view(result.path, args.screenshot, step=args.frame)}")
+    return 0
+
+
 # ---------------------------------------------------------------- render: render, addon
 
 
@@ -1010,6 +1091,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subset", type=positive_int, help="training images per grid point")
     p.add_argument("--seed", type=nonneg_int, default=1)
     p.add_argument("--device", type=_device_name, default="cpu", help="cpu or cuda for the compute stages")
+    _dtype_flag(p, "with --subject: training and grids (default auto)")
     p.add_argument("--no-render", action="store_true", help="stop after the terrain bundle")
     add_look_flags(p, DEMO_LOOK_FLAGS, defaults=False,
                    title="look options (default: the preset's; see lossart render --help)")
@@ -1043,7 +1125,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     if result.barrier:
         print(f"barrier (train loss): curve {result.barrier['curve']:.3f}, "
               f"segment {result.barrier['segment']:.3f}")
-    for label, path in (("still", result.still), ("video", result.video)):
+    page = result.out / "lossart-demo.html"
+    for label, path in (("still", result.still), ("video", result.video),
+                        ("page", page if page.is_file() else None)):  # fmt: skip
         if path:
             print(f"{label}: {path}")
     print(f"run folder: {result.run} (try: lossart ensemble {result.run})")
@@ -1063,13 +1147,66 @@ def _run_subject(args: argparse.Namespace) -> int:
     cfg = SubjectConfig(args.subject, args.data, args.download, args.data_root, args.device,
                         Path(args.out or f"renders/{args.subject}"),
                         tuple(args.endpoints) if args.endpoints else None, args.curve,
-                        not args.no_render, args.threads)
+                        not args.no_render, args.threads, dtype=args.dtype)
     result = run_subject(cfg, on_stage=lambda name: print(f"subject: {name}", flush=True))
     print(f"{args.subject} in {result.out} (stages run now: {', '.join(result.ran) or 'none'})")
     for name, secs in result.stage_seconds.items():
         print(f"  {name:<13} {secs:8.1f} s")
     for name, path in result.files.items():
         print(f"{name}: {path}")
+    return 0
+
+
+# ---------------------------------------------------------------- alignment: align
+
+
+@command
+def _add_align(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "align",
+        help="permute networks' hidden units to match a reference (Git Re-Basin)",
+        description="Rename the hidden units of each MODEL to match REFERENCE without changing its "
+        "function: weight matching (alternating linear assignment per permutation group) or "
+        "activation matching on train examples. The groups are read from the network itself "
+        "(torch.fx). Writes an ordinary checkpoint per model, recorded as aligned to REFERENCE, "
+        "and its permutation beside it (OUT.perm.json). Rerunning continues an interrupted match.",
+    )
+    p.add_argument("reference", metavar="REFERENCE", help="the checkpoint to align to (A)")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="checkpoints of the same model to permute (B, C, ...)")
+    p.add_argument("--out", required=True,
+                   help="the aligned checkpoint (one MODEL), or a folder for several (OUT/<name>)")
+    p.add_argument("--method", default="weights", choices=["weights", "activations"],
+                   help="weights: weight matching (default); activations: correlation of "
+                   "activations on --subset train examples")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="weights: the order groups are visited")
+    p.add_argument("--max-rounds", type=integer(1, 100_000), default=100,
+                   help="weights: at most this many rounds over all groups (default 100)")
+    p.add_argument("--subset", type=positive_int, default=1000,
+                   help="activations: train examples (fixed, seeded); default 1000")
+    _weights_flags(p)
+    p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
+    _device_flag(p)
+    p.add_argument("--threads", type=THREADS, help="CPU threads (default: torch's)")
+    p.set_defaults(run=_run_align)
+
+
+def _run_align(args: argparse.Namespace) -> int:
+    from lossart.alignment import AlignConfig, align_checkpoints
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    ref, *models = _checkpoint_files(args, [args.reference, *args.models], args.data)
+    cfg = AlignConfig(reference=ref, models=tuple(models), out=args.out, method=args.method,
+                      seed=args.seed, max_rounds=args.max_rounds, subset=args.subset,
+                      device=_device(args))  # fmt: skip
+    result = align_checkpoints(cfg)
+    for m in result.models:
+        how = "already aligned, kept" if m.reused else f"{m.rounds} round(s), {m.seconds:.1f} s"
+        print(f"{m.source} -> {m.out}: L2 distance to {ref} {m.l2_before:.4f} -> "
+              f"{m.l2_after:.4f} ({m.groups} groups, {how}); permutation {m.permutation}")
     return 0
 
 

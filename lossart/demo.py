@@ -2,8 +2,8 @@
 
 Two small conv nets trained independently on the built-in `shapes` images (in parallel, one per
 core), a quadratic Bézier curve between them trained with recorded frames, the loss-along-path
-plot, per-frame loss grids, the terrain bundle with previews, and Blender renders: a still of the
-trained curve and an MP4 of the curve being trained.
+plot, per-frame loss grids, the terrain bundle with previews, its page for a browser (`lossart
+view`), and Blender renders: a still of the trained curve and an MP4 of the curve being trained.
 
 Every stage resumes: rerunning the same command skips what is already on disk, so an interrupted
 demo continues where it stopped. The output folder holds the still and the video at its top and
@@ -215,6 +215,11 @@ def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> 
         build_terrain(run_dir, TerrainConfig(sigma=s.sigma, frame_sigma=s.frame_sigma,
                                              upsample=s.upsample), preview=True)
 
+    def view() -> None:
+        from lossart.view import write_view
+
+        state["page"] = write_view(run_dir, cfg.out / "lossart-demo.html").path
+
     def renders() -> None:
         from lossart.render import render_still, render_video
 
@@ -226,7 +231,7 @@ def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> 
 
     stages: list[tuple[str, Callable[[], None]]] = [
         ("endpoints", endpoints), ("curve", curve), ("eval-curve", eval_curve), ("grid", grids),
-        ("terrain", terrain),
+        ("terrain", terrain), ("view", view),
     ]
     if cfg.render:
         stages.append(("render", renders))

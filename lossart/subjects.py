@@ -100,6 +100,9 @@ class SubjectConfig:
     render: bool = True
     threads: int | None = None  # CPU cores to use (default: all)
     settings: Subject | None = None
+    # training and grids: auto (bfloat16 where the hardware has the units), float32, bfloat16;
+    # each stage resolves it once and records it (checkpoints, run.json, grid.json)
+    dtype: str = "auto"
 
     def resolve(self) -> Subject:
         """The subject's settings for the device; a one-line error for a bad name or device."""
@@ -206,13 +209,14 @@ def share_run(src: Path, dst: Path) -> None:
             shutil.copyfile(src / "run.json", tmp)
 
 
-def _train_one(args: tuple[str, object, str, dict, int, int, str, int]) -> str:
+def _train_one(args: tuple[str, object, str, dict, int, int, str, int, str]) -> str:
     """One endpoint (a worker process on the CPU, so both train at once)."""
     from lossart.training.endpoints import TrainConfig, train_endpoint
 
-    out, data, model, kwargs, epochs, seed, device, threads = args
+    out, data, model, kwargs, epochs, seed, device, threads, dtype = args
     train_endpoint(TrainConfig(data=data, model=model, model_kwargs=kwargs, epochs=epochs,
-                               seed=seed, out=out, device=device, progress=False, threads=threads))
+                               seed=seed, out=out, device=device, progress=False, threads=threads,
+                               dtype=dtype))
     return out
 
 
@@ -235,7 +239,8 @@ def run_subject(cfg: SubjectConfig,
     if record.get("settings", settings) != settings or record.get("subject", cfg.subject) != cfg.subject:
         raise LossartError(f"--out {out}: holds a subject run with other settings "
                            f"({record.get('subject')}); use another --out")
-    record.update(subject=cfg.subject, device=cfg.device, data=cfg.data, settings=settings)
+    record.update(subject=cfg.subject, device=cfg.device, data=cfg.data, settings=settings,
+                  dtype=cfg.dtype)
     record.setdefault("stages", {})
     ends = [out / "endpoints" / "w1.pt", out / "endpoints" / "w2.pt"]
     data = _data_text(cfg)
@@ -243,6 +248,7 @@ def run_subject(cfg: SubjectConfig,
     cores = _cores(cfg)
     cuda = str(cfg.device).startswith("cuda")
     last = str(s.frames - 1)
+    dt = "" if cfg.dtype == "auto" else f" --dtype {cfg.dtype}"  # the CLI's default is auto
 
     def endpoints() -> str:
         seeds = cfg.endpoints or (
@@ -252,7 +258,7 @@ def run_subject(cfg: SubjectConfig,
         ends[0].parent.mkdir(parents=True, exist_ok=True)
         per = 1 if cuda else max(1, cores // 2)
         jobs = [(str(p), spec, s.model, dict(s.model_kwargs), s.endpoint_epochs, k + 1,
-                 cfg.device, per) for k, p in enumerate(ends)]
+                 cfg.device, per, cfg.dtype) for k, p in enumerate(ends)]
         todo = [j for j in jobs if not Path(j[0]).is_file()]
         if len(todo) == 2 and not cuda and cores > 1:
             with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
@@ -261,7 +267,7 @@ def run_subject(cfg: SubjectConfig,
             for job in todo:
                 _train_one(job)
         return (f"lossart train --model {s.model} --data {data} --epochs {s.endpoint_epochs} "
-                f"--seed 1|2 --threads {per} --device {cfg.device} --out endpoints/w1|w2.pt")
+                f"--seed 1|2 --threads {per} --device {cfg.device}{dt} --out endpoints/w1|w2.pt")
 
     def curve() -> str:
         from lossart.training.curve import CurveConfig, train_curve
@@ -271,9 +277,10 @@ def run_subject(cfg: SubjectConfig,
         train_curve(CurveConfig(w1=str(ends[0]), w2=str(ends[1]), out=str(video_run),
                                 epochs=s.curve_epochs, frames=s.frames,
                                 frame_spacing=s.frame_spacing, seed=1, device=cfg.device,
-                                threads=None if cuda else cores, progress=False))
+                                threads=None if cuda else cores, progress=False,
+                                dtype=cfg.dtype))
         return (f"lossart curve endpoints/w1.pt endpoints/w2.pt --out video --epochs "
-                f"{s.curve_epochs} --frames {s.frames} --frame-spacing {s.frame_spacing}")
+                f"{s.curve_epochs} --frames {s.frames} --frame-spacing {s.frame_spacing}{dt}")
 
     def eval_curve() -> str:
         from lossart.analyses.eval_curve import evaluate_curve_run
@@ -301,9 +308,9 @@ def run_subject(cfg: SubjectConfig,
         with _threads(None if cuda else cores):
             grid_run(video_run, GridConfig(resolution=s.video_resolution, subset=s.video_subset,
                                            aspect=s.aspect, adaptive=s.adaptive,
-                                           device=cfg.device, quiet=True))
+                                           device=cfg.device, dtype=cfg.dtype, quiet=True))
         return (f"lossart grid video --resolution {_wxh(s.video_resolution)} "
-                f"--subset {s.video_subset} --aspect 16:9{_adaptive_flag(s.adaptive)}")
+                f"--subset {s.video_subset} --aspect 16:9{_adaptive_flag(s.adaptive)}{dt}")
 
     def still_grid() -> str:
         from lossart.grid.run_grid import GridConfig, grid_run
@@ -313,10 +320,10 @@ def run_subject(cfg: SubjectConfig,
             grid_run(still_run, GridConfig(frames=last, resolution=s.still_resolution,
                                            subset=s.subset, aspect=s.aspect,
                                            adaptive=s.still_adaptive, device=cfg.device,
-                                           quiet=True))
+                                           dtype=cfg.dtype, quiet=True))
         return (f"lossart grid still --select-frames {last} --resolution "
                 f"{_wxh(s.still_resolution)} --subset {s.subset} --aspect 16:9"
-                f"{_adaptive_flag(s.still_adaptive)}")
+                f"{_adaptive_flag(s.still_adaptive)}{dt}")
 
     def video_terrain() -> str:
         from lossart.terrain.build import build_terrain

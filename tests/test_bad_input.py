@@ -607,6 +607,13 @@ CASES = [
     Case("line-nan-checkpoint", "F4", ["line", "{ws}/nan.pt", B, "--out", "{ws}/l"], "nan.pt",
          nan_endpoint, "checkpoint"),
     Case("line-points-1", "F4", ["line", A, B, "--out", "{ws}/l", "--points", "1"], "--points"),
+    Case("align-garbage", "F5", ["align", "{ws}/file.txt", B, "--out", "{ws}/al.pt"], "file.txt",
+         reads="checkpoint"),
+    Case("align-nan-checkpoint", "F4", ["align", A, "{ws}/nan.pt", "--out", "{ws}/al.pt"],
+         "nan.pt", nan_endpoint, "checkpoint"),
+    Case("align-max-rounds-0", "F4", ["align", A, B, "--out", "{ws}/al.pt", "--max-rounds", "0"],
+         "--max-rounds"),
+    Case("align-several-out-file", "F6", ["align", A, A, B, "--out", "{ws}/file.txt"], "file.txt"),
     Case("plane-two-checkpoints", "F6", ["plane", A, B, "--out", "{ws}/p"], "three"),
     Case("plane-around-garbage", "F5", ["plane", "--around", "{ws}/file.txt", "--out", "{ws}/p"],
          "file.txt", reads="checkpoint"),
@@ -634,7 +641,12 @@ CASES = [
     Case("render-frame-99", "F6", ["render", R, "--still", "--frame", "99", *FAKE_BLENDER],
          "--frame", reads="bundle"),
     Case("terrain-export-mesh-garbage-heights", "F5", ["render", R, "--video", *FAKE_BLENDER],
-         "heights", garbage_heights, "bundle"),
+         "heights", garbage_heights, "bundle"),    Case("view-budget-0", "F4", ["view", R, "--budget-mb", "0"], "--budget-mb"),
+    Case("view-max-side-1", "F4", ["view", R, "--max-side", "1"], "--max-side"),
+    Case("view-missing-run", "F5", ["view", "{ws}/nowhere"], "nowhere"),
+    Case("view-garbage-heights", "F5", ["view", R, "--out", "{ws}/v.html"], "heights",
+         garbage_heights, "bundle"),
+    Case("view-out-folder", "F6", ["view", R, "--out", "{ws}/adir"], "adir"),
 ]
 
 

@@ -31,7 +31,9 @@ def test_demo_produces_still_video_and_a_run_every_command_can_use(tmp_path):
     run = json.loads((out / "run" / "run.json").read_text())
     assert run["kind"] == "curve"
     assert (out / "run" / "terrain" / "manifest.json").is_file()
-    assert set(result.stage_seconds) == {"endpoints", "curve", "eval-curve", "grid", "terrain", "render"}
+    assert set(result.stage_seconds) == {
+        "endpoints", "curve", "eval-curve", "grid", "terrain", "view", "render"}  # fmt: skip
+    assert "Plotly.newPlot" in (out / "lossart-demo.html").read_text()
     # Resume: a second run finds the endpoints, frames and grids on disk and redoes none of them.
     kept = [*(out / "endpoints").glob("*.pt"), *(out / "run" / "grids").rglob("*.npz"),
             *(out / "run" / "curve" / "frames").glob("*.pt")]

@@ -90,7 +90,7 @@ def test_seeded_endpoints_are_used_not_retrained(tmp_path):
 
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
     for k, p in enumerate((a, b)):
-        _train_one((str(p), parse_data_spec("shapes"), "smallcnn", {"width": 4}, 1, k + 1, "cpu", 1))
+        _train_one((str(p), parse_data_spec("shapes"), "smallcnn", {"width": 4}, 1, k + 1, "cpu", 1, "float32"))
     out = tmp_path / "seeded"
     seen: list[str] = []
 

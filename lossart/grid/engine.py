@@ -32,6 +32,18 @@ Large CPU jobs compile the per-point pass with `torch.compile` (`plan_compile`):
 fuses each BN layer's statistics, normalization and the following ReLU, the memory-bound third
 of the pass. Compiled values differ from eager ones by float32 rounding only.
 
+Precision (`EngineConfig.dtype`, `lossart.precision`): `bfloat16` evaluates under autocast. The
+point's weights are still built in float32 exactly as above (so a grid cell's weights do not
+depend on the precision); each convolution and linear layer casts its weight to bfloat16 once per
+pass (per block under vmap) and runs with float32 accumulation; BN computes its statistics in
+float32 (the CPU kernels and the compiled graph accumulate bfloat16 inputs in float32) and the loss
+is taken on float32 logits. On a CPU with AMX the convolutions run several times faster, so the
+memory-bound BN and ReLU become most of the pass. Compiled, the bfloat16 pass computes BN as float32
+sums (`lossart.evaluation.BatchStatsNorm`), which fuses into one reduction and one elementwise pass
+per layer (bfloat16 in memory, float32 in registers; measured 1.6x the compiled `F.batch_norm`
+form, benchmarks/RESULTS.md). `auto` resolves to bfloat16 where the hardware has the units, once
+per engine (a grid run records its choice).
+
 Dropout and other train-only behaviour stay off: the model runs in eval mode with BN modules that
 have no running statistics, which makes BN use batch statistics (and makes evaluation
 deterministic, unlike a whole-model `model.train()`).
@@ -39,11 +51,9 @@ deterministic, unlike a whole-model `model.train()`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,10 +63,10 @@ from torch.func import functional_call, vmap
 
 from lossart.devices import resolve_device
 from lossart.errors import LossartError
-from lossart.evaluation import ExactBN, evaluation_copy, loss_and_accuracy
+from lossart.evaluation import ExactBN, batch_stats_copy, evaluation_copy, loss_and_accuracy
 from lossart.geometry.weights import ParamLayout
+from lossart.precision import precision, resolve_dtype
 
-DTYPES = ("float32", "tf32", "bfloat16")
 COMPILE_MIN_POINTS = 20000  # below this a job is over before compiling (~20-60 s) pays off
 STRATEGIES = ("auto", "point", "vmap")
 
@@ -99,36 +109,6 @@ def point_weights(
     block.add_(origin)
     block.add_(torch.outer(ys, v_hat))
     return block
-
-
-@contextlib.contextmanager
-def precision(dtype: str, device: torch.device) -> Iterator[None]:
-    """Run the body in the requested precision: autocast for bf16, TF32 switches for tf32.
-
-    float32 on CUDA means true fp32: cuDNN's convolutions default to TF32 in PyTorch, so both
-    TF32 switches are turned off for the body (and restored after).
-    """
-    if dtype not in DTYPES:
-        raise LossartError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-    if dtype == "tf32" and device.type != "cuda":
-        raise LossartError(
-            "--dtype tf32 needs a CUDA device (TF32 is an NVIDIA tensor-core format)"
-        )
-    if dtype == "bfloat16":
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-            yield
-        return
-    if device.type != "cuda":
-        yield
-        return
-    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    allow = dtype == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = allow
-    torch.backends.cudnn.allow_tf32 = allow
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def channels_last_order(layout: ParamLayout) -> torch.Tensor | None:
@@ -231,19 +211,13 @@ class GridEngine:
         config: EngineConfig | None = None,
     ) -> None:
         self.config = config or EngineConfig()
-        if self.config.dtype not in DTYPES:
-            raise LossartError(
-                f"--dtype {self.config.dtype!r}: expected one of {', '.join(DTYPES)}"
-            )
         if self.config.strategy not in STRATEGIES:
             raise LossartError(
                 f"strategy {self.config.strategy!r}: expected one of {', '.join(STRATEGIES)}"
             )
         self.device = resolve_device(self.config.device)
-        if self.config.dtype == "tf32" and self.device.type != "cuda":
-            raise LossartError(
-                "--dtype tf32 needs a CUDA device (TF32 is an NVIDIA tensor-core format)"
-            )
+        # The precision every point of this engine is evaluated in (`auto` made concrete).
+        self.dtype = resolve_dtype(self.config.dtype, self.device)
         self.layout = layout
         self.task = task
         self.strategy = self.config.strategy
@@ -322,7 +296,7 @@ class GridEngine:
         return self._flops
 
     def describe(self) -> str:
-        parts = [f"{self.strategy} on {self.device}", self.config.dtype, f"subset {len(self.x)}"]
+        parts = [f"{self.strategy} on {self.device}", self.dtype, f"subset {len(self.x)}"]
         if self.strategy == "vmap":
             parts.append(f"{self.batch_points} points/launch")
         if self.chunk:
@@ -378,7 +352,7 @@ class GridEngine:
             raise LossartError("grid engine: set_plane must be called before evaluating points")
         loss = np.empty(len(xs), dtype=np.float32)
         acc = np.empty(len(xs), dtype=np.float32)
-        with torch.inference_mode(), precision(self.config.dtype, self.device):
+        with torch.inference_mode(), precision(self.dtype, self.device):
             if self.strategy == "point":
                 for k in range(len(xs)):
                     loss[k], acc[k] = self._evaluate_point(float(xs[k]), float(ys[k]))
@@ -419,10 +393,15 @@ class GridEngine:
             )
         if not wanted or self.strategy != "point" or self.chunk or self.compiled:
             return self.compiled
-        model, params, x, y, task = self.model, self._params, self.x, self.y, self.task
+        params, x, y, task = self._params, self.x, self.y, self.task
+        bf16, device_type = self.dtype == "bfloat16", self.device.type
+        # bfloat16: BN as float32 sums, which the compiler fuses better than BN's own form.
+        model = batch_stats_copy(self.model) if bf16 else self.model
 
         def forward() -> tuple[torch.Tensor, torch.Tensor]:
-            return loss_and_accuracy(functional_call(model, params, (x,)), y, task)
+            # autocast inside the compiled function, so the graph is traced in bfloat16.
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+                return loss_and_accuracy(functional_call(model, params, (x,)), y, task)
 
         # Inductor's C++ toolchain probe warns about CUDA on CPU-only machines: not news to users.
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)

@@ -50,6 +50,7 @@ from lossart.grid.files import (
 from lossart.grid.lock import GridLock
 from lossart.grid.planes import GridSource, grid_source
 from lossart.grid.workers import Workers, parse_shard
+from lossart.precision import resolve_dtype
 from lossart.progress import progress
 from lossart.runs import Run, now_iso, open_run, versions
 
@@ -73,6 +74,7 @@ class GridConfig:
     aspect: float | None = None  # window width / height; None = grid.json's, else 16:9; 0 = none
     tile_rows: int | None = None
     device: str = "cpu"
+    # auto, float32, bfloat16, tf32; None = grid.json's, else float32 (the CLI passes auto)
     dtype: str | None = None
     batch_points: int | None = None
     shard: str | None = None
@@ -229,7 +231,14 @@ def _grid_run(
             f"take {w * h * 8 / 2**30:.1f} GiB (pass --force to run it anyway)"
         )
     split = cfg.split or (old.split if old else "train")
-    dtype = cfg.dtype or (old.dtype if old else "float32")
+    # The precision is chosen once per grid: a recorded grid keeps its own (`auto` or no dtype
+    # asks for nothing new); a new one resolves `auto` on rank 0, which every rank then uses.
+    # The library's default for a new grid is float32 (exact); the CLI's is auto.
+    if old and cfg.dtype in (None, "auto"):
+        dtype = old.dtype
+    else:
+        dtype = resolve_dtype(cfg.dtype or "float32", device, quiet=not workers.leader)
+    dtype = workers.broadcast(dtype)
     subset_size = cfg.subset if cfg.subset is not None else (old.subset if old else None)
     x, y, task, subset_size = _subset(source.data_spec, split, subset_size, device)
     margin = cfg.margin if cfg.margin is not None else (old.margin if old else 0.2)

@@ -306,6 +306,7 @@ def build_terrain(
         source_run=str(run.root.resolve()),
         loss_min=mapping.loss_min,
         offset=mapping.offset,
+        dtype=meta.dtype,  # a picture says how its grids were computed
         directions=meta.directions if kind == "around" else None,
     )
     with working_on(root, "`lossart terrain`"):  # the writer swaps the bundle in complete

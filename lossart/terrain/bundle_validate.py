@@ -142,6 +142,10 @@ class _Checker:
                     ),
                     "[first, last] with first < last",
                 )
+            # Optional (bundles before it lack it): the precision the grids were evaluated in.
+            if grid.get("dtype") not in (None, "float32", "tf32", "bfloat16"):
+                self.bad("grid", f"dtype = {grid['dtype']!r}: expected null, 'float32', "
+                         "'tf32' or 'bfloat16'")  # fmt: skip
         h: dict[str, Any] = {}
         if height is not None:
             h["transform"] = self.need(

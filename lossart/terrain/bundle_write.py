@@ -123,6 +123,7 @@ class BundleSpec:
     source_run: str | None = None
     loss_min: float | None = None  # the run's lowest loss (clipped), the bottom of the mapping
     offset: float = 0.0  # log10-excess: z = log10(loss - loss_min + offset)
+    dtype: str | None = None  # the grids' evaluation precision (grid.json's); None: not known
     directions: dict | None = None  # a plane around one network: its axes (docs/bundle.md)
 
 
@@ -320,6 +321,7 @@ def _write_into(
             "y_range": [float(spec.y_range[0]), float(spec.y_range[1])],
             "source_width": int(spec.source_shape[1]),
             "source_height": int(spec.source_shape[0]),
+            "dtype": spec.dtype,
         },
         "height": {
             "transform": cfg.transform,
