@@ -233,7 +233,7 @@ def fit_centred(
     proj = _Projection(points, aim, d)
     hi = fit_distance(points, aim, d, tan_x, tan_y, fill)
     lo = float(proj.along.max()) + 1e-3 * hi  # every point stays in front of the camera
-    for _ in range(40):  # the spans shrink as the camera backs away: bisect on distance
+    for _ in range(24):  # the spans shrink as the camera backs away: bisect (to 1e-7)
         mid = 0.5 * (lo + hi)
         _, _, su, sv = proj.spans(mid, tan_x, tan_y)
         lo, hi = (mid, hi) if max(su, sv) > fill else (lo, mid)
