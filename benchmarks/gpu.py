@@ -305,9 +305,9 @@ def precision_differences(model, layout, w1, u, v, x, y, device, args) -> dict:
 
 
 def render(args, report: dict) -> None:
-    from lossart.render import Look, parse_size, render_still
+    from lossart.render import Look, checked_size, render_still
 
-    size = (64, 36) if args.dry_run else parse_size(args.size)
+    size = (64, 36) if args.dry_run else checked_size(args.size)
     samples = 2 if args.dry_run else args.samples
     look = Look(samples=samples, size=size, render_device="CPU" if args.dry_run else "auto")
     out = Path(

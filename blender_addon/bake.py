@@ -122,7 +122,7 @@ def bake_landscape(scene: bpy.types.Scene, folder: str | Path | None = None) -> 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     wmap = WorldMap.for_bundle(bundle)
-    hs = s.height_scale
+    hs = landscape.height_scale(s)
     fs, fe = scene.frame_start, scene.frame_end
     w, h = bundle.width, bundle.height
     # the grid and the skirt's top ring follow the heights; a folded skirt's bottom ring too

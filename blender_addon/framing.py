@@ -233,7 +233,7 @@ def fit_centred(
     proj = _Projection(points, aim, d)
     hi = fit_distance(points, aim, d, tan_x, tan_y, fill)
     lo = float(proj.along.max()) + 1e-3 * hi  # every point stays in front of the camera
-    for _ in range(40):  # the spans shrink as the camera backs away: bisect on distance
+    for _ in range(24):  # the spans shrink as the camera backs away: bisect (to 1e-7)
         mid = 0.5 * (lo + hi)
         _, _, su, sv = proj.spans(mid, tan_x, tan_y)
         lo, hi = (mid, hi) if max(su, sv) > fill else (lo, mid)
@@ -354,7 +354,8 @@ def choose_fill_view(
     then the first azimuth, then the first lens.
 
     `tangents` maps each lens tried to its half-field tangents; `sweep` the orbit's angles
-    (degrees added to the azimuth; a still has one, (0,), and is re-centred with a lens shift).
+    (degrees added to the azimuth; a still has one, (0,)); the picture is re-centred with a lens
+    shift (an orbit's is the mean of its angles').
     With several sweep angles, sight k is judged from the camera where it is at angle k of the
     sweep (spread evenly over it), and coverage from every angle. Where no view fills the
     picture, the one that fills most of those that see everything; failing that, the one that
@@ -374,11 +375,12 @@ def choose_fill_view(
 
     def judge(el, aim, az, tx, ty, fill, lens) -> FillView:
         dirs = [view_direction(el, az + a) for a in sweep]
-        if len(sweep) == 1:
-            dist, cu, cv = fit_centred(framed, aim, dirs[0], tx, ty, fill)
-        else:
-            dist = max(fit_distance(framed, aim, d, tx, ty, fill) for d in dirs)
-            cu = cv = 0.0
+        # re-centred with a lens shift (the camera's, fixed over an orbit: the mean of the
+        # sweep's, from the farthest distance any angle needs)
+        fits = [fit_centred(framed, aim, d, tx, ty, fill) for d in dirs]
+        dist = max(f[0] for f in fits)
+        cu = float(np.mean([f[1] for f in fits]))
+        cv = float(np.mean([f[2] for f in fits]))
         eyes = [aim + d * dist for d in dirs]
         hidden = max(
             hidden_share(watch, eyes[i], *ground, steps=40)

@@ -199,7 +199,7 @@ def refresh(scene: bpy.types.Scene) -> None:
     wmap = WorldMap.for_bundle(bundle)
     if mat is not None and "lossart_palette" in mat.node_tree.nodes:
         materials.apply_palette(mat, s.palette)
-        materials.set_relief(mat, wmap.top(s.height_scale))
+        materials.set_relief(mat, wmap.top(height_scale(s)))
         xs, ys = wmap.grid_xy(bundle)
         materials.set_fade(mat, float(xs.max()), float(ys.max()), on=not s.slab)
     glow_colour = materials.PALETTES[s.palette][1]
@@ -211,7 +211,7 @@ def refresh(scene: bpy.types.Scene) -> None:
     if not s.baked:
         eye = stage.apply_camera(
             scene, s.camera, s.pivot, s.target, s.camera_preset,
-            view_targets(bundle, s.height_scale, s.slab), slab=s.slab, style=s.style,
+            view_targets(bundle, height_scale(s), s.slab), slab=s.slab, style=s.style,
         )  # fmt: skip
         if mat is not None:
             xs, ys = wmap.grid_xy(bundle)
@@ -248,6 +248,12 @@ def _haze_for_view(mat, eye, aim: np.ndarray, half_x: float, half_y: float) -> N
 
 #: Frames an orbit is checked against, spread evenly from the first to the last
 SIGHTS = 5
+
+
+def height_scale(s) -> float:
+    """The heights' scale in the scene: the look's height scale times the style's relief
+    (the hero's restrained exaggeration: its low raking light needs slopes to shade)."""
+    return float(s.height_scale) * style_spec(s.style).relief
 
 
 def view_targets(bundle: Bundle, height_scale: float, slab: bool = False) -> framing.ViewTargets:
@@ -306,7 +312,7 @@ def update(scene: bpy.types.Scene, frame: float | None = None) -> None:
         return
     wmap = WorldMap.for_bundle(bundle)
     state = bundle.state(bundle_position(scene, bundle, frame))
-    hs = s.height_scale
+    hs = height_scale(s)
     surface.set_heights(s.terrain, state.heights, wmap, hs, slab=s.slab)
     path_world = wmap.world(state.path, hs, lift=path.PATH_LIFT)
     path.set_path(s.path, path_world)

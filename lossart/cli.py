@@ -84,9 +84,17 @@ def _device(args: argparse.Namespace) -> str:
 
 def _resolution(text: str) -> tuple[int, int]:
     """`--resolution N|WxH`, the one parser of grid, plane and functions."""
-    from lossart.grid.run_grid import parse_resolution
+    from lossart.grid.config import parse_resolution
 
     return parse_resolution(text)
+
+
+def _resolution_type(text: str) -> tuple[int, int]:
+    """`--resolution` as an argparse type (refused at parse time in one line)."""
+    try:
+        return _resolution(text)
+    except LossartError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--resolution ")) from None
 
 
 class _Renamed(argparse.Action):
@@ -578,71 +586,31 @@ def _run_hessian(args: argparse.Namespace) -> int:
 
 
 def _grid_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resolution", metavar="N|WxH", default=None,
-                   help="grid points per side, square or WxH (default 41, or the run's grid.json)")
-    p.add_argument("--subset", type=positive_int, metavar="N", default=None,
-                   help="evaluation samples: a fixed, seeded subset (default min(1024, split size))")
-    p.add_argument("--split", choices=("train", "test"), default=None, help="which split (default train)")
-    p.add_argument("--margin", type=real(0.0, 100.0), default=None,
-                   help="window margin around the curve or points, as a share of their extent (0.2)")
-    p.add_argument("--aspect", metavar="W:H|none", default=None,
-                   help="window width:height, grown around the curve to fill the picture "
-                        "(default 16:9 for a new grid, else grid.json's; none: hug the points)")
+    """The grid options' flags, generated from GridConfig's declarations, and the run-only ones."""
+    from lossart.grid.config import GridConfig
+    from lossart.options import add_option_flags
+
+    add_option_flags(p, GridConfig, list(GridConfig.FLAGS))
     _device_flag(p, note="; under torchrun cuda is each rank's local GPU")
     _dtype_flag(p, "default auto: grid.json's, else by the hardware; kept in grid.json")
-    p.add_argument("--batch-points", type=positive_int, metavar="B", default=None,
-                   help="grid points per launch on CUDA (default: from free memory)")
-    p.add_argument("--tile-rows", type=positive_int, metavar="R", default=None,
-                   help="grid rows per tile, the unit of resumable work (default ~256 points)")
     p.add_argument("--shard", metavar="i/n", default=None,
                    help="do only shard i of n (scheduler job arrays); any shard assembles finished frames")
     p.add_argument("--overwrite", action="store_true", help="discard existing grids made with other settings")
     p.add_argument("--force", action="store_true", help="run a grid estimated to be absurdly large anyway")
-    p.add_argument("--compile", choices=("auto", "on", "off"), default=None,
-                   help="torch.compile the CPU pass (auto: grids of 20000+ points; kept in grid.json)")
-    p.add_argument("--adaptive", type=positive_float, metavar="TOL", default=None,
-                   help="refine level by level, interpolating where the picture is predicted "
-                        "within TOL: the terrain's height error as a share of its relief (e.g. "
-                        "0.01), normals within 1 degree (kept in grid.json; default: every point)")
-    p.add_argument("--adaptive-criterion", choices=("picture", "log10"), default=None,
-                   help="what --adaptive TOL bounds: picture (default for a new grid) or log10 "
-                        "loss at the nodes (grids made before the criterion existed)")
-
-
-def _aspect(text: str) -> float:
-    """`--aspect 16:9`, `1.5` or `none` (0: no aspect) as width / height."""
-    if text.strip().lower() == "none":
-        return 0.0
-    w, sep, h = text.partition(":")
-    try:
-        value = float(w) / float(h) if sep else float(w)
-    except (ValueError, ZeroDivisionError):
-        value = float("nan")
-    if not (0 < value < float("inf")):
-        raise LossartError(f"--aspect {text!r}: expected W:H (e.g. 16:9), a ratio > 0, or none")
-    return value
 
 
 def _grid_config(args: argparse.Namespace):
-    from lossart.grid.run_grid import GridConfig
+    from lossart.grid.config import GridConfig
+    from lossart.options import options_from_args
 
     return GridConfig(
         frames=getattr(args, "select_frames", None),
-        resolution=_resolution(args.resolution) if args.resolution else None,
-        subset=args.subset,
-        split=args.split,
-        margin=args.margin,
-        aspect=_aspect(args.aspect) if args.aspect is not None else None,
-        tile_rows=args.tile_rows,
         device=_device(args),
-        dtype=args.dtype,
-        batch_points=args.batch_points,
         shard=args.shard,
         overwrite=args.overwrite,
         force=args.force,
-        compile={"on": True, "off": False}.get(args.compile),
-        adaptive=args.adaptive,
-        adaptive_criterion=args.adaptive_criterion,
+        dtype=args.dtype,
+        **options_from_args(GridConfig, args, list(GridConfig.FLAGS)),
     )
 
 
@@ -1200,9 +1168,9 @@ def _run_align(args: argparse.Namespace) -> int:
     from lossart.alignment import AlignConfig, align_checkpoints
 
     if args.threads:
-        import torch
+        from lossart.devices import set_process_threads
 
-        torch.set_num_threads(args.threads)
+        set_process_threads(args.threads)
     ref, *models = _checkpoint_files(args, [args.reference, *args.models], args.data)
     cfg = AlignConfig(reference=ref, models=tuple(models), out=args.out, method=args.method,
                       seed=args.seed, max_rounds=args.max_rounds, subset=args.subset,
@@ -1262,7 +1230,7 @@ def _add_functions(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN", help="curve run folder trained on 1-D regression data")
     p.add_argument("--t", type=real(0.0, 1.0), nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0],
                    help="points on the curve (default 0 0.25 0.5 0.75 1)")
-    p.add_argument("--resolution", metavar="N|WxH", default="41",
+    p.add_argument("--resolution", metavar="N|WxH", default="41", type=_resolution_type,
                    help="loss plane grid points per side, square or WxH, when RUN has no grid of "
                    "the final frame (default 41)")
     _device_flag(p)
@@ -1274,7 +1242,7 @@ def _run_functions(args: argparse.Namespace) -> int:
 
     if any(not 0.0 <= t <= 1.0 for t in args.t):
         raise LossartError(f"--t: expected values in [0, 1], got {args.t}")
-    result = functions_run(args.run_dir, tuple(args.t), _resolution(args.resolution), _device(args))
+    result = functions_run(args.run_dir, tuple(args.t), args.resolution, _device(args))
     for t, loss in zip(result.ts, result.train_loss):
         print(f"t = {t:4.2f}: train MSE {loss:.4f}")
     print(f"spread of the functions (std across t): {result.spread.mean():.3f} on average, "
@@ -1317,7 +1285,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_error(exc: Exception) -> str | None:
     """One-line errors: ours, and the format's (it ships in the add-on's zip, without lossart)."""
     if isinstance(exc, LossartError):
-        return str(exc)
+        return _for_cli(exc)
     from lossart.format.bundle import BundleError
 
     return str(exc) if isinstance(exc, BundleError) else None
@@ -1339,6 +1307,13 @@ def _environment_error(exc: Exception) -> str | None:
             what += " (nothing that was complete before is lost; fix this and rerun to resume)"
         return f"{where}: {what}"
     return None
+
+
+def _for_cli(exc: Exception) -> str:
+    """The error's line as the command line says it: an option's field named by its flag."""
+    from lossart.options import OptionError
+
+    return exc.for_cli() if isinstance(exc, OptionError) else str(exc)
 
 
 def main(argv: list[str] | None = None) -> int:

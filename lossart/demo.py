@@ -148,11 +148,10 @@ def _endpoints(cfg: DemoConfig, s: DemoSettings) -> list[str]:
 
 def _grid_shard(args: tuple[str, object]) -> None:
     """One shard of the grids (runs in a worker process, one CPU thread)."""
-    import torch
-
+    from lossart.devices import set_process_threads
     from lossart.grid.run_grid import grid_run
 
-    torch.set_num_threads(1)
+    set_process_threads(1)
     grid_run(args[0], args[1])
 
 

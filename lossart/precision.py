@@ -18,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-
-import torch
+from typing import TYPE_CHECKING
 
 from lossart.errors import LossartError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI's parser reads DTYPES without it
+    import torch
 
 DTYPES = ("auto", "float32", "tf32", "bfloat16")
 DTYPE_HELP = (
@@ -32,6 +34,8 @@ DTYPE_HELP = (
 
 def bfloat16_units(device: torch.device) -> str | None:
     """Why bfloat16 would not pay on `device` (None: it has bfloat16 matrix units)."""
+    import torch
+
     if device.type == "cuda":
         return None if torch.cuda.is_bf16_supported() else "this GPU has no bfloat16 support"
     caps = torch.cpu.get_capabilities()
@@ -45,6 +49,8 @@ def resolve_dtype(name: str | None, device: torch.device | str, quiet: bool = Fa
 
     A fallback to float32 prints one line to stderr (unless `quiet`).
     """
+    import torch
+
     name = "auto" if name is None else str(name)
     if name not in DTYPES:
         raise LossartError(f"--dtype {name!r}: expected one of {', '.join(DTYPES)}")
@@ -68,6 +74,8 @@ def precision(dtype: str, device: torch.device) -> Iterator[None]:
     float32 on CUDA means true fp32: cuDNN's convolutions default to TF32 in PyTorch, so both
     TF32 switches are turned off for the body (and restored after).
     """
+    import torch
+
     if dtype not in DTYPES or dtype == "auto":
         raise LossartError(f"--dtype {dtype!r}: expected float32, tf32 or bfloat16 here")
     if dtype == "tf32" and device.type != "cuda":

@@ -232,6 +232,7 @@ def run_subject(cfg: SubjectConfig,
                 on_stage: Callable[[str], None] | None = None) -> SubjectResult:
     """Run (or resume) every stage into cfg.out; stages recorded done in demo.json are skipped."""
     from lossart.data import parse_data_spec
+    from lossart.devices import cpu_threads
 
     s = check_subject(cfg)
     out = cfg.out
@@ -299,7 +300,7 @@ def run_subject(cfg: SubjectConfig,
     def ensemble() -> str:
         from lossart.analyses.ensemble import ensemble_run
 
-        with _threads(None if cuda else cores):
+        with cpu_threads(None if cuda else cores):
             ens = ensemble_run(video_run, points=s.eval_points, subset=s.ensemble_subset,
                                device=cfg.device)
         record["ensemble_first_t"] = {"curve": ens.first_t_matching("curve"),
@@ -309,7 +310,7 @@ def run_subject(cfg: SubjectConfig,
     def video_grid() -> str:
         from lossart.grid.run_grid import GridConfig, grid_run
 
-        with _threads(None if cuda else cores):
+        with cpu_threads(None if cuda else cores):
             grid_run(video_run, GridConfig(resolution=s.video_resolution, subset=s.video_subset,
                                            aspect=s.aspect, adaptive=s.adaptive,
                                            adaptive_criterion=ADAPTIVE_CRITERION,
@@ -321,7 +322,7 @@ def run_subject(cfg: SubjectConfig,
         from lossart.grid.run_grid import GridConfig, grid_run
 
         share_run(video_run, still_run)
-        with _threads(None if cuda else cores):
+        with cpu_threads(None if cuda else cores):
             grid_run(still_run, GridConfig(frames=last, resolution=s.still_resolution,
                                            subset=s.subset, aspect=s.aspect,
                                            adaptive=s.still_adaptive, device=cfg.device,
@@ -480,25 +481,6 @@ def _read_record(path: Path) -> dict:
         raise LossartError(f"{path}: not a subject run's record (expected a JSON object with a "
                            "'stages' object); remove it to start the subject run afresh")
     return record
-
-
-class _threads:
-    """torch threads for a stage whose function takes no thread count (None: leave as is)."""
-
-    def __init__(self, n: int | None) -> None:
-        self.n, self.old = n, None
-
-    def __enter__(self) -> None:
-        import torch
-
-        self.old = torch.get_num_threads()
-        if self.n:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc) -> None:
-        import torch
-
-        torch.set_num_threads(self.old)
 
 
 __all__ = ["SUBJECTS", "STAGES", "Subject", "SubjectConfig", "SubjectResult", "check_subject",

@@ -150,6 +150,7 @@ bundle_mod = sys.modules[mods[0] + '.format.bundle']  # the installed copy of th
 surface_mod = sys.modules[mods[0] + '.addon.surface']
 b = bundle_mod.load_bundle(BUNDLE)
 relief = sys.modules[mods[0] + '.addon.world'].WorldMap.for_bundle(b).relief
+relief *= sys.modules[mods[0] + '.format.styles'].style_spec(s.style).relief  # its exaggeration
 scene.frame_set(2)
 want = (b.heights(1) - b.z_min) / (b.z_max - b.z_min) * relief
 err = float(np.abs(surface_mod.grid_z(s.terrain) - want).max())

@@ -20,7 +20,8 @@ STAGES = (
     # what lossart and the add-on share (copied into the extension zip): imports only itself
     ("format", ("lossart.format",)),
     ("core", ("lossart", "lossart.errors", "lossart.atomic", "lossart.progress", "lossart.runs",
-              "lossart.locks", "lossart.checks", "lossart.swap", "lossart.interrupts")),
+              "lossart.locks", "lossart.checks", "lossart.swap", "lossart.interrupts",
+              "lossart.options")),
     ("data", ("lossart.data",)),
     ("models", ("lossart.models",)),
     ("geometry", ("lossart.geometry",)),
@@ -182,6 +183,143 @@ def test_no_public_name_is_defined_twice():
                 where.setdefault(node.name, []).append(mod)
     twice = {n: m for n, m in where.items() if len(m) > 1 and n not in CONVENTIONAL}
     assert not twice, f"public names defined in more than one module: {twice}"
+
+
+#: The one table of run and bundle kinds; their names appear nowhere else as literals.
+KINDS_TABLE = "lossart.format.kinds"
+
+
+def kind_literals(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, name) of run-kind names written as literals where a kind is meant: compared with
+    something called kind, passed as `kind=`, stored under "kind", or a default of get("kind")."""
+    from lossart.format.kinds import RUN_KINDS
+
+    def names(node: ast.AST | None) -> list[str]:
+        elts = node.elts if isinstance(node, ast.Tuple | ast.List | ast.Set) else [node]
+        return [e.value for e in elts if isinstance(e, ast.Constant) and e.value in RUN_KINDS]
+
+    found = []
+    for node in ast.walk(tree):
+        hits: list[str] = []
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any("kind" in ast.unparse(s) for s in sides):
+                hits = [n for s in sides for n in names(s)]
+        elif isinstance(node, ast.keyword) and node.arg == "kind":
+            hits = names(node.value)
+        elif isinstance(node, ast.Dict):
+            hits = [n for k, v in zip(node.keys, node.values)
+                    if isinstance(k, ast.Constant) and k.value == "kind" for n in names(v)]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            if node.args[0].value == "kind":
+                hits = [n for a in node.args[1:] for n in names(a)]
+        found += [(node.lineno, n) for n in hits]
+    return found
+
+
+def test_run_kinds_live_in_one_table():
+    """No run-kind string literal outside lossart/format/kinds.py (the add-on included)."""
+    bad = [
+        f"{mod}:{line}: {name!r}"
+        for mod, path in all_modules().items()
+        if mod != KINDS_TABLE
+        for line, name in kind_literals(ast.parse(path.read_text(), filename=str(path)))
+    ]
+    assert not bad, "run kinds written outside the kinds table:\n" + "\n".join(bad)
+
+
+def test_the_kind_checker_sees_literals():
+    src = (
+        "if meta.kind == 'curve': pass\n"
+        "x = m.get('kind', 'plane3')\n"
+        "y = {'kind': 'around'}\n"
+        "z = f(kind='trajectory')\n"
+        "w = {'curve': 1, 'segment': 2}\n"  # a path named curve, not a kind
+    )
+    assert [n for _, n in kind_literals(ast.parse(src))] == ["curve", "plane3", "around", "trajectory"]
+
+
+def test_runs_are_created_then_gridded_in_one_place():
+    """A command that makes a run folder and grids it goes through grid.run_grid.create_then_grid
+    (rank 0 creates, the others wait for its error line), never its own copy of that dance."""
+    bad = []
+    for mod, path in all_modules().items():
+        for fn in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(fn, ast.FunctionDef) or fn.name == "create_then_grid":
+                continue
+            called = {
+                (c.func.attr if isinstance(c.func, ast.Attribute) else getattr(c.func, "id", ""))
+                for c in ast.walk(fn) if isinstance(c, ast.Call)
+            }
+            creates = any(n.startswith("create_") and n.endswith("_run") for n in called)
+            if creates and called & {"grid_run", "broadcast"}:
+                bad.append(f"{mod}.{fn.name}")
+    assert not bad, f"create-then-grid written again (use create_then_grid): {bad}"
+
+
+def declared_flags() -> dict[str, tuple[str, set[str]]]:
+    """Config classes whose options are declared (lossart.options): name -> (module, flags)."""
+    import importlib
+
+    from lossart.options import declared, flag_of
+
+    found = {}
+    for mod, path in all_modules().items():
+        if "option(" not in path.read_text() or mod.startswith(ADDON):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                cls = getattr(importlib.import_module(mod), node.name, None)
+                try:
+                    opts = declared(cls)
+                except TypeError:  # not a dataclass
+                    continue
+                if opts:
+                    found[node.name] = (mod, {flag_of(f.name, o) for f, o in opts})
+    return found
+
+
+def test_declared_options_have_one_range():
+    """An option declared on a config (range, help, flag) is not range-checked or flagged again:
+    its module calls no check_number on its flags, and a parser function that generates its
+    flags adds none of them by hand."""
+    configs = declared_flags()
+    assert "GridConfig" in configs
+    modules = all_modules()
+    bad = []
+    for name, (mod, flags) in configs.items():
+        for node in ast.walk(ast.parse(modules[mod].read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "check_number":
+                arg = node.args[0] if node.args else None
+                if isinstance(arg, ast.Constant) and arg.value in flags:
+                    bad.append(f"{mod}:{node.lineno}: check_number({arg.value!r})")
+        for other, path in modules.items():
+            for fn in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(fn, ast.FunctionDef):
+                    continue
+                calls = [c for c in ast.walk(fn) if isinstance(c, ast.Call)]
+                generates = any(getattr(c.func, "id", "") == "add_option_flags"
+                                and any(getattr(a, "id", "") == name for a in c.args) for c in calls)
+                if not generates:
+                    continue
+                for c in calls:
+                    if getattr(c.func, "attr", "") == "add_argument" and c.args:
+                        arg = c.args[0]
+                        if isinstance(arg, ast.Constant) and arg.value in flags:
+                            bad.append(f"{other}.{fn.name}: add_argument({arg.value!r}) again")
+    assert not bad, "option ranges written twice:\n" + "\n".join(bad)
+
+
+def test_one_thread_policy():
+    """torch's thread count is set in lossart.devices only (cpu_threads, set_process_threads)."""
+    bad = [
+        f"{mod}:{node.lineno}"
+        for mod, path in all_modules().items()
+        if mod != "lossart.devices"
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.Attribute) and node.attr == "set_num_threads"
+    ]
+    assert not bad, f"torch threads set outside lossart.devices: {bad}"
 
 
 def test_no_import_cycles(graph):

@@ -93,6 +93,9 @@ def test_around_cli_terrain_marks_the_optimum(checkpoint, tmp_path, capsys):
     (point,) = frame.points
     assert point.name == "w" and tuple(point.xy) == (0.0, 0.0)
     capsys.readouterr()
+    # the checker knows an around run's plane3 bundle (one point w) from the kinds table
+    assert main(["validate", str(out / "terrain")]) == 0
+    capsys.readouterr()
     both = ["plane", str(checkpoint), "--around", str(checkpoint), "--out", str(tmp_path / "x")]
     assert main(both) == 2
     assert "three checkpoints or --around CKPT, not both" in capsys.readouterr().err

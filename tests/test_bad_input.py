@@ -713,9 +713,9 @@ def _raises(fn: Callable[[], object], names: str) -> None:
         (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(lr=float("nan")), "--lr"),
         (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(momentum=5.0), "--momentum"),
         (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(threads=0), "--threads"),
-        (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(margin=float("inf")), "--margin"),
-        (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(batch_points=0), "--batch-points"),
-        (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(resolution=(0, 0)), "--resolution"),
+        (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(margin=float("inf")), "margin inf"),
+        (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(batch_points=0), "batch_points 0"),
+        (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(resolution=(0, 0)), "resolution (0, 0)"),
         (lambda: __import__("lossart.terrain.heightfield", fromlist=["x"]).TerrainConfig(cap_quantile=0.0), "--cap-quantile"),
         (lambda: __import__("lossart.terrain.heightfield", fromlist=["x"]).TerrainConfig(upsample=100000), "--upsample"),
         (lambda: __import__("lossart.training.curve", fromlist=["x"]).CurveConfig(
@@ -727,6 +727,19 @@ def _raises(fn: Callable[[], object], names: str) -> None:
 )
 def test_config_dataclasses_check_like_the_flags(make, names) -> None:
     _raises(make, names)
+
+
+def test_option_errors_name_the_field_and_the_cli_the_flag() -> None:
+    """A declared option's library error names the field a notebook user typed; the CLI prints
+    the same line with the flag."""
+    from lossart.cli import _for_cli
+    from lossart.grid.run_grid import GridConfig
+    from lossart.options import OptionError
+
+    with pytest.raises(OptionError) as exc:
+        GridConfig(tile_rows=0)
+    assert str(exc.value).startswith("tile_rows 0: expected a whole number >= 1")
+    assert _for_cli(exc.value).startswith("--tile-rows 0: expected a whole number >= 1")
 
 
 def test_library_calls_check_outputs_and_weights(ws: Path) -> None:

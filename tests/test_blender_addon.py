@@ -20,6 +20,7 @@ from lossart.addon import path, surface  # noqa: E402
 from lossart.addon.world import WorldMap  # noqa: E402
 from lossart.format.bundle import BundleError, load_bundle  # noqa: E402
 from lossart.format.presets import PALETTES, srgb_to_linear  # noqa: E402
+from lossart.format.styles import style_spec  # noqa: E402
 from lossart.format.timeline import Timeline  # noqa: E402
 
 pytestmark = pytest.mark.blender
@@ -91,16 +92,17 @@ def test_frame_change_sets_heights_and_path_lies_on_surface(bundle3):
     s = scene.lossart
     b = load_bundle(bundle3)
     wmap = WorldMap.for_bundle(b)
+    hs = 1.5 * style_spec(s.style).relief  # the style's exaggeration times the height scale
     for f in (3, 1, 2):
         scene.frame_set(f)
-        want = (b.heights(f - 1) - b.z_min) / (b.z_max - b.z_min) * wmap.relief * 1.5
+        want = (b.heights(f - 1) - b.z_min) / (b.z_max - b.z_min) * wmap.relief * hs
         np.testing.assert_allclose(surface.grid_z(s.terrain), want, atol=1e-5)
         pts = path.path_points(s.path)
         manifest_path = b.frames[f - 1].path
         assert len(pts) == len(manifest_path)
         # the path sits PATH_LIFT above the surface: the bundle's own z, and our bilinear sample
         np.testing.assert_allclose(
-            pts[:, 2] - path.PATH_LIFT, wmap.world_z(manifest_path[:, 2], 1.5), atol=1e-4
+            pts[:, 2] - path.PATH_LIFT, wmap.world_z(manifest_path[:, 2], hs), atol=1e-4
         )
         np.testing.assert_allclose(pts[:, :2], wmap.world(manifest_path, 1.5)[:, :2], atol=1e-5)
         w1 = bpy.data.objects["lossart_point_w1"].location
@@ -119,6 +121,7 @@ def test_relief_comes_from_the_bundle_and_the_height_scale_multiplies_it(tmp_pat
     bundle = load_bundle(b)
     # the synthetic window is wider than tall: its width spans SIZE world units
     want = (bundle.heights(0) - bundle.z_min) / (bundle.z_max - bundle.z_min) * 0.3 * SIZE * 1.5
+    want = want * style_spec(scene.lossart.style).relief
     np.testing.assert_allclose(surface.grid_z(scene.lossart.terrain), want, atol=1e-5)
 
 
@@ -148,7 +151,7 @@ def test_playback_speed_interpolates_between_frames(bundle3):
     b = load_bundle(bundle3)
     assert (scene.frame_start, scene.frame_end) == (1, 5)
     scene.frame_set(2)  # halfway between bundle frames 0 and 1
-    relief = WorldMap.for_bundle(b).relief
+    relief = WorldMap.for_bundle(b).relief * style_spec(scene.lossart.style).relief
     want = (0.5 * (b.heights(0) + b.heights(1)) - b.z_min) / (b.z_max - b.z_min) * relief
     np.testing.assert_allclose(surface.grid_z(scene.lossart.terrain), want, atol=1e-5)
 
@@ -163,7 +166,7 @@ def test_settings_change_look_and_persist_in_blend(bundle3, tmp_path):
     assert tuple(ramp.elements[0].color) == pytest.approx(
         srgb_to_linear(PALETTES["viridis"][0][0][1])
     )
-    relief = WorldMap.for_bundle(load_bundle(bundle3)).relief
+    relief = WorldMap.for_bundle(load_bundle(bundle3)).relief * style_spec(s.style).relief
     assert surface.grid_z(s.terrain).max() == pytest.approx(2.0 * relief, rel=1e-4)
     blend = tmp_path / "scene.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
@@ -262,6 +265,7 @@ def test_bake_plays_without_the_addon(bundle3, tmp_path):
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     b = load_bundle(bundle3)
     want = (b.heights(1) - b.z_min) / (b.z_max - b.z_min) * WorldMap.for_bundle(b).relief
+    want = want * style_spec(scene.lossart.style).relief
     np.save(tmp_path / "want.npy", want)
     # a fresh Blender that never imports the add-on
     code = f"""

@@ -281,5 +281,6 @@ def test_cli_prints_one_line_errors(tmp_path):
     r = cli("grid", str(run.root), "--resolution", "0")
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
-        "lossart: error: --resolution '0': expected at least 2 points per side (N or WxH)"
-    ]
+        "lossart: error: --resolution 0: expected at least 2 points per side (N or WxH) "
+        "(see lossart grid --help)"
+    ]  # refused while parsing, like every typed flag

@@ -324,13 +324,14 @@ def test_handler_shows_what_the_timeline_says_at_slow_speed(blender, bundle3):
     t = Timeline(len(b.frames), 0.25, 4)
     assert (scene.frame_start, scene.frame_end) == (t.frame_start, t.frame_end) == (4, 12)
     wmap = WorldMap.for_bundle(b)
+    hs = landscape.height_scale(scene.lossart)  # the style's relief at height scale 1
     for f in t.scene_frames():
         scene.frame_set(f)
-        want = wmap.world_z(b.state(t.position(f)).heights, 1.0)
+        want = wmap.world_z(b.state(t.position(f)).heights, hs)
         np.testing.assert_allclose(surface.grid_z(scene.lossart.terrain), want, atol=1e-5)
     for i in range(len(b.frames)):  # what a still of bundle frame i shows
         scene.frame_set(t.scene_frame(i))
-        want = wmap.world_z(b.heights(i), 1.0)
+        want = wmap.world_z(b.heights(i), hs)
         np.testing.assert_allclose(surface.grid_z(scene.lossart.terrain), want, atol=1e-5)
 
 

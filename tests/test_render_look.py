@@ -214,7 +214,7 @@ def test_overview_fills_the_frame_and_shows_path_and_optima(blender, bundles, ki
     assert (alpha > 0.5).mean() >= 0.5, (alpha > 0.5).mean()
     assert _inside(_uvz(scene, _marked(scene)), margin=0.02).all()
     b = landscape.active_bundle(scene)
-    targets = landscape.view_targets(b, 1.0)
+    targets = landscape.view_targets(b, landscape.height_scale(scene.lossart))
     if len(targets.paths):
         assert _inside(_uvz(scene, targets.paths), margin=0.02).all()
     eye = np.array(scene.camera.matrix_world.translation)
@@ -248,7 +248,7 @@ def test_orbit_without_a_slab_keeps_the_valley_in_frame_and_eases(blender, bundl
     scene = _setup(
         blender, bundles["curve"], camera_preset="orbit", playback_speed=0.1, style="classic"
     )
-    paths = landscape.view_targets(landscape.active_bundle(scene), 1.0).paths
+    paths = landscape.view_targets(landscape.active_bundle(scene), scene.lossart.height_scale).paths
     angles = []
     for f in range(scene.frame_start, scene.frame_end + 1):
         scene.frame_set(f)
@@ -395,6 +395,31 @@ def test_choose_fill_view_fills_the_picture_and_keeps_the_path_in_sight():
     assert framing.hidden_share(path, eye, heights, xs, ys) <= 0.02
 
 
+def test_an_orbit_is_recentred_with_a_lens_shift_and_comes_down_low():
+    """The orbit's camera, like the still's, is re-centred on the framed points with a lens
+    shift (so it need not back away to keep the far side in the picture): where the high long
+    borders hide the valley from across it, a view along it gets under 35 degrees."""
+    xs = np.linspace(-5, 5, 41)
+    ys = np.linspace(-2.8, 2.8, 23)
+    gy = ys[:, None] * np.ones((1, 41))
+    heights = 1.2 * (gy / 2.8) ** 2 * np.ones((23, 41))  # a steep valley along x
+    path = np.array([[x, 0.4 * np.sin(x), 0.05] for x in np.linspace(-3.5, 3.5, 15)])
+    tangents = {50.0: framing.half_fov_tangents(50.0, 36.0, 160, 90)}
+    sweep = np.array([-6.0, 0.0, 6.0])
+    view = framing.choose_fill_view(
+        path, [path.mean(axis=0)], [(path, (heights, xs, ys))] * 3, tangents,
+        (22.0, 30.0, 45.0, 60.0), (-90.0, 30.0, 180.0), sweep, fills=(0.9,), inset=0.3,
+        need=0.9,
+    )  # fmt: skip
+    assert view.coverage >= 0.9 and view.hidden <= 0.02
+    assert view.elevation < 35.0 and abs(view.shift[1]) > 0.1  # low, the far side up top
+    tx, ty = tangents[50.0]
+    for a in sweep:  # the framed points stay inside the shifted picture at every angle
+        d = framing.view_direction(view.elevation, view.azimuth + a)
+        u, v = _project(path, view.aim, d, view.distance, tx, ty)
+        assert np.abs(u - view.shift[0]).max() <= 0.95 and np.abs(v - view.shift[1]).max() <= 0.95
+
+
 def _look_render(scene, tmp_path, frame=None):
     """Render the scene's frame (the current one by default) as it is set up; RGBA [H, W, 4]."""
     import bpy
@@ -442,7 +467,8 @@ def test_hero_terrain_fills_every_frame_with_path_and_optima_in_sight(
     if preset == "orbit":
         frames = np.linspace(scene.frame_start, scene.frame_end, 3).round().astype(int)
     b = landscape.active_bundle(scene)
-    targets = landscape.view_targets(b, 1.0)
+    hs = landscape.height_scale(scene.lossart)  # the hero's relief at height scale 1
+    targets = landscape.view_targets(b, hs)
     for f in frames:
         rgba = _look_render(scene, tmp_path, f)
         assert rgba.shape[-1] == 4
@@ -454,10 +480,10 @@ def test_hero_terrain_fills_every_frame_with_path_and_optima_in_sight(
         from lossart.addon.world import WorldMap
 
         wmap = WorldMap.for_bundle(b)
-        shown = wmap.world(state.path, 1.0, lift=path_mod.PATH_LIFT)
+        shown = wmap.world(state.path, hs, lift=path_mod.PATH_LIFT)
         assert _inside(_uvz(scene, shown), margin=0.0).all()
         eye = np.array(scene.camera.matrix_world.translation)
-        ground = (wmap.world_z(state.heights, 1.0), *targets.ground[1:])  # this frame's
+        ground = (wmap.world_z(state.heights, hs), *targets.ground[1:])  # this frame's
         assert framing.hidden_share(shown, eye, *ground) <= 0.05
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from lossart.data import DataSpec
+from lossart.devices import cpu_threads
 from lossart.errors import LossartError
 from lossart.models import ModelSpec
 from lossart.training.curve import CurveConfig
@@ -20,7 +21,6 @@ from lossart.training.loop import (
     LoopPlan,
     ResumeState,
     check_settings,
-    cpu_threads,
     run_loop,
     settings_of,
 )

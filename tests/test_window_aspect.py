@@ -33,7 +33,7 @@ def test_bad_aspects_are_one_line(bad):
 
 
 def test_cli_parses_aspects():
-    from lossart.cli import _aspect
+    from lossart.grid.run_grid import parse_aspect as _aspect
 
     assert _aspect("16:9") == pytest.approx(16 / 9)
     assert _aspect("1.5") == 1.5

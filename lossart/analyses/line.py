@@ -21,7 +21,7 @@ from lossart.analyses.eval_curve import PathEval, PointEval
 from lossart.atomic import atomic_path, write_json
 from lossart.checks import check_number, output_dir
 from lossart.data import eval_subset, load_dataset
-from lossart.devices import resolve_device
+from lossart.devices import cpu_threads, resolve_device
 from lossart.errors import LossartError
 from lossart.evaluation import ExactBN
 from lossart.geometry.curves import segment_points
@@ -29,7 +29,6 @@ from lossart.geometry.weights import ParamLayout
 from lossart.progress import progress
 from lossart.runs import now_iso
 from lossart.training.checkpoint import load_checkpoint
-from lossart.training.loop import cpu_threads
 
 
 @dataclass

@@ -20,12 +20,11 @@ from lossart.atomic import atomic_path, write_json
 from lossart.checks import check_number
 from lossart.curvature import HessianConfig, hessian_of
 from lossart.data import eval_subset, load_dataset
-from lossart.devices import resolve_device
+from lossart.devices import cpu_threads, resolve_device
 from lossart.geometry.curves import curve_points, segment_points
 from lossart.progress import progress
 from lossart.runs import Run, now_iso, open_run
 from lossart.training.curve_run import load_curve_run
-from lossart.training.loop import cpu_threads
 
 
 @dataclass(frozen=True)

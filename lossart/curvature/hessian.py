@@ -27,14 +27,13 @@ from lossart.checks import check_number
 from lossart.curvature.lanczos import Density, hutchinson_trace, lanczos, slq_density
 from lossart.curvature.operator import DTYPES, HessianOperator
 from lossart.data import eval_subset, load_dataset
-from lossart.devices import resolve_device
+from lossart.devices import cpu_threads, resolve_device
 from lossart.errors import LossartError
 from lossart.geometry.directions import IGNORE
 from lossart.geometry.trajectory import filter_mask
 from lossart.geometry.weights import ParamLayout
 from lossart.progress import progress
 from lossart.training.checkpoint import load_checkpoint
-from lossart.training.loop import cpu_threads
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BundleError
+from .kinds import BUNDLE_KINDS, DEFAULT_BUNDLE_KIND
 from .png16 import read_png16
 
 FORMAT = "lossart-terrain"
 SCHEMA_VERSION = 1
-KINDS = ("curve", "plane3", "trajectory")
+KINDS = BUNDLE_KINDS  # the kinds table (kinds.py) says which run kinds write which
 #: `directions.kind` of a plane around one network (optional manifest key)
 DIRECTION_KINDS = ("random", "hessian", "hessian-min")
 TRANSFORMS = ("log10-excess", "log10")  # how a loss became a height (docs/bundle.md)
@@ -280,7 +281,7 @@ def load_bundle(path: str | Path) -> Bundle:
     return Bundle(
         root=root,
         manifest=m,
-        kind=str(m.get("kind", "curve")),
+        kind=str(m.get("kind", DEFAULT_BUNDLE_KIND)),
         width=width,
         height=height,
         x_range=x_range,

@@ -24,14 +24,14 @@ import shutil
 from pathlib import Path
 
 from lossart.atomic import atomic_path
-from lossart.checks import check_number, output_dir
+from lossart.checks import check_number
 from lossart.curvature import HessianConfig, hessian_at
 from lossart.curvature.files import file_sha256, find_result, write_result
 from lossart.errors import LossartError
+from lossart.format.kinds import AROUND
 from lossart.geometry.directions import IGNORE, centred_window
 from lossart.grid.planes import AROUND_NAME
-from lossart.grid.run_grid import GridConfig, GridSummary, grid_run
-from lossart.grid.workers import Workers, parse_shard
+from lossart.grid.run_grid import GridConfig, GridSummary, create_then_grid
 from lossart.runs import Run, endpoint_records, now_iso, reuse_or_claim, versions
 from lossart.training.checkpoint import load_checkpoint
 
@@ -83,7 +83,7 @@ def create_around_run(
     def same(meta: dict) -> bool:
         have = dict(meta.get("around") or {})
         have.pop("eigenvalues", None)
-        return meta.get("kind") == "around" and have == record
+        return meta.get("kind") == AROUND.name and have == record
 
     run, found = reuse_or_claim(out, same, "checkpoint, --seed, --span, --keep-bn or --directions")
     if found:
@@ -97,7 +97,7 @@ def create_around_run(
                                  "trace": result.trace}  # fmt: skip
     run.write(
         {
-            "kind": "around",
+            "kind": AROUND.name,
             "created": now_iso(),
             "model": ckpt.model.to_dict(),
             "data": ckpt.data.to_dict(),
@@ -124,19 +124,8 @@ def around_run(
 
     `cfg.aspect` None means no stretching here (the window stays [-span, span]²).
     """
-    output_dir(out)
-    workers = Workers.from_env(parse_shard(cfg.shard))
-    workers.start(workers.device_name(cfg.device))
-    status = None
-    if workers.leader:  # under torchrun, rank 0 writes the run folder; the others wait for it
-        try:
-            create_around_run(checkpoint, out, seed, span, ignore, directions, hessian)
-        except LossartError as exc:
-            status = str(exc)
-    status = workers.broadcast(status)
-    if status:
-        workers.stop()
-        raise LossartError(status)
     if cfg.aspect is None:
         cfg = dataclasses.replace(cfg, aspect=0.0)
-    return grid_run(out, cfg)
+    return create_then_grid(
+        out, cfg, lambda: create_around_run(checkpoint, out, seed, span, ignore, directions, hessian)
+    )

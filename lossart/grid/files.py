@@ -41,6 +41,7 @@ import numpy as np
 
 from lossart.atomic import np_savez, write_json
 from lossart.errors import LossartError
+from lossart.format.kinds import CURVE, RUN_KINDS
 from lossart.runs import Run
 
 GRID_FORMAT = "lossart-grid"
@@ -54,7 +55,7 @@ SPEC_KEYS = (
     "adaptive_criterion",
 )  # fmt: skip
 REQUIRED_KEYS = ("kind", "resolution", "window", "subset", "split", "dtype", "tile", "frames")
-KINDS = ("curve", "plane3", "around", "trajectory")
+KINDS = tuple(RUN_KINDS)
 
 
 # ---------------------------------------------------------------- paths
@@ -95,7 +96,7 @@ def rerun_hint(grids: Path) -> str:
 class GridMeta:
     """RUN/grids/grid.json: the grid every frame of a run shares, and the frames asked for."""
 
-    kind: str  # "curve" | "plane3" | "around" | "trajectory"
+    kind: str  # a run kind (lossart.format.kinds)
     resolution: tuple[int, int]  # (W, H)
     x_range: tuple[float, float]
     y_range: tuple[float, float]
@@ -202,7 +203,7 @@ class GridMeta:
             )
         if not (meta.x_range[0] < meta.x_range[1] and meta.y_range[0] < meta.y_range[1]):
             raise LossartError(f"{path}: window {meta.window} is empty")
-        if version >= 2 and meta.kind == "curve" and meta.curve is None:
+        if version >= 2 and meta.kind == CURVE.name and meta.curve is None:
             raise LossartError(f"{path}: a curve grid without 'curve' (kind and bends)")
         return meta
 

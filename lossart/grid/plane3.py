@@ -13,12 +13,11 @@ import shutil
 from pathlib import Path
 
 from lossart.atomic import atomic_path
-from lossart.checks import output_dir
 from lossart.errors import LossartError
+from lossart.format.kinds import PLANE3
 from lossart.geometry.plane import plane_through
 from lossart.grid.planes import PLANE3_NAMES, flat_optima, plane3_points
-from lossart.grid.run_grid import GridConfig, GridSummary, grid_run
-from lossart.grid.workers import Workers, parse_shard
+from lossart.grid.run_grid import GridConfig, GridSummary, create_then_grid
 from lossart.runs import Run, endpoint_records, now_iso, reuse_or_claim, versions
 from lossart.training.checkpoint import load_checkpoint
 
@@ -32,7 +31,7 @@ def create_plane_run(paths: list[str | Path], out: str | Path) -> Run:
     ckpts = [first] + [load_checkpoint(p, expect_model=first.model) for p in paths[1:]]
     sources = [str(p) for p in paths]
     run, found = reuse_or_claim(
-        out, lambda m: m.get("kind") == "plane3" and m.get("plane3", {}).get("sources") == sources
+        out, lambda m: m.get("kind") == PLANE3.name and m.get("plane3", {}).get("sources") == sources
     )
     if found:
         return run
@@ -43,7 +42,7 @@ def create_plane_run(paths: list[str | Path], out: str | Path) -> Run:
             shutil.copyfile(src, tmp)
     run.write(
         {
-            "kind": "plane3",
+            "kind": PLANE3.name,
             "created": now_iso(),
             "model": first.model.to_dict(),
             "data": first.data.to_dict(),
@@ -58,17 +57,4 @@ def create_plane_run(paths: list[str | Path], out: str | Path) -> Run:
 
 def plane_run(paths: list[str | Path], out: str | Path, cfg: GridConfig) -> GridSummary:
     """Create (or resume) the plane3 run and compute its grid; returns the `GridSummary`."""
-    output_dir(out)
-    workers = Workers.from_env(parse_shard(cfg.shard))
-    workers.start(workers.device_name(cfg.device))
-    status = None
-    if workers.leader:  # under torchrun, rank 0 writes the run folder; the others wait for it
-        try:
-            create_plane_run(paths, out)
-        except LossartError as exc:
-            status = str(exc)
-    status = workers.broadcast(status)
-    if status:
-        workers.stop()
-        raise LossartError(status)
-    return grid_run(out, cfg)
+    return create_then_grid(out, cfg, lambda: create_plane_run(paths, out))

@@ -23,6 +23,7 @@ from lossart.curvature import axis_scale, plane_axes
 from lossart.curvature.files import read_result, result_paths
 from lossart.data import DataSpec
 from lossart.errors import LossartError
+from lossart.format.kinds import AROUND, CURVE, PLANE3, TRAJECTORY, run_kind
 from lossart.geometry.directions import DirectionPlane, centred_window, random_plane
 from lossart.geometry.plane import (
     Plane,
@@ -50,7 +51,7 @@ PLANE3_NAMES = ("w1", "w2", "w3")
 class GridSource:
     """The planes a run's grids live in, and the model and data to evaluate there."""
 
-    kind: str  # "curve" | "plane3" | "around" | "trajectory"
+    kind: str  # a run kind (lossart.format.kinds)
     model: nn.Module
     data_spec: DataSpec
     frames: list[int]
@@ -155,7 +156,7 @@ def curve_source(run: Run) -> GridSource:
         )
 
     return GridSource(
-        kind="curve",
+        kind=CURVE.name,
         model=cr.build_model(),
         data_spec=cr.data_spec,
         frames=list(positions),
@@ -197,7 +198,7 @@ def plane3_source(run: Run) -> GridSource:
     pts = np.array(list(named.values()), dtype=np.float64)
     meta = FrameMeta(0, 0, 0.0, None, np.zeros((0, 2)), named)
     return GridSource(
-        kind="plane3",
+        kind=PLANE3.name,
         model=model,
         data_spec=ckpts[0].data,
         frames=[0],
@@ -232,7 +233,7 @@ def around_source(run: Run) -> GridSource:
     window = centred_window(float(around["span"]))
     frame = FrameMeta(0, 0, 0.0, None, np.zeros((0, 2)), {AROUND_NAME: (0.0, 0.0)})
     return GridSource(
-        kind="around",
+        kind=AROUND.name,
         model=model,
         data_spec=ckpt.data,
         frames=[0],
@@ -304,7 +305,7 @@ def trajectory_source(run: Run) -> GridSource:
         snapshots=tuple(stored.snapshots),
     )
     return GridSource(
-        kind="trajectory",
+        kind=TRAJECTORY.name,
         model=model,
         data_spec=ckpt.data,
         frames=[0],
@@ -318,14 +319,11 @@ def grid_source(run: Run) -> GridSource:
     """The planes and model of a curve run, a plane-of-three run, a random plane around one
     network or a training trajectory's plane."""
     kind = run.read().get("kind")
-    if kind == "curve":
-        return curve_source(run)
-    if kind == "plane3":
-        return plane3_source(run)
-    if kind == "around":
-        return around_source(run)
-    if kind == "trajectory":
-        return trajectory_source(run)
+    sources = {CURVE: curve_source, PLANE3: plane3_source, AROUND: around_source,
+               TRAJECTORY: trajectory_source}
+    row = run_kind(kind)
+    if row in sources:
+        return sources[row](run)
     raise LossartError(
         f"{run.root}: grids need a curve run or a plane run (run.json kind is {kind!r})"
     )

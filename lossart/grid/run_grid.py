@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossart.checks import check_number, output_dir
+from lossart.checks import output_dir
 from lossart.data import DataSpec, eval_subset, load_dataset
 from lossart.errors import LossartError
 from lossart.geometry.plane import Plane, Window, fit_aspect
 from lossart.geometry.weights import ParamLayout
 from lossart.grid.adaptive import criterion_record, plan_from_record
 from lossart.grid.adaptive_run import assemble_adaptive, compute_adaptive, evaluated_counts
+from lossart.grid.config import (  # noqa: F401  (importable from here as before)
+    DEFAULT_ASPECT,
+    DEFAULT_RESOLUTION,
+    GridConfig,
+    parse_aspect,
+    parse_compile,
+    parse_resolution,
+)
 from lossart.grid.engine import EngineConfig, GridEngine, grid_axis, resolve_device
 from lossart.grid.files import (
     GridMeta,
@@ -52,53 +61,14 @@ from lossart.grid.files import (
 from lossart.grid.lock import GridLock
 from lossart.grid.planes import GridSource, grid_source
 from lossart.grid.workers import Workers, parse_shard
+from lossart.options import resolve_options
 from lossart.precision import resolve_dtype
 from lossart.progress import progress
 from lossart.runs import Run, now_iso, open_run, versions
 
-DEFAULT_RESOLUTION = 41
-#: New grids' window follows a 16:9 picture (the renders' default size), so terrain fills it.
-DEFAULT_ASPECT = 16 / 9
 DEFAULT_SUBSET = 1024
 MAX_SIDE = 20000  # per axis, without --force
 MAX_DAYS = 7.0  # estimated time for this process's share, without --force
-
-
-@dataclass
-class GridConfig:
-    """What `lossart grid` was asked; None means: the value in grid.json, else the default."""
-
-    frames: str | None = None  # "0:600:10", "3", "1,5,9"; None = every recorded frame
-    resolution: tuple[int, int] | None = None  # (W, H)
-    subset: int | None = None
-    split: str | None = None
-    margin: float | None = None  # window margin; None = grid.json's, else 0.2
-    aspect: float | None = None  # window width / height; None = grid.json's, else 16:9; 0 = none
-    tile_rows: int | None = None
-    device: str = "cpu"
-    # auto, float32, bfloat16, tf32; None = grid.json's, else float32 (the CLI passes auto)
-    dtype: str | None = None
-    batch_points: int | None = None
-    shard: str | None = None
-    overwrite: bool = False
-    force: bool = False
-    compile: bool | None = None  # torch.compile the CPU pass; None = grid.json's, else by job size
-    adaptive: float | None = None  # refinement tolerance; None = grid.json's, else off
-    #: "picture" (TOL: height error as a share of the relief; normals within 1 degree) or "log10"
-    #: (TOL in log10 loss); None = grid.json's, else "picture"
-    adaptive_criterion: str | None = None
-    quiet: bool | None = None  # None = LOSSART_QUIET decides
-
-    def __post_init__(self) -> None:
-        """Ranges and finiteness before any work (a NaN margin made NaN windows, kept in grid.json)."""
-        check_number("--margin", self.margin, 0.0, 100.0)
-        check_number("--aspect", self.aspect, 0.0)
-        check_number("--subset", self.subset, 1)
-        check_number("--tile-rows", self.tile_rows, 1)
-        check_number("--batch-points", self.batch_points, 1)
-        if self.resolution is not None:
-            for side in self.resolution:
-                check_number("--resolution", side, 2, optional=False)
 
 
 @dataclass
@@ -123,17 +93,17 @@ class GridSummary:
         return self.points_computed / self.seconds if self.seconds > 0 else 0.0
 
 
-def parse_resolution(text: str) -> tuple[int, int]:
-    """`--resolution 41` or `WxH` to (W, H)."""
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        raise LossartError(f"--resolution {text!r}: expected N or WxH, e.g. 41 or 64x48") from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 2:
-        raise LossartError(f"--resolution {text!r}: expected at least 2 points per side (N or WxH)")
-    return parts[0], parts[1]
+def recorded_options(old: GridMeta | None) -> dict[str, Any] | None:
+    """What grid.json recorded, by GridConfig option name (None: no grid yet, or --overwrite).
+    A recorded aspect of None (the window hugs the points) is the option's 0."""
+    if old is None:
+        return None
+    return {
+        "resolution": old.resolution, "subset": old.subset, "split": old.split,
+        "margin": old.margin, "aspect": 0.0 if old.aspect is None else old.aspect,
+        "tile_rows": old.tile, "compile": old.compile,
+        "adaptive": old.adaptive,
+    }  # fmt: skip
 
 
 def _subset(
@@ -203,6 +173,26 @@ def _check_time(
         )
 
 
+def create_then_grid(out: str | Path, cfg: GridConfig, create: Callable[[], object]) -> GridSummary:
+    """Make (or resume) a run folder with `create()`, then compute its grids: the one path of
+    `lossart plane`, `plane --around` and `trajectory`. Under torchrun only rank 0 creates the
+    folder; the others wait for it and fail with its error line if it could not be made."""
+    output_dir(out)
+    workers = Workers.from_env(parse_shard(cfg.shard))
+    workers.start(workers.device_name(cfg.device))
+    status = None
+    if workers.leader:
+        try:
+            create()
+        except LossartError as exc:
+            status = str(exc)
+    status = workers.broadcast(status)
+    if status:
+        workers.stop()
+        raise LossartError(status)
+    return grid_run(out, cfg)
+
+
 def grid_run(run_path: str | Path | Run, cfg: GridConfig) -> GridSummary:
     """Compute (or resume) the grids of the selected frames of a run; returns what was done."""
     workers = Workers.from_env(parse_shard(cfg.shard))
@@ -226,16 +216,13 @@ def _grid_run(
     frames = select_frames(source.frames, cfg.frames)
     old = None if cfg.overwrite else _recorded(run)
 
-    resolution = cfg.resolution or (old.resolution if old else (DEFAULT_RESOLUTION,) * 2)
-    w, h = int(resolution[0]), int(resolution[1])
-    if min(w, h) < 2:
-        raise LossartError(f"--resolution {w}x{h}: expected at least 2 points per side")
+    got = resolve_options(cfg, recorded_options(old))
+    w, h = (int(v) for v in got["resolution"])
     if max(w, h) > MAX_SIDE and not cfg.force:
         raise LossartError(
             f"--resolution {w}x{h}: over {MAX_SIDE} points per side; one frame's arrays alone "
             f"take {w * h * 8 / 2**30:.1f} GiB (pass --force to run it anyway)"
         )
-    split = cfg.split or (old.split if old else "train")
     # The precision is chosen once per grid: a recorded grid keeps its own (`auto` or no dtype
     # asks for nothing new); a new one resolves `auto` on rank 0, which every rank then uses.
     # The library's default for a new grid is float32 (exact); the CLI's is auto.
@@ -244,19 +231,11 @@ def _grid_run(
     else:
         dtype = resolve_dtype(cfg.dtype or "float32", device, quiet=not workers.leader)
     dtype = workers.broadcast(dtype)
-    subset_size = cfg.subset if cfg.subset is not None else (old.subset if old else None)
-    x, y, task, subset_size = _subset(source.data_spec, split, subset_size, device)
-    margin = cfg.margin if cfg.margin is not None else (old.margin if old else 0.2)
-    if cfg.aspect is not None:
-        aspect = cfg.aspect or None  # 0 asks for no aspect: the window hugs the points
-    else:
-        aspect = old.aspect if old else DEFAULT_ASPECT
+    split, margin, adaptive = got["split"], got["margin"], got["adaptive"]
+    x, y, task, subset_size = _subset(source.data_spec, split, got["subset"], device)
+    aspect = got["aspect"] or None  # 0 asks for no aspect: the window hugs the points
     window = _same_window(fit_aspect(source.window(margin), aspect), old.window if old else None)
-    if cfg.tile_rows is not None and cfg.tile_rows < 1:
-        raise LossartError(f"--tile-rows {cfg.tile_rows}: expected at least 1")
-    rows = cfg.tile_rows or (old.tile if old else None) or default_tile_rows(w, h)
-    rows = min(int(rows), h)
-    adaptive = cfg.adaptive if cfg.adaptive is not None else (old.adaptive if old else None)
+    rows = min(int(got["tile_rows"] or default_tile_rows(w, h)), h)
     shape = (window.x_range[1] - window.x_range[0]) / (window.y_range[1] - window.y_range[0])
     criterion = None
     if adaptive is not None:
@@ -275,8 +254,7 @@ def _grid_run(
     )  # fmt: skip
     # Compiling is decided once per grid (then read from grid.json), so that a resumed run
     # rounds exactly like the first one.
-    force_compile = cfg.compile if cfg.compile is not None else (old.compile if old else None)
-    compiled = engine.plan_compile(len(frames) * w * h, force=force_compile)
+    compiled = engine.plan_compile(len(frames) * w * h, force=got["compile"])
     meta = GridMeta(
         kind=source.kind,
         resolution=(w, h),

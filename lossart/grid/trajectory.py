@@ -21,13 +21,13 @@ from typing import Any
 
 from lossart.atomic import atomic_path
 from lossart.errors import LossartError
+from lossart.format.kinds import TRAJECTORY
 from lossart.geometry.trajectory import filter_mask, trajectory_plane
 from lossart.geometry.weights import ParamLayout
 from lossart.grid.around import file_sha256
 from lossart.grid.planes import flat_optima
-from lossart.grid.run_grid import GridConfig, GridSummary, grid_run
+from lossart.grid.run_grid import GridConfig, GridSummary, create_then_grid
 from lossart.grid.trajectory_files import FINAL_NAME, write_plane_file
-from lossart.grid.workers import Workers, parse_shard
 from lossart.runs import Run, now_iso, reuse_or_claim, versions
 from lossart.training.checkpoint import load_checkpoint
 from lossart.training.snapshots import load_snapshots
@@ -45,7 +45,7 @@ class TrajectoryConfig:
 def trajectory_record(run: Run) -> dict[str, Any]:
     """run.json's `trajectory` section of an existing trajectory run."""
     meta = run.read()
-    if meta.get("kind") != "trajectory":
+    if meta.get("kind") != TRAJECTORY.name:
         raise LossartError(f"{run.root}: not a trajectory run (kind {meta.get('kind')!r})")
     return meta["trajectory"]
 
@@ -66,7 +66,7 @@ def create_trajectory_run(
     }
     def same(meta: dict) -> bool:
         record = meta.get("trajectory") or {}
-        return meta.get("kind") == "trajectory" and all(record.get(k) == v
+        return meta.get("kind") == TRAJECTORY.name and all(record.get(k) == v
                                                          for k, v in wanted.items())
 
     run, found = reuse_or_claim(out, same, "checkpoint, --components, --keep-bn or --no-centre")
@@ -87,7 +87,7 @@ def create_trajectory_run(
     write_plane_file(run, tp, records)
     run.write(
         {
-            "kind": "trajectory",
+            "kind": TRAJECTORY.name,
             "created": now_iso(),
             "model": ckpt.model.to_dict(),
             "data": ckpt.data.to_dict(),
@@ -131,18 +131,6 @@ def trajectory_run(
     config: TrajectoryConfig | None = None,
 ) -> TrajectoryResult:
     """Create (or resume) the trajectory run and compute its grid (torchrun- and shard-aware)."""
-    workers = Workers.from_env(parse_shard(cfg.shard))
-    workers.start(workers.device_name(cfg.device))
-    status = None
-    if workers.leader:  # under torchrun, rank 0 writes the run folder; the others wait for it
-        try:
-            create_trajectory_run(checkpoint, out, config)
-        except LossartError as exc:
-            status = str(exc)
-    status = workers.broadcast(status)
-    if status:
-        workers.stop()
-        raise LossartError(status)
-    summary = grid_run(out, cfg)
+    summary = create_then_grid(out, cfg, lambda: create_trajectory_run(checkpoint, out, config))
     record = trajectory_record(Run(Path(out)))
     return TrajectoryResult(Run(Path(out)), record["explained"], record["points"], summary)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from lossart.devices import cores_per_process, set_process_threads
 from lossart.errors import LossartError
 
 T = TypeVar("T")
@@ -99,8 +100,7 @@ class Workers:
             dist.init_process_group(backend=backend)
         if device == "cpu":
             # Ranks on one host share its cores; without this each would start a thread per core.
-            cores = os.cpu_count() or 1
-            torch.set_num_threads(max(1, cores // max(1, self.local_world)))
+            set_process_threads(cores_per_process(self.local_world))
 
     def stop(self) -> None:
         if self.distributed:

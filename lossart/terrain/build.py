@@ -19,6 +19,7 @@ import numpy as np
 
 from lossart.checks import output_dir
 from lossart.errors import LossartError
+from lossart.format.kinds import AROUND, CURVE, SAMPLED, TRAJECTORY, run_kind
 from lossart.grid.files import (
     FrameMeta,
     GridMeta,
@@ -181,7 +182,7 @@ def _frame_meta(run: Run, grids: GridMeta, frame: FrameMeta | None, path: Path) 
             f"{path}: assembled before grid files carried the frames' plane coordinates; "
             f"{_rerun(run)}"
         )
-    if grids.kind == "trajectory":
+    if grids.kind == TRAJECTORY.name:
         if len(frame.control_points) < 2 or len(frame.snapshots) != len(frame.control_points):
             raise LossartError(
                 f"{path}: a trajectory frame needs 2+ projected snapshots, one record each "
@@ -189,7 +190,7 @@ def _frame_meta(run: Run, grids: GridMeta, frame: FrameMeta | None, path: Path) 
                 f"rerun `lossart grid {run.root} --overwrite`"
             )
         return frame
-    want = grids.curve["bends"] + 2 if grids.kind == "curve" and grids.curve else 0
+    want = grids.curve["bends"] + 2 if grids.kind == CURVE.name and grids.curve else 0
     if len(frame.control_points) != want:
         raise LossartError(
             f"{path}: {len(frame.control_points)} control points, expected {want} for "
@@ -249,10 +250,13 @@ def build_terrain(
     root = output_dir(out if out is not None else run.terrain)
     meta = grid_meta(run)
     kind = meta.kind
+    row = run_kind(kind)
+    if row is None:  # grid.json's reader refuses these; a guard for a caller's own GridMeta
+        raise LossartError(f"{run.grids}: grids of an unknown kind {kind!r}")
     indices = sorted(set(meta.frames))
     if frames is not None:
         indices = select_frames(indices, frames)
-    if kind in ("plane3", "around", "trajectory") and len(indices) != 1:
+    if not row.many_grids and len(indices) != 1:
         raise LossartError(f"{run.grids}: a {kind} run has one frame grid, found {len(indices)}")
     if export_mesh is not None and export_mesh not in indices:
         raise LossartError(
@@ -261,7 +265,7 @@ def build_terrain(
         )
     grids, cap = scan_grids(run, meta, indices, config)
     mapping = HeightMapping.resolve(config, cap, clip_loss_min(grids.lowest, config, cap))
-    curve = meta.curve if kind == "curve" else None
+    curve = meta.curve if row.path == SAMPLED else None
 
     def load(position: int) -> np.ndarray:
         return read_frame_grid(run.grids, indices[position]).loss
@@ -280,7 +284,7 @@ def build_terrain(
                 )
                 for name, xy in frame.points.items()
             ]
-            if kind == "trajectory":
+            if row is TRAJECTORY:
                 yield from trajectory_frames(frame, z, nonfinite, points)
                 continue
             yield BundleFrame(
@@ -294,9 +298,9 @@ def build_terrain(
                 points=points,
             )
 
-    total = len(grids.metas[0].snapshots) if kind == "trajectory" else len(indices)
+    total = len(grids.metas[0].snapshots) if row is TRAJECTORY else len(indices)
     spec = BundleSpec(
-        kind="plane3" if kind == "around" else kind,  # one frame, named points, no path
+        kind=row.bundle,  # around: a plane3 bundle (one frame, named points, no path)
         curve=curve,
         x_range=grids.x_range,
         y_range=grids.y_range,
@@ -307,7 +311,7 @@ def build_terrain(
         loss_min=mapping.loss_min,
         offset=mapping.offset,
         dtype=meta.dtype,  # a picture says how its grids were computed
-        directions=meta.directions if kind == "around" else None,
+        directions=meta.directions if row is AROUND else None,
     )
     with working_on(root, "`lossart terrain`"):  # the writer swaps the bundle in complete
         manifest = write_bundle(root, spec, stream(), total=total, progress=progress)

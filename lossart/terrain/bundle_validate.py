@@ -24,6 +24,7 @@ from lossart.format.bundle import (
     read_manifest,
     sample_bilinear,
 )
+from lossart.format.kinds import AS_RECORDED, NO_PATH, SAMPLED, bundle_row, bundle_rows
 from lossart.format.png16 import read_png16
 from lossart.terrain.curve2d import CURVE_KINDS
 
@@ -107,9 +108,9 @@ class _Checker:
         curve = m.get("curve", "missing")
         if curve == "missing":
             self.bad("manifest", "missing key 'curve'")
-        elif kind in ("plane3", "trajectory") and curve is not None:
+        elif _path(kind) != SAMPLED and curve is not None:
             self.bad("manifest", f"curve must be null for kind {kind!r}")
-        elif kind == "curve":
+        elif _path(kind) == SAMPLED:
             if not isinstance(curve, dict):
                 self.bad("manifest", f"curve = {curve!r}: expected {{'kind': ..., 'bends': k}}")
                 curve = None
@@ -215,7 +216,7 @@ class _Checker:
             m,
             "path_samples",
             "manifest",
-            lambda v: _is_int(v) and (v == 0 if kind in ("plane3", "trajectory") else v >= 2),
+            lambda v: _is_int(v) and (v >= 2 if _path(kind) == SAMPLED else v == 0),
             "0 for plane3 and trajectory, an integer >= 2 for a curve",
         )
         frames = self.need(
@@ -225,8 +226,9 @@ class _Checker:
             lambda v: isinstance(v, list) and len(v) > 0,
             "a non-empty list",
         )
-        if kind == "plane3" and frames is not None and len(frames) != 1:
-            self.bad("manifest", f"kind 'plane3' must have exactly one frame, has {len(frames)}")
+        row = bundle_row(kind)
+        if row is not None and row.still and frames is not None and len(frames) != 1:
+            self.bad("manifest", f"kind {kind!r} must have exactly one frame, has {len(frames)}")
         if "directions" in m:
             self.check_directions(m["directions"])
         return {
@@ -472,13 +474,13 @@ class _Checker:
                     f"{key}: expected a list of "
                     f"[{'x, y, z' if key == 'path' else 'x, y'}] number rows",
                 )
-        if kind == "plane3":
+        if bundle_row(kind) is not None and _path(kind) == NO_PATH:
             for key, arr in (("control_points", cp), ("bends", bends), ("path", path)):
                 if arr is not None and len(arr):
-                    self.bad(where, f"{key} must be empty for kind 'plane3'")
-        elif kind == "trajectory":
+                    self.bad(where, f"{key} must be empty for kind {kind!r}")
+        elif _path(kind) == AS_RECORDED:
             self.check_trajectory(where, cp, bends, path, inside, z_ok, tol_xy)
-        elif kind == "curve" and curve is not None and _is_int(curve.get("bends")):
+        elif _path(kind) == SAMPLED and curve is not None and _is_int(curve.get("bends")):
             k = curve["bends"]
             if cp is not None and len(cp) != k + 2:
                 self.bad(
@@ -538,7 +540,7 @@ class _Checker:
             if not inside(xy).all():
                 self.bad(where, f"point {p['name']} at {p['xy']} is outside the window")
             z_ok(f"point {p['name']}", xy, np.array([p["z"]], dtype=np.float64))
-            if kind == "curve" and cp is not None and p["name"] in ("w1", "w2"):
+            if _path(kind) == SAMPLED and cp is not None and p["name"] in ("w1", "w2"):
                 end = cp[0] if p["name"] == "w1" else cp[-1]
                 if not np.allclose(xy[0], end, atol=tol_xy):
                     self.bad(
@@ -548,12 +550,10 @@ class _Checker:
                     )
         if len(set(names)) != len(names):
             self.bad(where, f"points: names repeat ({names})")
-        required = {"plane3": {"w1", "w2", "w3"}, "trajectory": {"final"}}.get(kind, {"w1", "w2"})
-        if kind == "plane3" and names == ["w"]:  # a plane around one network (plane --around)
-            required = {"w"}
-        missing = required - set(names)
-        if missing:
-            self.bad(where, f"points: missing {sorted(missing)}")
+        # the points of a run kind written as this bundle kind (plane3: w1, w2, w3, or around's w)
+        rows = bundle_rows(kind)
+        if rows and not any(set(r.points) <= set(names) for r in rows):
+            self.bad(where, f"points: missing {sorted(set(rows[0].points) - set(names))}")
 
     def check_trajectory(self, where, cp, bends, path, inside, z_ok, tol_xy) -> None:
         """A trajectory frame: no bends; the path is the control points (the projected
@@ -588,3 +588,9 @@ def validate_bundle(root: str | os.PathLike) -> ValidationReport:
         width=g.get("width") or 0,
         height=g.get("height") or 0,
     )
+
+
+def _path(kind: object) -> str | None:
+    """The path a bundle of `kind` carries (kinds table), None for an unknown kind."""
+    row = bundle_row(kind)
+    return None if row is None else row.path

@@ -30,12 +30,14 @@ from lossart.format.bundle import (
     DEFAULT_RELIEF,
     FORMAT,
     HEIGHTS_DIR,
+    KINDS,
     PNG_BITS,
     SCHEMA_VERSION,
     BundleError,
     quantize16,
     sample_bilinear,
 )
+from lossart.format.kinds import AS_RECORDED, SAMPLED, bundle_row
 from lossart.format.png16 import write_png16
 from lossart.swap import staging_dir, swap_in, sweep
 from lossart.terrain.curve2d import curve_polyline
@@ -113,7 +115,7 @@ class BundleFrame:
 class BundleSpec:
     """Everything global in the manifest apart from the frames and the height range."""
 
-    kind: str  # "curve" | "plane3" | "trajectory"
+    kind: str  # a bundle kind (lossart.format.kinds: curve, plane3, trajectory)
     curve: dict | None  # {"kind": "bezier"|"polychain", "bends": k}; None for plane3, trajectory
     x_range: tuple[float, float]
     y_range: tuple[float, float]
@@ -162,16 +164,25 @@ def height_range(z_min: float, z_max: float) -> tuple[float, float]:
     return float(z_min), float(z_max)
 
 
+def _path_kind(kind: str) -> str:
+    """How a bundle of `kind` draws its path (the kinds table); a BundleError for unknown kinds."""
+    row = bundle_row(kind)
+    if row is None:
+        raise BundleError(f"bundle kind {kind!r}: expected one of {KINDS}")
+    return row.path
+
+
 def _frame_entry(frame: BundleFrame, spec: BundleSpec) -> dict[str, Any]:
     name = frame_name(frame.index)
     z = frame.heights
     xr, yr = spec.x_range, spec.y_range
     cp = np.asarray(frame.control_points, dtype=np.float64).reshape(-1, 2)
-    if spec.kind == "curve":
+    path_kind = _path_kind(spec.kind)
+    if path_kind == SAMPLED:
         xy = _round7(curve_polyline(cp, spec.curve["kind"], spec.config.path_samples))
         path = np.column_stack([xy, sample_bilinear(z, xr, yr, xy)])
         bends = cp[1:-1]
-    elif spec.kind == "trajectory":  # the path is the projected snapshots themselves
+    elif path_kind == AS_RECORDED:  # a trajectory: the path is the projected snapshots themselves
         cp = _round7(cp)
         path = np.column_stack([cp, sample_bilinear(z, xr, yr, cp)])
         bends = np.zeros((0, 2))
@@ -341,7 +352,7 @@ def _write_into(
             },
             "relief": {"share": relief, "exaggeration": relief * width / (z_max - z_min)},
         },
-        "path_samples": int(cfg.path_samples) if spec.kind == "curve" else 0,
+        "path_samples": int(cfg.path_samples) if _path_kind(spec.kind) == SAMPLED else 0,
         "frames": entries,
     }
     if spec.directions is not None:  # optional: bundles without it stay as they were

@@ -14,6 +14,7 @@ import numpy as np
 
 from lossart.atomic import atomic_path
 from lossart.format.bundle import Frame, load_bundle
+from lossart.format.kinds import AROUND, source_kind
 from lossart.progress import progress
 
 CMAP = "magma"
@@ -21,16 +22,16 @@ CONTOURS = 14
 
 
 def _title(frame: Frame, kind: str, directions: dict | None = None) -> str:
-    if kind == "plane3":  # an around run is a plane3 bundle with the one point w
-        if [p.name for p in frame.points] == ["w"]:
-            if directions and directions.get("kind") in ("hessian", "hessian-min"):
-                return "Hessian plane around one network"
-            return "random plane around one network"
-        return "plane through three optima"
+    """What the frame shows, as the kinds table names it (an around run's plane3 bundle is told
+    apart by its one point w; its manifest's directions say whether the plane is Hessian)."""
+    row = source_kind(kind, [p.name for p in frame.points])
+    if row is AROUND and directions and directions.get("kind") in ("hessian", "hessian-min"):
+        return "Hessian plane around one network"
     loss = frame.train_loss
     loss_s = f", train loss {loss:.4g}" if loss is not None else ""
-    what = "snapshot" if kind == "trajectory" else "frame"
-    return f"{what} {frame.index}: step {frame.step}, epoch {frame.epoch:.2f}{loss_s}"
+    if row is None:
+        return f"frame {frame.index}"
+    return row.frame_title(frame.index, frame.step, frame.epoch, loss_s)
 
 
 def axis_labels(directions: dict | None) -> tuple[str, str]:

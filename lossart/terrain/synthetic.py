@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lossart.format.bundle import sample_bilinear
+from lossart.format.kinds import CURVE, PLANE3
 from lossart.progress import progress
 from lossart.terrain.bundle_write import BundleFrame, BundleSpec, NamedPoint, write_bundle
 from lossart.terrain.curve2d import curve_polyline
@@ -87,7 +88,7 @@ def synthetic_bundle(
     frames: int = 3,
     size: int = 33,
     *,
-    kind: str = "curve",
+    kind: str = CURVE.bundle,
     curve_kind: str = "bezier",
     config: TerrainConfig | None = None,
 ) -> Path:
@@ -97,7 +98,7 @@ def synthetic_bundle(
     """
     path = Path(path)
     config = config or TerrainConfig(path_samples=64)
-    if kind == "plane3":
+    if kind == PLANE3.bundle:
         frames = 1
         cp3 = np.array([W1, W3, W2])
         loss = synthetic_loss(cp3, size, "polychain")
@@ -127,7 +128,7 @@ def synthetic_bundle(
                 index=i,
                 step=i * 100,
                 epoch=float(i),
-                train_loss=None if kind == "plane3" else float(1.0 / (i + 1)),
+                train_loss=None if kind == PLANE3.bundle else float(1.0 / (i + 1)),
                 heights=z,
                 nonfinite=nonfinite,
                 control_points=data.control_points[i],

@@ -35,9 +35,10 @@ from torch.func import functional_call
 from lossart.atomic import atomic_path, torch_save, write_json
 from lossart.checks import check_number, output_dir
 from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
-from lossart.devices import pick_device, resolve_device
+from lossart.devices import cpu_threads, pick_device, resolve_device
 from lossart.errors import LossartError
 from lossart.evaluation import private_buffers, task_loss
+from lossart.format.kinds import CURVE
 from lossart.geometry.curves import CurveSpec, curve_point, init_bends
 from lossart.geometry.weights import ParamLayout
 from lossart.locks import working_on
@@ -53,7 +54,6 @@ from lossart.training.loop import (
     ResumeState,
     check_finite,
     check_settings,
-    cpu_threads,
     run_loop,
     run_option,
     settings_of,
@@ -209,7 +209,7 @@ def prepare_run(cfg: CurveConfig, ends: Endpoints) -> Run:
                 f"--out {run.root}: folder exists, is not empty and is not a lossart run"
             )
         meta = run.read()
-        if meta.get("kind") != "curve":
+        if meta.get("kind") != CURVE.name:
             raise LossartError(
                 f"--out {run.root}: an existing {meta.get('kind')!r} run, not a curve run"
             )
@@ -229,7 +229,7 @@ def prepare_run(cfg: CurveConfig, ends: Endpoints) -> Run:
     _copy_file(Path(cfg.w2), run.endpoints / "w2.pt")
     run.write(
         {
-            "kind": "curve",
+            "kind": CURVE.name,
             "created": now_iso(),
             "model": ends.model_spec.to_dict(),
             "data": settings["data"],

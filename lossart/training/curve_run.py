@@ -26,6 +26,7 @@ from lossart.checks import field as json_field
 from lossart.checks import json_repr
 from lossart.data import DataSpec
 from lossart.errors import LossartError
+from lossart.format.kinds import CURVE
 from lossart.geometry.curves import CurveSpec
 from lossart.geometry.weights import ParamLayout
 from lossart.models import ModelSpec, create_model
@@ -160,7 +161,7 @@ def load_curve_run(run: Run | str | Path) -> CurveRun:
     if not isinstance(run, Run):
         run = open_run(run)
     meta = run.read()
-    if meta.get("kind") != "curve":
+    if meta.get("kind") != CURVE.name:
         raise LossartError(f"{run.root}: not a curve run (run.json kind is {meta.get('kind')!r})")
     model_spec = ModelSpec.from_dict(run_model(meta, run.manifest))
     data_spec = DataSpec.from_dict(json_field(meta, "data", run.manifest, dict))

@@ -27,7 +27,7 @@ from torch import nn
 from lossart.checks import check_number, output_file
 from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
 from lossart.data.batches import normalize
-from lossart.devices import pick_device, resolve_device
+from lossart.devices import cpu_threads, pick_device, resolve_device
 from lossart.errors import LossartError
 from lossart.evaluation import task_loss
 from lossart.geometry.weights import flat_params
@@ -48,7 +48,6 @@ from lossart.training.loop import (
     ResumeState,
     check_finite,
     check_settings,
-    cpu_threads,
     run_loop,
     run_option,
     settings_of,
@@ -252,7 +251,7 @@ def train_endpoint(cfg: TrainConfig) -> Checkpoint:
 
     If `cfg.out` already holds a checkpoint trained with the same settings it is returned as is;
     one trained with other settings is an error (nothing is overwritten). The built-in datasets
-    train on one CPU thread unless `threads` says otherwise (`lossart.training.loop.cpu_threads`).
+    train on one CPU thread unless `threads` says otherwise (`lossart.devices.cpu_threads`).
     """
     output_file(cfg.out)
     data = parse_data_spec(cfg.data) if isinstance(cfg.data, str) else cfg.data

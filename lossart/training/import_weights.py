@@ -28,6 +28,7 @@ from torch import nn
 
 from lossart.checks import output_file
 from lossart.data import Dataset, DataSpec, load_dataset, parse_data_spec
+from lossart.devices import cpu_threads
 from lossart.errors import LossartError
 from lossart.models import ModelSpec
 from lossart.models.fit import build_for_data
@@ -264,15 +265,8 @@ def _import(
             "remove it or choose another --out"
         )
     model = load_fitting(build_for_data(spec, ds), sd, str(path)).to(device)
-    old_threads = torch.get_num_threads()
-    if threads is None and ds.spec.kind == "builtin" and str(device).startswith("cpu"):
-        threads = 1  # tiny models on a shared CPU: see train_endpoint
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with cpu_threads(threads, device, ds.spec.kind == "builtin"):  # tiny models: one thread
         metrics = final_metrics(model, ds, device, train_eval_size, progress)
-    finally:
-        torch.set_num_threads(old_threads)
     ckpt = Checkpoint(
         model=spec,
         data=ds.spec,

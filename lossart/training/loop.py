@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,25 +66,6 @@ def check_settings(
             )
 
 
-@contextmanager
-def cpu_threads(threads: int | None, device: Any, small: bool) -> Iterator[None]:
-    """Run with `threads` torch threads; None means 1 for small (built-in) data on the CPU.
-
-    Small models on a busy CPU train far faster on one thread (smallcnn steps measured 15-20 ms
-    on one thread against 80-700 ms on two shared cores); resume is bitwise exact on the same
-    device and thread count.
-    """
-    old = torch.get_num_threads()
-    if threads is None and small and str(device).startswith("cpu"):
-        threads = 1
-    if threads is not None and threads < 1:
-        raise LossartError(f"--threads: expected a whole number >= 1, got {threads}")
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def check_finite(loss: float, step: int, lr: float) -> float:

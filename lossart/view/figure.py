@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from lossart import __version__
+from lossart.format.kinds import TRAJECTORY
 from lossart.format.presets import PALETTES
 from lossart.terrain.preview import loss_ticks
 from lossart.view.frames import FrameView, frame_view
@@ -44,7 +45,7 @@ def plan_for(source: ViewSource, config: ViewConfig) -> ViewPlan:
         config,
         upsample=int(bundle.manifest["height"].get("upsample", 1) or 1),
         losses=source.grids is not None,
-        surfaces_change=source.kind != "trajectory",
+        surfaces_change=source.kind != TRAJECTORY.name,
         extra_values=_extra_values(source),
     )
 
@@ -134,7 +135,7 @@ def _traces(source: ViewSource, plan: ViewPlan, v: FrameView, config: ViewConfig
         custom = np.stack([v.loss, v.accuracy], axis=-1).astype(np.float32)
     scale = colorscale(config.palette)
     ticks, labels = loss_ticks(bundle)
-    moving = source.kind != "trajectory"  # a trajectory's frames share one terrain
+    moving = source.kind != TRAJECTORY.name  # a trajectory's frames share one terrain
     surface = go.Surface(
         x=xs, y=ys, z=v.heights, customdata=_by_column(custom), surfacecolor=None,
         colorscale=scale, cmin=bundle.z_min, cmax=bundle.z_max,
@@ -158,7 +159,7 @@ def _traces(source: ViewSource, plan: ViewPlan, v: FrameView, config: ViewConfig
     line = {"color": path_colour, "width": 6}
     path3 = go.Scatter3d(
         x=v.path[:, 0], y=v.path[:, 1], z=v.path[:, 2], name=_path_name(source),
-        mode="lines+markers" if source.kind == "trajectory" else "lines",
+        mode="lines+markers" if source.kind == TRAJECTORY.name else "lines",
         line=line, marker={"size": 3, "color": path_colour}, legendgroup="path",
         showlegend=has_path, hovertemplate="path: x %{x:.4g}, y %{y:.4g}<extra></extra>",
     )  # fmt: skip

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lossart.format.kinds import AROUND, PLANE3, TRAJECTORY
 from lossart.view.plan import ViewPlan
 from lossart.view.source import ViewSource
 
@@ -31,14 +32,14 @@ def frame_title(source: ViewSource, position: int) -> str:
     """The caption of a frame: what the picture is, and where in training it was recorded."""
     frame = source.bundle.frames[position]
     kind = source.kind
-    if kind == "around":
+    if kind == AROUND.name:
         return {
             "hessian": "plane of the Hessian's top two eigenvectors around one network",
             "hessian-min": "plane of the Hessian's top and most negative eigenvectors around one network",
         }.get(source.directions, "random plane around one network")
-    if kind == "plane3":
+    if kind == PLANE3.name:
         return "plane through three optima"
-    what = "snapshot" if kind == "trajectory" else "frame"
+    what = "snapshot" if kind == TRAJECTORY.name else "frame"
     parts = [f"{what} {frame.index}"]
     if frame.step is not None:
         parts.append(f"step {frame.step}")

@@ -16,6 +16,7 @@ import numpy as np
 
 from lossart.errors import LossartError
 from lossart.format.bundle import Bundle, BundleError, load_bundle
+from lossart.format.kinds import TRAJECTORY, source_kind
 from lossart.grid.files import (
     FrameGrid,
     GridMeta,
@@ -68,10 +69,8 @@ class ViewSource:
     @property
     def kind(self) -> str:
         """curve, plane3, around (a plane3 bundle with the one point w) or trajectory."""
-        kind = self.bundle.kind
-        if kind == "plane3" and [p.name for p in self.bundle.frames[0].points] == ["w"]:
-            return "around"
-        return kind
+        row = source_kind(self.bundle.kind, [p.name for p in self.bundle.frames[0].points])
+        return row.name if row else self.bundle.kind
 
 
 def open_source(path: str | os.PathLike, losses: bool = True) -> ViewSource:
@@ -130,7 +129,7 @@ def _match(run: Run, bundle: Bundle) -> RunGrids | None:
     meta = read_grid_meta(run.grids)
     if meta is None:
         return None
-    if bundle.kind == "trajectory":
+    if bundle.kind == TRAJECTORY.bundle:
         if len(meta.frames) != 1:
             raise LossartError(f"{run.grids}: a trajectory run has one frame grid")
         indices = [meta.frames[0]] * len(bundle.frames)

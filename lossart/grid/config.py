@@ -1,0 +1,124 @@
+"""What `lossart grid` and `plane` accept: GridConfig, each option declared once
+(lossart.options), and the parsers of their flags. No torch: the command line is built from
+these declarations, and commands that never touch torch (`lossart terrain`) build it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from lossart.errors import LossartError
+from lossart.options import check_options, option
+
+DEFAULT_RESOLUTION = 41
+#: New grids' window follows a 16:9 picture (the renders' default size), so terrain fills it.
+DEFAULT_ASPECT = 16 / 9
+
+
+def parse_aspect(text: str) -> float:
+    """`--aspect 16:9`, `1.5` or `none` (0: no aspect) as width / height."""
+    if text.strip().lower() == "none":
+        return 0.0
+    w, sep, h = text.partition(":")
+    try:
+        value = float(w) / float(h) if sep else float(w)
+    except (ValueError, ZeroDivisionError):
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise LossartError(f"--aspect {text!r}: expected W:H (e.g. 16:9), a ratio > 0, or none")
+    return value
+
+
+def parse_compile(text: str) -> bool | None:
+    """`--compile auto|on|off` as None (by job size) / True / False."""
+    choice = text.strip().lower()
+    if choice not in ("auto", "on", "off"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected auto, on or off")
+    return {"on": True, "off": False}.get(choice)
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """`--resolution 41` or `WxH` to (W, H)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise LossartError(f"--resolution {text!r}: expected N or WxH, e.g. 41 or 64x48") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 2:
+        raise LossartError(f"--resolution {text!r}: expected at least 2 points per side (N or WxH)")
+    return parts[0], parts[1]
+
+
+@dataclass
+class GridConfig:
+    """What `lossart grid` was asked. Each option is declared once (lossart.options): its range,
+    help and flag; None means: the value in grid.json, else the declared fallback."""
+
+    frames: str | None = None  # "0:600:10", "3", "1,5,9"; None = every recorded frame
+    resolution: tuple[int, int] | None = option(
+        help="grid points per side, square or WxH (default 41, or the run's grid.json)",
+        metavar="N|WxH", lo=2, parse=parse_resolution, fallback=(DEFAULT_RESOLUTION,) * 2,
+    )  # fmt: skip
+    subset: int | None = option(
+        help="evaluation samples: a fixed, seeded subset (default min(1024, split size))",
+        metavar="N", lo=1,
+    )
+    split: str | None = option(
+        help="which split (default train)", choices=("train", "test"), fallback="train"
+    )
+    margin: float | None = option(
+        help="window margin around the curve or points, as a share of their extent (0.2)",
+        lo=0.0, hi=100.0, fallback=0.2,
+    )  # fmt: skip
+    aspect: float | None = option(
+        help="window width:height, grown around the curve to fill the picture (default 16:9 "
+        "for a new grid, else grid.json's; none: hug the points)",
+        metavar="W:H|none", lo=0.0, parse=parse_aspect, fallback=DEFAULT_ASPECT,
+    )  # fmt: skip  # 0 = no aspect: the window hugs the points
+    tile_rows: int | None = option(
+        help="grid rows per tile, the unit of resumable work (default ~256 points)",
+        metavar="R", lo=1,
+    )
+    device: str = "cpu"
+    # auto, float32, bfloat16, tf32; None = grid.json's, else float32 (the CLI passes auto).
+    # Resolved once per grid (lossart.precision), so it is not merged here: see _grid_run.
+    dtype: str | None = option(
+        help="evaluation precision", choices=("auto", "float32", "tf32", "bfloat16"),
+        recorded=False,
+    )  # fmt: skip
+    batch_points: int | None = option(
+        help="grid points per launch on CUDA (default: from free memory)",
+        metavar="B", lo=1, recorded=False,
+    )  # fmt: skip
+    shard: str | None = None
+    overwrite: bool = False
+    force: bool = False
+    compile: bool | None = option(
+        help="torch.compile the CPU pass (auto: grids of 20000+ points; kept in grid.json)",
+        metavar="{auto,on,off}", parse=parse_compile,
+    )  # fmt: skip  # None = grid.json's, else by job size
+    adaptive: float | None = option(
+        help="refine level by level, interpolating where the picture is predicted within TOL: "
+        "the terrain's height error as a share of its relief (e.g. 0.01), normals within 1 "
+        "degree (kept in grid.json; default: every point)",
+        metavar="TOL", lo=0.0, lo_open=True,
+    )  # fmt: skip  # refinement tolerance (adaptive_criterion's units); None = off
+    #: "picture" (TOL: height error as a share of the relief; normals within 1 degree) or "log10"
+    #: (TOL in log10 loss). Recorded as grid.json's `adaptive_criterion` (a dict), so resolved
+    #: in _grid_run: None = grid.json's, else "picture".
+    adaptive_criterion: str | None = option(
+        help="what --adaptive TOL bounds: picture (default for a new grid) or log10 loss at the "
+        "nodes (grids made before the criterion existed)",
+        choices=("picture", "log10"), recorded=False,
+    )  # fmt: skip
+    quiet: bool | None = None  # None = LOSSART_QUIET decides
+
+    #: The options `lossart grid` and `plane` offer as flags, in help order.
+    FLAGS = ("resolution", "subset", "split", "margin", "aspect", "batch_points",
+             "tile_rows", "compile", "adaptive", "adaptive_criterion")  # fmt: skip
+
+    def __post_init__(self) -> None:
+        """Ranges and finiteness before any work (a NaN margin made NaN windows, kept in grid.json)."""
+        check_options(self)

@@ -1,0 +1,159 @@
+"""Options declared once: a config dataclass's field says its range, help and flag, the way the
+look options do (lossart.format.look), and everything else is generated from that declaration.
+
+- `check_options(cfg)`: the one validation, run by the config itself (`__post_init__`); its
+  `OptionError` names the field (`margin inf: expected ...`), as a notebook user wrote it;
+- `add_option_flags(parser, Config)`: the command line's flags, typed and range-checked at parse
+  time with the same ranges, and `options_from_args(Config, args)` back;
+- `OptionError.for_cli()`: the CLI's one line names the flag instead (`--margin inf: ...`);
+- `resolve_options(cfg, recorded)`: the one pure merge of what was asked with what a run
+  recorded (grid.json) and the declared fallbacks: asked, else recorded, else the fallback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lossart.checks import integer, range_problem, real
+from lossart.errors import LossartError
+
+OPTION = "lossart_option"  # the field-metadata key
+
+
+@dataclass(frozen=True)
+class Option:
+    """What one config field accepts and how the command line spells it."""
+
+    help: str
+    flag: str | None = None  # default: --field-name
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[Any, ...] | None = None
+    metavar: str | None = None
+    parse: Callable[[str], Any] | None = None  # the flag's text -> the field's value
+    fallback: Any = None  # the value when neither asked nor recorded (resolve_options)
+    recorded: bool = True  # merged with what the run recorded (resolve_options)
+
+
+def option(default: Any = None, **spec: Any) -> Any:
+    """A dataclass field declared as an option (see `Option` for the keywords)."""
+    return dataclasses.field(default=default, metadata={OPTION: Option(**spec)})
+
+
+def declared(cls_or_obj: Any) -> list[tuple[dataclasses.Field, Option]]:
+    """The declared options of a config class (or instance), in field order."""
+    return [(f, f.metadata[OPTION]) for f in dataclasses.fields(cls_or_obj) if OPTION in f.metadata]
+
+
+def flag_of(name: str, opt: Option) -> str:
+    return opt.flag or "--" + name.replace("_", "-")
+
+
+class OptionError(LossartError):
+    """A config value out of its declared range: one line naming the field; `for_cli()` names
+    the flag instead."""
+
+    def __init__(self, name: str, value: Any, problem: str, flag: str) -> None:
+        self.name, self.value, self.problem, self.flag = name, value, problem, flag
+        super().__init__(f"{name} {value!r}: {problem}")
+
+    def for_cli(self) -> str:
+        return f"{self.flag} {self.value!r}: {self.problem}"
+
+
+def problem_of(opt: Option, value: Any) -> str | None:
+    """What is wrong with `value` for `opt` (None when it is allowed); None values are allowed
+    (they mean: recorded, else the fallback)."""
+    if value is None:
+        return None
+    if opt.choices is not None:
+        return None if value in opt.choices else f"expected one of {', '.join(map(str, opt.choices))}"
+    if opt.lo is None and opt.hi is None:
+        return None
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        problem = range_problem(v, opt.lo, opt.hi, lo_open=opt.lo_open, hi_open=opt.hi_open)
+        if problem:
+            return problem
+    return None
+
+
+def check_options(obj: Any) -> None:
+    """Raise OptionError for the first declared field whose value is not allowed."""
+    for f, opt in declared(obj):
+        value = getattr(obj, f.name)
+        problem = problem_of(opt, value)
+        if problem:
+            raise OptionError(f.name, value, problem, flag_of(f.name, opt))
+
+
+def _parsed(parse: Callable[[str], Any], flag: str, name: str) -> Callable[[str], Any]:
+    """`parse` as an argparse type: its one-line error becomes argparse's, then the value is
+    range-checked against the declaration too."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except LossartError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(flag + " ")) from None
+
+    convert.__name__ = name
+    return convert
+
+
+def _flag_type(f: dataclasses.Field, opt: Option) -> Callable[[str], Any] | None:
+    if opt.parse is not None:
+        return _parsed(opt.parse, flag_of(f.name, opt), f.name)
+    if opt.choices is not None:
+        return None
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    if kind.startswith("int"):
+        return integer(opt.lo, opt.hi)
+    if kind.startswith("float"):
+        return real(opt.lo, opt.hi, lo_open=opt.lo_open, hi_open=opt.hi_open)
+    return str
+
+
+def add_option_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, names: list[str]
+) -> None:
+    """A flag for each option in `names` (default None: recorded, else the fallback)."""
+    by_name = dict((f.name, (f, opt)) for f, opt in declared(cls))
+    for name in names:
+        f, opt = by_name[name]
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": opt.help}
+        if opt.metavar:
+            kwargs["metavar"] = opt.metavar
+        if opt.choices is not None and opt.parse is None:
+            kwargs["choices"] = opt.choices
+        flag_type = _flag_type(f, opt)
+        if flag_type is not None and flag_type is not str:
+            kwargs["type"] = flag_type
+        parser.add_argument(flag_of(name, opt), **kwargs)
+
+
+def options_from_args(cls: type, args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    """The values of `names` from parsed flags, by field name."""
+    return {name: getattr(args, name) for name in names}
+
+
+def resolve_options(
+    cfg: Any, recorded: Mapping[str, Any] | None, names: list[str] | None = None
+) -> dict[str, Any]:
+    """The one merge (pure): each option's asked value, else the recorded one (when the option
+    is merged with the record and there is one), else its declared fallback."""
+    out = {}
+    for f, opt in declared(cfg):
+        if names is not None and f.name not in names:
+            continue
+        value = getattr(cfg, f.name)
+        if value is None and opt.recorded and recorded is not None:
+            value = recorded.get(f.name)
+        out[f.name] = opt.fallback if value is None else value
+    return out
