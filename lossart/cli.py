@@ -941,7 +941,8 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", metavar="RUN|BUNDLE", help="run folder or bundle folder/manifest")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--still", action="store_true", help="render one frame to a PNG")
-    mode.add_argument("--video", action="store_true", help="render all frames, encode an MP4")
+    mode.add_argument("--video", action="store_true", help="render all frames, encode an MP4 "
+                      "(the camera orbits unless --camera says otherwise)")
     p.add_argument("--out", help="output .png/.mp4 (default RUN/renders/still_*.png, video.mp4)")
     p.add_argument("--frame", type=nonneg_int, help="bundle frame for --still (default: the last)")
     p.add_argument("--fps", type=integer(1, 240), default=24, help="video frame rate (default 24)")
@@ -984,6 +985,8 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_render(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from lossart.render import render_still, render_video
     from lossart.render.options import given_look_options, look_from_args
     from lossart.render.video import DURATION
@@ -1003,6 +1006,8 @@ def _run_render(args: argparse.Namespace) -> int:
         if speed and args.duration is not None:
             raise LossartError("--duration and --speed both set the video's length: give one")
         duration = None if speed else (DURATION if args.duration is None else args.duration)
+        if "camera_preset" not in given_look_options(args):  # a video moves: the eased orbit
+            look = replace(look, camera_preset="orbit")
         res = render_video(
             args.source, args.out, fps=args.fps, interpolate=args.interpolate, look=look,
             caption=args.caption, blender=args.blender, duration=duration, hold=args.hold,

@@ -366,3 +366,51 @@ def test_captions_name_each_frames_training_state(bundle3, tmp_path):
     same = [np.array_equal(captioned[i], captioned[i + 1]) for i in range(4)]
     assert same == [False, True, False, True]
     assert np.array_equal(iio.imread(frames / "frame_00003.png"), blank)  # rendered frames stay clean
+
+
+def test_blended_frames_carry_one_caption_not_two(bundle3, tmp_path):
+    """Slow motion blends the clean pictures, then writes the nearer frame's words: blending
+    captioned pictures ghosted two captions over each other."""
+    import imageio.v3 as iio
+    import numpy as np
+    from PIL import Image
+
+    from lossart.format.timeline import Timeline
+    from lossart.render.captions import caption_frames, draw_caption, frame_caption
+    from lossart.render.source import check_bundle
+
+    bundle = check_bundle(bundle3)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shades = {1: 20, 2: 200, 3: 90}  # scene frames 1..3 show bundle frames 0, 1, 2
+    for f, v in shades.items():
+        iio.imwrite(frames / f"frame_{f:05d}.png", np.full((90, 160, 3), v, dtype=np.uint8))
+    out = caption_frames(frames, bundle, Timeline(len(bundle.frames), frame_start=1), blend=4)
+    names = sorted(p.name for p in out.glob("frame_*.png"))
+    assert names == [f"frame_{n:05d}.png" for n in range(1, 10)]  # (3 - 1) * 4 + 1
+
+    def expected(shade: float, frame: int) -> np.ndarray:
+        img = Image.fromarray(np.full((90, 160, 3), round(shade), dtype=np.uint8), "RGB")
+        draw_caption(img, frame_caption(bundle.frames[frame]))
+        return np.asarray(img)
+
+    # frame 2 is a quarter of the way from scene frame 1 to 2: frame 0's words only
+    got = iio.imread(out / "frame_00002.png")
+    assert np.array_equal(got, expected(0.75 * 20 + 0.25 * 200, 0))
+    assert not np.array_equal(got, expected(0.75 * 20 + 0.25 * 200, 1))
+    # frame 4, three quarters of the way: the next frame's words
+    assert np.array_equal(iio.imread(out / "frame_00004.png"), expected(0.25 * 20 + 0.75 * 200, 1))
+    assert np.array_equal(iio.imread(out / "frame_00009.png"), expected(90, 2))  # the last as is
+
+
+def test_a_video_orbits_unless_the_camera_is_given(bundle3, tmp_path, monkeypatch):
+    """`render --video` moves the camera (orbit) by default; `--camera` still decides."""
+    import lossart.render as render
+
+    asked = []
+    monkeypatch.setattr(render, "render_video", lambda *a, look, **kw: asked.append(look) or
+                        (_ for _ in ()).throw(SystemExit(0)))  # fmt: skip
+    for extra, camera in (([], "orbit"), (["--camera", "overview"], "overview")):
+        with pytest.raises(SystemExit):
+            main(["render", str(bundle3), "--video", "--out", str(tmp_path / "v.mp4"), *extra])
+        assert asked.pop().camera_preset == camera

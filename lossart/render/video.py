@@ -305,12 +305,15 @@ def render_video(
                 )
         rendered_s = time.perf_counter() - t0
         finish_frames(work, frames_dir, look, bundle_dir)
-        source_dir = frames_dir
+        source_dir, encoded, blend = frames_dir, frames, interpolate
         if caption or look.transparent:  # the MP4 has no alpha: flattened onto the background
-            source_dir = caption_frames(frames_dir, bundle, timeline,
-                                        background_rgb(look.style), text=caption)  # fmt: skip
+            # blended here, before the words go on, so that in-between frames show one caption
+            source_dir = caption_frames(frames_dir, bundle, timeline, background_rgb(look.style),
+                                        text=caption, blend=interpolate)  # fmt: skip
+            if interpolate > 1:
+                encoded, blend = range(1, (len(frames) - 1) * interpolate + 2), 1
         encode_video(
-            source_dir, out, fps=fps, interpolate=interpolate, frames=frames, hold=plan.hold_frames
+            source_dir, out, fps=fps, interpolate=blend, frames=encoded, hold=plan.hold_frames
         )
     return RenderResult(
         out=out,
