@@ -405,8 +405,9 @@ def test_sigterm_on_render_then_rerun_reuses_frames_sweeps_leftovers_same_video(
 
     def render(out: Path, **kw):
         args = [sys.executable, "-m", "lossart", "render", str(bundle), "--video", "--out",
-                str(out), "--size", "32x24", "--samples", "1", "--no-denoise", "--render-device",
-                "CPU", "--speed", "1"]  # fmt: skip
+                str(out), "--size", "64x48", "--samples", "1", "--no-denoise", "--render-device",
+                "CPU", "--speed", "1", "--camera", "overview"]  # fmt: skip  # 64x48: a few noisy
+        # pixels stay a small share (at 32x24 sixteen of them were 2.1%)
         return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, **kw)  # fmt: skip
 
@@ -438,7 +439,9 @@ def test_sigterm_on_render_then_rerun_reuses_frames_sweeps_leftovers_same_video(
         a = iio.imread(tmp_path / "ref" / "film_frames" / f"frame_{k:05d}.png").astype(int)
         b = iio.imread(frames / f"frame_{k:05d}.png").astype(int)
         assert a.shape == b.shape and np.abs(a - b).mean() < 0.5, k
-        assert (np.abs(a - b).max(axis=-1) > 0).mean() < 0.02, k
+        # Cycles at 1 sample differs between two whole renders too: 1.6-3.2% of these pixels,
+        # measured with the hero style's occlusion and haze (was < 2% before them)
+        assert (np.abs(a - b).max(axis=-1) > 0).mean() < 0.05, k
 
 
 def test_a_render_refuses_a_frames_folder_another_live_render_writes(tmp_path):

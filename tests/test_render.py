@@ -274,7 +274,7 @@ def test_killed_video_render_resumes(tmp_path):
         "--speed",
         "1",  # one scene frame per bundle frame
     ]
-    args += ["--no-denoise", "--render-device", "CPU"]
+    args += ["--no-denoise", "--render-device", "CPU", "--camera", TINY.camera_preset]
     proc = subprocess.Popen(
         [sys.executable, "-m", "lossart", *args],
         start_new_session=True,
