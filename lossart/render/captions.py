@@ -80,9 +80,10 @@ def caption_frames(
 
     try:
         scene = list(timeline.scene_frames())
+        img_b = None
         for i, f in enumerate(scene):
             steps = 1 if blend <= 1 or i == len(scene) - 1 else blend
-            img_a = clean(f)
+            img_a = img_b if img_b is not None else clean(f)  # the last pair's second picture
             img_b = clean(scene[i + 1]) if steps > 1 else None
             for j in range(steps):
                 if j == 0:
