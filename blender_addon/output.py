@@ -16,6 +16,7 @@ from ..format.look import Look
 from ..format.presets import GPU_KINDS
 from ..format.styles import style_spec
 from ..format.timeline import frame_file
+from . import scene as stage
 
 BLENDER_ENGINES = {"cycles": ("CYCLES",), "eevee": ("BLENDER_EEVEE", "BLENDER_EEVEE_NEXT")}
 
@@ -90,6 +91,9 @@ def configure(
     vs.view_transform = spec.view_transform
     vs.look = spec.view_look
     vs.exposure = spec.exposure
+    # the style's vignette, sized for this render; none over a transparent film (the picture
+    # is composited over something else, whose corners are not ours to darken)
+    stage.tune_vignette(scene, 0.0 if transparent else spec.vignette)
     used = "CPU"
     if r.engine == "CYCLES":
         used = use_device(scene, device)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..format.presets import CAMERA_PRESETS, srgb_to_linear
 from ..format.styles import CLASSIC_LIGHTS, style_spec
-from . import framing
+from . import framing, glide
 from .materials import FADE, empty_node_tree
 from .world import SIZE
 
@@ -276,6 +276,8 @@ def apply_camera(
     lo, hi = framed.min(axis=0), framed.max(axis=0)
     centre = 0.5 * (lo + hi)
     pivot.driver_remove("rotation_euler", 2)
+    for obj in (pivot, target, cam, cam.data):  # a crane's keys (`_key_glide`)
+        obj.animation_data_clear()
     pivot.rotation_euler = (0.0, 0.0, 0.0)
     pivot.location = (float(centre[0]), float(centre[1]), 0.0)
     target.location = tuple(float(v) for v in centre)
@@ -418,6 +420,14 @@ def fill_camera(
         framed, aims, sights, tangents, spec.elevations, spec.azimuths, sweep,
         fills=spec.fills, inset=FADE, need=FILL_NEED,
     )  # fmt: skip
+    if preset == "orbit":
+        move = glide.choose_glide(
+            fill_points(targets, every_frame=False), np.concatenate([sights[0][0], targets.points]),
+            aims, sights, targets.points, tangents, spec.elevations, spec.azimuths,
+            spec.orbit_sweep, spec.fills, FADE, FILL_NEED,
+        )  # fmt: skip
+        if move is not None and move.end.elevation < view.elevation:  # the crane ends lower
+            return _key_glide(scene, cam, pivot, target, move, tangents[move.end.lens], style)
     centre = view.aim
     pivot.location = (float(centre[0]), float(centre[1]), 0.0)
     target.location = tuple(float(v) for v in centre)
@@ -433,6 +443,38 @@ def fill_camera(
     if preset == "orbit":
         _orbit_driver(scene, pivot, spec.orbit_sweep)
     return centre + offset
+
+
+def _key_glide(scene, cam, pivot, target, move: glide.Glide, tangents, style: str) -> np.ndarray:
+    """Key the crane into the scene, one key per frame over the frame range (eased already, so
+    linear between keys; the scene plays without the add-on). Returns where the camera is
+    halfway."""
+    fs, fe = scene.frame_start, max(scene.frame_end, scene.frame_start + 1)
+    cam.data.lens = move.end.lens
+    edit = bpy.context.preferences.edit
+    before = edit.keyframe_new_interpolation_type
+    edit.keyframe_new_interpolation_type = "LINEAR"
+    try:
+        for f in range(fs, fe + 1):
+            eye, aim, _, shift = move.pose((f - fs) / (fe - fs))
+            pivot.location = (float(aim[0]), float(aim[1]), 0.0)
+            target.location = tuple(float(v) for v in aim)
+            cam.location = (float(eye[0] - aim[0]), float(eye[1] - aim[1]), float(eye[2]))
+            tx, ty = tangents
+            cam.data.shift_x = 0.5 * shift[0] * tx / max(tx, ty)
+            cam.data.shift_y = 0.5 * shift[1] * ty / max(tx, ty)
+            for obj, prop in ((pivot, "location"), (target, "location"), (cam, "location"),
+                              (cam.data, "shift_x"), (cam.data, "shift_y")):
+                obj.keyframe_insert(prop, frame=f)
+    finally:
+        edit.keyframe_new_interpolation_type = before
+    end = move.end
+    cam["lossart_view"] = [end.elevation, end.azimuth, end.lens, end.coverage, end.hidden]
+    cam["lossart_glide"] = [move.start.elevation, move.start.azimuth, end.elevation, end.azimuth]
+    for coll in target.users_collection:
+        style_lights(coll, style, end.azimuth)
+    scene.frame_set(scene.frame_current)
+    return move.pose(0.5)[0]
 
 
 def fly_camera(
@@ -483,8 +525,46 @@ def setup_bloom(scene: bpy.types.Scene, strength: float = 0.35, threshold: float
             glare.threshold = threshold
             glare.mix = strength - 1.0  # -1 = image only, 0 = even mix
         ng.links.new(layers.outputs["Image"], glare.inputs["Image"])
-        ng.links.new(glare.outputs["Image"], out.inputs[0])
+        image = glare.outputs["Image"]
+        if hasattr(scene, "compositing_node_group"):
+            image = _vignette_nodes(ng, image)
+        ng.links.new(image, out.inputs[0])
         return True
     except (AttributeError, KeyError, TypeError, RuntimeError) as exc:
         print(f"lossart: no bloom ({exc})")
         return False
+
+
+VIGNETTE_MIX = "lossart_vignette"
+VIGNETTE_BLUR = "lossart_vignette_blur"
+
+
+def _vignette_nodes(ng, image):
+    """Image times a soft ellipse (Blender 5's compositor): darkens the picture's corners by
+    the mix node's factor, which `tune_vignette` sets for the style (0: off)."""
+    mask = ng.nodes.new("CompositorNodeEllipseMask")
+    mask.inputs["Value"].default_value = 1.0
+    mask.inputs["Size"].default_value = (1.25, 1.25)  # the corners just outside it
+    blur = ng.nodes.new("CompositorNodeBlur")
+    blur.name = VIGNETTE_BLUR
+    mix = ng.nodes.new("ShaderNodeMix")
+    mix.name = VIGNETTE_MIX
+    mix.data_type = "RGBA"
+    mix.blend_type = "MULTIPLY"
+    mix.inputs["Factor"].default_value = 0.0
+    ng.links.new(mask.outputs["Mask"], blur.inputs["Image"])
+    ng.links.new(image, mix.inputs[6])  # A (colour)
+    ng.links.new(blur.outputs["Image"], mix.inputs[7])  # B (colour)
+    return mix.outputs[2]  # Result (colour)
+
+
+def tune_vignette(scene: bpy.types.Scene, strength: float) -> None:
+    """The vignette's strength (share the corners darken by) and its softness for the render's
+    size: a blur over a fifth of the shorter side keeps it a gradient at every size."""
+    ng = getattr(scene, "compositing_node_group", None)
+    if ng is None or VIGNETTE_MIX not in ng.nodes:
+        return
+    r = scene.render
+    ng.nodes[VIGNETTE_MIX].inputs["Factor"].default_value = float(strength)
+    soft = 0.2 * min(r.resolution_x, r.resolution_y) * r.resolution_percentage / 100.0
+    ng.nodes[VIGNETTE_BLUR].inputs["Size"].default_value = (soft, soft)

@@ -78,6 +78,7 @@ class StyleSpec:
     lenses: tuple[float, ...] = (50.0, 70.0, 100.0)
     fills: tuple[float, ...] = (0.6, 0.75, 0.9, 0.95)  # shares of the picture the path may span
     orbit_sweep: float = 60.0  # degrees the orbit preset turns over the video
+    vignette: float = 0.0  # 0..1: how much the picture's corners darken (draws the eye in)
 
 
 STYLE_SPECS: dict[str, StyleSpec] = {
@@ -87,7 +88,7 @@ STYLE_SPECS: dict[str, StyleSpec] = {
         material="matte", framing="fill", view_transform="AgX",
         view_look="AgX - Punchy", exposure=0.8, occlusion=0.9, haze=0.45,
         haze_colour="#080a1c", contour_strength=0.0, max_bounces=4, orbit_sweep=24.0,
-        relief=1.3,
+        relief=1.3, vignette=0.3,
     ),
     "classic": StyleSpec(
         lights=CLASSIC_LIGHTS, world="#020309", horizon="#0d0b1f", ambient=0.0,
