@@ -85,12 +85,13 @@ def test_toy_subject_crashes_between_stages_and_resumes_without_redoing_work(tmp
 
 
 def test_seeded_endpoints_are_used_not_retrained(tmp_path):
-    from lossart.data import parse_data_spec
-    from lossart.subjects import _train_one
+    from lossart.stages import train_one
+    from lossart.training.endpoints import TrainConfig
 
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
     for k, p in enumerate((a, b)):
-        _train_one((str(p), parse_data_spec("shapes"), "smallcnn", {"width": 4}, 1, k + 1, "cpu", 1, "float32"))
+        train_one(TrainConfig(data="shapes", model="smallcnn", model_kwargs={"width": 4}, epochs=1,
+                              seed=k + 1, out=str(p), progress=False, threads=1))
     out = tmp_path / "seeded"
     seen: list[str] = []
 
