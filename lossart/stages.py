@@ -152,7 +152,7 @@ def render(name: str, run: Path, look: Any, opts: RenderOptions, video: bool) ->
             render_still(run, out=opts.out, look=look, compare=opts.compare)
 
     mode = "--video" if video else "--still"
-    return Stage(name, work, [Command("render", (run,), (look, opts), (mode,))])
+    return Stage(name, work, [Command("render", (run, mode), (look, opts))])
 
 
 def together(name: str, parts: Sequence[Stage]) -> Stage:

@@ -89,6 +89,8 @@ def _expected(cmd) -> tuple:
         from lossart.view import ViewConfig
 
         return (*cmd.args, cmd.flags[cmd.flags.index("--out") + 1], ViewConfig())
+    if cmd.name == "render":  # RUN --still|--video
+        return (cmd.args[0], *cmd.configs)
     return (*cmd.args, *cmd.configs)
 
 
