@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from lossart.commands import NOT_FLAGS, EnsembleOptions, EvalCurveOptions, RenderOptions, merge_lines, split_line
+from lossart.commands import (
+    NOT_FLAGS,
+    EnsembleOptions,
+    EvalCurveOptions,
+    RenderOptions,
+    merge_lines,
+    split_line,
+)
 from lossart.pipeline import PipelineResult
 
 
