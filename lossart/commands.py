@@ -18,6 +18,7 @@ import dataclasses
 import os
 import shlex
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,7 @@ def flag_tokens(cfg: Any, base: Path | None = None) -> list[str]:
             tokens += ["--download"] if value.download else []
             tokens += ["--image-size", str(value.size)] if value.size else []
         else:
-            shown = f.metadata.get("format")
+            shown = f.metadata.get("format") or _inverse(f)
             tokens += [flag, shown(value) if shown else _text(value, base)]
     return tokens
 
@@ -165,6 +166,23 @@ def _flag(kind: str, f: dataclasses.Field) -> str:
     if "label" in f.metadata and "group" in f.metadata:  # a look option
         return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
     return SPELLINGS.get((kind, f.name)) or "--" + f.name.replace("_", "-")
+
+
+def _inverse(f: dataclasses.Field):
+    """How a declared option's `parse` reads back its value, where the generic form is not the
+    one people type (`--aspect 16:9`, not 1.7777777777777777)."""
+    from lossart.grid.config import parse_aspect
+
+    parse = f.metadata[OPTION].parse if OPTION in f.metadata else None
+    return {parse_aspect: _ratio}.get(parse)
+
+
+def _ratio(value: float) -> str:
+    """An aspect as W:H when a ratio of small whole numbers is exactly it (0: none)."""
+    if value == 0:
+        return "none"
+    ratio = Fraction(value).limit_denominator(64)
+    return f"{ratio.numerator}:{ratio.denominator}" if float(ratio) == value else repr(value)
 
 
 def _text(value: Any, base: Path | None) -> str:

@@ -172,11 +172,11 @@ def test_subject_commands_give_back_the_configs_that_ran(tmp_path, monkeypatch, 
     assert lines["gif"].startswith("ffmpeg -i subject.mp4 -vf 'fps=")
     if sizes == "cpu":
         assert lines["video-grid"] == (
-            "lossart grid video --resolution 109x61 --subset 64 --aspect 1.7777777777777777 "
+            "lossart grid video --resolution 109x61 --subset 64 --aspect 16:9 "
             "--adaptive 0.03 --adaptive-criterion log10")
         assert lines["still-grid"] == (
             "lossart grid still --select-frames 24 --resolution 401x401 --subset 128 "
-            "--aspect 1.7777777777777777 --adaptive 0.01 --adaptive-criterion log10")
+            "--aspect 16:9 --adaptive 0.01 --adaptive-criterion log10")
 
 
 def test_merged_lines_split_back_and_odd_ones_are_kept_whole():
@@ -198,3 +198,13 @@ def test_a_field_the_cli_cannot_spell_is_refused():
     with pytest.raises(ValueError, match="GridConfig.dtype: None has no flag"):
         Command("grid", ("run",), (GridConfig(),)).line()
     assert Command("grid", ("run",), (GridConfig(dtype="auto"),)).line() == "lossart grid run"
+
+
+@pytest.mark.parametrize("aspect, text", [(16 / 9, "16:9"), (1.5, "3:2"), (0.0, "none"),
+                                          (1.2345678, "1.2345678")])
+def test_an_aspect_reads_as_people_type_it_and_parses_back(aspect, text):
+    from lossart.commands import flag_tokens
+    from lossart.grid.config import GridConfig, parse_aspect
+
+    assert flag_tokens(GridConfig(aspect=aspect, dtype="auto")) == ["--aspect", text]
+    assert parse_aspect(text) == aspect
