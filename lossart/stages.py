@@ -6,7 +6,9 @@ instead of writing them, and their printed commands cannot drift from what ran.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import subprocess
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -16,6 +18,7 @@ from typing import Any
 
 from lossart.atomic import atomic_path
 from lossart.commands import Command, EnsembleOptions, EvalCurveOptions, RenderOptions
+from lossart.errors import LossartError
 from lossart.pipeline import Stage
 
 
@@ -165,6 +168,32 @@ def together(name: str, parts: Sequence[Stage]) -> Stage:
     return Stage(name, work, [c for part in parts for c in part.commands])
 
 
+def gif(mp4: Path, out: Path, width: int, fps: int) -> Stage:
+    """A GIF preview of a video, by ffmpeg (its command is ffmpeg's, not lossart's)."""
+    line = shlex.join(["ffmpeg", "-i", mp4.name, *gif_filter(width, fps), out.name])
+    return Stage("gif", lambda results: make_gif(mp4, out, width, fps), line)
+
+
+def gif_filter(width: int, fps: int) -> list[str]:
+    """ffmpeg's filter for the GIF preview: one palette for the whole clip."""
+    return ["-vf", f"fps={fps},scale={width}:-1:flags=lanczos,split[a][b];[a]palettegen[p];"
+            "[b][p]paletteuse"]
+
+
+def make_gif(mp4: Path, gif: Path, width: int, fps: int) -> Path:
+    """A GIF preview of the MP4 with ffmpeg (one palette for the whole clip), written atomically."""
+    import imageio_ffmpeg
+
+    with atomic_path(gif) as tmp:
+        proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+                               "-i", str(mp4), *gif_filter(width, fps), "-f", "gif", str(tmp)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            msg = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+            raise LossartError(f"ffmpeg could not make {gif} from {mp4}: {msg}")
+    return gif
+
+
 def link_or_copy(src: Path, dst: Path) -> None:
     """dst as a hard link to src (same disk), else an atomic copy; an existing dst is kept."""
     if dst.exists():
@@ -188,5 +217,6 @@ def share_run(src: Path, dst: Path) -> None:
             shutil.copyfile(src / "run.json", tmp)
 
 
-__all__ = ["curve", "endpoints", "ensemble", "eval_curve", "grid", "link_or_copy", "render",
+__all__ = ["curve", "endpoints", "ensemble", "eval_curve", "gif", "gif_filter", "grid",
+           "link_or_copy", "make_gif", "render",
            "share_run", "terrain", "together", "train_one", "view"]

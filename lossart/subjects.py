@@ -19,17 +19,14 @@ Endpoints or a whole curve run can be seeded (`endpoints=`, `curve=`), or placed
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from lossart.atomic import atomic_path
 from lossart.commands import EnsembleOptions, EvalCurveOptions, RenderOptions
 from lossart.errors import LossartError
-from lossart.pipeline import Stage, run_stages, times_table
-from lossart.stages import share_run
+from lossart.pipeline import run_stages, times_table
+from lossart.stages import gif_filter, make_gif, share_run
 
 
 @dataclass(frozen=True)
@@ -126,6 +123,12 @@ class SubjectConfig:
             raise LossartError(f"--device {self.device!r}: expected cpu or cuda")
         return SUBJECTS[self.subject][kind]
 
+    def seeds(self) -> list[Path]:
+        """The checkpoints that seed w1 and w2 (`endpoints`, else the `curve` run's), if any."""
+        if self.endpoints:
+            return [Path(p) for p in self.endpoints]
+        return [Path(self.curve) / f"endpoints/w{k}.pt" for k in (1, 2)] if self.curve else []
+
 
 @dataclass
 class SubjectResult:
@@ -211,8 +214,6 @@ def run_subject(cfg: SubjectConfig,
     out, cuda, cores = cfg.out, str(cfg.device).startswith("cuda"), _cores(cfg)
     threads = None if cuda else cores  # torch threads of every stage (the endpoints: per process)
     video, still, ends = out / "video", out / "still", [out / f"endpoints/w{k}.pt" for k in (1, 2)]
-    seeds = cfg.endpoints or ([Path(cfg.curve) / f"endpoints/w{k}.pt" for k in (1, 2)]
-                              if cfg.curve else ())
     spec = parse_data_spec(cfg.data, root=cfg.data_root, download=cfg.download)
     grid = GridConfig(resolution=s.video_resolution, subset=s.video_subset, aspect=s.aspect,
                       adaptive=s.adaptive, adaptive_criterion=ADAPTIVE_CRITERION,
@@ -223,7 +224,7 @@ def run_subject(cfg: SubjectConfig,
             data=spec, model=s.model, model_kwargs=dict(s.model_kwargs), epochs=s.endpoint_epochs,
             seed=k + 1, out=str(p), device=cfg.device, progress=False, dtype=cfg.dtype,
             threads=1 if cuda else max(1, cores // 2)) for k, p in enumerate(ends)],
-            parallel=not cuda and cores > 1, seeds=seeds),
+            parallel=not cuda and cores > 1, seeds=cfg.seeds()),
         stages.curve(CurveConfig(
             w1=str(ends[0]), w2=str(ends[1]), out=str(video), epochs=s.curve_epochs,
             frames=s.frames, frame_spacing=s.frame_spacing, seed=1, device=cfg.device,
@@ -243,10 +244,7 @@ def run_subject(cfg: SubjectConfig,
                 out=out / "subject.png", compare=True), video=False),
             stages.render("video", video, video_look, RenderOptions(
                 out=out / "subject.mp4", fps=s.fps, duration=s.duration, caption=True), video=True),
-            Stage("gif", lambda _: make_gif(out / "subject.mp4", out / "subject.gif", s.gif_width,
-                                            s.gif_fps),
-                  shlex.join(["ffmpeg", "-i", "subject.mp4", *gif_filter(s.gif_width, s.gif_fps),
-                              "subject.gif"])),
+            stages.gif(out / "subject.mp4", out / "subject.gif", s.gif_width, s.gif_fps),
         ]
     done = run_stages(out, "subject", cfg.subject, asdict(s), plan, threads=threads,
                       run={"device": cfg.device, "data": cfg.data, "dtype": cfg.dtype},
@@ -255,26 +253,6 @@ def run_subject(cfg: SubjectConfig,
                                           ("gif", "subject.gif"), ("compare", "compare-subject.png"))
              if (out / f).is_file()}
     return SubjectResult(out, done.stage_seconds, done.ran, files)
-
-
-def gif_filter(width: int, fps: int) -> list[str]:
-    """ffmpeg's filter for the GIF preview: one palette for the whole clip."""
-    return ["-vf", f"fps={fps},scale={width}:-1:flags=lanczos,split[a][b];[a]palettegen[p];"
-            "[b][p]paletteuse"]
-
-
-def make_gif(mp4: Path, gif: Path, width: int, fps: int) -> Path:
-    """A GIF preview of the MP4 with ffmpeg (one palette for the whole clip), written atomically."""
-    import imageio_ffmpeg
-
-    with atomic_path(gif) as tmp:
-        proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
-                               "-i", str(mp4), *gif_filter(width, fps), "-f", "gif", str(tmp)],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            msg = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-            raise LossartError(f"ffmpeg could not make {gif} from {mp4}: {msg}")
-    return gif
 
 
 __all__ = ["SUBJECTS", "STAGES", "Subject", "SubjectConfig", "SubjectResult", "check_subject",
