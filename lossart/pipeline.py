@@ -119,6 +119,10 @@ def read_record(path: Path) -> dict:
                 "run": {k: record[k] for k in ("device", "data", "dtype") if k in record},
                 "results": {k: record[k] for k in ("barrier", "ensemble_first_t") if k in record}}
     if record.get("format") == FORMAT and record.get("version") == VERSION:
+        missing = [k for k in ("kind", "name", "settings") if k not in record]
+        if missing:
+            raise LossartError(f"{path}: a demo record without {', '.join(missing)}; remove it to "
+                               "start the demo afresh")
         return record
     if "stage_seconds" in record:  # the toy demo's record before version 2
         raise LossartError(f"{path}: a demo record from an older lossart; remove it and rerun "

@@ -87,6 +87,7 @@ def test_an_old_subject_record_resumes_its_finished_stages(tmp_path):
 @pytest.mark.parametrize("text, match", [
     ('{"preset": "quick", "settings": {}, "stage_seconds": {"endpoints": 1.0}}', "older lossart"),
     ('{"format": "lossart-demo", "version": 9, "stages": {}}', "version 9"),
+    ('{"format": "lossart-demo", "version": 2, "kind": "demo", "stages": {}}', "without name, settings"),
     ("[1, 2]", "not a demo's record"),
     ("{", "not JSON"),
 ])

@@ -163,3 +163,33 @@ def test_cli_report_prints_the_table_and_bad_flags_are_one_line(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "--data npz:/no.npz" in err[0] and "--resolution" in err[1]
     assert not out.exists()
+
+
+def test_a_subject_run_recorded_by_the_previous_lossart_resumes_its_finished_stages(tmp_path):
+    """demo.json of format lossart-subject version 1 (runs in progress when the driver changed)."""
+    from dataclasses import asdict
+
+    out = tmp_path / "old"
+    out.mkdir()
+    settings = json.loads(json.dumps(asdict(TOY)))  # tuples as lists, as it was written
+    done = {"done": True, "seconds": 12.5, "command": "lossart train --seed 1|2", "threads": 1}
+    (out / "demo.json").write_text(json.dumps({
+        "format": "lossart-subject", "version": 1, "subject": "toy", "device": "cpu",
+        "data": "shapes", "settings": settings, "dtype": "auto",
+        "stages": {"endpoints": done, "curve": done}}))
+    seen: list[str] = []
+
+    def stop(name):
+        seen.append(name)
+        raise Crash
+
+    with pytest.raises(Crash):
+        run_subject(_config(out, render=False), on_stage=stop)
+    assert seen == ["eval-curve"] and not (out / "endpoints").exists()
+    record = json.loads((out / "demo.json").read_text())
+    assert (record["format"], record["version"], record["kind"], record["name"]) == (
+        "lossart-demo", 2, "subject", "toy")
+    assert record["stages"] == {"endpoints": done, "curve": done}
+    with pytest.raises(LossartError, match="other settings"):
+        run_subject(SubjectConfig(subject="toy", data="shapes", out=out, threads=1,
+                                  settings=Subject(model="smallcnn", frames=4)))
