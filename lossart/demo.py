@@ -7,8 +7,9 @@ view`), and Blender renders: a still of the trained curve and an MP4 of the curv
 
 Every stage resumes: rerunning the same command skips the stages demo.json records done
 (lossart.pipeline, the driver the subjects share) and the stage that was cut short resumes from
-its own files, so an interrupted demo continues where it stopped. The output folder holds the still and the video at its top and
-the run folder (`run/`), which every other command can be pointed at.
+its own files, so an interrupted demo continues where it stopped. The output folder holds the
+still and the video at its top and the run folder (`run/`), which every other command can be
+pointed at.
 """
 
 from __future__ import annotations
