@@ -1083,7 +1083,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from lossart.render.options import look_values
 
     if args.report:
-        from lossart.subjects import times_table
+        from lossart.pipeline import times_table
 
         print(times_table(args.report), end="")
         return 0

@@ -5,25 +5,25 @@ core), a quadratic Bézier curve between them trained with recorded frames, the 
 plot, per-frame loss grids, the terrain bundle with previews, its page for a browser (`lossart
 view`), and Blender renders: a still of the trained curve and an MP4 of the curve being trained.
 
-Every stage resumes: rerunning the same command skips what is already on disk, so an interrupted
-demo continues where it stopped. The output folder holds the still and the video at its top and
-the run folder (`run/`), which every other command can be pointed at.
+Every stage resumes: rerunning the same command skips the stages demo.json records done
+(lossart.pipeline, the driver the subjects share) and the stage that was cut short resumes from
+its own files, so an interrupted demo continues where it stopped. The output folder holds the
+still and the video at its top and the run folder (`run/`), which every other command can be
+pointed at.
 """
 
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from multiprocessing import get_context
 from pathlib import Path
 
-from lossart.atomic import atomic_path, write_json
+from lossart.atomic import atomic_path
 from lossart.checks import check_number, output_dir
+from lossart.commands import EvalCurveOptions, RenderOptions
 from lossart.errors import LossartError
-from lossart.progress import progress
+from lossart.pipeline import run_stages
 
 
 @dataclass(frozen=True)
@@ -119,141 +119,55 @@ class DemoResult:
     barrier: dict[str, float]
 
 
-def _train_one(args: tuple[str, int, int, int, str]) -> str:
-    """One endpoint (runs in a worker process; one CPU thread each)."""
-    from lossart.training.endpoints import TrainConfig, train_endpoint
-
-    out, seed, width, epochs, device = args
-    train_endpoint(
-        TrainConfig(data="shapes", model="smallcnn", model_kwargs={"width": width}, epochs=epochs,
-                    seed=seed, out=out, device=device, progress=False, threads=1)
-    )
-    return out
-
-
-def _endpoints(cfg: DemoConfig, s: DemoSettings) -> list[str]:
-    folder = cfg.out / "endpoints"
-    folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(folder / f"w{k + 1}.pt"), cfg.seed + k, s.model_width, s.endpoint_epochs, cfg.device)
-            for k in range(2)]
-    todo = [j for j in jobs if not Path(j[0]).is_file()]
-    if len(todo) == 2 and cfg.device == "cpu":
-        with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
-            list(pool.map(_train_one, todo))
-    else:
-        for job in todo:
-            _train_one(job)
-    return [j[0] for j in jobs]
-
-
-def _grid_shard(args: tuple[str, object]) -> None:
-    """One shard of the grids (runs in a worker process, one CPU thread)."""
-    from lossart.devices import set_process_threads
-    from lossart.grid.run_grid import grid_run
-
-    set_process_threads(1)
-    grid_run(args[0], args[1])
-
-
-def _grid_in_parallel(run_dir: Path, grid) -> None:
-    """On a CPU, one shard per core (`--shard i/n`, as a job array would), then one pass that
-    finds every tile on disk and assembles the frames; elsewhere one process does it all."""
+def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> DemoResult:
+    """Run (or resume) the demo into `cfg.out`; returns where everything is and how long it took.
+    Stages recorded done in demo.json are skipped (lossart.pipeline)."""
     import os
 
-    cores = min(os.cpu_count() or 1, 8)
-    if grid.device == "cpu" and cores > 1:
-        jobs = [(str(run_dir), replace(grid, shard=f"{i}/{cores}", quiet=True if i else None))
-                for i in range(cores)]
-        with ProcessPoolExecutor(max_workers=cores, mp_context=get_context("spawn")) as pool:
-            list(pool.map(_grid_shard, jobs))
-    from lossart.grid.run_grid import grid_run
-
-    grid_run(run_dir, grid)
-
-
-def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> DemoResult:
-    """Run (or resume) the demo into `cfg.out`; returns where everything is and how long it took."""
-    from lossart.analyses.eval_curve import evaluate_curve_run
+    from lossart import stages
+    from lossart.devices import pick_device
     from lossart.grid.run_grid import GridConfig
-    from lossart.terrain.build import build_terrain
     from lossart.terrain.heightfield import TerrainConfig
-    from lossart.training.curve import CurveConfig, train_curve
+    from lossart.training.curve import CurveConfig
+    from lossart.training.endpoints import TrainConfig
 
     s = cfg.settings()
-    from lossart.devices import pick_device
-
     output_dir(cfg.out)  # every option and the output folder are checked before any stage runs
     pick_device(cfg.device)
     check_number("--seed", cfg.seed, 0, optional=False)
     still_look, video_look = s.looks()  # a bad look is refused now, not after the grids
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    run_dir = cfg.out / "run"
-    times: dict[str, float] = {}
-    state: dict = {}
-
-    def endpoints() -> None:
-        state["ends"] = _endpoints(cfg, s)
-
-    def curve() -> None:
-        train_curve(CurveConfig(
-            w1=state["ends"][0], w2=state["ends"][1], out=str(run_dir), epochs=s.curve_epochs,
+    run_dir, ends = cfg.out / "run", [cfg.out / "endpoints" / f"w{k}.pt" for k in (1, 2)]
+    still, video = cfg.out / "lossart-demo.png", cfg.out / "lossart-demo.mp4"
+    plan = [
+        stages.endpoints([TrainConfig(
+            data="shapes", model="smallcnn", model_kwargs={"width": s.model_width},
+            epochs=s.endpoint_epochs, seed=cfg.seed + k, out=str(p), device=cfg.device,
+            dtype="float32", progress=False, threads=1) for k, p in enumerate(ends)],
+            parallel=cfg.device == "cpu"),
+        stages.curve(CurveConfig(
+            w1=str(ends[0]), w2=str(ends[1]), out=str(run_dir), epochs=s.curve_epochs,
             frames=s.frames, frame_spacing=s.frame_spacing, seed=cfg.seed, device=cfg.device,
-            batch_size=64, lr=0.05,
-        ))
-
-    def eval_curve() -> None:
-        ev = evaluate_curve_run(run_dir, points=21, subset=500, device=cfg.device)
-        state["barrier"] = {"curve": ev.curve.barrier, "segment": ev.segment.barrier}
-
-    def grids() -> None:
-        grid = GridConfig(resolution=(s.resolution, s.resolution), subset=s.subset,
-                          device=cfg.device)
-        _grid_in_parallel(run_dir, grid)
-
-    def terrain() -> None:
-        build_terrain(run_dir, TerrainConfig(sigma=s.sigma, frame_sigma=s.frame_sigma,
-                                             upsample=s.upsample), preview=True)
-
-    def view() -> None:
-        from lossart.view import write_view
-
-        state["page"] = write_view(run_dir, cfg.out / "lossart-demo.html").path
-
-    def renders() -> None:
-        from lossart.render import render_still, render_video
-
-        still = render_still(run_dir, out=cfg.out / "lossart-demo.png", look=still_look)
-        video = render_video(run_dir, out=cfg.out / "lossart-demo.mp4", fps=s.fps,
-                             interpolate=s.interpolate, look=video_look, caption=True,
-                             duration=s.duration, hold=s.hold)
-        state["still"], state["video"] = still.out, video.out
-
-    stages: list[tuple[str, Callable[[], None]]] = [
-        ("endpoints", endpoints), ("curve", curve), ("eval-curve", eval_curve), ("grid", grids),
-        ("terrain", terrain), ("view", view),
+            batch_size=64, lr=0.05)),
+        stages.eval_curve(run_dir, EvalCurveOptions(points=21, subset=500, device=cfg.device)),
+        stages.grid("grid", run_dir, GridConfig(
+            resolution=(s.resolution, s.resolution), subset=s.subset, device=cfg.device,
+            dtype="float32"), processes=min(os.cpu_count() or 1, 8)),
+        stages.terrain("terrain", run_dir, TerrainConfig(
+            sigma=s.sigma, frame_sigma=s.frame_sigma, upsample=s.upsample)),
+        stages.view(run_dir, cfg.out / "lossart-demo.html"),
     ]
     if cfg.render:
-        stages.append(("render", renders))
-    bar = progress(total=len(stages), desc="demo", unit="stage")
-    try:
-        for name, fn in stages:
-            bar.set_description(f"demo: {name}")
-            if on_stage:
-                on_stage(name)
-            t0 = time.perf_counter()
-            fn()
-            times[name] = time.perf_counter() - t0
-            bar.update(1)
-    finally:
-        bar.close()
+        plan.append(stages.together("render", [
+            stages.render("still", run_dir, still_look, RenderOptions(out=still), video=False),
+            stages.render("video", run_dir, video_look, RenderOptions(
+                out=video, fps=s.fps, interpolate=s.interpolate, duration=s.duration,
+                hold=s.hold, caption=True), video=True)]))
+    done = run_stages(cfg.out, "demo", cfg.preset, {"seed": cfg.seed, **asdict(s)}, plan,
+                      run={"device": cfg.device}, on_stage=on_stage, bar="demo")
     _copy_plots(run_dir, cfg.out)
-    result = DemoResult(cfg.out, run_dir, state.get("still"), state.get("video"), times,
-                        state.get("barrier", {}))
-    write_json(cfg.out / "demo.json", {
-        "preset": cfg.preset, "settings": asdict(s), "stage_seconds": times,
-        "barrier": result.barrier,
-    })
-    return result
+    rendered = "render" in done.stage_seconds
+    return DemoResult(cfg.out, run_dir, still if rendered else None, video if rendered else None,
+                      done.stage_seconds, done.results.get("barrier", {}))
 
 
 def _copy_plots(run_dir: Path, out: Path) -> None:

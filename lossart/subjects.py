@@ -8,26 +8,25 @@ still (with its comparison sheet), the video and a GIF preview.
 
 Layout of OUT: `endpoints/` (w1.pt, w2.pt), `video/` (the curve run: video grids, bundle),
 `still/` (the still run), `subject.png`, `compare-subject.png`, `subject.mp4`, `subject.gif`,
-`demo.json`. demo.json is written atomically after every stage with its wall time, so a rerun
-skips finished stages; the stage that was running when the process died resumes through its own
-command's resume (endpoint and curve training states, grid tiles, cached video frames).
+`demo.json`. The stages run on the demo's one driver (lossart.pipeline): demo.json is written
+atomically after every stage with its wall time and its command (derived from the stage's
+config), so a rerun skips finished stages; the stage that was running when the process died
+resumes through its own command's resume (endpoint and curve training states, grid tiles,
+cached video frames).
 Endpoints or a whole curve run can be seeded (`endpoints=`, `curve=`), or placed in the layout.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from lossart.atomic import atomic_path, write_json
+from lossart.commands import EnsembleOptions, EvalCurveOptions, RenderOptions
 from lossart.errors import LossartError
+from lossart.pipeline import run_stages, times_table
+from lossart.stages import gif_filter, make_gif, share_run
 
 
 @dataclass(frozen=True)
@@ -124,6 +123,12 @@ class SubjectConfig:
             raise LossartError(f"--device {self.device!r}: expected cpu or cuda")
         return SUBJECTS[self.subject][kind]
 
+    def seeds(self) -> list[Path]:
+        """The checkpoints that seed w1 and w2 (`endpoints`, else the `curve` run's), if any."""
+        if self.endpoints:
+            return [Path(p) for p in self.endpoints]
+        return [Path(self.curve) / f"endpoints/w{k}.pt" for k in (1, 2)] if self.curve else []
+
 
 @dataclass
 class SubjectResult:
@@ -190,298 +195,65 @@ def looks(s: Subject):
             check_look(Look(samples=s.video_samples, size=s.video_size, camera_preset="orbit")))
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
-    """dst as a hard link to src (same disk), else an atomic copy; an existing dst is kept."""
-    if dst.exists():
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        with atomic_path(dst) as tmp:
-            shutil.copyfile(src, tmp)
-
-
-def share_run(src: Path, dst: Path) -> None:
-    """A run folder at dst with src's run.json, endpoints and curve: grids of its own, no
-    retraining. run.json is copied (commands append to it), the weights are hard-linked."""
-    for path in sorted([*(src / "endpoints").glob("*.pt"), *(src / "curve").rglob("*")]):
-        if path.is_file() and not path.name.endswith(".partial"):
-            link_or_copy(path, dst / path.relative_to(src))
-    if not (dst / "run.json").is_file():
-        with atomic_path(dst / "run.json") as tmp:
-            shutil.copyfile(src / "run.json", tmp)
-
-
-def _train_one(args: tuple[str, object, str, dict, int, int, str, int, str]) -> str:
-    """One endpoint (a worker process on the CPU, so both train at once)."""
-    from lossart.training.endpoints import TrainConfig, train_endpoint
-
-    out, data, model, kwargs, epochs, seed, device, threads, dtype = args
-    train_endpoint(TrainConfig(data=data, model=model, model_kwargs=kwargs, epochs=epochs,
-                               seed=seed, out=out, device=device, progress=False, threads=threads,
-                               dtype=dtype))
-    return out
-
-
 def _cores(cfg: SubjectConfig) -> int:
     return max(1, cfg.threads or os.cpu_count() or 1)
 
 
 def run_subject(cfg: SubjectConfig,
                 on_stage: Callable[[str], None] | None = None) -> SubjectResult:
-    """Run (or resume) every stage into cfg.out; stages recorded done in demo.json are skipped."""
+    """Run (or resume) every stage into cfg.out; stages recorded done in demo.json are skipped
+    (lossart.pipeline). Each stage is declared by its config, which also gives its command."""
+    from lossart import stages
     from lossart.data import parse_data_spec
-    from lossart.devices import cpu_threads
+    from lossart.grid.run_grid import GridConfig
+    from lossart.terrain.heightfield import TerrainConfig
+    from lossart.training.curve import CurveConfig
+    from lossart.training.endpoints import TrainConfig
 
     s = check_subject(cfg)
-    out = cfg.out
-    out.mkdir(parents=True, exist_ok=True)
-    video_run, still_run = out / "video", out / "still"
-    record_path = out / "demo.json"
-    record = _read_record(record_path)
-    settings = _plain(asdict(s))
-    if record.get("settings", settings) != settings or record.get("subject", cfg.subject) != cfg.subject:
-        raise LossartError(f"--out {out}: holds a subject run with other settings "
-                           f"({record.get('subject')}); use another --out")
-    record.update(subject=cfg.subject, device=cfg.device, data=cfg.data, settings=settings,
-                  dtype=cfg.dtype)
-    record.setdefault("stages", {})
-    ends = [out / "endpoints" / "w1.pt", out / "endpoints" / "w2.pt"]
-    data = _data_text(cfg)
+    out, cuda, cores = cfg.out, str(cfg.device).startswith("cuda"), _cores(cfg)
+    threads = None if cuda else cores  # torch threads of every stage (the endpoints: per process)
+    video, still, ends = out / "video", out / "still", [out / f"endpoints/w{k}.pt" for k in (1, 2)]
     spec = parse_data_spec(cfg.data, root=cfg.data_root, download=cfg.download)
-    cores = _cores(cfg)
-    cuda = str(cfg.device).startswith("cuda")
-    last = str(s.frames - 1)
-    dt = "" if cfg.dtype == "auto" else f" --dtype {cfg.dtype}"  # the CLI's default is auto
-
-    def endpoints() -> str:
-        seeds = cfg.endpoints or (
-            [Path(cfg.curve) / "endpoints" / f"w{k}.pt" for k in (1, 2)] if cfg.curve else ())
-        for src, dst in zip(seeds, ends):
-            link_or_copy(Path(src), dst)
-        ends[0].parent.mkdir(parents=True, exist_ok=True)
-        per = 1 if cuda else max(1, cores // 2)
-        jobs = [(str(p), spec, s.model, dict(s.model_kwargs), s.endpoint_epochs, k + 1,
-                 cfg.device, per, cfg.dtype) for k, p in enumerate(ends)]
-        todo = [j for j in jobs if not Path(j[0]).is_file()]
-        if len(todo) == 2 and not cuda and cores > 1:
-            with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
-                list(pool.map(_train_one, todo))
-        else:
-            for job in todo:
-                _train_one(job)
-        return (f"lossart train --model {s.model} --data {data} --epochs {s.endpoint_epochs} "
-                f"--seed 1|2 --threads {per} --device {cfg.device}{dt} --out endpoints/w1|w2.pt")
-
-    def curve() -> str:
-        from lossart.training.curve import CurveConfig, train_curve
-
-        if cfg.curve and not video_run.exists():
-            share_run(Path(cfg.curve), video_run)
-        train_curve(CurveConfig(w1=str(ends[0]), w2=str(ends[1]), out=str(video_run),
-                                epochs=s.curve_epochs, frames=s.frames,
-                                frame_spacing=s.frame_spacing, seed=1, device=cfg.device,
-                                threads=None if cuda else cores, progress=False,
-                                dtype=cfg.dtype))
-        return (f"lossart curve endpoints/w1.pt endpoints/w2.pt --out video --epochs "
-                f"{s.curve_epochs} --frames {s.frames} --frame-spacing {s.frame_spacing}{dt}")
-
-    def eval_curve() -> str:
-        from lossart.analyses.eval_curve import evaluate_curve_run
-
-        ev = evaluate_curve_run(video_run, points=s.eval_points, subset=s.eval_subset,
-                                device=cfg.device, threads=None if cuda else cores)
-        record["barrier"] = {"curve": ev.curve.barrier, "segment": ev.segment.barrier,
-                             "test_curve": ev.curve.test_barrier,
-                             "test_segment": ev.segment.test_barrier}
-        return f"lossart eval-curve video --points {s.eval_points} --subset {s.eval_subset}"
-
-    def ensemble() -> str:
-        from lossart.analyses.ensemble import ensemble_run
-
-        with cpu_threads(None if cuda else cores):
-            ens = ensemble_run(video_run, points=s.eval_points, subset=s.ensemble_subset,
-                               device=cfg.device)
-        record["ensemble_first_t"] = {"curve": ens.first_t_matching("curve"),
-                                      "segment": ens.first_t_matching("segment")}
-        return f"lossart ensemble video --points {s.eval_points} --subset {s.ensemble_subset}"
-
-    def video_grid() -> str:
-        from lossart.grid.run_grid import GridConfig, grid_run
-
-        with cpu_threads(None if cuda else cores):
-            grid_run(video_run, GridConfig(resolution=s.video_resolution, subset=s.video_subset,
-                                           aspect=s.aspect, adaptive=s.adaptive,
-                                           adaptive_criterion=ADAPTIVE_CRITERION,
-                                           device=cfg.device, dtype=cfg.dtype, quiet=True))
-        return (f"lossart grid video --resolution {_wxh(s.video_resolution)} "
-                f"--subset {s.video_subset} --aspect 16:9{_adaptive_flag(s.adaptive)}{dt}")
-
-    def still_grid() -> str:
-        from lossart.grid.run_grid import GridConfig, grid_run
-
-        share_run(video_run, still_run)
-        with cpu_threads(None if cuda else cores):
-            grid_run(still_run, GridConfig(frames=last, resolution=s.still_resolution,
-                                           subset=s.subset, aspect=s.aspect,
-                                           adaptive=s.still_adaptive, device=cfg.device,
-                                           adaptive_criterion=ADAPTIVE_CRITERION,
-                                           dtype=cfg.dtype, quiet=True))
-        return (f"lossart grid still --select-frames {last} --resolution "
-                f"{_wxh(s.still_resolution)} --subset {s.subset} --aspect 16:9"
-                f"{_adaptive_flag(s.still_adaptive)}{dt}")
-
-    def video_terrain() -> str:
-        from lossart.terrain.build import build_terrain
-        from lossart.terrain.heightfield import TerrainConfig
-
-        build_terrain(video_run, TerrainConfig(frame_sigma=s.frame_sigma), preview=True)
-        return f"lossart terrain video --frame-sigma {s.frame_sigma} --preview"
-
-    def still_terrain() -> str:
-        from lossart.terrain.build import build_terrain
-
-        build_terrain(still_run, preview=True)
-        return "lossart terrain still --preview"
-
-    def still() -> str:
-        from lossart.render import render_still
-
-        render_still(still_run, out=out / "subject.png", look=looks(s)[0], compare=True)
-        return (f"lossart render still --still --size {_wxh(s.still_size)} --samples "
-                f"{s.still_samples} --compare --out subject.png")
-
-    def video() -> str:
-        from lossart.render import render_video
-
-        render_video(video_run, out=out / "subject.mp4", fps=s.fps, look=looks(s)[1],
-                     caption=True, duration=s.duration)
-        return (f"lossart render video --video --caption --camera orbit --size "
-                f"{_wxh(s.video_size)} --samples {s.video_samples} --fps {s.fps} --out subject.mp4")
-
-    def gif() -> str:
-        make_gif(out / "subject.mp4", out / "subject.gif", s.gif_width, s.gif_fps)
-        return f"ffmpeg -i subject.mp4 (fps {s.gif_fps}, width {s.gif_width}, palette) subject.gif"
-
-    stages: list[tuple[str, Callable[[], str]]] = [
-        ("endpoints", endpoints), ("curve", curve), ("eval-curve", eval_curve),
-        ("ensemble", ensemble), ("video-grid", video_grid), ("still-grid", still_grid),
-        ("video-terrain", video_terrain), ("still-terrain", still_terrain),
+    grid = GridConfig(resolution=s.video_resolution, subset=s.video_subset, aspect=s.aspect,
+                      adaptive=s.adaptive, adaptive_criterion=ADAPTIVE_CRITERION,
+                      device=cfg.device, dtype=cfg.dtype, quiet=True)
+    still_look, video_look = looks(s)
+    plan = [
+        stages.endpoints([TrainConfig(
+            data=spec, model=s.model, model_kwargs=dict(s.model_kwargs), epochs=s.endpoint_epochs,
+            seed=k + 1, out=str(p), device=cfg.device, progress=False, dtype=cfg.dtype,
+            threads=1 if cuda else max(1, cores // 2)) for k, p in enumerate(ends)],
+            parallel=not cuda and cores > 1, seeds=cfg.seeds()),
+        stages.curve(CurveConfig(
+            w1=str(ends[0]), w2=str(ends[1]), out=str(video), epochs=s.curve_epochs,
+            frames=s.frames, frame_spacing=s.frame_spacing, seed=1, device=cfg.device,
+            threads=threads, progress=False, dtype=cfg.dtype), seed_run=cfg.curve),
+        stages.eval_curve(video, EvalCurveOptions(s.eval_points, s.eval_subset, cfg.device, threads)),
+        stages.ensemble(video, EnsembleOptions(s.eval_points, s.ensemble_subset, cfg.device)),
+        stages.grid("video-grid", video, grid),
+        stages.grid("still-grid", still, replace(
+            grid, frames=str(s.frames - 1), resolution=s.still_resolution, subset=s.subset,
+            adaptive=s.still_adaptive), share_from=video),
+        stages.terrain("video-terrain", video, TerrainConfig(frame_sigma=s.frame_sigma)),
+        stages.terrain("still-terrain", still, TerrainConfig()),
     ]
     if cfg.render:
-        stages += [("still", still), ("video", video), ("gif", gif)]
-    ran: list[str] = []
-    write_json(record_path, record)
-    for name, fn in stages:
-        if record["stages"].get(name, {}).get("done"):
-            continue
-        if on_stage:
-            on_stage(name)
-        t0 = time.perf_counter()
-        command = fn()
-        record["stages"][name] = {"done": True, "seconds": time.perf_counter() - t0,
-                                  "command": command, "threads": None if cuda else cores}
-        ran.append(name)
-        write_json(record_path, record)  # atomic: a kill -9 leaves the last finished stage
-    seconds = {k: v["seconds"] for k, v in record["stages"].items()}
+        plan += [
+            stages.render("still", still, still_look, RenderOptions(
+                out=out / "subject.png", compare=True), video=False),
+            stages.render("video", video, video_look, RenderOptions(
+                out=out / "subject.mp4", fps=s.fps, duration=s.duration, caption=True), video=True),
+            stages.gif(out / "subject.mp4", out / "subject.gif", s.gif_width, s.gif_fps),
+        ]
+    done = run_stages(out, "subject", cfg.subject, asdict(s), plan, threads=threads,
+                      run={"device": cfg.device, "data": cfg.data, "dtype": cfg.dtype},
+                      on_stage=on_stage)
     files = {k: str(out / f) for k, f in (("still", "subject.png"), ("video", "subject.mp4"),
                                           ("gif", "subject.gif"), ("compare", "compare-subject.png"))
              if (out / f).is_file()}
-    return SubjectResult(out, seconds, ran, files)
-
-
-def make_gif(mp4: Path, gif: Path, width: int, fps: int) -> Path:
-    """A GIF preview of the MP4 with ffmpeg (one palette for the whole clip), written atomically."""
-    import imageio_ffmpeg
-
-    graph = (f"fps={fps},scale={width}:-1:flags=lanczos,split[a][b];[a]palettegen[p];"
-             "[b][p]paletteuse")
-    with atomic_path(gif) as tmp:
-        proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
-                               "-i", str(mp4), "-vf", graph, "-f", "gif", str(tmp)],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            msg = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-            raise LossartError(f"ffmpeg could not make {gif} from {mp4}: {msg}")
-    return gif
-
-
-def times_table(demo_json: str | Path) -> str:
-    """renders/README.md's table (stage, command, wall time) from a subject run's demo.json."""
-    import json
-
-    path = Path(demo_json)
-    if path.is_dir():
-        path = path / "demo.json"
-    rows = ["| stage | command | threads | wall time |", "|---|---|---|---|"]
-    total = 0.0
-    try:
-        record = json.loads(path.read_text())
-        stages = record["stages"]
-        for name in STAGES:
-            if name in stages:
-                st = stages[name]
-                seconds = float(st["seconds"])
-                total += seconds
-                threads = st.get("threads") or record.get("device", "")
-                command = st["command"].replace("|", "\\|")  # a pipe would end the table cell
-                rows.append(f"| {name} | `{command}` | {threads} | {_duration(seconds)} |")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise LossartError(
-            f"--report {demo_json}: not a subject run's demo.json ({type(exc).__name__}: {exc})"
-        ) from None
-    rows.append(f"| total | | | {_duration(total)} |")
-    return "\n".join(rows) + "\n"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
-
-
-def _adaptive_flag(tol: float | None) -> str:
-    return f" --adaptive {tol} --adaptive-criterion {ADAPTIVE_CRITERION}" if tol else ""
-
-
-def _wxh(size: tuple[int, int]) -> str:
-    return f"{size[0]}x{size[1]}"
-
-
-def _data_text(cfg: SubjectConfig) -> str:
-    from lossart.data import parse_data_spec
-
-    return parse_data_spec(cfg.data).name
-
-
-def _plain(obj):
-    """Tuples as lists, so that demo.json compares equal after a round trip."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
-def _read_record(path: Path) -> dict:
-    import json
-
-    if not path.is_file():
-        return {"format": "lossart-subject", "version": 1}
-    try:
-        record = json.loads(path.read_text())
-    except ValueError:
-        raise LossartError(f"{path}: not JSON; remove it to start the subject run afresh") from None
-    if not isinstance(record, dict) or not isinstance(record.get("stages", {}), dict):
-        raise LossartError(f"{path}: not a subject run's record (expected a JSON object with a "
-                           "'stages' object); remove it to start the subject run afresh")
-    return record
+    return SubjectResult(out, done.stage_seconds, done.ran, files)
 
 
 __all__ = ["SUBJECTS", "STAGES", "Subject", "SubjectConfig", "SubjectResult", "check_subject",
-           "make_gif", "run_subject", "share_run", "times_table"]
+           "gif_filter", "make_gif", "run_subject", "share_run", "times_table"]

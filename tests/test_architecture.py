@@ -34,7 +34,8 @@ STAGES = (
     ("render", ("lossart.render",)),
     ("view", ("lossart.view",)),
     ("analyses", ("lossart.analyses",)),
-    ("demo", ("lossart.demo", "lossart.subjects")),
+    ("demo", ("lossart.commands", "lossart.pipeline", "lossart.stages", "lossart.demo",
+              "lossart.subjects")),
     ("cli", ("lossart.cli", "lossart.__main__")),
 )
 #: The Blender extension: imports only itself and the format; the render stage and later may

@@ -85,12 +85,13 @@ def test_toy_subject_crashes_between_stages_and_resumes_without_redoing_work(tmp
 
 
 def test_seeded_endpoints_are_used_not_retrained(tmp_path):
-    from lossart.data import parse_data_spec
-    from lossart.subjects import _train_one
+    from lossart.stages import train_one
+    from lossart.training.endpoints import TrainConfig
 
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
     for k, p in enumerate((a, b)):
-        _train_one((str(p), parse_data_spec("shapes"), "smallcnn", {"width": 4}, 1, k + 1, "cpu", 1, "float32"))
+        train_one(TrainConfig(data="shapes", model="smallcnn", model_kwargs={"width": 4}, epochs=1,
+                              seed=k + 1, out=str(p), progress=False, threads=1))
     out = tmp_path / "seeded"
     seen: list[str] = []
 
@@ -162,3 +163,33 @@ def test_cli_report_prints_the_table_and_bad_flags_are_one_line(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "--data npz:/no.npz" in err[0] and "--resolution" in err[1]
     assert not out.exists()
+
+
+def test_a_subject_run_recorded_by_the_previous_lossart_resumes_its_finished_stages(tmp_path):
+    """demo.json of format lossart-subject version 1 (runs in progress when the driver changed)."""
+    from dataclasses import asdict
+
+    out = tmp_path / "old"
+    out.mkdir()
+    settings = json.loads(json.dumps(asdict(TOY)))  # tuples as lists, as it was written
+    done = {"done": True, "seconds": 12.5, "command": "lossart train --seed 1|2", "threads": 1}
+    (out / "demo.json").write_text(json.dumps({
+        "format": "lossart-subject", "version": 1, "subject": "toy", "device": "cpu",
+        "data": "shapes", "settings": settings, "dtype": "auto",
+        "stages": {"endpoints": done, "curve": done}}))
+    seen: list[str] = []
+
+    def stop(name):
+        seen.append(name)
+        raise Crash
+
+    with pytest.raises(Crash):
+        run_subject(_config(out, render=False), on_stage=stop)
+    assert seen == ["eval-curve"] and not (out / "endpoints").exists()
+    record = json.loads((out / "demo.json").read_text())
+    assert (record["format"], record["version"], record["kind"], record["name"]) == (
+        "lossart-demo", 2, "subject", "toy")
+    assert record["stages"] == {"endpoints": done, "curve": done}
+    with pytest.raises(LossartError, match="other settings"):
+        run_subject(SubjectConfig(subject="toy", data="shapes", out=out, threads=1,
+                                  settings=Subject(model="smallcnn", frames=4)))
