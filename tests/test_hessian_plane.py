@@ -97,12 +97,12 @@ def test_grid_bundle_and_preview_name_the_directions(hessian_run, capsys):
     assert (run.terrain / "preview" / "frame_00000.png").is_file()
     from lossart.terrain.preview import _title, axis_labels
 
-    x_label, _ = axis_labels(manifest["directions"])
-    assert "eigenvector 1 (λ = " in x_label
     from lossart.format.bundle import load_bundle
 
     bundle = load_bundle(run.terrain)
-    title = _title(bundle.frames[0], bundle.kind, manifest["directions"])
+    x_label, _ = axis_labels(bundle.manifest.directions)
+    assert "eigenvector 1 (λ = " in x_label
+    title = _title(bundle.frames[0], bundle.kind, bundle.manifest.directions)
     assert title == "Hessian plane around one network"
 
 
