@@ -95,9 +95,8 @@ def test_grid_bundle_and_preview_name_the_directions(hessian_run, capsys):
     assert manifest["kind"] == "plane3" and manifest["directions"] == spec["directions"]
     assert main(["validate", str(run.terrain)]) == 0
     assert (run.terrain / "preview" / "frame_00000.png").is_file()
-    from lossart.terrain.preview import _title, axis_labels
-
     from lossart.format.bundle import load_bundle
+    from lossart.terrain.preview import _title, axis_labels
 
     bundle = load_bundle(run.terrain)
     x_label, _ = axis_labels(bundle.manifest.directions)

@@ -269,7 +269,9 @@ def load_bundle(path: str | Path) -> Bundle:
     mpath, m = read_manifest(path)
     h = m.height
     if h.z_max < h.z_min:
-        raise BundleError(f"{mpath}: height.z_min..z_max must be ascending, got {h.z_min}..{h.z_max}")
+        raise BundleError(
+            f"{mpath}: height.z_min..z_max must be ascending, got {h.z_min}..{h.z_max}"
+        )
     if h.transform == "log10-excess" and not (
         h.mapping is not None and (h.mapping.loss_min or 0) > 0 and h.mapping.offset > 0
     ):

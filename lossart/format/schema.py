@@ -105,6 +105,20 @@ def to_json(record: Any) -> Any:
     return record
 
 
+def declared_fields(cls: type) -> list[tuple[str, Any, Rule, bool]]:
+    """(name, type, rule, required) of each JSON key a record declares (docs, tests)."""
+    return [
+        (
+            f.name,
+            _hints(cls)[f.name],
+            _rule(f),
+            f.default is MISSING and f.default_factory is MISSING,
+        )
+        for f in dataclasses.fields(cls)
+        if not _rule(f).extra
+    ]
+
+
 def expected(tp: Any, r: Rule) -> str:
     """What a field of type `tp` with rule `r` must be, in words (error messages)."""
     inner, nullable = _unwrap(tp)
@@ -176,7 +190,9 @@ def _value(tp: Any, r: Rule, value: Any, where: str, problems: Problems) -> Any:
             _report(problems, where, f"expected {expected(tp, r)}, got {_short(value)}")
             return None
         item = Rule()
-        return tuple(_value(args[0], item, v, f"{where}[{i}]", problems) for i, v in enumerate(value))
+        return tuple(
+            _value(args[0], item, v, f"{where}[{i}]", problems) for i, v in enumerate(value)
+        )
     out = _convert(inner, r, value)
     if out is _BAD:
         _report(problems, where, f"expected {expected(tp, r)}, got {_short(value)}")

@@ -12,7 +12,6 @@ not JSON, a newer schema) raises BundleError, as the reader does.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,13 +57,13 @@ def validate_bundle(root: str | os.PathLike) -> ValidationReport:
     """Every rule of docs/bundle.md; raises BundleError only where the manifest is unreadable."""
     problems: list[str] = []
     mpath, m = read_manifest(root, problems)
-    grid = m.grid
+    grid = m.grid  # None (or holding Nones) where its fields are wrong: then only problems count
     report = ValidationReport(
         root=mpath.parent,
         problems=problems,
         frames=len(m.frames or ()),
-        width=grid.width or 0 if grid else 0,
-        height=grid.height or 0 if grid else 0,
+        width=(grid.width if grid else None) or 0,
+        height=(grid.height if grid else None) or 0,
     )
     if not problems:  # the fields are as declared: the rules between them
         rules = _Rules(mpath.parent, m, problems)
@@ -103,13 +102,19 @@ class _Rules:
         elif self.path != SAMPLED and m.path_samples != 0:
             self.bad("path_samples", f"{m.path_samples}: expected 0 for kind {m.kind!r}")
         if bundle_row(m.kind).still and len(m.frames) != 1:
-            self.bad("manifest", f"kind {m.kind!r} must have exactly one frame, has {len(m.frames)}")
+            self.bad(
+                "manifest", f"kind {m.kind!r} must have exactly one frame, has {len(m.frames)}"
+            )
         if m.directions is not None and len(m.directions.axes) != 2:
-            self.bad("directions.axes", f"expected a list of two axes, got {len(m.directions.axes)}")
+            self.bad(
+                "directions.axes", f"expected a list of two axes, got {len(m.directions.axes)}"
+            )
         if h.loss_cap <= h.loss_floor:
             self.bad("height", f"loss_cap {h.loss_cap} must be above loss_floor {h.loss_floor}")
         if (h.upsample > 1) != (h.interpolation == "cubic"):
-            self.bad("height", "interpolation must be 'cubic' when upsample > 1 and 'none' otherwise")
+            self.bad(
+                "height", "interpolation must be 'cubic' when upsample > 1 and 'none' otherwise"
+            )
         if not h.z_min < h.z_max:
             self.bad("height", f"z_min {h.z_min} must be below z_max {h.z_max}")
         for size, src in (("width", "source_width"), ("height", "source_height")):
@@ -140,7 +145,9 @@ class _Rules:
                     f"loss_min {lo} must lie in [loss_floor, loss_cap] = [{floor}, {cap}]",
                 )
         if excess and not mapping.offset > 0:
-            self.bad("height.mapping.offset", f"{mapping.offset}: expected a number > 0 for log10-excess")
+            self.bad(
+                "height.mapping.offset", f"{mapping.offset}: expected a number > 0 for log10-excess"
+            )
         elif not excess and mapping.offset != 0:
             self.bad("height.mapping.offset", f"{mapping.offset}: expected 0 for log10")
 
@@ -246,7 +253,10 @@ class _Rules:
         """Which plane points lie in the window (to the manifest's 7 digits)."""
         (x0, x1), (y0, y1), t = self.xr, self.yr, self.tol_xy
         return (
-            (pts[:, 0] >= x0 - t) & (pts[:, 0] <= x1 + t) & (pts[:, 1] >= y0 - t) & (pts[:, 1] <= y1 + t)
+            (pts[:, 0] >= x0 - t)
+            & (pts[:, 0] <= x1 + t)
+            & (pts[:, 1] >= y0 - t)
+            & (pts[:, 1] <= y1 + t)
         )
 
     def on_surface(self, where: str, label: str, xy: np.ndarray, zs: np.ndarray, z) -> None:
@@ -269,9 +279,10 @@ class _Rules:
 
     def check_geometry(self, fr: FrameEntry, where: str, z: np.ndarray | None) -> None:
         cp, bends, path = fr.control_points, fr.bends, fr.path
-        surface: Callable[[str, np.ndarray, np.ndarray], None] = (
-            lambda label, xy, zs: self.on_surface(where, label, xy, zs, z)
-        )
+
+        def surface(label: str, xy: np.ndarray, zs: np.ndarray) -> None:
+            self.on_surface(where, label, xy, zs, z)
+
         if self.path == NO_PATH:
             for key, arr in (("control_points", cp), ("bends", bends), ("path", path)):
                 if len(arr):

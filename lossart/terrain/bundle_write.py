@@ -44,8 +44,8 @@ from lossart.format.manifest import (
     FrameEntry,
     GridInfo,
     HeightInfo,
-    MappingInfo,
     Manifest,
+    MappingInfo,
     PointEntry,
     Relief,
 )
@@ -201,7 +201,8 @@ def _frame_entry(frame: BundleFrame, spec: BundleSpec) -> FrameEntry:
     for p in frame.points:
         pxy = _round7(np.array([p.xy]))
         pz = sample_bilinear(z, xr, yr, pxy)[0]
-        points.append(PointEntry(p.name, (float(pxy[0, 0]), float(pxy[0, 1])), _num(pz), _num(p.loss)))
+        xy = (float(pxy[0, 0]), float(pxy[0, 1]))
+        points.append(PointEntry(p.name, xy, _num(pz), _num(p.loss)))
     return FrameEntry(
         index=int(frame.index),
         step=int(frame.step),
@@ -333,10 +334,12 @@ def _manifest(
     cfg = spec.config
     relief = float(getattr(cfg, "relief", DEFAULT_RELIEF))
     width = float(spec.x_range[1]) - float(spec.x_range[0])
-    try:  # the run's own record of its directions, checked against the declaration
-        directions = None if spec.directions is None else parse_record(Directions, spec.directions, "directions")
-    except FieldProblem as exc:
-        raise BundleError(f"bundle: {exc}") from None
+    directions = None
+    if spec.directions is not None:  # the run's own record, checked against the declaration
+        try:
+            directions = parse_record(Directions, spec.directions, "directions")
+        except FieldProblem as exc:
+            raise BundleError(f"bundle: {exc}") from None
     return Manifest(
         format=FORMAT,
         schema_version=SCHEMA_VERSION,
