@@ -35,6 +35,14 @@ DIRECTIONS = {
 }
 
 
+#: One frame's entry, as the writer writes it.
+FRAME = {
+    "index": 0, "step": 0, "epoch": 0.0, "train_loss": None,
+    "heights_npy": "heights/frame_00000.npy", "heights_png": "heights/frame_00000.png",
+    "nonfinite": 0, "control_points": [[0, 0], [1.5, 0]], "path": [], "points": [], "bends": [],
+}  # fmt: skip
+
+
 @pytest.fixture
 def bundle(tmp_path) -> Path:
     """A synthetic curve bundle whose manifest also carries `directions`, so that every
@@ -193,6 +201,31 @@ def test_the_writer_writes_the_declaration(tmp_path, kind):
     manifest = parse_record(Manifest, written)
     assert to_json(manifest) == written
     assert load_bundle(root).manifest.frames[0].heights_npy == written["frames"][0]["heights_npy"]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [[1, True]],
+        [[1, "2"]],
+        [[1, None]],
+        [[1, [2]]],
+        [[[1, 2], [3, 4]]],
+        [[1, float("nan")]],
+        [[1, 2, 3]],
+        "x",
+    ],
+)
+def test_rows_of_numbers_are_numbers(rows):
+    """Path, bends and control points: lists of [x, y] rows of finite JSON numbers, nothing else."""
+    from lossart.format.manifest import FrameEntry
+
+    entry = {"control_points": rows, **{k: v for k, v in FRAME.items() if k != "control_points"}}
+    with pytest.raises(
+        FieldProblem, match=r"^frames\[0\].control_points: expected a list of \[x, y\] number rows"
+    ):
+        parse_record(FrameEntry, entry, "frames[0]")
+    assert parse_record(FrameEntry, FRAME).control_points.shape == (2, 2)
 
 
 def test_directions_keep_their_extra_keys():

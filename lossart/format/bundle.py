@@ -47,8 +47,8 @@ class Frame:
     """One frame of the bundle: its height files (resolved) and the curve drawn on it."""
 
     index: int
-    step: int | None
-    epoch: float | None
+    step: int
+    epoch: float
     train_loss: float | None
     heights_npy: Path
     heights_png: Path | None
