@@ -185,6 +185,54 @@ def test_the_validator_lists_every_field_problem_at_once(bundle, capsys):
     assert all(p in out for p in problems)
 
 
+def _set(path, value):
+    return lambda m: set_path(m, path, value)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (_set("path_samples", 1), "path_samples: 1: expected an integer >= 2 for a curve"),
+        (
+            _set("curve", None),
+            "curve: expected {'kind': ..., 'bends': k} for kind 'curve', got null",
+        ),
+        (_set("height.loss_cap", 1e-5), "height: loss_cap 1e-05 must be above loss_floor"),
+        (_set("height.upsample", 2), "height: interpolation must be 'cubic' when upsample > 1"),
+        (_set("height.z_max", -5.0), "height: z_min"),
+        (_set("height.transform", "log10"), "height.mapping.offset: "),
+        (_set("directions.axes", []), "directions.axes: expected a list of two axes, got 0"),
+        (_set("frames[1].heights_png", "heights/frame_00000.png"), "is used by another frame too"),
+        (_set("frames[1].heights_npy", "../elsewhere.npy"), "must be a path inside the bundle"),
+        (_set("frames[0].step", 500), "frame 1: frames out of order: step 100 after 500"),
+        (_set("frames[0].bends", [[9.0, 9.0]]), "frame 0: bends must equal control_points[1:-1]"),
+        (_set("frames[0].control_points", [[0.0, 0.0]]), "frame 0: control_points has 1 points"),
+        (_set("frames[0].points[1].name", "w1"), "frame 0: points: names repeat"),
+        (
+            _set("frames[0].points[1].xy", [99.0, 0.0]),
+            "point w2 at [99.0, 0.0] is outside the window",
+        ),
+    ],
+)
+def test_the_validator_checks_the_rules_between_fields(bundle, change, message):
+    m = json.loads((bundle / "manifest.json").read_text())
+    change(m)
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    problems = validate_bundle(bundle).problems
+    assert any(message in p for p in problems), problems
+
+
+def test_a_plane3_bundle_has_no_curve_and_one_frame(tmp_path):
+    root = synthetic_bundle(tmp_path / "p", kind="plane3", size=17)
+    m = json.loads((root / "manifest.json").read_text())
+    m["curve"] = {"kind": "bezier", "bends": 1}
+    m["frames"].append(dict(m["frames"][0], index=1))
+    (root / "manifest.json").write_text(json.dumps(m))
+    problems = validate_bundle(root).problems
+    assert "curve: must be null for kind 'plane3'" in problems
+    assert "manifest: kind 'plane3' must have exactly one frame, has 2" in problems
+
+
 def test_unknown_keys_are_additions_that_old_readers_ignore(bundle):
     m = json.loads((bundle / "manifest.json").read_text())
     m["colour"] = "teal"

@@ -94,7 +94,7 @@ class _Rules:
     def check_global(self) -> None:
         m, g, h = self.m, self.m.grid, self.m.height
         if self.path != SAMPLED and m.curve is not None:
-            self.bad("manifest", f"curve must be null for kind {m.kind!r}")
+            self.bad("curve", f"must be null for kind {m.kind!r}")
         elif self.path == SAMPLED and m.curve is None:
             self.bad("curve", f"expected {{'kind': ..., 'bends': k}} for kind {m.kind!r}, got null")
         if self.path == SAMPLED and m.path_samples < 2:
