@@ -115,7 +115,7 @@ def test_relief_comes_from_the_bundle_and_the_height_scale_multiplies_it(tmp_pat
     from lossart.terrain.synthetic import synthetic_bundle
 
     b = synthetic_bundle(tmp_path / "tall", frames=2, size=17, config=TerrainConfig(relief=0.3))
-    assert load_bundle(b).manifest["height"]["relief"]["share"] == 0.3
+    assert load_bundle(b).manifest.height.relief.share == 0.3
     scene = _import(b, height_scale=1.5)
     scene.frame_set(1)
     bundle = load_bundle(b)

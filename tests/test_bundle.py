@@ -61,7 +61,7 @@ def test_synthetic_bundles_are_valid(tmp_path, kwargs):
     report = validate_bundle(root)
     assert report.ok, report.problems
     b = load_bundle(root)
-    assert b.manifest["schema_version"] == 1
+    assert b.manifest.schema_version == 1
     assert len(b.frames) == (1 if kwargs.get("kind") == "plane3" else kwargs.get("frames", 3))
 
 
@@ -132,7 +132,7 @@ def test_path_follows_the_curve_on_the_surface(bundle):
     b = load_bundle(bundle)
     for i, frame in enumerate(b.frames):
         path, cp = frame.path, frame.control_points
-        assert len(path) == b.manifest["path_samples"]
+        assert len(path) == b.manifest.path_samples
         np.testing.assert_allclose(path[:, :2], curve_polyline(cp, "bezier", len(path)), atol=1e-5)
         surface = sample_bilinear(b.heights(i), b.x_range, b.y_range, path[:, :2])
         np.testing.assert_allclose(path[:, 2], surface, atol=1e-5)
@@ -158,19 +158,19 @@ def test_manifest_records_the_height_mapping_and_relief(tmp_path):
     cfg = TerrainConfig(sigma=0.0, path_samples=20)  # unsmoothed: wells keep their bottoms
     bundle = synthetic_bundle(tmp_path / "b", frames=2, size=33, config=cfg)
     m = load_bundle(bundle).manifest
-    h = m["height"]
-    assert h["transform"] == "log10-excess"
-    lowest = h["mapping"]["loss_min"]
-    assert h["mapping"]["offset"] == pytest.approx(0.02 * (h["loss_cap"] - lowest))
+    h = m.height
+    assert h.transform == "log10-excess"
+    lowest = h.mapping.loss_min
+    assert h.mapping.offset == pytest.approx(0.02 * (h.loss_cap - lowest))
     assert lowest == pytest.approx(0.01, rel=1e-3)  # the synthetic minima, on grid nodes
     # the lowest loss is the lowest height: the optima, on grid nodes, at the very bottom
     b = load_bundle(bundle)
-    assert h["z_min"] == pytest.approx(np.log10(h["mapping"]["offset"]), abs=1e-6)
+    assert h.z_min == pytest.approx(np.log10(h.mapping.offset), abs=1e-6)
     for frame in b.frames:
-        assert [p.z for p in frame.points] == pytest.approx([h["z_min"]] * 2, abs=1e-6)
-    width = m["grid"]["x_range"][1] - m["grid"]["x_range"][0]
-    assert h["relief"]["share"] == 0.2
-    assert h["relief"]["exaggeration"] == pytest.approx(0.2 * width / (h["z_max"] - h["z_min"]))
+        assert [p.z for p in frame.points] == pytest.approx([h.z_min] * 2, abs=1e-6)
+    width = m.grid.x_range[1] - m.grid.x_range[0]
+    assert h.relief.share == 0.2
+    assert h.relief.exaggeration == pytest.approx(0.2 * width / (h.z_max - h.z_min))
 
 
 def test_bundles_without_mapping_or_relief_still_open(bundle):
@@ -266,8 +266,8 @@ def _relief(root):
         (_outside, "frame 1: path: 1 point(s) outside the window"),
         (_png, "frame 1: heights/frame_00001.png differs"),
         (_z_off_surface, "point w1"),
-        (_missing_key, "height: missing key 'z_max'"),
-        (_no_offset, "height.mapping: offset = 0.0: expected a number > 0"),
+        (_missing_key, "height.z_max: missing (expected a number)"),
+        (_no_offset, "height.mapping.offset: 0.0: expected a number > 0 for log10-excess"),
         (_low_min, "height.mapping: loss_min 1e-09 must lie in [loss_floor, loss_cap]"),
         (_relief, "height.relief: exaggeration 1 must be share * window width"),
     ],
@@ -448,15 +448,15 @@ def run_dir(curve_run_dir, tmp_path) -> Path:
 def test_terrain_height_flags_are_recorded(run_dir, capsys):
     assert main(["terrain", str(run_dir), "--sigma", "0"]) == 0
     out = capsys.readouterr().out
-    h = load_bundle(run_dir / "terrain").manifest["height"]
-    assert h["transform"] == "log10-excess" and "log10-excess above loss" in out
+    h = load_bundle(run_dir / "terrain").manifest.height
+    assert h.transform == "log10-excess" and "log10-excess above loss" in out
     losses = [np.load(p)["loss"] for p in sorted((run_dir / "grids").glob("frame_*.npz"))]
-    assert h["mapping"]["loss_min"] == pytest.approx(min(np.nanmin(x) for x in losses), rel=1e-6)
+    assert h.mapping.loss_min == pytest.approx(min(np.nanmin(x) for x in losses), rel=1e-6)
     args = ["terrain", str(run_dir), "--transform", "log10", "--relief", "0.3"]
     assert main(args) == 0
     b = load_bundle(run_dir / "terrain")
-    h = b.manifest["height"]
-    assert h["transform"] == "log10" and h["mapping"]["offset"] == 0.0
+    h = b.manifest.height
+    assert h.transform == "log10" and h.mapping.offset == 0.0
     assert b.relief == 0.3 and validate_bundle(run_dir / "terrain").ok
     assert main(["terrain", str(run_dir), "--excess-offset", "0"]) == 2  # at parse time
     assert "--excess-offset 0: expected a number in (0, 1]" in capsys.readouterr().err
@@ -481,8 +481,7 @@ def test_terrain_command_end_to_end(run_dir, capsys):
     assert "3 frame(s) of 21x21" in out and "3 non-finite grid point(s)" in out
     terrain = run_dir / "terrain"
     assert main(["validate", str(terrain)]) == 0
-    b = load_bundle(terrain)
-    m = b.manifest
+    m = json.loads((terrain / "manifest.json").read_text())  # as written
     assert m["kind"] == "curve" and m["curve"] == {"kind": "bezier", "bends": 1}
     assert m["source_run"] == str(run_dir.resolve())
     grid_json = json.loads((run_dir / "grids" / "grid.json").read_text())
@@ -570,7 +569,7 @@ def test_plane3_run(tmp_path):
     write_grid_meta(run.grids, spec)
     assert main(["terrain", str(run.root), "--loss-cap", "2.0", "--sigma", "0"]) == 0
     assert validate_bundle(run.terrain).ok
-    m = load_bundle(run.terrain).manifest
+    m = json.loads((run.terrain / "manifest.json").read_text())  # as written
     assert m["kind"] == "plane3" and m["curve"] is None and m["path_samples"] == 0
     assert m["height"]["loss_cap"] == 2.0 and m["height"]["cap_quantile"] is None
     frame = m["frames"][0]
@@ -585,7 +584,7 @@ def test_frames_option_leaves_a_bad_frame_out(run_dir):
     _all_nan(run_dir)
     assert main(["terrain", str(run_dir), "--select-frames", "0,2"]) == 0
     m = load_bundle(run_dir / "terrain").manifest
-    assert [f["index"] for f in m["frames"]] == [0, 2]
+    assert [f.index for f in m.frames] == [0, 2]
     assert validate_bundle(run_dir / "terrain").ok
 
 

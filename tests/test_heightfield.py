@@ -247,10 +247,9 @@ def test_the_bundle_reads_back_the_loss_of_a_height(tmp_path):
     for transform in ("log10-excess", "log10"):
         cfg = TerrainConfig(transform=transform, sigma=0.0, path_samples=16)
         b = fmt.load_bundle(synthetic_bundle(tmp_path / transform, frames=1, size=17, config=cfg))
-        h = b.manifest["height"]
+        h = b.manifest.height
         mapping = hf.HeightMapping(
-            transform, h["loss_floor"], h["loss_cap"], h["mapping"]["loss_min"],
-            h["mapping"]["offset"],
-        )  # fmt: skip
-        loss = np.linspace(h["mapping"]["loss_min"], h["loss_cap"], 9, dtype=np.float32)
+            transform, h.loss_floor, h.loss_cap, h.mapping.loss_min, h.mapping.offset
+        )
+        loss = np.linspace(h.mapping.loss_min, h.loss_cap, 9, dtype=np.float32)
         np.testing.assert_allclose(b.loss_of(mapping.heights(loss)[0]), loss, rtol=1e-5)

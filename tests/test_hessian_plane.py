@@ -95,14 +95,13 @@ def test_grid_bundle_and_preview_name_the_directions(hessian_run, capsys):
     assert manifest["kind"] == "plane3" and manifest["directions"] == spec["directions"]
     assert main(["validate", str(run.terrain)]) == 0
     assert (run.terrain / "preview" / "frame_00000.png").is_file()
+    from lossart.format.bundle import load_bundle
     from lossart.terrain.preview import _title, axis_labels
 
-    x_label, _ = axis_labels(manifest["directions"])
-    assert "eigenvector 1 (λ = " in x_label
-    from lossart.format.bundle import load_bundle
-
     bundle = load_bundle(run.terrain)
-    title = _title(bundle.frames[0], bundle.kind, manifest["directions"])
+    x_label, _ = axis_labels(bundle.manifest.directions)
+    assert "eigenvector 1 (λ = " in x_label
+    title = _title(bundle.frames[0], bundle.kind, bundle.manifest.directions)
     assert title == "Hessian plane around one network"
 
 

@@ -1,12 +1,13 @@
-"""The terrain bundle (docs/bundle.md, schema v1): its constants and its one reader.
+"""The terrain bundle (docs/bundle.md, schema v1): its one reader.
 
 The format's single home, with json and numpy only: `lossart addon build` copies it into the
 Blender extension (so the add-on reads bundles in a Blender without lossart) and lossart reads
-every bundle through it too (previews, meshes, renders, `lossart validate`). Beside it: `png16`
+every bundle through it too (previews, meshes, renders, `lossart validate`). The manifest is
+declared once in `manifest.py` and parsed through that declaration here; beside it: `png16`
 (the height PNGs); in the terrain stage, which only lossart runs: `bundle_write` (the writer),
-`bundle_validate` (every rule of the format) and `curve2d` (the path's curve). Every problem with a bundle is one `BundleError` line naming the file and
-what was expected, so operators can hand it to `self.report({'ERROR'}, ...)` and the CLI can
-print it as is.
+`bundle_validate` (the rules between fields and files) and `curve2d` (the path's curve). Every
+problem with a bundle is one `BundleError` line naming the file and the field path, so
+operators can hand it to `self.report({'ERROR'}, ...)` and the CLI can print it as is.
 """
 
 from __future__ import annotations
@@ -20,43 +21,40 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BundleError
-from .kinds import BUNDLE_KINDS, DEFAULT_BUNDLE_KIND
+from .kinds import BUNDLE_KINDS
+from .manifest import (  # noqa: F401  (the format's constants, importable from the reader)
+    DIRECTION_KINDS,
+    FORMAT,
+    PNG_BITS,
+    SCHEMA_VERSION,
+    TRANSFORMS,
+    FrameEntry,
+    Manifest,
+    PointEntry,
+)
 from .png16 import read_png16
+from .schema import FieldProblem, Problems, parse_record
 
-FORMAT = "lossart-terrain"
-SCHEMA_VERSION = 1
 KINDS = BUNDLE_KINDS  # the kinds table (kinds.py) says which run kinds write which
-#: `directions.kind` of a plane around one network (optional manifest key)
-DIRECTION_KINDS = ("random", "hessian", "hessian-min")
-TRANSFORMS = ("log10-excess", "log10")  # how a loss became a height (docs/bundle.md)
 #: How high a bundle is drawn: z_min..z_max rises this share of the window's width (x extent),
 #: unless the manifest's `height.relief.share` says otherwise (bundles before it had none).
 DEFAULT_RELIEF = 0.2
-PNG_BITS = 16
 HEIGHTS_DIR = "heights"
 
 
 @dataclass(frozen=True)
-class Point:
-    name: str
-    xy: tuple[float, float]
-    z: float
-    loss: float | None
-
-
-@dataclass(frozen=True)
 class Frame:
-    """One frame of the bundle: where its heights live and the curve drawn on it."""
+    """One frame of the bundle: its height files (resolved) and the curve drawn on it."""
 
     index: int
-    step: int | None
-    epoch: float | None
+    step: int
+    epoch: float
     train_loss: float | None
     heights_npy: Path
     heights_png: Path | None
     nonfinite: int  # source grid points that were NaN/inf (filled with the loss cap)
     path: np.ndarray  # [N, 3] plane x, y, z (may be empty for plane3 bundles)
-    points: tuple[Point, ...]
+    points: tuple[PointEntry, ...]  # as declared
     bends: np.ndarray  # [k, 2]
     control_points: np.ndarray  # [k+2, 2]
 
@@ -66,17 +64,32 @@ class Bundle:
     """A checked bundle; heights are read lazily and kept in a small cache."""
 
     root: Path
-    manifest: dict
-    kind: str
-    width: int
-    height: int
-    x_range: tuple[float, float]
-    y_range: tuple[float, float]
+    manifest: Manifest  # as declared (manifest.py), type-checked
     z_min: float
     z_max: float
     frames: list[Frame]
     cache_frames: int = 48
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.kind
+
+    @property
+    def width(self) -> int:
+        return self.manifest.grid.width
+
+    @property
+    def height(self) -> int:
+        return self.manifest.grid.height
+
+    @property
+    def x_range(self) -> tuple[float, float]:
+        return self.manifest.grid.x_range
+
+    @property
+    def y_range(self) -> tuple[float, float]:
+        return self.manifest.grid.y_range
 
     @property
     def xs(self) -> np.ndarray:
@@ -166,21 +179,21 @@ class Bundle:
 
     @property
     def transform(self) -> str:
-        return str(self.manifest["height"].get("transform", "log10"))
+        return self.manifest.height.transform
 
     @property
     def relief(self) -> float:
         """How high z_min..z_max is drawn, as a share of the window's width (`height.relief`)."""
-        share = (self.manifest["height"].get("relief") or {}).get("share")
-        return float(share) if _positive(share) else DEFAULT_RELIEF
+        relief = self.manifest.height.relief
+        return DEFAULT_RELIEF if relief is None else relief.share
 
     def loss_of(self, z) -> np.ndarray:
         """The (smoothed) loss a height stands for: the inverse of `height.transform`."""
         z = np.asarray(z, dtype=np.float64)
-        if self.transform != "log10-excess":
+        mapping = self.manifest.height.mapping
+        if self.transform != "log10-excess" or mapping is None:
             return 10.0**z
-        mapping = self.manifest["height"].get("mapping") or {}
-        return 10.0**z + float(mapping["loss_min"]) - float(mapping["offset"])
+        return 10.0**z + mapping.loss_min - mapping.offset
 
     def height_label(self) -> str:
         """What z is, in words (previews, mesh headers)."""
@@ -223,8 +236,13 @@ def manifest_path(path: str | Path) -> Path:
     raise BundleError(f"{p}: no such bundle folder or manifest.json")
 
 
-def read_manifest(path: str | Path) -> tuple[Path, dict]:
-    """(manifest.json's path, its JSON) with format and schema version checked; newer: refused."""
+def read_manifest(path: str | Path, problems: Problems = None) -> tuple[Path, Manifest]:
+    """(manifest.json's path, the manifest parsed through its declaration).
+
+    A file that is no bundle or a newer schema is refused outright. A field that breaks its
+    declaration raises one line naming the file and the field path, or, where `problems`
+    collects (the validator), is listed there; the manifest then holds None in its place.
+    """
     mpath = manifest_path(path)
     try:
         m = json.loads(mpath.read_text(encoding="utf-8"))
@@ -240,170 +258,71 @@ def read_manifest(path: str | Path) -> tuple[Path, dict]:
             f"{mpath}: schema_version {version} is newer than this lossart knows "
             f"({SCHEMA_VERSION}); update lossart and its Blender add-on"
         )
-    return mpath, m
+    try:
+        return mpath, parse_record(Manifest, m, "", problems)
+    except FieldProblem as exc:
+        raise BundleError(f"{mpath}: {exc}") from None
 
 
 def load_bundle(path: str | Path) -> Bundle:
     """Open and check a bundle; a `BundleError` (one line) for anything the add-on cannot show."""
     mpath, m = read_manifest(path)
-    root = mpath.parent
-    grid = _need(m, "grid", dict, mpath)
-    width = _need(grid, "width", int, mpath, "grid.width")
-    height = _need(grid, "height", int, mpath, "grid.height")
-    if width < 2 or height < 2:
-        raise BundleError(f"{mpath}: grid must be at least 2x2, got {width}x{height}")
-    x_range = _range(grid.get("x_range"), mpath, "grid.x_range")
-    y_range = _range(grid.get("y_range"), mpath, "grid.y_range")
-    hinfo = _need(m, "height", dict, mpath)
-    z_min = float(_need(hinfo, "z_min", (int, float), mpath, "height.z_min"))
-    z_max = float(_need(hinfo, "z_max", (int, float), mpath, "height.z_max"))
-    if not (math.isfinite(z_min) and math.isfinite(z_max)) or z_max < z_min:
+    h = m.height
+    if h.z_max < h.z_min:
         raise BundleError(
-            f"{mpath}: height.z_min..z_max must be finite and ascending, got {z_min}..{z_max}"
+            f"{mpath}: height.z_min..z_max must be ascending, got {h.z_min}..{h.z_max}"
         )
-    if z_max == z_min:
-        z_max = z_min + 1.0
-    if hinfo.get("transform") == "log10-excess":
-        mapping = hinfo.get("mapping")
-        if not (
-            isinstance(mapping, dict)
-            and _positive(mapping.get("loss_min"))
-            and _positive(mapping.get("offset"))
-        ):
-            raise BundleError(
-                f"{mpath}: transform 'log10-excess' needs height.mapping with a positive "
-                "loss_min and offset"
-            )
-    raw_frames = _need(m, "frames", list, mpath)
-    if not raw_frames:
-        raise BundleError(f"{mpath}: the bundle has no frames")
-    frames = [_frame(f, k, root, mpath, width, height) for k, f in enumerate(raw_frames)]
-    return Bundle(
-        root=root,
-        manifest=m,
-        kind=str(m.get("kind", DEFAULT_BUNDLE_KIND)),
-        width=width,
-        height=height,
-        x_range=x_range,
-        y_range=y_range,
-        z_min=z_min,
-        z_max=z_max,
-        frames=frames,
-    )
+    if h.transform == "log10-excess" and not (
+        h.mapping is not None and (h.mapping.loss_min or 0) > 0 and h.mapping.offset > 0
+    ):
+        raise BundleError(
+            f"{mpath}: transform 'log10-excess' needs height.mapping with a positive "
+            "loss_min and offset"
+        )
+    frames = [_frame(f, k, mpath, m) for k, f in enumerate(m.frames)]
+    z_max = h.z_max if h.z_max > h.z_min else h.z_min + 1.0
+    return Bundle(root=mpath.parent, manifest=m, z_min=h.z_min, z_max=z_max, frames=frames)
 
 
-def _positive(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-
-
-def _need(d: dict, key: str, types, mpath: Path, label: str | None = None):
-    value = d.get(key)
-    if isinstance(value, bool) or not isinstance(value, types):
-        raise BundleError(f"{mpath}: missing or malformed '{label or key}'")
-    return value
-
-
-def _range(value, mpath: Path, label: str) -> tuple[float, float]:
-    try:
-        a, b = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise BundleError(f"{mpath}: '{label}' must be two numbers [lo, hi]") from None
-    if not (math.isfinite(a) and math.isfinite(b) and b > a):
-        raise BundleError(f"{mpath}: '{label}' must be finite and ascending, got [{a}, {b}]")
-    return a, b
-
-
-def _inside(root: Path, rel: str, mpath: Path, label: str) -> Path:
+def inside_bundle(root: Path, rel: str) -> Path | None:
+    """`rel` (a manifest's relative path) under `root`, or None where it points outside."""
     p = (root / rel).resolve()
-    if root.resolve() not in p.parents:
-        raise BundleError(f"{mpath}: {label} {rel!r} points outside the bundle folder")
-    return p
+    return p if root.resolve() in p.parents and not Path(rel).is_absolute() else None
 
 
-def _array(value, cols: int, mpath: Path, label: str) -> np.ndarray:
-    if value is None:
-        return np.zeros((0, cols))
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise BundleError(
-            f"{mpath}: '{label}' must be a list of [{'x, y, z' if cols == 3 else 'x, y'}]"
-        ) from None
-    if arr.size == 0:
-        return np.zeros((0, cols))
-    if arr.ndim != 2 or arr.shape[1] < min(cols, 2) or not np.all(np.isfinite(arr)):
-        raise BundleError(
-            f"{mpath}: '{label}' must be a list of finite [x, y{', z' if cols == 3 else ''}] rows"
-        )
-    if arr.shape[1] < cols:
-        arr = np.column_stack([arr, np.zeros((len(arr), cols - arr.shape[1]))])
-    return arr[:, :cols]
-
-
-def _frame_number(f: dict, key: str, k: int, mpath: Path, integer: bool = False, default=None):
-    """A frame's number field (null allowed): captions and the timeline format them later."""
-    value = f.get(key, default)
-    if value is None:
-        return None
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        what = "a whole number" if integer else "a number"
-        raise BundleError(f"{mpath}: frames[{k}].{key} is {value!r}, expected {what} or null")
-    return value
-
-
-def _frame(f, k: int, root: Path, mpath: Path, width: int, height: int) -> Frame:
-    if not isinstance(f, dict):
-        raise BundleError(f"{mpath}: frames[{k}] must be an object")
-    rel = f.get("heights_npy")
-    if not isinstance(rel, str):
-        raise BundleError(f"{mpath}: frames[{k}].heights_npy is missing")
-    npy = _inside(root, rel, mpath, f"frames[{k}].heights_npy")
+def _frame(f: FrameEntry, k: int, mpath: Path, m: Manifest) -> Frame:
+    root, files = mpath.parent, []
+    for key in ("heights_npy", "heights_png"):
+        p = inside_bundle(root, getattr(f, key))
+        if p is None:
+            raise BundleError(
+                f"{mpath}: frames[{k}].{key} {getattr(f, key)!r} points outside the bundle folder"
+            )
+        files.append(p)
+    npy, png = files
     if not npy.is_file():
         raise BundleError(f"{npy}: height file of frame {k} is missing")
     try:  # header only: cheap even for hundreds of frames
         shape = np.load(npy, mmap_mode="r", allow_pickle=False).shape
     except (OSError, ValueError) as exc:
         raise BundleError(f"{npy}: not a readable .npy height file ({exc})") from None
-    if shape != (height, width):
+    if shape != (m.grid.height, m.grid.width):
         raise BundleError(
-            f"{npy}: heights have shape {shape}, the manifest grid says ({height}, {width})"
+            f"{npy}: heights have shape {shape}, the manifest grid says "
+            f"({m.grid.height}, {m.grid.width})"
         )
-    png_rel = f.get("heights_png")
-    png = (
-        _inside(root, png_rel, mpath, f"frames[{k}].heights_png")
-        if isinstance(png_rel, str)
-        else None
-    )
-    nonfinite = f.get("nonfinite", 0)
-    nonfinite = nonfinite if isinstance(nonfinite, int) and not isinstance(nonfinite, bool) else 0
-    points = []
-    for q, pt in enumerate(f.get("points") or []):
-        try:
-            points.append(
-                Point(
-                    str(pt["name"]),
-                    (float(pt["xy"][0]), float(pt["xy"][1])),
-                    float(pt.get("z", 0.0)),
-                    None if pt.get("loss") is None else float(pt["loss"]),
-                )
-            )
-        except (KeyError, TypeError, ValueError, IndexError):
-            raise BundleError(
-                f"{mpath}: frames[{k}].points[{q}] needs a name and xy [x, y]"
-            ) from None
     return Frame(
-        index=_frame_number(f, "index", k, mpath, integer=True, default=k),
-        step=_frame_number(f, "step", k, mpath, integer=True),
-        epoch=_frame_number(f, "epoch", k, mpath),
-        train_loss=_frame_number(f, "train_loss", k, mpath),
+        index=f.index,
+        step=f.step,
+        epoch=f.epoch,
+        train_loss=f.train_loss,
         heights_npy=npy,
         heights_png=png,
-        nonfinite=nonfinite,
-        path=_array(f.get("path"), 3, mpath, f"frames[{k}].path"),
-        points=tuple(points),
-        bends=_array(f.get("bends"), 2, mpath, f"frames[{k}].bends"),
-        control_points=_array(f.get("control_points"), 2, mpath, f"frames[{k}].control_points"),
+        nonfinite=f.nonfinite,
+        path=f.path,
+        points=f.points,
+        bends=f.bends,
+        control_points=f.control_points,
     )
 
 

@@ -47,8 +47,6 @@ TRAJECTORY = Kind("trajectory", "trajectory", False, False, AS_RECORDED, ("final
 RUN_KINDS: dict[str, Kind] = {k.name: k for k in (CURVE, PLANE3, AROUND, TRAJECTORY)}
 #: The bundle kinds the format knows (a manifest's "kind"), in table order.
 BUNDLE_KINDS: tuple[str, ...] = tuple(dict.fromkeys(k.bundle for k in RUN_KINDS.values()))
-#: What an old manifest without "kind" was.
-DEFAULT_BUNDLE_KIND = CURVE.bundle
 
 
 def run_kind(name: object) -> Kind | None:

@@ -38,7 +38,19 @@ from lossart.format.bundle import (
     sample_bilinear,
 )
 from lossart.format.kinds import AS_RECORDED, SAMPLED, bundle_row
+from lossart.format.manifest import (
+    CurveInfo,
+    Directions,
+    FrameEntry,
+    GridInfo,
+    HeightInfo,
+    Manifest,
+    MappingInfo,
+    PointEntry,
+    Relief,
+)
 from lossart.format.png16 import write_png16
+from lossart.format.schema import FieldProblem, parse_record, to_json
 from lossart.swap import staging_dir, swap_in, sweep
 from lossart.terrain.curve2d import curve_polyline
 
@@ -145,10 +157,6 @@ def _round7(a: np.ndarray) -> np.ndarray:
     return np.array([float(f"{v:.7g}") for v in a.ravel()]).reshape(a.shape)
 
 
-def _nums(a: np.ndarray) -> list:
-    return [[_num(v) for v in row] for row in np.asarray(a, dtype=np.float64)]
-
-
 def _np_save(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array)
@@ -172,7 +180,7 @@ def _path_kind(kind: str) -> str:
     return row.path
 
 
-def _frame_entry(frame: BundleFrame, spec: BundleSpec) -> dict[str, Any]:
+def _frame_entry(frame: BundleFrame, spec: BundleSpec) -> FrameEntry:
     name = frame_name(frame.index)
     z = frame.heights
     xr, yr = spec.x_range, spec.y_range
@@ -193,27 +201,21 @@ def _frame_entry(frame: BundleFrame, spec: BundleSpec) -> dict[str, Any]:
     for p in frame.points:
         pxy = _round7(np.array([p.xy]))
         pz = sample_bilinear(z, xr, yr, pxy)[0]
-        points.append(
-            {
-                "name": p.name,
-                "xy": [float(pxy[0, 0]), float(pxy[0, 1])],
-                "z": _num(pz),
-                "loss": _num(p.loss),
-            }
-        )
-    return {
-        "index": int(frame.index),
-        "step": int(frame.step),
-        "epoch": _num(frame.epoch),
-        "train_loss": None if frame.train_loss is None else _num(frame.train_loss),
-        "heights_npy": f"{HEIGHTS_DIR}/{name}.npy",
-        "heights_png": f"{HEIGHTS_DIR}/{name}.png",
-        "nonfinite": int(frame.nonfinite),
-        "control_points": _nums(cp),
-        "path": _nums(path),
-        "points": points,
-        "bends": _nums(bends),
-    }
+        xy = (float(pxy[0, 0]), float(pxy[0, 1]))
+        points.append(PointEntry(p.name, xy, _num(pz), _num(p.loss)))
+    return FrameEntry(
+        index=int(frame.index),
+        step=int(frame.step),
+        epoch=_num(frame.epoch),
+        train_loss=None if frame.train_loss is None else _num(frame.train_loss),
+        heights_npy=f"{HEIGHTS_DIR}/{name}.npy",
+        heights_png=f"{HEIGHTS_DIR}/{name}.png",
+        nonfinite=int(frame.nonfinite),
+        control_points=_round7(cp),
+        path=_round7(path),
+        points=tuple(points),
+        bends=_round7(bends),
+    )
 
 
 def write_bundle(
@@ -277,7 +279,7 @@ def _write_into(
     manifest_path = root / "manifest.json"
     (root / HEIGHTS_DIR).mkdir(parents=True, exist_ok=True)
 
-    entries: list[dict[str, Any]] = []
+    entries: list[FrameEntry] = []
     shape: tuple[int, int] | None = None
     z_lo, z_hi = math.inf, -math.inf
     bar = progress(total, desc="terrain heights", unit="frame")
@@ -291,12 +293,12 @@ def _write_into(
             elif z.shape != shape:
                 raise BundleError(
                     f"frame {frame.index}: heights shape {z.shape} differs from frame "
-                    f"{entries[0]['index']}'s {shape}"
+                    f"{entries[0].index}'s {shape}"
                 )
-            if entries and frame.index <= entries[-1]["index"]:
+            if entries and frame.index <= entries[-1].index:
                 raise BundleError(
                     f"frame {frame.index}: frames must come in increasing index "
-                    f"(after {entries[-1]['index']})"
+                    f"(after {entries[-1].index})"
                 )
             if not np.isfinite(z).all():
                 raise BundleError(f"frame {frame.index}: heights contain NaN or inf")
@@ -311,55 +313,72 @@ def _write_into(
 
     z_min, z_max = height_range(z_lo, z_hi)
     for entry in _bar(entries, progress):
-        z = np.load(root / entry["heights_npy"])
-        write_png16(root / entry["heights_png"], quantize16(z, z_min, z_max))
+        z = np.load(root / entry.heights_npy)
+        write_png16(root / entry.heights_png, quantize16(z, z_min, z_max))
 
-    cfg = spec.config
-    relief = float(getattr(cfg, "relief", DEFAULT_RELIEF))
-    width = float(spec.x_range[1]) - float(spec.x_range[0])
-    manifest = {
-        "format": FORMAT,
-        "schema_version": SCHEMA_VERSION,
-        "lossart_version": lossart_version,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source_run": spec.source_run,
-        "kind": spec.kind,
-        "curve": spec.curve,
-        "grid": {
-            "width": int(shape[1]),
-            "height": int(shape[0]),
-            "x_range": [float(spec.x_range[0]), float(spec.x_range[1])],
-            "y_range": [float(spec.y_range[0]), float(spec.y_range[1])],
-            "source_width": int(spec.source_shape[1]),
-            "source_height": int(spec.source_shape[0]),
-            "dtype": spec.dtype,
-        },
-        "height": {
-            "transform": cfg.transform,
-            "loss_floor": float(cfg.loss_floor),
-            "loss_cap": float(spec.loss_cap),
-            "cap_quantile": None if cfg.loss_cap is not None else cfg.cap_quantile,
-            "sigma": float(cfg.sigma),
-            "frame_sigma": float(cfg.frame_sigma),
-            "upsample": int(cfg.upsample),
-            "interpolation": "cubic" if cfg.upsample > 1 else "none",
-            "z_min": z_min,
-            "z_max": z_max,
-            "png_bits": PNG_BITS,
-            "mapping": {
-                "loss_min": None if spec.loss_min is None else float(spec.loss_min),
-                "offset": float(spec.offset),
-            },
-            "relief": {"share": relief, "exaggeration": relief * width / (z_max - z_min)},
-        },
-        "path_samples": int(cfg.path_samples) if _path_kind(spec.kind) == SAMPLED else 0,
-        "frames": entries,
-    }
-    if spec.directions is not None:  # optional: bundles without it stay as they were
-        manifest["directions"] = spec.directions
+    manifest = to_json(_manifest(spec, shape, z_min, z_max, entries, lossart_version))
     with atomic_path(manifest_path) as tmp:
         tmp.write_text(dumps_manifest(manifest))
     return manifest
+
+
+def _manifest(
+    spec: BundleSpec,
+    shape: tuple[int, int],
+    z_min: float,
+    z_max: float,
+    entries: list[FrameEntry],
+    lossart_version: str,
+) -> Manifest:
+    """The declared manifest (lossart.format.manifest) of what was written."""
+    cfg = spec.config
+    relief = float(getattr(cfg, "relief", DEFAULT_RELIEF))
+    width = float(spec.x_range[1]) - float(spec.x_range[0])
+    directions = None
+    if spec.directions is not None:  # the run's own record, checked against the declaration
+        try:
+            directions = parse_record(Directions, spec.directions, "directions")
+        except FieldProblem as exc:
+            raise BundleError(f"bundle: {exc}") from None
+    return Manifest(
+        format=FORMAT,
+        schema_version=SCHEMA_VERSION,
+        lossart_version=lossart_version,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        source_run=spec.source_run,
+        kind=spec.kind,
+        curve=None if spec.curve is None else CurveInfo(**spec.curve),
+        grid=GridInfo(
+            width=int(shape[1]),
+            height=int(shape[0]),
+            x_range=(float(spec.x_range[0]), float(spec.x_range[1])),
+            y_range=(float(spec.y_range[0]), float(spec.y_range[1])),
+            source_width=int(spec.source_shape[1]),
+            source_height=int(spec.source_shape[0]),
+            dtype=spec.dtype,
+        ),
+        height=HeightInfo(
+            transform=cfg.transform,
+            loss_floor=float(cfg.loss_floor),
+            loss_cap=float(spec.loss_cap),
+            cap_quantile=None if cfg.loss_cap is not None else cfg.cap_quantile,
+            sigma=float(cfg.sigma),
+            frame_sigma=float(cfg.frame_sigma),
+            upsample=int(cfg.upsample),
+            interpolation="cubic" if cfg.upsample > 1 else "none",
+            z_min=z_min,
+            z_max=z_max,
+            png_bits=PNG_BITS,
+            mapping=MappingInfo(
+                loss_min=None if spec.loss_min is None else float(spec.loss_min),
+                offset=float(spec.offset),
+            ),
+            relief=Relief(share=relief, exaggeration=relief * width / (z_max - z_min)),
+        ),
+        path_samples=int(cfg.path_samples) if _path_kind(spec.kind) == SAMPLED else 0,
+        frames=tuple(entries),
+        directions=directions,  # only planes around one network: other bundles stay as they were
+    )
 
 
 def _bar(entries: list, progress: ProgressFactory) -> Iterator[dict]:

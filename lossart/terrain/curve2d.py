@@ -16,8 +16,7 @@ from math import comb
 import numpy as np
 
 from lossart.format.bundle import BundleError
-
-CURVE_KINDS = ("bezier", "polychain")
+from lossart.format.manifest import CURVE_KINDS
 
 
 def bernstein(t: np.ndarray, degree: int) -> np.ndarray:

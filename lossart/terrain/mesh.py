@@ -218,7 +218,7 @@ def export_frame_mesh(
     verts, tris = grid_mesh(z, bundle.x_range, bundle.y_range, z_scale)
     colors = height_colors(z, bundle.z_min, bundle.z_max)
     name = f"frame_{index:05d}"
-    transform = bundle.manifest["height"].get("transform", "log10")
+    transform = bundle.transform
     if fmt == "ply":
         comment = (
             f"lossart terrain {name}: x, y plane coordinates, "

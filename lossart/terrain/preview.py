@@ -15,17 +15,18 @@ import numpy as np
 from lossart.atomic import atomic_path
 from lossart.format.bundle import Frame, load_bundle
 from lossart.format.kinds import AROUND, source_kind
+from lossart.format.manifest import Directions
 from lossart.progress import progress
 
 CMAP = "magma"
 CONTOURS = 14
 
 
-def _title(frame: Frame, kind: str, directions: dict | None = None) -> str:
+def _title(frame: Frame, kind: str, directions: Directions | None = None) -> str:
     """What the frame shows, as the kinds table names it (an around run's plane3 bundle is told
     apart by its one point w; its manifest's directions say whether the plane is Hessian)."""
     row = source_kind(kind, [p.name for p in frame.points])
-    if row is AROUND and directions and directions.get("kind") in ("hessian", "hessian-min"):
+    if row is AROUND and directions and directions.kind in ("hessian", "hessian-min"):
         return "Hessian plane around one network"
     loss = frame.train_loss
     loss_s = f", train loss {loss:.4g}" if loss is not None else ""
@@ -34,15 +35,15 @@ def _title(frame: Frame, kind: str, directions: dict | None = None) -> str:
     return row.frame_title(frame.index, frame.step, frame.epoch, loss_s)
 
 
-def axis_labels(directions: dict | None) -> tuple[str, str]:
+def axis_labels(directions: Directions | None) -> tuple[str, str]:
     """"plane x/y", or what an around bundle's axes are (with their Hessian eigenvalues)."""
-    if not directions or len(directions.get("axes") or []) != 2:
+    if directions is None or len(directions.axes) != 2:
         return "plane x", "plane y"
     out = []
-    for axis in directions["axes"]:
-        lam = axis.get("eigenvalue")
-        out.append(axis["name"] + ("" if lam is None else f" (λ = {lam:.4g})"))
-    scale = directions.get("scale")
+    for axis in directions.axes:
+        lam = axis.eigenvalue
+        out.append(axis.name + ("" if lam is None else f" (λ = {lam:.4g})"))
+    scale = directions.scale
     if scale:
         out = [f"{s}, unit = {scale:.3g} in weight space" for s in out]
     return out[0], out[1]
@@ -77,7 +78,7 @@ def write_previews(
     bundle = load_bundle(root)
     out_dir = Path(out) if out is not None else bundle.root / "preview"
     out_dir.mkdir(parents=True, exist_ok=True)
-    h = bundle.manifest["height"]
+    h = bundle.manifest.height
     extent = (*bundle.x_range, *bundle.y_range)
     levels = np.linspace(bundle.z_min, bundle.z_max, CONTOURS + 2)[1:-1]
     xs, ys = bundle.xs, bundle.ys
@@ -100,7 +101,7 @@ def write_previews(
         image,
         ax=ax,
         shrink=0.9,
-        label=f"loss\n(height {bundle.height_label()}, sigma {h.get('sigma', 0):g})",
+        label=f"loss\n(height {bundle.height_label()}, sigma {h.sigma:g})",
     )
     ticks, labels = loss_ticks(bundle)
     bar.set_ticks(ticks, labels=labels)
@@ -109,7 +110,7 @@ def write_previews(
     (point_marks,) = ax.plot([], [], "o", color="white", mec="black", ms=8, label="optima")
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
-    directions = bundle.manifest.get("directions")
+    directions = bundle.manifest.directions
     xlabel, ylabel = axis_labels(directions)
     ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel(ylabel, fontsize=9)

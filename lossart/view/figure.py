@@ -43,7 +43,7 @@ def plan_for(source: ViewSource, config: ViewConfig) -> ViewPlan:
         bundle.height,
         len(bundle.frames),
         config,
-        upsample=int(bundle.manifest["height"].get("upsample", 1) or 1),
+        upsample=bundle.manifest.height.upsample,
         losses=source.grids is not None,
         surfaces_change=source.kind != TRAJECTORY.name,
         extra_values=_extra_values(source),

@@ -101,7 +101,7 @@ def open_source(path: str | os.PathLike, losses: bool = True) -> ViewSource:
     if not losses:
         return ViewSource(bundle, None, home, "heights only (asked for)")
     candidates = [home] if home else []
-    named = bundle.manifest.get("source_run")
+    named = bundle.manifest.source_run
     if isinstance(named, str) and (Path(named) / "run.json").is_file():
         candidates.append(Run(Path(named)))
     note = "heights only: no run folder with this bundle's grids"
@@ -142,8 +142,8 @@ def _match(run: Run, bundle: Bundle) -> RunGrids | None:
             f"{missing[0]}; rerun `lossart terrain {run.root}`, or view heights only (--heights-only)"
         )
     first = read_frame_grid(run.grids, indices[0])
-    g = bundle.manifest["grid"]
-    want = (int(g.get("source_height", bundle.height)), int(g.get("source_width", bundle.width)))
+    g = bundle.manifest.grid
+    want = (g.source_height, g.source_width)
     x_ok = _same_range(first.xs, bundle.x_range)
     y_ok = _same_range(first.ys, bundle.y_range)
     if first.loss.shape != want or not (x_ok and y_ok):
