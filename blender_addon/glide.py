@@ -25,6 +25,8 @@ from .framing import (
 #: Start elevations tried, as degrees above the end's, in order of preference: a crane comes
 #: down onto its subject; level (0) when nothing higher frames the first frame.
 RISES = (10.0, 6.0, 14.0, 3.0, 0.0, 20.0)
+#: When the descent begins, as a share of the move, in order of preference (`Glide.late`)
+LATES = (0.0, 0.4, 0.6)
 #: how far inside the picture's edges the framed points must stay (share of the half-size)
 INSIDE = 0.97
 
@@ -41,14 +43,19 @@ class Glide:
 
     start: FillView
     end: FillView
+    #: share of the move the camera turns before it comes down: while the path still crosses
+    #: the ridge a low camera would lose it behind the ridge; it descends as the curve settles
+    late: float = 0.0
 
     def pose(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
-        """(eye, aim, direction from aim to eye, lens shift) at progress t (0..1), eased."""
-        e = float(smoothstep(t))
+        """(eye, aim, direction from aim to eye, lens shift) at progress t (0..1), eased: the
+        turn over the whole move, the descent (elevation, distance, aim, shift) after `late`."""
         a, b = self.start, self.end
+        r = float(smoothstep(t))
+        e = float(smoothstep((t - self.late) / (1.0 - self.late)))
         turn = (b.azimuth - a.azimuth + 180.0) % 360.0 - 180.0  # the shorter way round
         direction = view_direction(
-            a.elevation + e * (b.elevation - a.elevation), a.azimuth + e * turn
+            a.elevation + e * (b.elevation - a.elevation), a.azimuth + r * turn
         )
         aim = (1.0 - e) * np.asarray(a.aim, dtype=np.float64) + e * np.asarray(b.aim)
         distance = a.distance + e * (b.distance - a.distance)
@@ -133,7 +140,8 @@ def choose_glide(
                 )  # fmt: skip
                 if start.coverage < need or start.hidden > 0.02:
                     continue
-                glide = Glide(start, end)
-                if judge_glide(glide, sights, marks, tangents[end.lens], inset).passes(need):
-                    return glide
+                for late in LATES:
+                    glide = Glide(start, end, late)
+                    if judge_glide(glide, sights, marks, tangents[end.lens], inset).passes(need):
+                        return glide
     return None
