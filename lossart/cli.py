@@ -192,32 +192,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--image-size", type=IMAGE_SIDE, help="image side for folder:PATH datasets (default 64)"
     )
-    p.add_argument(
-        "--epochs", type=positive_int, help="default: per dataset (12 for shapes, 200 for CIFAR-like)"
-    )
-    p.add_argument("--batch-size", type=positive_int, help="default: per dataset")
-    p.add_argument("--lr", type=positive_float, help="base learning rate; default: per dataset")
-    p.add_argument("--momentum", type=MOMENTUM, default=0.9, help="SGD momentum in [0, 1)")
-    p.add_argument("--wd", type=nonneg_float, help="weight decay; default: per dataset")
-    p.add_argument(
-        "--schedule",
-        default="garipov",
-        choices=["garipov", "cosine", "constant"],
-        help="garipov: flat for half, linear to 1%% at 90%% (default); cosine; constant",
-    )
-    p.add_argument(
-        "--seed", type=nonneg_int, default=0, help="seed: different seeds give independent optima"
-    )
+    from lossart.options import add_option_flags
+    from lossart.training.endpoints import TrainConfig
+
+    add_option_flags(p, TrainConfig, ["epochs", "batch_size", "lr", "momentum", "wd", "schedule",
+                                      "seed"])  # fmt: skip
     p.add_argument("--no-augment", action="store_true", help="train without crop/flip augmentation")
     _device_flag(p)
     _dtype_flag(p, "default auto, resolved once and kept in the checkpoint")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
-    p.add_argument(
-        "--threads",
-        type=THREADS,
-        help="CPU threads for torch (1 is fastest for small models "
-        "on a busy machine; default: 1 for the built-in data, else torch's choice)",
-    )
+    add_option_flags(p, TrainConfig, ["threads"])
     p.add_argument(
         "--snapshots", type=int, metavar="N",
         help="keep N copies of the weights evenly spaced by step along training, the initial "
@@ -371,27 +355,19 @@ def _add_curve(sub: argparse._SubParsersAction) -> None:
                    "or a plain state_dict with --model and --data")
     p.add_argument("w2", help="second endpoint (same model)")
     p.add_argument("--out", required=True, help="run folder to create (or resume)")
-    p.add_argument("--kind", default="bezier", choices=["bezier", "polychain"])
-    p.add_argument("--bends", type=integer(1, 64), default=1, help="trainable bends (Bezier degree = bends + 1)")
-    p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--lr", type=positive_float, default=0.015, help="base learning rate (garipov schedule)")
-    p.add_argument("--wd", type=nonneg_float, default=5e-4, help="weight decay on the curve point's weights")
-    p.add_argument("--momentum", type=MOMENTUM, default=0.9, help="SGD momentum in [0, 1)")
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--seed", type=nonneg_int, default=1, help="seed of t sampling, data order, init noise")
-    p.add_argument("--frames", type=integer(2, 100_000), default=50, metavar="N",
-                   help="how many snapshots of the bends to record, first and last included "
-                   "(a count; grid and terrain pick among them with --select-frames)")
-    p.add_argument("--frame-spacing", default="uniform", choices=["uniform", "log"])
-    p.add_argument("--init-noise", type=nonneg_float, default=0.0,
-                   help="initial noise on the bends, as a fraction of |w2 - w1| (default 0)")
+    from lossart.geometry.curves import CurveSpec
+    from lossart.options import add_option_flags
+    from lossart.training.curve import CurveConfig
+
+    add_option_flags(p, CurveSpec)
+    add_option_flags(p, CurveConfig, ["epochs", "lr", "wd", "momentum", "batch_size", "seed",
+                                      "frames", "frame_spacing", "init_noise"])  # fmt: skip
     p.add_argument("--no-augment", action="store_true", help="train without data augmentation")
     p.add_argument("--data", help="dataset (default: the endpoints' dataset)")
     _weights_flags(p)
     _device_flag(p)
     _dtype_flag(p, "default auto, resolved once and kept in the run (a resumed curve keeps it)")
-    p.add_argument("--threads", type=THREADS,
-                   help="CPU threads (default: 1 for the built-in data, else torch's default)")
+    add_option_flags(p, CurveConfig, ["threads"])
     p.set_defaults(run=_run_curve)
 
 

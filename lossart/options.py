@@ -39,11 +39,16 @@ class Option:
     parse: Callable[[str], Any] | None = None  # the flag's text -> the field's value
     fallback: Any = None  # the value when neither asked nor recorded (resolve_options)
     recorded: bool = True  # merged with what the run recorded (resolve_options)
+    cli: bool = True  # has a flag (False: a library-only knob, still range-checked)
 
 
-def option(default: Any = None, **spec: Any) -> Any:
-    """A dataclass field declared as an option (see `Option` for the keywords)."""
-    return dataclasses.field(default=default, metadata={OPTION: Option(**spec)})
+def option(default: Any = None, *, setting: bool = True, **spec: Any) -> Any:
+    """A dataclass field declared as an option (see `Option` for the keywords). `setting=False`:
+    it changes how a training runs, not its result (lossart.training.loop.settings_of)."""
+    metadata: dict[str, Any] = {OPTION: Option(**spec)}
+    if not setting:
+        metadata["setting"] = False
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def declared(cls_or_obj: Any) -> list[tuple[dataclasses.Field, Option]]:
@@ -51,8 +56,20 @@ def declared(cls_or_obj: Any) -> list[tuple[dataclasses.Field, Option]]:
     return [(f, f.metadata[OPTION]) for f in dataclasses.fields(cls_or_obj) if OPTION in f.metadata]
 
 
-def flag_of(name: str, opt: Option) -> str:
-    return opt.flag or "--" + name.replace("_", "-")
+def flag_of(name: str, opt: Option, prefix: str = "") -> str:
+    """The flag of option `name`: its declared one, else --field-name; `prefix` (e.g. "hessian-")
+    where a command offers another config's options beside its own."""
+    return "--" + prefix + (opt.flag or "--" + name.replace("_", "-")).removeprefix("--")
+
+
+def _kind(f: dataclasses.Field) -> str:
+    """The field's annotation as text ("int | None"), with or without postponed annotations."""
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+
+
+def _none_allowed(f: dataclasses.Field) -> bool:
+    """None means "recorded, else the fallback" only where the field's default is None."""
+    return f.default is None
 
 
 class OptionError(LossartError):
@@ -67,9 +84,9 @@ class OptionError(LossartError):
         return f"{self.flag} {self.value!r}: {self.problem}"
 
 
-def problem_of(opt: Option, value: Any) -> str | None:
+def problem_of(opt: Option, value: Any, whole: bool = False) -> str | None:
     """What is wrong with `value` for `opt` (None when it is allowed); None values are allowed
-    (they mean: recorded, else the fallback)."""
+    (they mean: recorded, else the fallback). `whole`: the field holds whole numbers."""
     if value is None:
         return None
     if opt.choices is not None:
@@ -78,17 +95,23 @@ def problem_of(opt: Option, value: Any) -> str | None:
         return None
     values = value if isinstance(value, tuple) else (value,)
     for v in values:
+        if whole and isinstance(v, float):
+            v = float("nan")  # 2.0 is not a count: it would reach range() and tensor shapes
         problem = range_problem(v, opt.lo, opt.hi, lo_open=opt.lo_open, hi_open=opt.hi_open)
         if problem:
-            return problem
+            return problem.replace("a number", "a whole number") if whole else problem
     return None
 
 
 def check_options(obj: Any) -> None:
-    """Raise OptionError for the first declared field whose value is not allowed."""
+    """Raise OptionError for the first declared field whose value is not allowed (None only
+    where the field's default is None)."""
     for f, opt in declared(obj):
         value = getattr(obj, f.name)
-        problem = problem_of(opt, value)
+        if value is None and not _none_allowed(f):
+            problem: str | None = "expected a value, not None"
+        else:
+            problem = problem_of(opt, value, whole=_kind(f).startswith("int"))
         if problem:
             raise OptionError(f.name, value, problem, flag_of(f.name, opt))
 
@@ -112,7 +135,7 @@ def _flag_type(f: dataclasses.Field, opt: Option) -> Callable[[str], Any] | None
         return _parsed(opt.parse, flag_of(f.name, opt), f.name)
     if opt.choices is not None:
         return None
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    kind = _kind(f)
     if kind.startswith("int"):
         return integer(opt.lo, opt.hi)
     if kind.startswith("float"):
@@ -120,14 +143,26 @@ def _flag_type(f: dataclasses.Field, opt: Option) -> Callable[[str], Any] | None
     return str
 
 
+def cli_options(cls: type) -> list[str]:
+    """The names of `cls`'s options that have flags, in field order."""
+    return [f.name for f, opt in declared(cls) if opt.cli]
+
+
 def add_option_flags(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, names: list[str]
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    names: list[str] | tuple[str, ...] | None = None,
+    prefix: str = "",
 ) -> None:
-    """A flag for each option in `names` (default None: recorded, else the fallback)."""
+    """A flag for each option in `names` (default: every one with a flag), its default the
+    field's (None: recorded, else the fallback). With `prefix` ("hessian-"), `--hessian-subset`
+    fills `args.hessian_subset`. Each flag's action remembers its option (`lossart_option`)."""
     by_name = dict((f.name, (f, opt)) for f, opt in declared(cls))
-    for name in names:
+    for name in cli_options(cls) if names is None else names:
         f, opt = by_name[name]
-        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": opt.help}
+        default = None if f.default is dataclasses.MISSING else f.default
+        dest = prefix.replace("-", "_") + name
+        kwargs: dict[str, Any] = {"dest": dest, "default": default, "help": opt.help}
         if opt.metavar:
             kwargs["metavar"] = opt.metavar
         if opt.choices is not None and opt.parse is None:
@@ -135,12 +170,17 @@ def add_option_flags(
         flag_type = _flag_type(f, opt)
         if flag_type is not None and flag_type is not str:
             kwargs["type"] = flag_type
-        parser.add_argument(flag_of(name, opt), **kwargs)
+        action = parser.add_argument(flag_of(name, opt, prefix), **kwargs)
+        action.lossart_option = (cls.__name__, name)  # type: ignore[attr-defined]
 
 
-def options_from_args(cls: type, args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
-    """The values of `names` from parsed flags, by field name."""
-    return {name: getattr(args, name) for name in names}
+def options_from_args(
+    cls: type, args: argparse.Namespace, names: list[str] | tuple[str, ...] | None = None,
+    prefix: str = "",
+) -> dict[str, Any]:  # fmt: skip
+    """The values of `names` (default: every option with a flag) from parsed flags, by field."""
+    names = cli_options(cls) if names is None else names
+    return {name: getattr(args, prefix.replace("-", "_") + name) for name in names}
 
 
 def resolve_options(
@@ -157,3 +197,14 @@ def resolve_options(
             value = recorded.get(f.name)
         out[f.name] = opt.fallback if value is None else value
     return out
+
+
+#: The most CPU threads a command may ask for (more is a typo, not a machine).
+MAX_THREADS = 4096
+
+
+def threads_option(help: str = "CPU threads (default: 1 for the built-in data on the CPU, "
+                   "else torch's choice)") -> Any:  # fmt: skip
+    """The one declaration of `threads` that every compute config shares (the thread policy
+    itself is lossart.devices.cpu_threads): how a run runs, not its result."""
+    return option(None, setting=False, help=help, lo=1, hi=MAX_THREADS, metavar="N")

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from lossart.errors import LossartError
+from lossart.options import check_options, option
 
 KINDS = ("bezier", "polychain")
 
@@ -31,14 +32,11 @@ KINDS = ("bezier", "polychain")
 class CurveSpec:
     """Which family of curve, and how many trainable bends it has."""
 
-    kind: str = "bezier"
-    bends: int = 1
+    kind: str = option("bezier", choices=KINDS, help="bezier (default) or polychain")
+    bends: int = option(1, lo=1, hi=64, help="trainable bends (Bezier degree = bends + 1)")
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise LossartError(f"--kind: expected one of {', '.join(KINDS)}, got {self.kind!r}")
-        if not isinstance(self.bends, int) or isinstance(self.bends, bool) or self.bends < 1:
-            raise LossartError(f"--bends: expected a whole number >= 1, got {self.bends!r}")
+        check_options(self)
 
     @property
     def num_points(self) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lossart.checks import check_number, output_file
+from lossart.checks import output_file
 from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
 from lossart.data.batches import normalize
 from lossart.devices import cpu_threads, pick_device, resolve_device
@@ -34,6 +34,7 @@ from lossart.geometry.weights import flat_params
 from lossart.locks import working_on
 from lossart.models import ModelSpec
 from lossart.models.fit import build_for_data
+from lossart.options import check_options, option, threads_option
 from lossart.precision import precision, resolve_dtype
 from lossart.progress import progress, tqdm
 from lossart.runs import versions
@@ -97,13 +98,18 @@ class TrainConfig:
     data: str | DataSpec = "shapes"
     model: str | ModelSpec | None = None  # registry name, "pkg.mod:factory", or a full spec
     model_kwargs: dict[str, Any] = run_option(default_factory=dict)  # part of `model` resolved
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    momentum: float = 0.9
-    wd: float | None = None
-    schedule: str = "garipov"
-    seed: int = 0
+    epochs: int | None = option(
+        help="default: per dataset (12 for shapes, 200 for CIFAR-like)", lo=1
+    )
+    batch_size: int | None = option(help="default: per dataset", lo=1)
+    lr: float | None = option(help="base learning rate; default: per dataset", lo=0.0, lo_open=True)
+    momentum: float = option(0.9, help="SGD momentum in [0, 1)", lo=0.0, hi=1.0, hi_open=True)
+    wd: float | None = option(help="weight decay; default: per dataset", lo=0.0)
+    schedule: str = option(
+        "garipov", choices=SCHEDULES,
+        help="garipov: flat for half, linear to 1%% at 90%% (default); cosine; constant",
+    )  # fmt: skip
+    seed: int = option(0, help="seed: different seeds give independent optima", lo=0)
     augment: bool = True
     # weight snapshots kept along training (initial and final included); None: none
     snapshots: int | None = None
@@ -114,22 +120,19 @@ class TrainConfig:
     channels_last: bool = run_option(default=False)
     out: str | Path = run_option(default="endpoint.pt")
     # train metrics on a fixed subset this large (un-augmented)
-    train_eval_size: int = run_option(default=10000)
+    train_eval_size: int = option(
+        10000, setting=False, cli=False, lo=1, help="train metrics on a fixed subset this large"
+    )
     save_every_s: float = run_option(default=120.0)
     progress: bool = run_option(default=True)
-    # CPU threads; None: 1 for the built-in data on the CPU, else torch's default
-    threads: int | None = run_option(default=None)
+    threads: int | None = threads_option(
+        "CPU threads for torch (1 is fastest for small models on a busy machine; default: 1 for "
+        "the built-in data, else torch's choice)"
+    )
 
     def __post_init__(self) -> None:
         """Ranges and finiteness, checked before any work (NaN lr "diverges" otherwise)."""
-        check_number("--epochs", self.epochs, 1)
-        check_number("--batch-size", self.batch_size, 1)
-        check_number("--lr", self.lr, 0.0, lo_open=True)
-        check_number("--momentum", self.momentum, 0.0, 1.0, hi_open=True, optional=False)
-        check_number("--wd", self.wd, 0.0)
-        check_number("--seed", self.seed, 0, optional=False)
-        check_number("--threads", self.threads, 1)
-        check_number("train_eval_size", self.train_eval_size, 1, optional=False)
+        check_options(self)
 
 
 # Per-dataset defaults: (model, epochs, batch size, lr, weight decay). CIFAR-like numbers follow
