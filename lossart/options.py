@@ -68,8 +68,9 @@ def _kind(f: dataclasses.Field) -> str:
 
 
 def _none_allowed(f: dataclasses.Field) -> bool:
-    """None means "recorded, else the fallback" only where the field's default is None."""
-    return f.default is None
+    """None is a value only where the field's annotation says `| None` (then it means: the
+    recorded value, else the fallback, or the field's own meaning of none)."""
+    return f.default is None or "None" in _kind(f)
 
 
 class OptionError(LossartError):
@@ -82,6 +83,12 @@ class OptionError(LossartError):
 
     def for_cli(self) -> str:
         return f"{self.flag} {self.value!r}: {self.problem}"
+
+
+def option_error(cls_or_obj: Any, name: str, problem: str) -> OptionError:
+    """An OptionError for a check across fields (a cap above the floor), with the declared flag."""
+    opt = dict((f.name, o) for f, o in declared(cls_or_obj))[name]
+    return OptionError(name, getattr(cls_or_obj, name, None), problem, flag_of(name, opt))
 
 
 def problem_of(opt: Option, value: Any, whole: bool = False) -> str | None:
@@ -105,7 +112,7 @@ def problem_of(opt: Option, value: Any, whole: bool = False) -> str | None:
 
 def check_options(obj: Any) -> None:
     """Raise OptionError for the first declared field whose value is not allowed (None only
-    where the field's default is None)."""
+    where the field is annotated `| None`)."""
     for f, opt in declared(obj):
         value = getattr(obj, f.name)
         if value is None and not _none_allowed(f):
@@ -153,6 +160,7 @@ def add_option_flags(
     cls: type,
     names: list[str] | tuple[str, ...] | None = None,
     prefix: str = "",
+    defaults: Mapping[str, Any] | None = None,
 ) -> None:
     """A flag for each option in `names` (default: every one with a flag), its default the
     field's (None: recorded, else the fallback). With `prefix` ("hessian-"), `--hessian-subset`
@@ -161,6 +169,7 @@ def add_option_flags(
     for name in cli_options(cls) if names is None else names:
         f, opt = by_name[name]
         default = None if f.default is dataclasses.MISSING else f.default
+        default = (defaults or {}).get(name, default)  # this command's own (--sharpness-points 5)
         dest = prefix.replace("-", "_") + name
         kwargs: dict[str, Any] = {"dest": dest, "default": default, "help": opt.help}
         if opt.metavar:

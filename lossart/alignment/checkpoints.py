@@ -24,10 +24,11 @@ import torch
 from lossart.alignment.groups import PermutationSpec, derive_spec, permute_state_dict
 from lossart.alignment.matching import MatchConfig, activation_matching, weight_matching
 from lossart.atomic import write_json
-from lossart.checks import check_number, output_dir, output_file
+from lossart.checks import output_dir, output_file
 from lossart.data import eval_subset, load_dataset
 from lossart.errors import LossartError
 from lossart.models import create_model
+from lossart.options import check_options, option
 from lossart.progress import progress
 from lossart.runs import now_iso, sha256_file
 from lossart.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -47,12 +48,21 @@ class AlignConfig:
     reference: str
     models: tuple[str, ...]
     out: str
-    method: str = "weights"
-    seed: int = 0
-    max_rounds: int = 100
-    subset: int = 1000
-    batch_size: int = 250
+    method: str = option(
+        "weights", choices=METHODS,
+        help="weights: weight matching (default); activations: correlation of activations on "
+        "--subset train examples",
+    )  # fmt: skip
+    seed: int = option(0, lo=0, help="weights: the order groups are visited")
+    max_rounds: int = option(
+        100, lo=1, hi=100_000, help="weights: at most this many rounds over all groups (default 100)"
+    )
+    subset: int = option(1000, lo=1, help="activations: train examples (fixed, seeded); default 1000")
+    batch_size: int = option(250, lo=1, cli=False, help="activations: examples per forward pass")
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_options(self)
 
 
 @dataclass
@@ -116,10 +126,6 @@ def model_spec_groups(ckpt: Checkpoint, where: str) -> PermutationSpec:
 
 def align_checkpoints(config: AlignConfig) -> AlignResult:
     """Align every model of `config` to its reference; see the module docstring."""
-    if config.method not in METHODS:
-        raise LossartError(f"--method {config.method!r}: choose one of {', '.join(METHODS)}")
-    check_number("--max-rounds", config.max_rounds, 1, optional=False)
-    check_number("--subset", config.subset, 1, optional=False)
     if not config.models:
         raise LossartError("align: give the reference and at least one model to align to it")
     outs = outputs(config)
