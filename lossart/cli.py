@@ -21,9 +21,7 @@ from lossart import __version__
 from lossart.checks import (
     MAX_GRID_SIDE,
     MAX_IMAGE_SIDE,
-    MAX_UPSAMPLE,
     integer,
-    nonneg_float,
     nonneg_int,
     positive_float,
     positive_int,
@@ -113,11 +111,16 @@ class _Renamed(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def _select_frames_flag(p: argparse.ArgumentParser, help: str) -> None:
-    p.add_argument("--select-frames", dest="select_frames", metavar="A:B:S", default=None,
-                   help=help)  # fmt: skip
+def _select_frames_flag(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    """`--select-frames` as GridConfig declares it (parsed once into a FrameSelection; `help`:
+    this command's words), and the old spelling `--frames`, hidden, for one release."""
+    from lossart.grid.config import GridConfig
+    from lossart.options import add_option_flags
+
+    add_option_flags(p, GridConfig, ["select_frames"], helps={"select_frames": help} if help else None)
+    parse = p._option_string_actions["--select-frames"].type
     p.add_argument("--frames", dest="select_frames", action=_Renamed, new="--select-frames",
-                   metavar="A:B:S", help=argparse.SUPPRESS)  # fmt: skip
+                   type=parse, metavar="A:B:S", help=argparse.SUPPRESS)  # fmt: skip
 
 
 # ---------------------------------------------------------------- foundation: models, train
@@ -552,7 +555,6 @@ def _add_hessian(sub: argparse._SubParsersAction) -> None:
 def _run_hessian(args: argparse.Namespace) -> int:
     from lossart.curvature.files import hessian_files
     from lossart.curvature.hessian import HessianConfig
-
     from lossart.options import options_from_args
 
     cfg = HessianConfig(
@@ -588,7 +590,7 @@ def _grid_config(args: argparse.Namespace):
     from lossart.options import options_from_args
 
     return GridConfig(
-        frames=getattr(args, "select_frames", None),
+        select_frames=getattr(args, "select_frames", None),
         device=_device(args),
         shard=args.shard,
         overwrite=args.overwrite,
@@ -640,7 +642,7 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("run_dir", metavar="RUN", help="a curve run folder (or a plane run)")
-    _select_frames_flag(p, f"frame indices: {FRAMES_SPEC} (default: all recorded frames)")
+    _select_frames_flag(p)
     _grid_flags(p)
     p.set_defaults(run=_run_grid)
 
@@ -794,7 +796,7 @@ def _run_terrain(args: argparse.Namespace) -> int:
         args.run_dir,
         config,
         out=args.out,
-        frames=args.select_frames,
+        select_frames=args.select_frames,
         preview=args.preview,
         export_mesh=args.export_mesh,
         mesh_format=args.mesh_format,

@@ -130,6 +130,8 @@ def _parsed(parse: Callable[[str], Any], flag: str, name: str) -> Callable[[str]
     def convert(text: str) -> Any:
         try:
             return parse(text)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(f"{exc.value!r}: {exc.problem}") from None
         except LossartError as exc:
             raise argparse.ArgumentTypeError(str(exc).removeprefix(flag + " ")) from None
 
@@ -161,6 +163,7 @@ def add_option_flags(
     names: list[str] | tuple[str, ...] | None = None,
     prefix: str = "",
     defaults: Mapping[str, Any] | None = None,
+    helps: Mapping[str, str] | None = None,
 ) -> None:
     """A flag for each option in `names` (default: every one with a flag), its default the
     field's (None: recorded, else the fallback). With `prefix` ("hessian-"), `--hessian-subset`
@@ -171,7 +174,9 @@ def add_option_flags(
         default = None if f.default is dataclasses.MISSING else f.default
         default = (defaults or {}).get(name, default)  # this command's own (--sharpness-points 5)
         dest = prefix.replace("-", "_") + name
-        kwargs: dict[str, Any] = {"dest": dest, "default": default, "help": opt.help}
+        kwargs: dict[str, Any] = {
+            "dest": dest, "default": default, "help": (helps or {}).get(name, opt.help)
+        }  # fmt: skip
         if opt.metavar:
             kwargs["metavar"] = opt.metavar
         if opt.choices is not None and opt.parse is None:

@@ -323,7 +323,7 @@ def run_subject(cfg: SubjectConfig,
 
         share_run(video_run, still_run)
         with cpu_threads(None if cuda else cores):
-            grid_run(still_run, GridConfig(frames=last, resolution=s.still_resolution,
+            grid_run(still_run, GridConfig(select_frames=last, resolution=s.still_resolution,
                                            subset=s.subset, aspect=s.aspect,
                                            adaptive=s.still_adaptive, device=cfg.device,
                                            adaptive_criterion=ADAPTIVE_CRITERION,

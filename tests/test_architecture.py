@@ -21,7 +21,7 @@ STAGES = (
     ("format", ("lossart.format",)),
     ("core", ("lossart", "lossart.errors", "lossart.atomic", "lossart.progress", "lossart.runs",
               "lossart.locks", "lossart.checks", "lossart.swap", "lossart.interrupts",
-              "lossart.options")),
+              "lossart.options", "lossart.frame_selection")),
     ("data", ("lossart.data",)),
     ("models", ("lossart.models",)),
     ("geometry", ("lossart.geometry",)),

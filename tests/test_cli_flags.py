@@ -45,11 +45,13 @@ def test_one_device_meaning():
 
 @pytest.mark.parametrize("command, args", [("grid", ["run"]), ("terrain", ["run"])])
 def test_select_frames_and_the_old_spelling(command, args, capsys):
+    from lossart.frame_selection import FrameSelection
+
     new = build_parser().parse_args([command, *args, "--select-frames", "0:10:2"])
-    assert new.select_frames == "0:10:2"
+    assert new.select_frames == FrameSelection.parse("0:10:2")  # parsed once, at the flag
     assert capsys.readouterr().err == ""
     old = build_parser().parse_args([command, *args, "--frames", "3,5"])
-    assert old.select_frames == "3,5"
+    assert old.select_frames == FrameSelection.parse("3,5")
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--frames is now --select-frames" in err[0]
     assert "--select-frames" in _help(command) and "--frames" not in _help(command)

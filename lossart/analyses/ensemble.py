@@ -20,7 +20,6 @@ from lossart.analyses.sampling import PathSampling
 from lossart.atomic import atomic_path, write_json
 from lossart.data import eval_subset, load_dataset
 from lossart.devices import resolve_device
-from lossart.errors import LossartError
 from lossart.evaluation import ExactBN
 from lossart.geometry.curves import curve_points, segment_points
 from lossart.options import check_options, option

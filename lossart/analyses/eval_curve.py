@@ -22,11 +22,10 @@ from pathlib import Path
 
 import torch
 
-from lossart.atomic import atomic_path, write_json
 from lossart.analyses.sampling import PathSampling
+from lossart.atomic import atomic_path, write_json
 from lossart.data import eval_subset, load_dataset
 from lossart.devices import cpu_threads, resolve_device
-from lossart.errors import LossartError
 from lossart.evaluation import ExactBN
 from lossart.geometry.curves import curve_points, segment_points
 from lossart.progress import progress

@@ -18,12 +18,11 @@ from pathlib import Path
 import torch
 
 from lossart.analyses.eval_curve import PathEval, PointEval
-from lossart.atomic import atomic_path, write_json
 from lossart.analyses.sampling import PathSampling
+from lossart.atomic import atomic_path, write_json
 from lossart.checks import output_dir
 from lossart.data import eval_subset, load_dataset
 from lossart.devices import cpu_threads, resolve_device
-from lossart.errors import LossartError
 from lossart.evaluation import ExactBN
 from lossart.geometry.curves import segment_points
 from lossart.geometry.weights import ParamLayout

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from lossart.atomic import atomic_path, write_json
 from lossart.analyses.sampling import PathSampling
+from lossart.atomic import atomic_path, write_json
 from lossart.curvature import HessianConfig, hessian_of
 from lossart.data import eval_subset, load_dataset
 from lossart.devices import cpu_threads, resolve_device

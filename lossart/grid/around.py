@@ -20,8 +20,8 @@ The window is not stretched to 16:9 unless `--aspect` is given (then it is widen
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from lossart.atomic import atomic_path

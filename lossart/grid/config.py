@@ -9,6 +9,7 @@ import argparse
 from dataclasses import dataclass
 
 from lossart.errors import LossartError
+from lossart.frame_selection import FrameSelection
 from lossart.options import check_options, option
 
 DEFAULT_RESOLUTION = 41
@@ -56,7 +57,10 @@ class GridConfig:
     """What `lossart grid` was asked. Each option is declared once (lossart.options): its range,
     help and flag; None means: the value in grid.json, else the declared fallback."""
 
-    frames: str | None = None  # "0:600:10", "3", "1,5,9"; None = every recorded frame
+    select_frames: FrameSelection | None = option(
+        help="frame indices: start:stop:step, i, or i,j,k (default: all recorded frames)",
+        metavar="A:B:S", parse=FrameSelection.parse, recorded=False,
+    )  # fmt: skip  # a string is parsed here (GridConfig(select_frames="0:600:10"))
     resolution: tuple[int, int] | None = option(
         help="grid points per side, square or WxH (default 41, or the run's grid.json)",
         metavar="N|WxH", lo=2, parse=parse_resolution, fallback=(DEFAULT_RESOLUTION,) * 2,
@@ -120,5 +124,8 @@ class GridConfig:
              "tile_rows", "compile", "adaptive", "adaptive_criterion")  # fmt: skip
 
     def __post_init__(self) -> None:
-        """Ranges and finiteness before any work (a NaN margin made NaN windows, kept in grid.json)."""
+        """Ranges and finiteness before any work (a NaN margin made NaN windows, kept in grid.json);
+        a frame selection spelled as text is parsed once, here."""
+        if self.select_frames is not None:
+            self.select_frames = FrameSelection.parse(self.select_frames)
         check_options(self)

@@ -28,6 +28,7 @@ import torch
 from lossart.checks import output_dir
 from lossart.data import DataSpec, eval_subset, load_dataset
 from lossart.errors import LossartError
+from lossart.frame_selection import pick_frames
 from lossart.geometry.plane import Plane, Window, fit_aspect
 from lossart.geometry.weights import ParamLayout
 from lossart.grid.adaptive import criterion_record, plan_from_record
@@ -52,7 +53,6 @@ from lossart.grid.files import (
     frame_has_meta,
     grid_json_path,
     read_grid_meta,
-    select_frames,
     sweep_partial_tiles,
     tile_path,
     write_grid_meta,
@@ -213,7 +213,7 @@ def _grid_run(
     started = time.perf_counter()
     run = run_path if isinstance(run_path, Run) else open_run(run_path)
     source = grid_source(run)
-    frames = select_frames(source.frames, cfg.frames)
+    frames = pick_frames(source.frames, cfg.select_frames)
     old = None if cfg.overwrite else _recorded(run)
 
     got = resolve_options(cfg, recorded_options(old))
