@@ -39,6 +39,7 @@ class Option:
     parse: Callable[[str], Any] | None = None  # the flag's text -> the field's value
     fallback: Any = None  # the value when neither asked nor recorded (resolve_options)
     recorded: bool = True  # merged with what the run recorded (resolve_options)
+    defers: tuple[Any, ...] = ()  # asked values that still take the recorded one (dtype auto)
     cli: bool = True  # has a flag (False: a library-only knob, still range-checked)
 
 
@@ -85,10 +86,12 @@ class OptionError(LossartError):
         return f"{self.flag} {self.value!r}: {self.problem}"
 
 
-def option_error(cls_or_obj: Any, name: str, problem: str) -> OptionError:
-    """An OptionError for a check across fields (a cap above the floor), with the declared flag."""
+def option_error(cls_or_obj: Any, name: str, problem: str, value: Any = None) -> OptionError:
+    """An OptionError for a check beyond the option's own range (a cap above the floor, a subset
+    larger than the data), with the declared flag; `value`: default the object's field."""
     opt = dict((f.name, o) for f, o in declared(cls_or_obj))[name]
-    return OptionError(name, getattr(cls_or_obj, name, None), problem, flag_of(name, opt))
+    value = getattr(cls_or_obj, name, None) if value is None else value
+    return OptionError(name, value, problem, flag_of(name, opt))
 
 
 def problem_of(opt: Option, value: Any, whole: bool = False) -> str | None:
@@ -201,14 +204,16 @@ def resolve_options(
     cfg: Any, recorded: Mapping[str, Any] | None, names: list[str] | None = None
 ) -> dict[str, Any]:
     """The one merge (pure): each option's asked value, else the recorded one (when the option
-    is merged with the record and there is one), else its declared fallback."""
+    is merged with the record and there is one; an asked value among its `defers` asks for
+    nothing new either), else its declared fallback."""
     out = {}
     for f, opt in declared(cfg):
         if names is not None and f.name not in names:
             continue
         value = getattr(cfg, f.name)
-        if value is None and opt.recorded and recorded is not None:
-            value = recorded.get(f.name)
+        if (value is None or value in opt.defers) and opt.recorded and recorded:
+            if recorded.get(f.name) is not None:
+                value = recorded[f.name]
         out[f.name] = opt.fallback if value is None else value
     return out
 

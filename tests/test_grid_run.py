@@ -247,7 +247,7 @@ def test_bad_input_is_refused_in_one_line(tmp_path):
     with pytest.raises(LossartError, match="over 20000 points per side"):
         grid_run(run.root, GridConfig(resolution=(50000, 50000), subset=8))
     with pytest.raises(
-        LossartError, match="--subset 999999: the train split of 'shapes' has only 5000"
+        LossartError, match="^subset 999999: the train split of 'shapes' has only 5000"
     ):
         grid_run(run.root, GridConfig(resolution=(4, 4), subset=999999))
     with pytest.raises(LossartError, match="^select_frames '7': frame 7 is not recorded"):

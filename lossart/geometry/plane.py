@@ -132,6 +132,11 @@ class Window:
     x_range: tuple[float, float]
     y_range: tuple[float, float]
 
+    @property
+    def shape(self) -> float:
+        """Width over height (the adaptive picture criterion judges slopes in these units)."""
+        return (self.x_range[1] - self.x_range[0]) / (self.y_range[1] - self.y_range[0])
+
     def to_dict(self) -> dict[str, list[float]]:
         return {"x_range": list(self.x_range), "y_range": list(self.y_range)}
 

@@ -757,6 +757,17 @@ def plan_from_record(
     return AdaptivePlan(width, height, tol, picture=picture)
 
 
+def adaptive_plan(
+    width: int, height: int, tol: float | None, criterion: str | dict, aspect: float | None
+) -> tuple[AdaptivePlan | None, dict | None]:
+    """The plan and grid.json's `adaptive_criterion` of a grid: none without `tol`; else the
+    criterion as asked (a name: a new record) or as recorded (grid.json's dict, kept)."""
+    if tol is None:
+        return None, None
+    record = criterion if isinstance(criterion, dict) else criterion_record(criterion, tol, aspect)
+    return plan_from_record(width, height, tol, record, aspect), record
+
+
 def log_loss(loss: np.ndarray, floor: float = LOSS_FLOOR) -> np.ndarray:
     """log10 of the loss floored at `floor` (the plan's decision units); non-finite stays so."""
     loss = np.asarray(loss, dtype=np.float64)

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from lossart.errors import LossartError
 from lossart.frame_selection import FrameSelection
-from lossart.options import check_options, option
+from lossart.options import check_options, option, option_error
 
 DEFAULT_RESOLUTION = 41
+MAX_SIDE = 20000  # grid points per axis, without --force
 #: New grids' window follows a 16:9 picture (the renders' default size), so terrain fills it.
 DEFAULT_ASPECT = 16 / 9
 
@@ -86,11 +87,12 @@ class GridConfig:
         metavar="R", lo=1,
     )
     device: str = "cpu"
-    # auto, float32, bfloat16, tf32; None = grid.json's, else float32 (the CLI passes auto).
-    # Resolved once per grid (lossart.precision), so it is not merged here: see _grid_run.
+    # The precision is chosen once per grid: a recorded grid keeps its own (`auto` or None ask
+    # for nothing new); a new one resolves `auto` by the hardware (lossart.precision, on rank 0).
+    # The library's default for a new grid is float32 (exact); the CLI's is auto.
     dtype: str | None = option(
         help="evaluation precision", choices=("auto", "float32", "tf32", "bfloat16"),
-        recorded=False,
+        defers=("auto",), fallback="float32",
     )  # fmt: skip
     batch_points: int | None = option(
         help="grid points per launch on CUDA (default: from free memory)",
@@ -110,12 +112,12 @@ class GridConfig:
         metavar="TOL", lo=0.0, lo_open=True,
     )  # fmt: skip  # refinement tolerance (adaptive_criterion's units); None = off
     #: "picture" (TOL: height error as a share of the relief; normals within 1 degree) or "log10"
-    #: (TOL in log10 loss). Recorded as grid.json's `adaptive_criterion` (a dict), so resolved
-    #: in _grid_run: None = grid.json's, else "picture".
+    #: (TOL in log10 loss); None = grid.json's (recorded as a dict: lossart.grid.adaptive.
+    #: adaptive_plan reads either), else "picture".
     adaptive_criterion: str | None = option(
         help="what --adaptive TOL bounds: picture (default for a new grid) or log10 loss at the "
         "nodes (grids made before the criterion existed)",
-        choices=("picture", "log10"), recorded=False,
+        choices=("picture", "log10"), fallback="picture",
     )  # fmt: skip
     quiet: bool | None = None  # None = LOSSART_QUIET decides
 
@@ -129,3 +131,9 @@ class GridConfig:
         if self.select_frames is not None:
             self.select_frames = FrameSelection.parse(self.select_frames)
         check_options(self)
+        w, h = self.resolution or (0, 0)
+        if max(w, h) > MAX_SIDE and not self.force:
+            raise option_error(self, "resolution", (
+                f"over {MAX_SIDE} points per side; one frame's arrays alone take "
+                f"{w * h * 8 / 2**30:.1f} GiB (pass --force to run it anyway)"
+            ))  # fmt: skip
