@@ -35,7 +35,7 @@ from lossart.runs import Run
 
 TOL = 3e-4  # in log10 loss (the "log10" criterion; the kill test uses the default "picture")
 SMALL = dict(
-    resolution=(33, 33), subset=16, tile_rows=1, frames="0", quiet=True, adaptive_criterion="log10"
+    resolution=(33, 33), subset=16, tile_rows=1, select_frames="0", quiet=True, adaptive_criterion="log10"
 )
 PICTURE_TOL = 0.01  # a share of the relief
 
