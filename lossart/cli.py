@@ -28,10 +28,8 @@ from lossart.checks import (
     real,
 )
 from lossart.errors import LossartError
-from lossart.options import MAX_THREADS
 from lossart.precision import DTYPE_HELP, DTYPES
 
-THREADS = integer(1, MAX_THREADS)  # the commands whose threads are no config's (lossart.options)
 MOMENTUM = real(0.0, 1.0, hi_open=True)
 IMAGE_SIDE = integer(1, MAX_IMAGE_SIDE)
 
@@ -68,6 +66,13 @@ def _device_flag(p: argparse.ArgumentParser, note: str = "") -> None:
     p.add_argument("--device", type=_device_name, default="cpu", help=DEVICE_HELP + note)
 
 
+def _threads_flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, help: str) -> None:
+    """`--threads` of the commands whose thread count is no config's own (lossart.options.Threads)."""
+    from lossart.options import Threads, add_option_flags
+
+    add_option_flags(p, Threads, helps={"threads": help})
+
+
 def _dtype_flag(p: argparse.ArgumentParser, note: str) -> None:
     """`--dtype`, default auto: bfloat16 where the hardware has the units (lossart.precision)."""
     p.add_argument("--dtype", choices=DTYPES, default="auto", help=f"{DTYPE_HELP}; {note}")
@@ -80,19 +85,16 @@ def _device(args: argparse.Namespace) -> str:
     return pick_device(args.device)
 
 
-def _resolution(text: str) -> tuple[int, int]:
-    """`--resolution N|WxH`, the one parser of grid, plane and functions."""
-    from lossart.grid.config import parse_resolution
-
-    return parse_resolution(text)
-
-
 def _resolution_type(text: str) -> tuple[int, int]:
-    """`--resolution` as an argparse type (refused at parse time in one line)."""
+    """`--resolution N|WxH` as an argparse type: the one parser of grid, plane and functions
+    (GridConfig's), refused at parse time in one line."""
+    from lossart.grid.config import parse_resolution
+    from lossart.options import OptionError
+
     try:
-        return _resolution(text)
-    except LossartError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--resolution ")) from None
+        return parse_resolution(text)
+    except OptionError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.value!r}: {exc.problem}") from None
 
 
 class _Renamed(argparse.Action):
@@ -314,7 +316,7 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=IMAGE_SIDE, help="image side for folder:PATH datasets")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed to record for these weights")
     p.add_argument("--device", type=_device_name, default="cpu", help="where to evaluate the metrics")
-    p.add_argument("--threads", type=THREADS, help="CPU threads (default: 1 for the built-in data)")
+    _threads_flag(p, "CPU threads (default: 1 for the built-in data)")
     p.add_argument("--out", required=True, help="checkpoint to write, e.g. a_ckpt.pt")
     p.set_defaults(run=_run_import)
 
@@ -416,8 +418,7 @@ def _add_eval_curve(sub: argparse._SubParsersAction) -> None:
     add_option_flags(p, PathSampling, ["points"], prefix="sharpness-", defaults={"points": 5})
     _hessian_flags(p, "sharpness-")
     _device_flag(p)
-    p.add_argument("--threads", type=THREADS,
-                   help="CPU threads (default: 1 for the built-in data, else torch's default)")
+    _threads_flag(p, "CPU threads (default: 1 for the built-in data, else torch's default)")
     p.set_defaults(run=_run_eval_curve)
 
 
@@ -463,8 +464,7 @@ def _add_line(sub: argparse._SubParsersAction) -> None:
                    help="earlier `lossart line --out DIR` results to draw on the same plot "
                    "(OUT/line-compare.png), e.g. A->B beside A->B-aligned")
     _device_flag(p)
-    p.add_argument("--threads", type=THREADS,
-                   help="CPU threads (default: 1 for the built-in data, else torch's default)")
+    _threads_flag(p, "CPU threads (default: 1 for the built-in data, else torch's default)")
     p.set_defaults(run=_run_line)
 
 
@@ -578,7 +578,9 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
 
     add_option_flags(p, GridConfig, list(GridConfig.FLAGS))
     _device_flag(p, note="; under torchrun cuda is each rank's local GPU")
-    _dtype_flag(p, "default auto: grid.json's, else by the hardware; kept in grid.json")
+    add_option_flags(p, GridConfig, ["dtype"], defaults={"dtype": "auto"}, helps={"dtype": (
+        f"{DTYPE_HELP}; default auto: grid.json's, else by the hardware; kept in grid.json"
+    )})  # fmt: skip
     p.add_argument("--shard", metavar="i/n", default=None,
                    help="do only shard i of n (scheduler job arrays); any shard assembles finished frames")
     p.add_argument("--overwrite", action="store_true", help="discard existing grids made with other settings")
@@ -1015,7 +1017,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                       help="with --subject: seed w1 and w2 with these checkpoints (no training)")
     real.add_argument("--curve", metavar="RUN",
                       help="with --subject: seed the curve with this curve run (hard links)")
-    real.add_argument("--threads", type=THREADS, help="with --subject on the CPU: cores to use")
+    _threads_flag(real, "with --subject on the CPU: cores to use")
     real.add_argument("--report", metavar="DIR",
                       help="print the markdown table of stage commands and wall times from "
                       "DIR/demo.json, and exit")
@@ -1120,7 +1122,7 @@ def _add_align(sub: argparse._SubParsersAction) -> None:
     _weights_flags(p)
     p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
     _device_flag(p)
-    p.add_argument("--threads", type=THREADS, help="CPU threads (default: torch's)")
+    _threads_flag(p, "CPU threads (default: torch's)")
     p.set_defaults(run=_run_align)
 
 

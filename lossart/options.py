@@ -86,6 +86,16 @@ class OptionError(LossartError):
         return f"{self.flag} {self.value!r}: {self.problem}"
 
 
+def check_value(cls_or_obj: Any, name: str, value: Any) -> None:
+    """`value` checked against the declaration of option `name` of `cls_or_obj`: for the code
+    below a config (a schedule, a tolerance) that takes one of its values on its own, so the
+    range stays written once."""
+    f, opt = next((f, o) for f, o in declared(cls_or_obj) if f.name == name)
+    problem = problem_of(opt, value, whole=_kind(f).startswith("int"))
+    if problem:
+        raise OptionError(name, value, problem, flag_of(name, opt))
+
+
 def option_error(cls_or_obj: Any, name: str, problem: str, value: Any = None) -> OptionError:
     """An OptionError for a check beyond the option's own range (a cap above the floor, a subset
     larger than the data), with the declared flag; `value`: default the object's field."""
@@ -227,3 +237,14 @@ def threads_option(help: str = "CPU threads (default: 1 for the built-in data on
     """The one declaration of `threads` that every compute config shares (the thread policy
     itself is lossart.devices.cpu_threads): how a run runs, not its result."""
     return option(None, setting=False, help=help, lo=1, hi=MAX_THREADS, metavar="N")
+
+
+@dataclass(frozen=True)
+class Threads:
+    """The `threads` option alone: for commands and functions that take a thread count without
+    a config of their own (eval-curve, line, import, align; lossart.devices.cpu_threads)."""
+
+    threads: int | None = threads_option()
+
+    def __post_init__(self) -> None:
+        check_options(self)

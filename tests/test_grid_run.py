@@ -242,7 +242,7 @@ def test_plane_of_three_optima(tmp_path):
 
 def test_bad_input_is_refused_in_one_line(tmp_path):
     run = make_curve_run(tmp_path / "run")
-    with pytest.raises(LossartError, match="--resolution '0'"):
+    with pytest.raises(LossartError, match="^resolution '0'"):
         parse_resolution("0")
     with pytest.raises(LossartError, match="over 20000 points per side"):
         grid_run(run.root, GridConfig(resolution=(50000, 50000), subset=8))

@@ -100,9 +100,7 @@ def init_bends(
     """
     alphas = torch.tensor(bend_positions(spec), dtype=w1.dtype, device=w1.device).unsqueeze(1)
     bends = (1 - alphas) * w1 + alphas * w2
-    if noise:
-        if noise < 0:
-            raise LossartError(f"--init-noise: expected a number >= 0, got {noise}")
+    if noise:  # its range is CurveConfig.init_noise's (lossart.options)
         scale = noise * (w2 - w1).norm() / w1.numel() ** 0.5
         eps = torch.randn(bends.shape, generator=generator, dtype=w1.dtype, device="cpu")
         bends = bends + scale * eps.to(w1.device)

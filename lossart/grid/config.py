@@ -8,12 +8,15 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from lossart.errors import LossartError
 from lossart.frame_selection import FrameSelection
-from lossart.options import check_options, option, option_error
+from lossart.options import OptionError, check_options, option, option_error
+from lossart.precision import DTYPES
 
 DEFAULT_RESOLUTION = 41
+FLAG = "--resolution"
 MAX_SIDE = 20000  # grid points per axis, without --force
+#: What --adaptive TOL bounds (lossart.grid.adaptive): the picture's heights, or log10 loss
+ADAPTIVE_CRITERIA = ("picture", "log10")
 #: New grids' window follows a 16:9 picture (the renders' default size), so terrain fills it.
 DEFAULT_ASPECT = 16 / 9
 
@@ -28,7 +31,7 @@ def parse_aspect(text: str) -> float:
     except (ValueError, ZeroDivisionError):
         value = float("nan")
     if not (0 < value < float("inf")):
-        raise LossartError(f"--aspect {text!r}: expected W:H (e.g. 16:9), a ratio > 0, or none")
+        raise OptionError("aspect", text, "expected W:H (e.g. 16:9), a ratio > 0, or none", "--aspect")
     return value
 
 
@@ -45,11 +48,11 @@ def parse_resolution(text: str) -> tuple[int, int]:
     try:
         parts = [int(p) for p in text.lower().split("x")]
     except ValueError:
-        raise LossartError(f"--resolution {text!r}: expected N or WxH, e.g. 41 or 64x48") from None
+        raise OptionError("resolution", text, "expected N or WxH, e.g. 41 or 64x48", FLAG) from None
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2 or min(parts) < 2:
-        raise LossartError(f"--resolution {text!r}: expected at least 2 points per side (N or WxH)")
+        raise OptionError("resolution", text, "expected at least 2 points per side (N or WxH)", FLAG)
     return parts[0], parts[1]
 
 
@@ -91,7 +94,7 @@ class GridConfig:
     # for nothing new); a new one resolves `auto` by the hardware (lossart.precision, on rank 0).
     # The library's default for a new grid is float32 (exact); the CLI's is auto.
     dtype: str | None = option(
-        help="evaluation precision", choices=("auto", "float32", "tf32", "bfloat16"),
+        help="evaluation precision", choices=DTYPES,
         defers=("auto",), fallback="float32",
     )  # fmt: skip
     batch_points: int | None = option(
@@ -117,7 +120,7 @@ class GridConfig:
     adaptive_criterion: str | None = option(
         help="what --adaptive TOL bounds: picture (default for a new grid) or log10 loss at the "
         "nodes (grids made before the criterion existed)",
-        choices=("picture", "log10"), fallback="picture",
+        choices=ADAPTIVE_CRITERIA, fallback="picture",
     )  # fmt: skip
     quiet: bool | None = None  # None = LOSSART_QUIET decides
 

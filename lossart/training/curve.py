@@ -44,7 +44,7 @@ from lossart.geometry.weights import ParamLayout
 from lossart.locks import working_on
 from lossart.models import ModelSpec, create_model
 from lossart.models.fit import build_for_data
-from lossart.options import check_options, option, threads_option
+from lossart.options import check_options, check_value, option, option_error, threads_option
 from lossart.precision import precision, resolve_dtype
 from lossart.runs import Run, endpoint_records, now_iso, versions
 from lossart.training.checkpoint import check_finite_weights, load_checkpoint
@@ -121,17 +121,14 @@ def frame_steps(total_steps: int, frames: int, spacing: str = "uniform") -> list
     Log spacing puts frames 1.. on a geometric sequence from step 1 to the end (rounded, then
     nudged apart), so the fast early motion of the bends gets as many frames as the slow rest.
     """
+    check_value(CurveConfig, "frames", frames)
+    check_value(CurveConfig, "frame_spacing", spacing)
     if frames > total_steps + 1:
-        raise LossartError(
-            f"--frames {frames}: more than the {total_steps + 1} steps of this training "
-            f"(steps + 1); use --frames <= {total_steps + 1} or more --epochs"
-        )
-    if frames < 2:
-        raise LossartError(f"--frames: expected at least 2, got {frames}")
+        problem = (f"more than the {total_steps + 1} steps of this training (steps + 1); "
+                   f"ask for at most {total_steps + 1} frames or more epochs")  # fmt: skip
+        raise option_error(CurveConfig, "frames", problem, frames)
     if spacing == "uniform":
         return [round(i * total_steps / (frames - 1)) for i in range(frames)]
-    if spacing != "log":
-        raise LossartError(f"--frame-spacing: expected uniform or log, got {spacing!r}")
     raw = [0] + [int(round(s)) for s in np.geomspace(1, total_steps, frames - 1)]
     raw[-1] = total_steps
     for i in range(1, frames):

@@ -34,7 +34,7 @@ from lossart.geometry.weights import flat_params
 from lossart.locks import working_on
 from lossart.models import ModelSpec
 from lossart.models.fit import build_for_data
-from lossart.options import check_options, option, threads_option
+from lossart.options import check_options, check_value, option, threads_option
 from lossart.precision import precision, resolve_dtype
 from lossart.progress import progress, tqdm
 from lossart.runs import versions
@@ -84,7 +84,8 @@ def learning_rate(schedule: str, base_lr: float, progress: float) -> float:
         return base_lr * 0.5 * (1.0 + math.cos(math.pi * p))
     if schedule == "constant":
         return base_lr
-    raise LossartError(f"--schedule {schedule!r}: expected one of {', '.join(SCHEDULES)}")
+    check_value(TrainConfig, "schedule", schedule)
+    raise AssertionError(schedule)  # every declared schedule is handled above
 
 
 @dataclass
@@ -182,14 +183,7 @@ def resolve(cfg: TrainConfig, ds: Dataset) -> TrainConfig:
     )
     check_count(resolved.snapshots)
     learning_rate(cfg.schedule, 1.0, 0.0)  # validates the name
-    for key in ("epochs", "batch_size"):
-        if getattr(resolved, key) < 1:
-            raise LossartError(
-                f"--{key.replace('_', '-')} {getattr(resolved, key)}: expected a positive integer"
-            )
-    if resolved.lr <= 0:
-        raise LossartError(f"--lr {resolved.lr}: expected a positive number")
-    return resolved
+    return resolved  # `replace` checked the filled-in values against the declarations
 
 
 def partial_path(out: str | Path) -> Path:
