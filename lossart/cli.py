@@ -198,7 +198,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--image-size", type=IMAGE_SIDE, help="image side for folder:PATH datasets (default 64)"
     )
     from lossart.options import add_option_flags
-    from lossart.training.endpoints import TrainConfig
+    from lossart.training.config import TrainConfig
 
     add_option_flags(p, TrainConfig, ["epochs", "batch_size", "lr", "momentum", "wd", "schedule",
                                       "seed"])  # fmt: skip
@@ -360,9 +360,9 @@ def _add_curve(sub: argparse._SubParsersAction) -> None:
                    "or a plain state_dict with --model and --data")
     p.add_argument("w2", help="second endpoint (same model)")
     p.add_argument("--out", required=True, help="run folder to create (or resume)")
-    from lossart.geometry.curves import CurveSpec
+    from lossart.geometry.specs import CurveSpec
     from lossart.options import add_option_flags
-    from lossart.training.curve import CurveConfig
+    from lossart.training.config import CurveConfig
 
     add_option_flags(p, CurveSpec)
     add_option_flags(p, CurveConfig, ["epochs", "lr", "wd", "momentum", "batch_size", "seed",
@@ -432,7 +432,7 @@ def _run_eval_curve(args: argparse.Namespace) -> int:
           f"{res.files['json']}, {res.files['png']}")
     if args.sharpness:
         from lossart.analyses.sharpness import sharpness_run
-        from lossart.curvature.hessian import HessianConfig
+        from lossart.curvature.config import HessianConfig
 
         cfg = HessianConfig(**_hessian_options(args, "sharpness-"), device=_device(args),
                             threads=args.threads)  # fmt: skip
@@ -503,14 +503,14 @@ HESSIAN_FLAGS = ("subset", "steps", "tol")  # what plane and eval-curve offer wi
 def _hessian_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
     """The Hessian's subset flags (hessian; plane --directions hessian; eval-curve --sharpness),
     from HessianConfig's declarations: `--hessian-subset` and so on with `prefix`."""
-    from lossart.curvature.hessian import HessianConfig
+    from lossart.curvature.config import HessianConfig
     from lossart.options import add_option_flags
 
     add_option_flags(p, HessianConfig, HESSIAN_FLAGS, prefix=prefix)
 
 
 def _hessian_options(args: argparse.Namespace, prefix: str = "") -> dict:
-    from lossart.curvature.hessian import HessianConfig
+    from lossart.curvature.config import HessianConfig
     from lossart.options import options_from_args
 
     return options_from_args(HessianConfig, args, HESSIAN_FLAGS, prefix=prefix)
@@ -532,7 +532,7 @@ def _add_hessian(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a lossart checkpoint")
     p.add_argument("--out", metavar="DIR", help="write DIR/hessian.{json,pt} (e.g. a run's analyses/) "
                    "instead of beside the checkpoint")  # fmt: skip
-    from lossart.curvature.hessian import HessianConfig
+    from lossart.curvature.config import HessianConfig
     from lossart.options import add_option_flags
 
     add_option_flags(p, HessianConfig, ["k"])
@@ -553,8 +553,8 @@ def _add_hessian(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_hessian(args: argparse.Namespace) -> int:
+    from lossart.curvature.config import HessianConfig
     from lossart.curvature.files import hessian_files
-    from lossart.curvature.hessian import HessianConfig
     from lossart.options import options_from_args
 
     cfg = HessianConfig(
@@ -668,7 +668,7 @@ def _add_plane(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--around", metavar="CKPT",
                    help="instead: Li et al.'s random filter-normalized plane around this one "
                    "checkpoint (a run of kind around)")  # fmt: skip
-    from lossart.grid.around import AroundPlane
+    from lossart.grid.config import AroundPlane
     from lossart.options import add_option_flags
 
     add_option_flags(p, AroundPlane, ["seed", "span"])
@@ -690,7 +690,7 @@ def _run_plane(args: argparse.Namespace) -> int:
         if args.checkpoints:
             raise LossartError("plane: give three checkpoints or --around CKPT, not both")
         (path,) = _checkpoint_files(args, [args.around], args.data)
-        from lossart.curvature.hessian import HessianConfig
+        from lossart.curvature.config import HessianConfig
 
         ignore = None if args.keep_bn else "biasbn"
         seed = 0 if args.seed is None else args.seed
@@ -1115,7 +1115,7 @@ def _add_align(sub: argparse._SubParsersAction) -> None:
                    help="checkpoints of the same model to permute (B, C, ...)")
     p.add_argument("--out", required=True,
                    help="the aligned checkpoint (one MODEL), or a folder for several (OUT/<name>)")
-    from lossart.alignment.checkpoints import AlignConfig
+    from lossart.alignment.config import AlignConfig
     from lossart.options import add_option_flags
 
     add_option_flags(p, AlignConfig)
@@ -1159,8 +1159,7 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
         "the two endpoints. Writes RUN/analyses/ensemble.{csv,json,png}.",
     )
     p.add_argument("run_dir", metavar="RUN", help="curve run folder (lossart curve)")
-    from lossart.analyses.ensemble import Matching
-    from lossart.analyses.sampling import PathSampling
+    from lossart.analyses.sampling import Matching, PathSampling
     from lossart.options import add_option_flags
 
     add_option_flags(p, PathSampling)

@@ -52,6 +52,12 @@ def option(default: Any = None, *, setting: bool = True, **spec: Any) -> Any:
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def run_option(**kw: Any) -> Any:
+    """A config field that changes how a training runs, not its result (kept out of the
+    settings a rerun must match: lossart.training.loop.settings_of)."""
+    return dataclasses.field(metadata={"setting": False}, **kw)
+
+
 def declared(cls_or_obj: Any) -> list[tuple[dataclasses.Field, Option]]:
     """The declared options of a config class (or instance), in field order."""
     return [(f, f.metadata[OPTION]) for f in dataclasses.fields(cls_or_obj) if OPTION in f.metadata]

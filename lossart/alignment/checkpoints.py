@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from lossart.alignment.config import METHODS, AlignConfig  # noqa: F401  (importable here)
 from lossart.alignment.groups import PermutationSpec, derive_spec, permute_state_dict
 from lossart.alignment.matching import MatchConfig, activation_matching, weight_matching
 from lossart.atomic import write_json
@@ -28,41 +29,13 @@ from lossart.checks import output_dir, output_file
 from lossart.data import eval_subset, load_dataset
 from lossart.errors import LossartError
 from lossart.models import create_model
-from lossart.options import check_options, option
 from lossart.progress import progress
 from lossart.runs import now_iso, sha256_file
 from lossart.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
-METHODS = ("weights", "activations")
 PERM_FORMAT = "lossart-permutation"
 PERM_SUFFIX = ".perm.json"
 PARTIAL_SUFFIX = ".perm.partial.json"
-
-
-@dataclass(frozen=True)
-class AlignConfig:
-    """Align `models` to `reference`. `out`: the output file for one model, a folder for several
-    (each written as OUT/<stem>.pt). `subset`, `batch_size`: the train examples activation
-    matching runs on."""
-
-    reference: str
-    models: tuple[str, ...]
-    out: str
-    method: str = option(
-        "weights", choices=METHODS,
-        help="weights: weight matching (default); activations: correlation of activations on "
-        "--subset train examples",
-    )  # fmt: skip
-    seed: int = option(0, lo=0, help="weights: the order groups are visited")
-    max_rounds: int = option(
-        100, lo=1, hi=100_000, help="weights: at most this many rounds over all groups (default 100)"
-    )
-    subset: int = option(1000, lo=1, help="activations: train examples (fixed, seeded); default 1000")
-    batch_size: int = option(250, lo=1, cli=False, help="activations: examples per forward pass")
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        check_options(self)
 
 
 @dataclass

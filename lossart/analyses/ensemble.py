@@ -16,13 +16,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lossart.analyses.sampling import PathSampling
+from lossart.analyses.sampling import Matching, PathSampling
 from lossart.atomic import atomic_path, write_json
 from lossart.data import eval_subset, load_dataset
 from lossart.devices import resolve_device
 from lossart.evaluation import ExactBN
 from lossart.geometry.curves import curve_points, segment_points
-from lossart.options import check_options, option
 from lossart.progress import progress
 from lossart.runs import Run, now_iso, open_run
 from lossart.training.curve_run import CurveRun, load_curve_run
@@ -37,19 +36,6 @@ class EnsemblePoint:
     single_acc: float
     ensemble_loss: float
     ensemble_acc: float
-
-
-@dataclass(frozen=True)
-class Matching:
-    """When a path's ensemble counts as "as good as the endpoints'": within `tolerance`."""
-
-    tolerance: float = option(
-        0.005, lo=0.0, hi=1.0,
-        help="accuracy margin for 'ensembles as well as the endpoints' (default 0.005)",
-    )  # fmt: skip
-
-    def __post_init__(self) -> None:
-        check_options(self)
 
 
 @dataclass

@@ -1,6 +1,6 @@
-"""How a path between weights is sampled (eval-curve, line, ensemble, sharpness): its options
-declared once (lossart.options), so the three commands' flags and the library's one check
-come from the same ranges."""
+"""How a path between weights is sampled (eval-curve, line, ensemble, sharpness) and when an
+ensemble along it matches the endpoints': options declared once (lossart.options), so the
+commands' flags and the library's one check come from the same ranges. No torch."""
 
 from __future__ import annotations
 
@@ -18,6 +18,19 @@ class PathSampling:
     subset: int | None = option(
         2000, lo=2,
         help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check_options(self)
+
+
+@dataclass(frozen=True)
+class Matching:
+    """When a path's ensemble counts as "as good as the endpoints'": within `tolerance`."""
+
+    tolerance: float = option(
+        0.005, lo=0.0, hi=1.0,
+        help="accuracy margin for 'ensembles as well as the endpoints' (default 0.005)",
     )  # fmt: skip
 
     def __post_init__(self) -> None:

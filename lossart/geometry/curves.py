@@ -16,39 +16,12 @@ themselves there rather than a sum that could flip the sign of a zero).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from math import comb
-from typing import Any
 
 import torch
 
 from lossart.errors import LossartError
-from lossart.options import check_options, option
-
-KINDS = ("bezier", "polychain")
-
-
-@dataclass(frozen=True)
-class CurveSpec:
-    """Which family of curve, and how many trainable bends it has."""
-
-    kind: str = option("bezier", choices=KINDS, help="bezier (default) or polychain")
-    bends: int = option(1, lo=1, hi=64, help="trainable bends (Bezier degree = bends + 1)")
-
-    def __post_init__(self) -> None:
-        check_options(self)
-
-    @property
-    def num_points(self) -> int:
-        """Control points including both endpoints."""
-        return self.bends + 2
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "bends": self.bends}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CurveSpec:
-        return cls(kind=str(d["kind"]), bends=int(d.get("bends", 1)))
+from lossart.geometry.specs import KINDS, CurveSpec  # noqa: F401  (importable from here)
 
 
 def coefficients(spec: CurveSpec, t: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from lossart.atomic import atomic_path
@@ -30,38 +29,11 @@ from lossart.curvature.files import file_sha256, find_result, write_result
 from lossart.errors import LossartError
 from lossart.format.kinds import AROUND
 from lossart.geometry.directions import IGNORE, centred_window
+from lossart.grid.config import DIRECTIONS, MAX_SPAN, AroundPlane  # noqa: F401  (importable here)
 from lossart.grid.planes import AROUND_NAME
 from lossart.grid.run_grid import GridConfig, GridSummary, create_then_grid
-from lossart.options import check_options, option
 from lossart.runs import Run, endpoint_records, now_iso, reuse_or_claim, versions
 from lossart.training.checkpoint import load_checkpoint
-
-#: What spans the plane (`--directions`): random stays the default.
-DIRECTIONS = ("random", "hessian", "hessian-min")
-#: beyond this many direction units the weights are noise (Li et al. draw span 1), and at 1e30
-#: they overflow float32: NaN losses everywhere, silently
-MAX_SPAN = 1000.0
-
-
-@dataclass(frozen=True)
-class AroundPlane:
-    """What spans an around run's plane (`lossart plane --around`), each option declared once;
-    None: the defaults (seed 0, span 1, random)."""
-
-    seed: int | None = option(help="--around: the directions' seed (default 0)", lo=0)
-    span: float | None = option(
-        help="--around: the window [-span, span]² in units of the directions (default 1)",
-        lo=0.0, hi=MAX_SPAN, lo_open=True,
-    )  # fmt: skip
-    directions: str | None = option(
-        choices=DIRECTIONS,
-        help="--around: random (default): Li et al.'s pair; hessian: the Hessian's top two "
-        "eigenvectors; hessian-min: the top one against the most negative one (scaled to a "
-        "filter-normalized direction's length, so --span compares)",
-    )  # fmt: skip
-
-    def __post_init__(self) -> None:
-        check_options(self)
 
 
 def create_around_run(

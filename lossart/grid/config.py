@@ -140,3 +140,31 @@ class GridConfig:
                 f"over {MAX_SIDE} points per side; one frame's arrays alone take "
                 f"{w * h * 8 / 2**30:.1f} GiB (pass --force to run it anyway)"
             ))  # fmt: skip
+
+
+#: What spans the plane (`--directions`): random stays the default.
+DIRECTIONS = ("random", "hessian", "hessian-min")
+#: beyond this many direction units the weights are noise (Li et al. draw span 1), and at 1e30
+#: they overflow float32: NaN losses everywhere, silently
+MAX_SPAN = 1000.0
+
+
+@dataclass(frozen=True)
+class AroundPlane:
+    """What spans an around run's plane (`lossart plane --around`), each option declared once;
+    None: the defaults (seed 0, span 1, random)."""
+
+    seed: int | None = option(help="--around: the directions' seed (default 0)", lo=0)
+    span: float | None = option(
+        help="--around: the window [-span, span]² in units of the directions (default 1)",
+        lo=0.0, hi=MAX_SPAN, lo_open=True,
+    )  # fmt: skip
+    directions: str | None = option(
+        choices=DIRECTIONS,
+        help="--around: random (default): Li et al.'s pair; hessian: the Hessian's top two "
+        "eigenvectors; hessian-min: the top one against the most negative one (scaled to a "
+        "filter-normalized direction's length, so --span compares)",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check_options(self)

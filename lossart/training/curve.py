@@ -33,7 +33,6 @@ import torch
 from torch.func import functional_call
 
 from lossart.atomic import atomic_path, torch_save, write_json
-from lossart.checks import output_dir
 from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
 from lossart.devices import cpu_threads, pick_device, resolve_device
 from lossart.errors import LossartError
@@ -44,75 +43,23 @@ from lossart.geometry.weights import ParamLayout
 from lossart.locks import working_on
 from lossart.models import ModelSpec, create_model
 from lossart.models.fit import build_for_data
-from lossart.options import check_options, check_value, option, option_error, threads_option
+from lossart.options import check_value, option_error
 from lossart.precision import precision, resolve_dtype
 from lossart.runs import Run, endpoint_records, now_iso, versions
 from lossart.training.checkpoint import check_finite_weights, load_checkpoint
+from lossart.training.config import SPACINGS, CurveConfig  # noqa: F401  (importable here)
 from lossart.training.curve_run import CurveRun, FrameRecord, frames_json, load_curve_run
-from lossart.training.endpoints import SCHEDULES, learning_rate
+from lossart.training.endpoints import learning_rate
 from lossart.training.loop import (
     LoopPlan,
     ResumeState,
     check_finite,
     check_settings,
     run_loop,
-    run_option,
     settings_of,
 )
 
-SPACINGS = ("uniform", "log")
 STATE_VERSION = 1
-
-
-@dataclass
-class CurveConfig:
-    """What `lossart curve` was asked for. Defaults follow Garipov et al. (lr 0.015, wd 5e-4).
-
-    The fields that decide the result (`settings_of`: all but the `run_option` ones, with `data`
-    resolved to the dataset's spec) are recorded in run.json and state.pt; a rerun must match them.
-    """
-
-    w1: str = run_option()
-    w2: str = run_option()
-    out: str = run_option()
-    kind: str = "bezier"  # declared on CurveSpec (kind, bends), checked by building one
-    bends: int = 1
-    epochs: int = option(10, lo=1, help="training epochs (default 10)")
-    lr: float = option(0.015, lo=0.0, lo_open=True, help="base learning rate (garipov schedule)")
-    wd: float = option(5e-4, lo=0.0, help="weight decay on the curve point's weights")
-    momentum: float = option(0.9, lo=0.0, hi=1.0, hi_open=True, help="SGD momentum in [0, 1)")
-    batch_size: int = option(128, lo=1, help="minibatch size (default 128)")
-    seed: int = option(1, lo=0, help="seed of t sampling, data order, init noise")
-    frames: int = option(
-        50, lo=2, hi=100_000, metavar="N",
-        help="how many snapshots of the bends to record, first and last included "
-        "(a count; grid and terrain pick among them with --select-frames)",
-    )  # fmt: skip
-    frame_spacing: str = option("uniform", choices=SPACINGS, help="uniform (default) or log")
-    init_noise: float = option(
-        0.0, lo=0.0, help="initial noise on the bends, as a fraction of |w2 - w1| (default 0)"
-    )
-    schedule: str = option("garipov", choices=SCHEDULES, cli=False, help="learning-rate schedule")
-    augment: bool = True
-    loss_window: int = option(50, lo=1, cli=False, help="steps in the running train loss")
-    data: str | DataSpec | None = None  # default: the endpoints' dataset
-    device: str = run_option(default="cpu")
-    # auto, float32 or bfloat16 (forward under autocast); resolved once, kept in state.pt and
-    # run.json (`curve_dtype`); the library's default is float32, the CLI's auto
-    dtype: str = run_option(default="float32")
-    threads: int | None = threads_option()
-    save_every_s: float = run_option(default=120.0)
-    progress: bool = run_option(default=True)
-
-    def __post_init__(self) -> None:
-        """Ranges before any work; the curve's kind and bends are CurveSpec's."""
-        check_options(self)
-        CurveSpec(self.kind, self.bends)
-
-    def check(self) -> None:
-        """What needs the file system: the run folder must be writable."""
-        if self.out:
-            output_dir(self.out)
 
 
 def frame_steps(total_steps: int, frames: int, spacing: str = "uniform") -> list[int]:

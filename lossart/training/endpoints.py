@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from lossart.checks import output_file
-from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
+from lossart.data import Dataset, load_dataset, num_batches, parse_data_spec, train_loader
 from lossart.data.batches import normalize
 from lossart.devices import cpu_threads, pick_device, resolve_device
 from lossart.errors import LossartError
@@ -34,7 +34,7 @@ from lossart.geometry.weights import flat_params
 from lossart.locks import working_on
 from lossart.models import ModelSpec
 from lossart.models.fit import build_for_data
-from lossart.options import check_options, check_value, option, threads_option
+from lossart.options import check_value
 from lossart.precision import precision, resolve_dtype
 from lossart.progress import progress, tqdm
 from lossart.runs import versions
@@ -44,13 +44,13 @@ from lossart.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from lossart.training.config import SCHEDULES, TrainConfig  # noqa: F401  (importable here)
 from lossart.training.loop import (
     LoopPlan,
     ResumeState,
     check_finite,
     check_settings,
     run_loop,
-    run_option,
     settings_of,
 )
 from lossart.training.snapshots import (
@@ -62,7 +62,6 @@ from lossart.training.snapshots import (
     write_snapshot,
 )
 
-SCHEDULES = ("garipov", "cosine", "constant")
 STATE_FORMAT = "lossart-train-state"
 
 
@@ -86,54 +85,6 @@ def learning_rate(schedule: str, base_lr: float, progress: float) -> float:
         return base_lr
     check_value(TrainConfig, "schedule", schedule)
     raise AssertionError(schedule)  # every declared schedule is handled above
-
-
-@dataclass
-class TrainConfig:
-    """One endpoint's training. `None` fields take the dataset's defaults (`train_defaults`).
-
-    The fields that decide the result (`settings_of`) are stored in the checkpoint and compared
-    on every rerun; `run_option` fields only change how the training runs.
-    """
-
-    data: str | DataSpec = "shapes"
-    model: str | ModelSpec | None = None  # registry name, "pkg.mod:factory", or a full spec
-    model_kwargs: dict[str, Any] = run_option(default_factory=dict)  # part of `model` resolved
-    epochs: int | None = option(
-        help="default: per dataset (12 for shapes, 200 for CIFAR-like)", lo=1
-    )
-    batch_size: int | None = option(help="default: per dataset", lo=1)
-    lr: float | None = option(help="base learning rate; default: per dataset", lo=0.0, lo_open=True)
-    momentum: float = option(0.9, help="SGD momentum in [0, 1)", lo=0.0, hi=1.0, hi_open=True)
-    wd: float | None = option(help="weight decay; default: per dataset", lo=0.0)
-    schedule: str = option(
-        "garipov", choices=SCHEDULES,
-        help="garipov: flat for half, linear to 1%% at 90%% (default); cosine; constant",
-    )  # fmt: skip
-    seed: int = option(0, help="seed: different seeds give independent optima", lo=0)
-    augment: bool = True
-    # weight snapshots kept along training (initial and final included); None: none
-    snapshots: int | None = None
-    device: str = run_option(default="cpu")
-    # auto, float32 or bfloat16 (forward under autocast); resolved once, kept in the resume state
-    # and the checkpoint (`extra["dtype"]`); the library's default is float32, the CLI's auto
-    dtype: str = run_option(default="float32")
-    channels_last: bool = run_option(default=False)
-    out: str | Path = run_option(default="endpoint.pt")
-    # train metrics on a fixed subset this large (un-augmented)
-    train_eval_size: int = option(
-        10000, setting=False, cli=False, lo=1, help="train metrics on a fixed subset this large"
-    )
-    save_every_s: float = run_option(default=120.0)
-    progress: bool = run_option(default=True)
-    threads: int | None = threads_option(
-        "CPU threads for torch (1 is fastest for small models on a busy machine; default: 1 for "
-        "the built-in data, else torch's choice)"
-    )
-
-    def __post_init__(self) -> None:
-        """Ranges and finiteness, checked before any work (NaN lr "diverges" otherwise)."""
-        check_options(self)
 
 
 # Per-dataset defaults: (model, epochs, batch size, lr, weight decay). CIFAR-like numbers follow
