@@ -13,9 +13,9 @@ from lossart.curvature import (
     HessianOperator,
     hessian_of,
     hutchinson_trace,
-    lanczos,
     slq_density,
 )
+from lossart.curvature.lanczos import lanczos  # the package's `lanczos` is the module
 from lossart.errors import LossartError
 from lossart.evaluation import evaluation_copy, task_loss
 from lossart.geometry.trajectory import filter_mask

@@ -6,6 +6,9 @@ hessian` (grid) and `eval-curve --sharpness` (analyses) both use it.
 
 import importlib
 
+#: Where each name lives. `lanczos` itself is `lossart.curvature.lanczos.lanczos`: once that
+#: module is loaded, the package's `lanczos` is the module (a lazy package cannot shadow it).
+
 _WHERE = {
     "HessianConfig": "config",
     "HessianResult": "hessian",
@@ -14,7 +17,6 @@ _WHERE = {
     "hessian_of": "hessian",
     "plane_axes": "hessian",
     "hutchinson_trace": "lanczos",
-    "lanczos": "lanczos",
     "slq_density": "lanczos",
     "HessianOperator": "operator",
 }
