@@ -230,8 +230,7 @@ def _grid_run(
         tile=min(int(got["tile_rows"] or default_tile_rows(w, h)), h),
         frames=sorted(set(old.frames) | set(frames)) if old else frames,
         curve=source.curve, directions=source.directions, flops_per_point=engine.flops_per_point,
-        # compiling is decided once per grid (then read from grid.json): a resumed run rounds
-        # exactly like the first one
+        # compiled or not is decided once (then grid.json's): a resumed run rounds alike
         compile=engine.plan_compile(len(frames) * w * h, force=got["compile"]),
         model=(run.read().get("model") or {}).get("name"), versions=versions(),
         created=old.created if old and old.created else now_iso(),
@@ -243,10 +242,9 @@ def _grid_run(
     missing = workers.lead(lambda: _claim(run, cfg, old, meta, lock, workers, engine, source,
                                           frames, tiles, plan))  # fmt: skip
     try:
-        if plan is not None:
-            done = compute_adaptive(
-                run, engine, source, plan, missing, tiles.rows * w, xs, ys, workers, cfg.quiet
-            )
+        if plan is not None:  # every rank takes part in every frame's levels
+            done = compute_adaptive(run, engine, source, plan, missing, tiles.rows * w, xs, ys,
+                                    workers, cfg.quiet)  # fmt: skip
         else:
             done = _compute(run, engine, source, workers.rank_tasks(missing), tiles, xs, ys,
                             workers, cfg.quiet)  # fmt: skip
