@@ -726,9 +726,10 @@ def _add_trajectory(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint trained with --snapshots")
     p.add_argument("--out", required=True, metavar="RUN", help="the run folder to create (or resume)")
-    p.add_argument("--components", type=int, default=2,
-                   help="principal directions whose variance share is reported (default 2; the "
-                   "plane is the first two)")  # fmt: skip
+    from lossart.grid.config import TrajectoryConfig
+    from lossart.options import add_option_flags
+
+    add_option_flags(p, TrajectoryConfig)
     p.add_argument("--keep-bn", action="store_true",
                    help="let the directions move biases and BN parameters (default: zeroed, as Li et al.)")
     p.add_argument("--no-centre", action="store_true",

@@ -9,6 +9,7 @@ import argparse
 from dataclasses import dataclass
 
 from lossart.frame_selection import FrameSelection
+from lossart.geometry.specs import IGNORE
 from lossart.options import OptionError, check_options, option, option_error
 from lossart.precision import DTYPES
 
@@ -165,6 +166,22 @@ class AroundPlane:
         "eigenvectors; hessian-min: the top one against the most negative one (scaled to a "
         "filter-normalized direction's length, so --span compares)",
     )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check_options(self)
+
+
+@dataclass(frozen=True)
+class TrajectoryConfig:
+    """How the plane is found: principal directions reported, what they may move, centring."""
+
+    components: int = option(
+        2, lo=2, help="principal directions whose variance share is reported (default 2; the "
+        "plane is the first two)",
+    )  # fmt: skip
+    #: "biasbn": biases and BN parameters stay at the final values (the CLI's --keep-bn: None)
+    ignore: str | None = option("biasbn", choices=IGNORE, cli=False, help="what stays put")
+    centre: bool = True  # subtract the rows' mean before the SVD (as Li et al.'s scikit PCA)
 
     def __post_init__(self) -> None:
         check_options(self)
