@@ -30,7 +30,6 @@ from lossart.checks import (
 from lossart.errors import LossartError
 from lossart.precision import DTYPE_HELP, DTYPES
 
-MOMENTUM = real(0.0, 1.0, hi_open=True)
 IMAGE_SIDE = integer(1, MAX_IMAGE_SIDE)
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
@@ -207,11 +206,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _dtype_flag(p, "default auto, resolved once and kept in the checkpoint")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     add_option_flags(p, TrainConfig, ["threads"])
-    p.add_argument(
-        "--snapshots", type=int, metavar="N",
-        help="keep N copies of the weights evenly spaced by step along training, the initial "
-        "and final ones included, in OUT.snapshots/ (for `lossart trajectory`)",
-    )  # fmt: skip
+    add_option_flags(p, TrainConfig, ["snapshots"])
     p.add_argument("--out", required=True, help="checkpoint to write, e.g. a.pt")
     p.set_defaults(run=_run_train)
 

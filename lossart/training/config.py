@@ -48,8 +48,11 @@ class TrainConfig:
     )  # fmt: skip
     seed: int = option(0, help="seed: different seeds give independent optima", lo=0)
     augment: bool = True
-    # weight snapshots kept along training (initial and final included); None: none
-    snapshots: int | None = None
+    snapshots: int | None = option(
+        lo=2, metavar="N",
+        help="keep N copies of the weights evenly spaced by step along training, the initial "
+        "and final ones included, in OUT.snapshots/ (for `lossart trajectory`)",
+    )  # fmt: skip  # None: no snapshots
     device: str = run_option(default="cpu")
     # auto, float32 or bfloat16 (forward under autocast); resolved once, kept in the resume state
     # and the checkpoint (`extra["dtype"]`); the library's default is float32, the CLI's auto
