@@ -7,7 +7,14 @@ look options do (lossart.format.look), and everything else is generated from tha
   time with the same ranges, and `options_from_args(Config, args)` back;
 - `OptionError.for_cli()`: the CLI's one line names the flag instead (`--margin inf: ...`);
 - `resolve_options(cfg, recorded)`: the one pure merge of what was asked with what a run
-  recorded (grid.json) and the declared fallbacks: asked, else recorded, else the fallback.
+  recorded (grid.json) and the declared fallbacks: asked, else recorded, else the fallback;
+- `check_value(Config, name, value)`: code below a config (a schedule, a tolerance) checks a
+  value against the declaration, and `option_error` words a check across fields, so no range is
+  written twice (tests/test_architecture.py refuses a range checked under a flag's name);
+- `threads_option()` / `Threads`: the one declaration of `threads` (the one thread policy
+  itself is lossart.devices.cpu_threads).
+
+The configs live in torch-free modules, so the command line builds without torch.
 """
 
 from __future__ import annotations
