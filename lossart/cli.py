@@ -21,9 +21,7 @@ from lossart import __version__
 from lossart.checks import (
     MAX_GRID_SIDE,
     MAX_IMAGE_SIDE,
-    MAX_UPSAMPLE,
     integer,
-    nonneg_float,
     nonneg_int,
     positive_float,
     positive_int,
@@ -32,10 +30,7 @@ from lossart.checks import (
 from lossart.errors import LossartError
 from lossart.precision import DTYPE_HELP, DTYPES
 
-THREADS = integer(1, 4096)
-MOMENTUM = real(0.0, 1.0, hi_open=True)
 IMAGE_SIDE = integer(1, MAX_IMAGE_SIDE)
-POINTS = integer(2, 100_000)
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
@@ -70,6 +65,13 @@ def _device_flag(p: argparse.ArgumentParser, note: str = "") -> None:
     p.add_argument("--device", type=_device_name, default="cpu", help=DEVICE_HELP + note)
 
 
+def _threads_flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, help: str) -> None:
+    """`--threads` of the commands whose thread count is no config's own (lossart.options.Threads)."""
+    from lossart.options import Threads, add_option_flags
+
+    add_option_flags(p, Threads, helps={"threads": help})
+
+
 def _dtype_flag(p: argparse.ArgumentParser, note: str) -> None:
     """`--dtype`, default auto: bfloat16 where the hardware has the units (lossart.precision)."""
     p.add_argument("--dtype", choices=DTYPES, default="auto", help=f"{DTYPE_HELP}; {note}")
@@ -82,19 +84,16 @@ def _device(args: argparse.Namespace) -> str:
     return pick_device(args.device)
 
 
-def _resolution(text: str) -> tuple[int, int]:
-    """`--resolution N|WxH`, the one parser of grid, plane and functions."""
-    from lossart.grid.config import parse_resolution
-
-    return parse_resolution(text)
-
-
 def _resolution_type(text: str) -> tuple[int, int]:
-    """`--resolution` as an argparse type (refused at parse time in one line)."""
+    """`--resolution N|WxH` as an argparse type: the one parser of grid, plane and functions
+    (GridConfig's), refused at parse time in one line."""
+    from lossart.grid.config import parse_resolution
+    from lossart.options import OptionError
+
     try:
-        return _resolution(text)
-    except LossartError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--resolution ")) from None
+        return parse_resolution(text)
+    except OptionError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.value!r}: {exc.problem}") from None
 
 
 class _Renamed(argparse.Action):
@@ -113,11 +112,16 @@ class _Renamed(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def _select_frames_flag(p: argparse.ArgumentParser, help: str) -> None:
-    p.add_argument("--select-frames", dest="select_frames", metavar="A:B:S", default=None,
-                   help=help)  # fmt: skip
+def _select_frames_flag(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    """`--select-frames` as GridConfig declares it (parsed once into a FrameSelection; `help`:
+    this command's words), and the old spelling `--frames`, hidden, for one release."""
+    from lossart.grid.config import GridConfig
+    from lossart.options import add_option_flags
+
+    add_option_flags(p, GridConfig, ["select_frames"], helps={"select_frames": help} if help else None)
+    parse = p._option_string_actions["--select-frames"].type
     p.add_argument("--frames", dest="select_frames", action=_Renamed, new="--select-frames",
-                   metavar="A:B:S", help=argparse.SUPPRESS)  # fmt: skip
+                   type=parse, metavar="A:B:S", help=argparse.SUPPRESS)  # fmt: skip
 
 
 # ---------------------------------------------------------------- foundation: models, train
@@ -192,37 +196,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--image-size", type=IMAGE_SIDE, help="image side for folder:PATH datasets (default 64)"
     )
-    p.add_argument(
-        "--epochs", type=positive_int, help="default: per dataset (12 for shapes, 200 for CIFAR-like)"
-    )
-    p.add_argument("--batch-size", type=positive_int, help="default: per dataset")
-    p.add_argument("--lr", type=positive_float, help="base learning rate; default: per dataset")
-    p.add_argument("--momentum", type=MOMENTUM, default=0.9, help="SGD momentum in [0, 1)")
-    p.add_argument("--wd", type=nonneg_float, help="weight decay; default: per dataset")
-    p.add_argument(
-        "--schedule",
-        default="garipov",
-        choices=["garipov", "cosine", "constant"],
-        help="garipov: flat for half, linear to 1%% at 90%% (default); cosine; constant",
-    )
-    p.add_argument(
-        "--seed", type=nonneg_int, default=0, help="seed: different seeds give independent optima"
-    )
+    from lossart.options import add_option_flags
+    from lossart.training.config import TrainConfig
+
+    add_option_flags(p, TrainConfig, ["epochs", "batch_size", "lr", "momentum", "wd", "schedule",
+                                      "seed"])  # fmt: skip
     p.add_argument("--no-augment", action="store_true", help="train without crop/flip augmentation")
     _device_flag(p)
     _dtype_flag(p, "default auto, resolved once and kept in the checkpoint")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
-    p.add_argument(
-        "--threads",
-        type=THREADS,
-        help="CPU threads for torch (1 is fastest for small models "
-        "on a busy machine; default: 1 for the built-in data, else torch's choice)",
-    )
-    p.add_argument(
-        "--snapshots", type=int, metavar="N",
-        help="keep N copies of the weights evenly spaced by step along training, the initial "
-        "and final ones included, in OUT.snapshots/ (for `lossart trajectory`)",
-    )  # fmt: skip
+    add_option_flags(p, TrainConfig, ["threads"])
+    add_option_flags(p, TrainConfig, ["snapshots"])
     p.add_argument("--out", required=True, help="checkpoint to write, e.g. a.pt")
     p.set_defaults(run=_run_train)
 
@@ -327,7 +311,7 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=IMAGE_SIDE, help="image side for folder:PATH datasets")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed to record for these weights")
     p.add_argument("--device", type=_device_name, default="cpu", help="where to evaluate the metrics")
-    p.add_argument("--threads", type=THREADS, help="CPU threads (default: 1 for the built-in data)")
+    _threads_flag(p, "CPU threads (default: 1 for the built-in data)")
     p.add_argument("--out", required=True, help="checkpoint to write, e.g. a_ckpt.pt")
     p.set_defaults(run=_run_import)
 
@@ -371,27 +355,19 @@ def _add_curve(sub: argparse._SubParsersAction) -> None:
                    "or a plain state_dict with --model and --data")
     p.add_argument("w2", help="second endpoint (same model)")
     p.add_argument("--out", required=True, help="run folder to create (or resume)")
-    p.add_argument("--kind", default="bezier", choices=["bezier", "polychain"])
-    p.add_argument("--bends", type=integer(1, 64), default=1, help="trainable bends (Bezier degree = bends + 1)")
-    p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--lr", type=positive_float, default=0.015, help="base learning rate (garipov schedule)")
-    p.add_argument("--wd", type=nonneg_float, default=5e-4, help="weight decay on the curve point's weights")
-    p.add_argument("--momentum", type=MOMENTUM, default=0.9, help="SGD momentum in [0, 1)")
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--seed", type=nonneg_int, default=1, help="seed of t sampling, data order, init noise")
-    p.add_argument("--frames", type=integer(2, 100_000), default=50, metavar="N",
-                   help="how many snapshots of the bends to record, first and last included "
-                   "(a count; grid and terrain pick among them with --select-frames)")
-    p.add_argument("--frame-spacing", default="uniform", choices=["uniform", "log"])
-    p.add_argument("--init-noise", type=nonneg_float, default=0.0,
-                   help="initial noise on the bends, as a fraction of |w2 - w1| (default 0)")
+    from lossart.geometry.specs import CurveSpec
+    from lossart.options import add_option_flags
+    from lossart.training.config import CurveConfig
+
+    add_option_flags(p, CurveSpec)
+    add_option_flags(p, CurveConfig, ["epochs", "lr", "wd", "momentum", "batch_size", "seed",
+                                      "frames", "frame_spacing", "init_noise"])  # fmt: skip
     p.add_argument("--no-augment", action="store_true", help="train without data augmentation")
     p.add_argument("--data", help="dataset (default: the endpoints' dataset)")
     _weights_flags(p)
     _device_flag(p)
     _dtype_flag(p, "default auto, resolved once and kept in the run (a resumed curve keeps it)")
-    p.add_argument("--threads", type=THREADS,
-                   help="CPU threads (default: 1 for the built-in data, else torch's default)")
+    add_option_flags(p, CurveConfig, ["threads"])
     p.set_defaults(run=_run_curve)
 
 
@@ -427,18 +403,17 @@ def _add_eval_curve(sub: argparse._SubParsersAction) -> None:
         "point; writes RUN/analyses/eval_curve.{csv,json,png} and prints the barriers.",
     )
     p.add_argument("run_dir", metavar="RUN", help="curve run folder (lossart curve)")
-    p.add_argument("--points", type=POINTS, default=21, help="evenly spaced t per path (default 21)")
-    p.add_argument("--subset", type=positive_int, default=2000,
-                   help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set")
+    from lossart.analyses.sampling import PathSampling
+    from lossart.options import add_option_flags
+
+    add_option_flags(p, PathSampling)
     p.add_argument("--sharpness", action="store_true",
                    help="also the top Hessian eigenvalue at points along both paths "
                    "(RUN/analyses/sharpness.{json,png})")  # fmt: skip
-    p.add_argument("--sharpness-points", type=POINTS, default=5,
-                   help="--sharpness: evenly spaced t per path (default 5)")
+    add_option_flags(p, PathSampling, ["points"], prefix="sharpness-", defaults={"points": 5})
     _hessian_flags(p, "sharpness-")
     _device_flag(p)
-    p.add_argument("--threads", type=THREADS,
-                   help="CPU threads (default: 1 for the built-in data, else torch's default)")
+    _threads_flag(p, "CPU threads (default: 1 for the built-in data, else torch's default)")
     p.set_defaults(run=_run_eval_curve)
 
 
@@ -452,10 +427,10 @@ def _run_eval_curve(args: argparse.Namespace) -> int:
           f"{res.files['json']}, {res.files['png']}")
     if args.sharpness:
         from lossart.analyses.sharpness import sharpness_run
-        from lossart.curvature.hessian import HessianConfig
+        from lossart.curvature.config import HessianConfig
 
-        cfg = HessianConfig(subset=args.hessian_subset, steps=args.hessian_steps,
-                            tol=args.hessian_tol, device=_device(args), threads=args.threads)  # fmt: skip
+        cfg = HessianConfig(**_hessian_options(args, "sharpness-"), device=_device(args),
+                            threads=args.threads)  # fmt: skip
         sharp = sharpness_run(args.run_dir, args.sharpness_points, cfg)
         print(sharp.table())
         print(f"wrote {sharp.files['json']}, {sharp.files['png']}")
@@ -474,17 +449,17 @@ def _add_line(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoints", nargs=2, metavar="CKPT",
                    help="two checkpoints of one model (plain state_dicts with --model, --data)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for line.{csv,json,png}")
-    p.add_argument("--points", type=POINTS, default=21, help="evenly spaced t (default 21)")
-    p.add_argument("--subset", type=positive_int, default=2000,
-                   help="train examples (fixed, seeded) for loss and BN statistics; also caps the test set")
+    from lossart.analyses.sampling import PathSampling
+    from lossart.options import add_option_flags
+
+    add_option_flags(p, PathSampling)
     _weights_flags(p)
     p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
     p.add_argument("--beside", nargs="+", metavar="DIR", default=[],
                    help="earlier `lossart line --out DIR` results to draw on the same plot "
                    "(OUT/line-compare.png), e.g. A->B beside A->B-aligned")
     _device_flag(p)
-    p.add_argument("--threads", type=THREADS,
-                   help="CPU threads (default: 1 for the built-in data, else torch's default)")
+    _threads_flag(p, "CPU threads (default: 1 for the built-in data, else torch's default)")
     p.set_defaults(run=_run_line)
 
 
@@ -517,16 +492,23 @@ def _run_line(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- curvature: hessian
 
 
+HESSIAN_FLAGS = ("subset", "steps", "tol")  # what plane and eval-curve offer with a prefix
+
+
 def _hessian_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
-    """The Hessian's subset flags (hessian; plane --directions hessian; eval-curve --sharpness)."""
-    p.add_argument(f"--{prefix}subset", dest="hessian_subset", type=positive_int, default=512,
-                   help="train examples (fixed, seeded) of the loss whose Hessian is taken, one "
-                   "exact-BN pass; its graph is kept in memory, which grows with it (default 512)")
-    p.add_argument(f"--{prefix}steps", dest="hessian_steps", type=integer(2, 100_000), default=80,
-                   help="most Lanczos steps (Hessian-vector products) for the eigenvalues (default 80)")
-    p.add_argument(f"--{prefix}tol", dest="hessian_tol", type=real(0.0, 1.0, lo_open=True, hi_open=True),
-                   default=1e-3, help="residual |Hx - λx| / λ_max at which eigenpairs count as "
-                   "converged (default 1e-3)")  # fmt: skip
+    """The Hessian's subset flags (hessian; plane --directions hessian; eval-curve --sharpness),
+    from HessianConfig's declarations: `--hessian-subset` and so on with `prefix`."""
+    from lossart.curvature.config import HessianConfig
+    from lossart.options import add_option_flags
+
+    add_option_flags(p, HessianConfig, HESSIAN_FLAGS, prefix=prefix)
+
+
+def _hessian_options(args: argparse.Namespace, prefix: str = "") -> dict:
+    from lossart.curvature.config import HessianConfig
+    from lossart.options import options_from_args
+
+    return options_from_args(HessianConfig, args, HESSIAN_FLAGS, prefix=prefix)
 
 
 @command
@@ -545,36 +527,35 @@ def _add_hessian(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a lossart checkpoint")
     p.add_argument("--out", metavar="DIR", help="write DIR/hessian.{json,pt} (e.g. a run's analyses/) "
                    "instead of beside the checkpoint")  # fmt: skip
-    p.add_argument("--k", type=integer(1, 1000), default=2, help="top eigenpairs (default 2)")
+    from lossart.curvature.config import HessianConfig
+    from lossart.options import add_option_flags
+
+    add_option_flags(p, HessianConfig, ["k"])
     p.add_argument("--smallest", action="store_true",
                    help="also the most negative eigenvalue (negative curvature: a saddle)")
-    p.add_argument("--trace-samples", type=integer(0, 100_000), default=30,
-                   help="Hutchinson probes for the trace (0: no trace; default 30)")
+    add_option_flags(p, HessianConfig, ["trace_samples"])
     p.add_argument("--per-layer", action="store_true", help="top eigenvalue of each layer's block")
     p.add_argument("--density", action="store_true",
                    help="spectral density by stochastic Lanczos quadrature (A.hessian.png)")
-    p.add_argument("--density-probes", type=integer(1, 1000), default=2, help="SLQ probes (default 2)")
-    p.add_argument("--density-steps", type=integer(2, 10_000), default=40, help="SLQ steps per probe (default 40)")
+    add_option_flags(p, HessianConfig, ["density_probes", "density_steps"])
     p.add_argument("--keep-bn", action="store_true", help="include biases and BN parameters")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="start vector and probes (default 0)")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    add_option_flags(p, HessianConfig, ["seed", "dtype"])
     p.add_argument("--recompute", action="store_true", help="ignore a stored result")
     _hessian_flags(p)
     _device_flag(p)
-    p.add_argument("--threads", type=THREADS, help="CPU threads (default: torch's choice)")
+    add_option_flags(p, HessianConfig, ["threads"])
     p.set_defaults(run=_run_hessian)
 
 
 def _run_hessian(args: argparse.Namespace) -> int:
+    from lossart.curvature.config import HessianConfig
     from lossart.curvature.files import hessian_files
-    from lossart.curvature.hessian import HessianConfig
+    from lossart.options import options_from_args
 
     cfg = HessianConfig(
-        k=args.k, subset=args.hessian_subset, ignore=None if args.keep_bn else "biasbn",
-        smallest=args.smallest, trace_samples=args.trace_samples, per_layer=args.per_layer,
-        density=args.density, density_probes=args.density_probes, density_steps=args.density_steps,
-        steps=args.hessian_steps, tol=args.hessian_tol, dtype=args.dtype, seed=args.seed,
-        device=_device(args), threads=args.threads,
+        **options_from_args(HessianConfig, args), ignore=None if args.keep_bn else "biasbn",
+        smallest=args.smallest, per_layer=args.per_layer, density=args.density,
+        device=_device(args),
     )  # fmt: skip
     result, paths, reused = hessian_files(args.checkpoint, cfg, args.out, reuse=not args.recompute)
     print(result.table())
@@ -592,7 +573,9 @@ def _grid_flags(p: argparse.ArgumentParser) -> None:
 
     add_option_flags(p, GridConfig, list(GridConfig.FLAGS))
     _device_flag(p, note="; under torchrun cuda is each rank's local GPU")
-    _dtype_flag(p, "default auto: grid.json's, else by the hardware; kept in grid.json")
+    add_option_flags(p, GridConfig, ["dtype"], defaults={"dtype": "auto"}, helps={"dtype": (
+        f"{DTYPE_HELP}; default auto: grid.json's, else by the hardware; kept in grid.json"
+    )})  # fmt: skip
     p.add_argument("--shard", metavar="i/n", default=None,
                    help="do only shard i of n (scheduler job arrays); any shard assembles finished frames")
     p.add_argument("--overwrite", action="store_true", help="discard existing grids made with other settings")
@@ -604,7 +587,7 @@ def _grid_config(args: argparse.Namespace):
     from lossart.options import options_from_args
 
     return GridConfig(
-        frames=getattr(args, "select_frames", None),
+        select_frames=getattr(args, "select_frames", None),
         device=_device(args),
         shard=args.shard,
         overwrite=args.overwrite,
@@ -656,7 +639,7 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("run_dir", metavar="RUN", help="a curve run folder (or a plane run)")
-    _select_frames_flag(p, f"frame indices: {FRAMES_SPEC} (default: all recorded frames)")
+    _select_frames_flag(p)
     _grid_flags(p)
     p.set_defaults(run=_run_grid)
 
@@ -680,15 +663,13 @@ def _add_plane(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--around", metavar="CKPT",
                    help="instead: Li et al.'s random filter-normalized plane around this one "
                    "checkpoint (a run of kind around)")  # fmt: skip
-    p.add_argument("--seed", type=nonneg_int, default=None, help="--around: the directions' seed (default 0)")
-    p.add_argument("--span", type=real(0.0, 1000.0, lo_open=True), default=None,
-                   help="--around: the window [-span, span]² in units of the directions (default 1)")
+    from lossart.grid.config import AroundPlane
+    from lossart.options import add_option_flags
+
+    add_option_flags(p, AroundPlane, ["seed", "span"])
     p.add_argument("--keep-bn", action="store_true",
                    help="--around: keep bias and BN directions (default: zeroed, as Li et al.)")
-    p.add_argument("--directions", choices=["random", "hessian", "hessian-min"], default=None,
-                   help="--around: random (default): Li et al.'s pair; hessian: the Hessian's top "
-                   "two eigenvectors; hessian-min: the top one against the most negative one "
-                   "(scaled to a filter-normalized direction's length, so --span compares)")
+    add_option_flags(p, AroundPlane, ["directions"])
     _hessian_flags(p, "hessian-")
     p.add_argument("--out", required=True, metavar="RUN", help="the run folder to create (or resume)")
     _weights_flags(p)
@@ -704,13 +685,12 @@ def _run_plane(args: argparse.Namespace) -> int:
         if args.checkpoints:
             raise LossartError("plane: give three checkpoints or --around CKPT, not both")
         (path,) = _checkpoint_files(args, [args.around], args.data)
-        from lossart.curvature.hessian import HessianConfig
+        from lossart.curvature.config import HessianConfig
 
         ignore = None if args.keep_bn else "biasbn"
         seed = 0 if args.seed is None else args.seed
         span = 1.0 if args.span is None else args.span
-        hessian = HessianConfig(subset=args.hessian_subset, steps=args.hessian_steps,
-                                tol=args.hessian_tol, device=_device(args))
+        hessian = HessianConfig(**_hessian_options(args, "hessian-"), device=_device(args))
         summary = around_run(path, args.out, _grid_config(args), seed, span, ignore,
                              args.directions or "random", hessian)  # fmt: skip
         _print_grid_summary(summary)
@@ -741,9 +721,10 @@ def _add_trajectory(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint trained with --snapshots")
     p.add_argument("--out", required=True, metavar="RUN", help="the run folder to create (or resume)")
-    p.add_argument("--components", type=int, default=2,
-                   help="principal directions whose variance share is reported (default 2; the "
-                   "plane is the first two)")  # fmt: skip
+    from lossart.grid.config import TrajectoryConfig
+    from lossart.options import add_option_flags
+
+    add_option_flags(p, TrajectoryConfig)
     p.add_argument("--keep-bn", action="store_true",
                    help="let the directions move biases and BN parameters (default: zeroed, as Li et al.)")
     p.add_argument("--no-centre", action="store_true",
@@ -771,7 +752,8 @@ def _run_trajectory(args: argparse.Namespace) -> int:
 
 @command
 def _add_terrain(sub: argparse._SubParsersAction) -> None:
-    from lossart.format.bundle import DEFAULT_RELIEF, TRANSFORMS
+    from lossart.options import add_option_flags
+    from lossart.terrain.heightfield import TerrainConfig
 
     p = sub.add_parser(
         "terrain",
@@ -782,27 +764,11 @@ def _add_terrain(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_dir", metavar="RUN", help="run folder with grids/ (after `lossart grid`)")
     add = p.add_argument
-    add("--transform", choices=TRANSFORMS, default="log10-excess",
-        help="loss -> height: log10-excess = log10(loss - lowest loss + offset), optima as wells; "
-        "log10 = log10(loss) (default log10-excess)")  # fmt: skip
-    add("--excess-offset", type=real(0.0, 1.0, lo_open=True), default=0.02, metavar="SHARE",
-        help="log10-excess: the offset as a share of the loss span; smaller = deeper wells "
-        "(default 0.02)")  # fmt: skip
-    add("--relief", type=real(0.0, 4.0, lo_open=True), default=DEFAULT_RELIEF, metavar="SHARE",
-        help="drawn height of the relief as a share of the window's width "
-        f"(default {DEFAULT_RELIEF}; lossart render --height-scale multiplies it)")  # fmt: skip
-    add("--sigma", type=real(0.0, 1000.0), default=1.0, help="Gaussian smoothing in grid cells (default 1)")
-    add("--frame-sigma", type=real(0.0, 1000.0), default=0.0, help="smoothing across frames (default 0)")
+    add_option_flags(p, TerrainConfig, ["transform", "excess_offset", "relief", "sigma",
+                                        "frame_sigma"])  # fmt: skip
     cap = p.add_mutually_exclusive_group()
-    cap.add_argument("--loss-cap", type=positive_float, default=None, help="clip losses above this value")
-    cap.add_argument(
-        "--cap-quantile", type=real(0.0, 1.0, lo_open=True), default=None,
-        help="clip at this quantile of the finite losses of all frames, in (0, 1] (default 0.99)",
-    )  # fmt: skip
-    add("--floor", type=positive_float, default=1e-4, help="loss floor before the log (default 1e-4)")
-    add("--upsample", type=integer(1, MAX_UPSAMPLE), default=1,
-        help=f"cubic interpolation to (n-1)*k+1 samples per axis, k <= {MAX_UPSAMPLE}")
-    add("--path-samples", type=integer(2, 100_000), default=200, help="points in each frame's path (default 200)")
+    add_option_flags(cap, TerrainConfig, ["loss_cap", "cap_quantile"])
+    add_option_flags(p, TerrainConfig, ["loss_floor", "upsample", "path_samples"])
     _select_frames_flag(p, f"grid frames to use: {FRAMES_SPEC} (default: all)")
     add("--out", default=None, help="bundle folder (default RUN/terrain)")
     add("--preview", action="store_true", help="also write preview/frame_XXXXX.png maps")
@@ -815,29 +781,20 @@ def _add_terrain(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_terrain(args: argparse.Namespace) -> int:
+    from lossart.options import options_from_args
     from lossart.runs import open_run
     from lossart.terrain.build import build_terrain
     from lossart.terrain.heightfield import TerrainConfig
 
-    config = TerrainConfig(
-        transform=args.transform,
-        excess_offset=args.excess_offset,
-        relief=args.relief,
-        loss_floor=args.floor,
-        loss_cap=args.loss_cap,
-        cap_quantile=None if args.loss_cap is not None else (
-            0.99 if args.cap_quantile is None else args.cap_quantile
-        ),
-        sigma=args.sigma,
-        frame_sigma=args.frame_sigma,
-        upsample=args.upsample,
-        path_samples=args.path_samples,
-    )
+    chosen = options_from_args(TerrainConfig, args)
+    if chosen["loss_cap"] is not None:  # a fixed cap: no quantile (the flags exclude each other)
+        chosen["cap_quantile"] = None
+    config = TerrainConfig(**chosen)
     result = build_terrain(
         args.run_dir,
         config,
         out=args.out,
-        frames=args.select_frames,
+        select_frames=args.select_frames,
         preview=args.preview,
         export_mesh=args.export_mesh,
         mesh_format=args.mesh_format,
@@ -1056,7 +1013,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                       help="with --subject: seed w1 and w2 with these checkpoints (no training)")
     real.add_argument("--curve", metavar="RUN",
                       help="with --subject: seed the curve with this curve run (hard links)")
-    real.add_argument("--threads", type=THREADS, help="with --subject on the CPU: cores to use")
+    _threads_flag(real, "with --subject on the CPU: cores to use")
     real.add_argument("--report", metavar="DIR",
                       help="print the markdown table of stage commands and wall times from "
                       "DIR/demo.json, and exit")
@@ -1154,18 +1111,14 @@ def _add_align(sub: argparse._SubParsersAction) -> None:
                    help="checkpoints of the same model to permute (B, C, ...)")
     p.add_argument("--out", required=True,
                    help="the aligned checkpoint (one MODEL), or a folder for several (OUT/<name>)")
-    p.add_argument("--method", default="weights", choices=["weights", "activations"],
-                   help="weights: weight matching (default); activations: correlation of "
-                   "activations on --subset train examples")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="weights: the order groups are visited")
-    p.add_argument("--max-rounds", type=integer(1, 100_000), default=100,
-                   help="weights: at most this many rounds over all groups (default 100)")
-    p.add_argument("--subset", type=positive_int, default=1000,
-                   help="activations: train examples (fixed, seeded); default 1000")
+    from lossart.alignment.config import AlignConfig
+    from lossart.options import add_option_flags
+
+    add_option_flags(p, AlignConfig)
     _weights_flags(p)
     p.add_argument("--data", help="the data of plain state_dicts (see lossart import)")
     _device_flag(p)
-    p.add_argument("--threads", type=THREADS, help="CPU threads (default: torch's)")
+    _threads_flag(p, "CPU threads (default: torch's)")
     p.set_defaults(run=_run_align)
 
 
@@ -1177,9 +1130,10 @@ def _run_align(args: argparse.Namespace) -> int:
 
         set_process_threads(args.threads)
     ref, *models = _checkpoint_files(args, [args.reference, *args.models], args.data)
-    cfg = AlignConfig(reference=ref, models=tuple(models), out=args.out, method=args.method,
-                      seed=args.seed, max_rounds=args.max_rounds, subset=args.subset,
-                      device=_device(args))  # fmt: skip
+    from lossart.options import options_from_args
+
+    cfg = AlignConfig(reference=ref, models=tuple(models), out=args.out, device=_device(args),
+                      **options_from_args(AlignConfig, args))  # fmt: skip
     result = align_checkpoints(cfg)
     for m in result.models:
         how = "already aligned, kept" if m.reused else f"{m.rounds} round(s), {m.seconds:.1f} s"
@@ -1201,11 +1155,11 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
         "the two endpoints. Writes RUN/analyses/ensemble.{csv,json,png}.",
     )
     p.add_argument("run_dir", metavar="RUN", help="curve run folder (lossart curve)")
-    p.add_argument("--points", type=POINTS, default=21, help="evenly spaced t per path (default 21)")
-    p.add_argument("--subset", type=positive_int, default=2000,
-                   help="train examples (fixed, seeded) for the BN statistics at every point")
-    p.add_argument("--tolerance", type=real(0.0, 1.0), default=0.005,
-                   help="accuracy margin for 'ensembles as well as the endpoints' (default 0.005)")
+    from lossart.analyses.sampling import Matching, PathSampling
+    from lossart.options import add_option_flags
+
+    add_option_flags(p, PathSampling)
+    add_option_flags(p, Matching)
     _device_flag(p)
     p.set_defaults(run=_run_ensemble)
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from lossart.errors import LossartError
+from lossart.options import Threads
 
 DEVICE_CHOICES = "cpu, cuda, cuda:N or auto"  # the CLI's --device help lists the same
 
@@ -65,8 +66,7 @@ def cpu_threads(threads: int | None, device: Any = "cpu", small: bool = False) -
     old = torch.get_num_threads()
     if threads is None and small and str(device).startswith("cpu"):
         threads = 1
-    if threads is not None and threads < 1:
-        raise LossartError(f"--threads: expected a whole number >= 1, got {threads}")
+    Threads(threads)  # the one declaration of its range (lossart.options)
     if threads:
         torch.set_num_threads(threads)
     try:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from lossart.errors import LossartError
+from lossart.options import OptionError
 
 if TYPE_CHECKING:  # torch is imported where it is used: the CLI's parser reads DTYPES without it
     import torch
@@ -53,7 +54,7 @@ def resolve_dtype(name: str | None, device: torch.device | str, quiet: bool = Fa
 
     name = "auto" if name is None else str(name)
     if name not in DTYPES:
-        raise LossartError(f"--dtype {name!r}: expected one of {', '.join(DTYPES)}")
+        raise OptionError("dtype", name, f"expected one of {', '.join(DTYPES)}", "--dtype")
     device = torch.device(device)
     if name == "tf32" and device.type != "cuda":
         raise LossartError("--dtype tf32 needs a CUDA device (TF32 is an NVIDIA tensor-core format)")
@@ -77,7 +78,7 @@ def precision(dtype: str, device: torch.device) -> Iterator[None]:
     import torch
 
     if dtype not in DTYPES or dtype == "auto":
-        raise LossartError(f"--dtype {dtype!r}: expected float32, tf32 or bfloat16 here")
+        raise OptionError("dtype", dtype, "expected float32, tf32 or bfloat16 here", "--dtype")
     if dtype == "tf32" and device.type != "cuda":
         raise LossartError("--dtype tf32 needs a CUDA device (TF32 is an NVIDIA tensor-core format)")
     if dtype == "bfloat16":

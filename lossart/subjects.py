@@ -233,7 +233,7 @@ def run_subject(cfg: SubjectConfig,
         stages.ensemble(video, EnsembleOptions(s.eval_points, s.ensemble_subset, cfg.device)),
         stages.grid("video-grid", video, grid),
         stages.grid("still-grid", still, replace(
-            grid, frames=str(s.frames - 1), resolution=s.still_resolution, subset=s.subset,
+            grid, select_frames=str(s.frames - 1), resolution=s.still_resolution, subset=s.subset,
             adaptive=s.still_adaptive), share_from=video),
         stages.terrain("video-terrain", video, TerrainConfig(frame_sigma=s.frame_sigma)),
         stages.terrain("still-terrain", still, TerrainConfig()),

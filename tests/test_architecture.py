@@ -21,7 +21,7 @@ STAGES = (
     ("format", ("lossart.format",)),
     ("core", ("lossart", "lossart.errors", "lossart.atomic", "lossart.progress", "lossart.runs",
               "lossart.locks", "lossart.checks", "lossart.swap", "lossart.interrupts",
-              "lossart.options")),
+              "lossart.options", "lossart.frame_selection")),
     ("data", ("lossart.data",)),
     ("models", ("lossart.models",)),
     ("geometry", ("lossart.geometry",)),
@@ -309,6 +309,104 @@ def test_declared_options_have_one_range():
                         if isinstance(arg, ast.Constant) and arg.value in flags:
                             bad.append(f"{other}.{fn.name}: add_argument({arg.value!r}) again")
     assert not bad, "option ranges written twice:\n" + "\n".join(bad)
+
+
+#: Modules whose range checks still name flags, each with the reason; empty once they move.
+RANGES_PENDING = {
+    # DemoSettings moves with the one pipeline driver (lossart.demo / subjects, another branch)
+    "lossart.demo": "the demo's settings join the pipeline driver",
+}
+
+
+def _flag_text(node: ast.AST | None) -> str | None:
+    """The leading text of a string or f-string argument (where a message names a flag)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+        return str(node.values[0].value)
+    return None
+
+
+def range_checks_naming_flags(tree: ast.AST, flags: set[str]) -> list[tuple[int, str]]:
+    """`check_number("--x", ...)` anywhere, and `LossartError("--x ...: expected ...")` for a
+    declared option's flag: a range written beside its declaration, in the CLI's words."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        text = _flag_text(node.args[0]) or ""
+        if name == "check_number" and text.startswith("--"):
+            found.append((node.lineno, text))
+        elif name == "LossartError" and text.startswith("--"):
+            flag = text.split()[0].rstrip(":")
+            whole = ast.unparse(node.args[0])
+            if flag in flags and "expected" in whole:
+                found.append((node.lineno, flag))
+    return found
+
+
+def test_no_range_is_written_twice():
+    """The library's range checks are the declared options' (lossart.options): no module outside
+    the CLI checks a range under a flag's name, so no option's range is written in two places."""
+    flags = set().union(*(f for _, f in declared_flags().values()))
+    assert {"--lr", "--select-frames", "--floor", "--points"} <= flags
+    bad = []
+    for mod, path in all_modules().items():
+        if mod in ("lossart.cli", *RANGES_PENDING) or mod.startswith(ADDON):
+            continue
+        for line, flag in range_checks_naming_flags(ast.parse(path.read_text()), flags):
+            bad.append(f"{mod}:{line}: {flag}")
+    assert not bad, "ranges checked under a flag's name (declare them, name the field):\n" + "\n".join(bad)
+
+
+def test_the_range_checker_sees_both_spellings():
+    tree = ast.parse(
+        'check_number("--k", k, 1)\n'
+        'raise LossartError(f"--lr {lr}: expected a number > 0")\n'
+        'raise LossartError(f"--out {p}: is a folder")\n'
+        'raise LossartError(f"lr {lr}: expected a number > 0")\n'
+    )
+    assert range_checks_naming_flags(tree, {"--lr", "--out"}) == [(1, "--k"), (2, "--lr")]
+
+
+def test_every_declared_option_generates_its_flag():
+    """Each config's declared options (those with a flag) are flags of the command line, made by
+    add_option_flags from the declaration (its actions remember the option), not by hand."""
+    import argparse
+
+    from lossart.cli import build_parser
+    from lossart.options import cli_options
+
+    generated: set[tuple[str, str]] = set()
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if hasattr(action, "lossart_option"):
+                generated.add(action.lossart_option)
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+
+    walk(build_parser())
+    configs = declared_flags()
+    assert {"TrainConfig", "CurveConfig", "CurveSpec", "GridConfig", "TerrainConfig",
+            "HessianConfig", "AlignConfig", "PathSampling"} <= set(configs)  # fmt: skip
+    missing = []
+    for name, (mod, _) in configs.items():
+        import importlib
+
+        cls = getattr(importlib.import_module(mod), name)
+        missing += [f"{name}.{o}" for o in cli_options(cls) if (name, o) not in generated]
+    assert not missing, f"declared options without a generated flag: {missing}"
+
+
+def test_the_grid_driver_stays_short():
+    """`_grid_run` is the one driver of a grid (the issue: under 60 lines): the merging and
+    checking live in GridConfig's declared options and resolve_options, not in it."""
+    tree = ast.parse((ROOT / "grid" / "run_grid.py").read_text())
+    (fn,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_grid_run"]
+    assert fn.end_lineno - fn.lineno + 1 < 60
 
 
 def test_one_thread_policy():

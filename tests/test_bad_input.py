@@ -710,16 +710,16 @@ def _raises(fn: Callable[[], object], names: str) -> None:
 @pytest.mark.parametrize(
     "make, names",
     [
-        (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(lr=float("nan")), "--lr"),
-        (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(momentum=5.0), "--momentum"),
-        (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(threads=0), "--threads"),
+        (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(lr=float("nan")), "lr nan"),
+        (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(momentum=5.0), "momentum 5.0"),
+        (lambda: __import__("lossart.training.endpoints", fromlist=["x"]).TrainConfig(threads=0), "threads 0"),
         (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(margin=float("inf")), "margin inf"),
         (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(batch_points=0), "batch_points 0"),
         (lambda: __import__("lossart.grid.run_grid", fromlist=["x"]).GridConfig(resolution=(0, 0)), "resolution (0, 0)"),
-        (lambda: __import__("lossart.terrain.heightfield", fromlist=["x"]).TerrainConfig(cap_quantile=0.0), "--cap-quantile"),
-        (lambda: __import__("lossart.terrain.heightfield", fromlist=["x"]).TerrainConfig(upsample=100000), "--upsample"),
+        (lambda: __import__("lossart.terrain.heightfield", fromlist=["x"]).TerrainConfig(cap_quantile=0.0), "cap_quantile 0.0"),
+        (lambda: __import__("lossart.terrain.heightfield", fromlist=["x"]).TerrainConfig(upsample=100000), "upsample 100000"),
         (lambda: __import__("lossart.training.curve", fromlist=["x"]).CurveConfig(
-            w1="a", w2="b", out="c", init_noise=float("nan")).check(), "--init-noise"),
+            w1="a", w2="b", out="c", init_noise=float("nan")), "init_noise nan"),
         (lambda: __import__("lossart.demo", fromlist=["x"]).DemoSettings(resolution=0), "--resolution"),
     ],
     ids=["train-lr", "train-momentum", "train-threads", "grid-margin", "grid-batch", "grid-res",
@@ -749,7 +749,7 @@ def test_library_calls_check_outputs_and_weights(ws: Path) -> None:
 
     nan_endpoint(ws)
     _raises(lambda: load_checkpoint(ws / "nan.pt"), "nan.pt")
-    _raises(lambda: ensemble_run(ws / "run", subset=0), "--subset")
+    _raises(lambda: ensemble_run(ws / "run", subset=0), "subset 0")
     _raises(lambda: render_still(ws / "run", ws / "adir", look=Look()), "adir")
     _raises(lambda: render_still(ws / "run", ws / "s.png", blender=str(ws / "file.txt")), "--blender")
 

@@ -100,7 +100,7 @@ def test_frame_steps_uniform_and_log():
             assert all(a < b for a, b in pairwise(steps))
     log = frame_steps(1000, 10, "log")
     assert log[1] == 1 and log[2] - log[1] < log[-1] - log[-2]  # dense early, sparse late
-    with pytest.raises(LossartError, match="--frames 12"):
+    with pytest.raises(LossartError, match="^frames 12: more than the 11 steps"):
         frame_steps(10, 12)
 
 
@@ -230,7 +230,7 @@ def test_refusals_are_one_line(endpoints, tmp_path, capsys):
     with pytest.raises(LossartError, match="--data 'blobs2d' has"):
         train_curve(_cfg(endpoints, tmp_path / "g", data="blobs2d"))
     # frames beyond the number of steps
-    with pytest.raises(LossartError, match="--frames"):
+    with pytest.raises(LossartError, match="^frames 1000: more than the"):
         train_curve(_cfg(endpoints, tmp_path / "d", frames=1000))
     assert not (tmp_path / "d").exists()
     # an existing curve run asked with other settings

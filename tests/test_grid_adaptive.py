@@ -35,7 +35,7 @@ from lossart.runs import Run
 
 TOL = 3e-4  # in log10 loss (the "log10" criterion; the kill test uses the default "picture")
 SMALL = dict(
-    resolution=(33, 33), subset=16, tile_rows=1, frames="0", quiet=True, adaptive_criterion="log10"
+    resolution=(33, 33), subset=16, tile_rows=1, select_frames="0", quiet=True, adaptive_criterion="log10"
 )
 PICTURE_TOL = 0.01  # a share of the relief
 
@@ -100,7 +100,7 @@ def test_adaptive_equals_the_full_grid_where_evaluated(tmp_path):
     manifest = build_terrain(run.root).manifest
     assert len(manifest["frames"]) == 1 and manifest["frames"][0]["nonfinite"] == 0
     # A rerun does nothing; a rerun with another tolerance is refused unless --overwrite.
-    again = grid_run(run.root, GridConfig(frames="0", quiet=True))
+    again = grid_run(run.root, GridConfig(select_frames="0", quiet=True))
     assert again.points_computed == 0 and again.assembled == [] and again.adaptive == s.adaptive
     with pytest.raises(LossartError, match=r"adaptive 0\.0003 vs 0\.001.*--overwrite"):
         grid_run(run.root, GridConfig(quiet=True, adaptive=1e-3))
@@ -156,12 +156,12 @@ def test_a_grid_from_before_the_criterion_resumes_in_log10(tmp_path):
     del spec["adaptive_criterion"]
     path.write_text(json.dumps(spec))
     (run.grids / "frame_00000.npz").unlink()  # interrupted before assembly
-    for cfg in (GridConfig(frames="0", quiet=True), GridConfig(frames="0", quiet=True, adaptive=TOL)):
+    for cfg in (GridConfig(select_frames="0", quiet=True), GridConfig(select_frames="0", quiet=True, adaptive=TOL)):
         again = grid_run(run.root, cfg)
         assert again.points_computed == 0 and again.adaptive == first.adaptive
         assert again.spec["adaptive_criterion"] == {"kind": "log10"}
     with pytest.raises(LossartError, match="adaptive_criterion.*--overwrite"):
-        grid_run(run.root, GridConfig(frames="0", quiet=True, adaptive_criterion="picture"))
+        grid_run(run.root, GridConfig(select_frames="0", quiet=True, adaptive_criterion="picture"))
 
 
 def test_two_shards_give_the_frame_of_one_process(tmp_path):

@@ -160,7 +160,7 @@ def test_bad_device_and_dtype_are_one_line_errors(setup):
             engine_for(setup, dtype="tf32")
     with pytest.raises(LossartError, match="--device 'tpu7'"):
         resolve_device("tpu7")
-    with pytest.raises(LossartError, match="--dtype 'float16'"):
+    with pytest.raises(LossartError, match="^dtype 'float16'"):
         engine_for(setup, dtype="float16")
     e = engine_for(setup)
     with pytest.raises(LossartError, match="plane origin has shape"):

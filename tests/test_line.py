@@ -76,5 +76,5 @@ def test_line_cli_prints_the_barrier(checkpoints, tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "barrier (train loss):" in out and "line.json" in out
-    with pytest.raises(LossartError, match="--points: expected at least 2, got 1"):
+    with pytest.raises(LossartError, match=r"^points 1: expected a whole number in \[2, 100000\]$"):
         line_points(a, b, points=1)

@@ -4,6 +4,7 @@ the merge with what a run recorded."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -82,4 +83,45 @@ def test_grid_config_merges_with_grid_json_through_the_declaration():
     fresh = resolve_options(GridConfig(), None)
     assert fresh["resolution"] == (41, 41) and fresh["aspect"] == DEFAULT_ASPECT
     assert fresh["split"] == "train" and fresh["margin"] == 0.2
-    assert fresh["dtype"] is None  # the precision is resolved once per grid, not merged here
+    # the precision is chosen once per grid: a recorded grid keeps its own unless another is
+    # asked (auto asks for nothing new); a new grid's library default is float32
+    assert fresh["dtype"] == "float32" and got["dtype"] == "float32"
+    assert resolve_options(GridConfig(dtype="auto"), recorded_options(old))["dtype"] == "float32"
+    assert resolve_options(GridConfig(dtype="auto"), None)["dtype"] == "auto"
+    assert resolve_options(GridConfig(dtype="bfloat16"), recorded_options(old))["dtype"] == "bfloat16"
+    # the adaptive criterion: asked, else grid.json's record where it was adaptive, else picture
+    assert fresh["adaptive_criterion"] == "picture"
+    adaptive = dataclasses.replace(old, adaptive=0.01, adaptive_criterion={"kind": "log10"})
+    assert resolve_options(GridConfig(), recorded_options(adaptive))["adaptive_criterion"] == {
+        "kind": "log10"
+    }
+
+
+def test_none_only_where_declared_and_counts_are_whole():
+    """A field annotated without `| None` refuses None; an int option refuses 2.0 (it would
+    reach range() and tensor shapes)."""
+
+    @dataclass
+    class Counts:
+        steps: int = option(5, help="steps", lo=1)
+        maybe: float | None = option(0.5, help="a share or none", lo=0.0)
+
+        def __post_init__(self) -> None:
+            check_options(self)
+
+    with pytest.raises(OptionError, match="^steps None: expected a value"):
+        Counts(steps=None)
+    with pytest.raises(OptionError, match=r"^steps 2.0: expected a whole number >= 1$"):
+        Counts(steps=2.0)
+    assert Counts(maybe=None).maybe is None
+
+
+def test_a_prefix_and_a_command_default_for_another_config_flags():
+    parser = argparse.ArgumentParser(prog="x", exit_on_error=False)
+    add_option_flags(parser, Config, ["count"], prefix="probe-", defaults={"count": 9})
+    args = parser.parse_args([])
+    assert args.probe_count == 9
+    assert options_from_args(Config, parser.parse_args(["--probe-count", "2"]), ["count"],
+                             prefix="probe-") == {"count": 2}  # fmt: skip
+    action = parser._option_string_actions["--probe-count"]
+    assert action.lossart_option == ("Config", "count")

@@ -137,7 +137,7 @@ def test_auto_resolves_by_the_hardware(monkeypatch, capsys):
     assert err == ["lossart: --dtype auto: float32 (this CPU has no AMX bfloat16 units)"]
     assert resolve_dtype("float32", cpu) == "float32" and resolve_dtype("bfloat16", cpu) == "bfloat16"
     assert resolve_dtype(None, cpu) == "float32"  # None means auto
-    with pytest.raises(LossartError, match="--dtype 'float16'"):
+    with pytest.raises(LossartError, match="^dtype 'float16'"):
         resolve_dtype("float16", cpu)
     if not torch.cuda.is_available():
         with pytest.raises(LossartError, match="tf32 needs a CUDA device"):
@@ -147,25 +147,25 @@ def test_auto_resolves_by_the_hardware(monkeypatch, capsys):
 def test_auto_is_recorded_in_grid_json_and_kept_on_resume(tmp_path, monkeypatch):
     run = make_curve_run(tmp_path / "run")
     with_bf16_units(monkeypatch)
-    s = grid_run(run.root, GridConfig(**SMALL, frames="0", dtype="auto"))
+    s = grid_run(run.root, GridConfig(**SMALL, select_frames="0", dtype="auto"))
     assert "bfloat16" in s.engine
     spec = json.loads((run.grids / "grid.json").read_text())
     assert spec["dtype"] == "bfloat16"
     # A later session on a machine that would resolve auto differently keeps the run's choice.
     no_bf16_units(monkeypatch)
-    s = grid_run(run.root, GridConfig(frames="1", dtype="auto"))
+    s = grid_run(run.root, GridConfig(select_frames="1", dtype="auto"))
     assert "bfloat16" in s.engine
     assert json.loads((run.grids / "grid.json").read_text())["dtype"] == "bfloat16"
     assert np.isfinite(load_frame_grid(run, 1).loss).all()
     # float32 is one flag away: asking for it on a bfloat16 grid is refused in one line.
     with pytest.raises(LossartError, match="dtype bfloat16 vs float32"):
-        grid_run(run.root, GridConfig(frames="2", dtype="float32"))
+        grid_run(run.root, GridConfig(select_frames="2", dtype="float32"))
 
 
 def test_auto_falls_back_to_float32_with_a_note(tmp_path, monkeypatch, capsys):
     run = make_curve_run(tmp_path / "run")
     no_bf16_units(monkeypatch)
-    s = grid_run(run.root, GridConfig(**SMALL, frames="0", dtype="auto"))
+    s = grid_run(run.root, GridConfig(**SMALL, select_frames="0", dtype="auto"))
     assert "float32" in s.engine
     assert json.loads((run.grids / "grid.json").read_text())["dtype"] == "float32"
     notes = [ln for ln in capsys.readouterr().err.splitlines() if "--dtype auto" in ln]
@@ -174,7 +174,7 @@ def test_auto_falls_back_to_float32_with_a_note(tmp_path, monkeypatch, capsys):
     # default is auto): a GridConfig without a dtype is an exact grid.
     with_bf16_units(monkeypatch)
     run2 = make_curve_run(tmp_path / "run2")
-    grid_run(run2.root, GridConfig(**SMALL, frames="0"))
+    grid_run(run2.root, GridConfig(**SMALL, select_frames="0"))
     assert json.loads((run2.grids / "grid.json").read_text())["dtype"] == "float32"
 
 

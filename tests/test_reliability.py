@@ -464,12 +464,12 @@ def test_a_resumed_grid_says_it_resumes(tmp_path, capsys):
 
     run = make_curve_run(tmp_path / "run")
     cfg = dict(resolution=(4, 4), subset=16, tile_rows=1, quiet=True)
-    grid_run(run.root, GridConfig(frames="0", **cfg))
+    grid_run(run.root, GridConfig(select_frames="0", **cfg))
     assert "resuming" not in capsys.readouterr().err  # nothing was there to resume
-    grid_run(run.root, GridConfig(frames="0:2", **cfg))
+    grid_run(run.root, GridConfig(select_frames="0:2", **cfg))
     err = capsys.readouterr().err
     assert "lossart: resuming: 4/8 tiles already done" in err
-    grid_run(run.root, GridConfig(frames="0:2", **cfg))
+    grid_run(run.root, GridConfig(select_frames="0:2", **cfg))
     assert "resuming" not in capsys.readouterr().err  # all done: nothing resumed
 
 

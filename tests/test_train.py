@@ -42,7 +42,7 @@ def test_cosine_and_constant_schedules():
     assert learning_rate("cosine", 0.2, 0.5) == pytest.approx(0.1)
     assert learning_rate("cosine", 0.2, 1.0) == pytest.approx(0.0, abs=1e-12)
     assert learning_rate("constant", 0.2, 0.7) == 0.2
-    with pytest.raises(LossartError, match="--schedule"):
+    with pytest.raises(LossartError, match="^schedule 'step': expected one of garipov"):
         learning_rate("step", 0.1, 0.5)
 
 

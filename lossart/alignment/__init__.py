@@ -5,39 +5,32 @@
 `align_checkpoints(AlignConfig)` does all of it for checkpoint files (`lossart align`).
 """
 
-from lossart.alignment.checkpoints import AlignConfig, Aligned, AlignResult, align_checkpoints
-from lossart.alignment.groups import (
-    Group,
-    PermutationSpec,
-    UnsupportedOp,
-    derive_spec,
-    identity_perms,
-    inverse,
-    permute_state_dict,
-    random_perms,
-)
-from lossart.alignment.matching import (
-    MatchConfig,
-    MatchResult,
-    activation_matching,
-    weight_matching,
-)
+import importlib
 
-__all__ = [
-    "AlignConfig",
-    "AlignResult",
-    "Aligned",
-    "Group",
-    "MatchConfig",
-    "MatchResult",
-    "PermutationSpec",
-    "UnsupportedOp",
-    "activation_matching",
-    "align_checkpoints",
-    "derive_spec",
-    "identity_perms",
-    "inverse",
-    "permute_state_dict",
-    "random_perms",
-    "weight_matching",
-]
+_WHERE = {
+    "AlignConfig": "config",
+    "Aligned": "checkpoints",
+    "AlignResult": "checkpoints",
+    "align_checkpoints": "checkpoints",
+    "Group": "groups",
+    "PermutationSpec": "groups",
+    "UnsupportedOp": "groups",
+    "derive_spec": "groups",
+    "identity_perms": "groups",
+    "inverse": "groups",
+    "permute_state_dict": "groups",
+    "random_perms": "groups",
+    "MatchConfig": "matching",
+    "MatchResult": "matching",
+    "activation_matching": "matching",
+    "weight_matching": "matching",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> object:
+    """Each name loads its module on first use, so that `.config` (what the command line
+    builds its flags from) imports without torch."""
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,10 +21,11 @@ from typing import Any
 
 import torch
 
+from lossart.alignment.config import METHODS, AlignConfig  # noqa: F401  (importable here)
 from lossart.alignment.groups import PermutationSpec, derive_spec, permute_state_dict
 from lossart.alignment.matching import MatchConfig, activation_matching, weight_matching
 from lossart.atomic import write_json
-from lossart.checks import check_number, output_dir, output_file
+from lossart.checks import output_dir, output_file
 from lossart.data import eval_subset, load_dataset
 from lossart.errors import LossartError
 from lossart.models import create_model
@@ -32,27 +33,9 @@ from lossart.progress import progress
 from lossart.runs import now_iso, sha256_file
 from lossart.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
-METHODS = ("weights", "activations")
 PERM_FORMAT = "lossart-permutation"
 PERM_SUFFIX = ".perm.json"
 PARTIAL_SUFFIX = ".perm.partial.json"
-
-
-@dataclass(frozen=True)
-class AlignConfig:
-    """Align `models` to `reference`. `out`: the output file for one model, a folder for several
-    (each written as OUT/<stem>.pt). `subset`, `batch_size`: the train examples activation
-    matching runs on."""
-
-    reference: str
-    models: tuple[str, ...]
-    out: str
-    method: str = "weights"
-    seed: int = 0
-    max_rounds: int = 100
-    subset: int = 1000
-    batch_size: int = 250
-    device: str = "cpu"
 
 
 @dataclass
@@ -116,10 +99,6 @@ def model_spec_groups(ckpt: Checkpoint, where: str) -> PermutationSpec:
 
 def align_checkpoints(config: AlignConfig) -> AlignResult:
     """Align every model of `config` to its reference; see the module docstring."""
-    if config.method not in METHODS:
-        raise LossartError(f"--method {config.method!r}: choose one of {', '.join(METHODS)}")
-    check_number("--max-rounds", config.max_rounds, 1, optional=False)
-    check_number("--subset", config.subset, 1, optional=False)
     if not config.models:
         raise LossartError("align: give the reference and at least one model to align to it")
     outs = outputs(config)

@@ -16,11 +16,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lossart.analyses.sampling import Matching, PathSampling
 from lossart.atomic import atomic_path, write_json
-from lossart.checks import check_number
 from lossart.data import eval_subset, load_dataset
 from lossart.devices import resolve_device
-from lossart.errors import LossartError
 from lossart.evaluation import ExactBN
 from lossart.geometry.curves import curve_points, segment_points
 from lossart.progress import progress
@@ -52,7 +51,7 @@ class EnsembleResult:
     def first_t_matching(self, path: str = "curve", tolerance: float = 0.0) -> float | None:
         """The smallest t > 0 at which the path's ensemble accuracy comes within `tolerance` of the
         endpoint ensemble (the seed: about t = 0.3 for a trained curve); None if it never does."""
-        check_number("--tolerance", tolerance, 0.0, 1.0, optional=False)
+        Matching(tolerance)
         for p in getattr(self, path)[1:]:
             if p.ensemble_acc + tolerance >= self.endpoint_ensemble_acc:
                 return p.t
@@ -96,8 +95,7 @@ def ensemble_along_paths(
     seed: int = 0,
 ) -> EnsembleResult:
     """Ensemble of w1 with φ(t) along the trained curve and the segment (no files written)."""
-    if points < 2:
-        raise LossartError(f"--points: expected at least 2, got {points}")
+    PathSampling(points, subset)
     ds = load_dataset(curve_run.data_spec)
     device = resolve_device(device)
     train_x, _ = eval_subset(ds, "train", subset, seed=seed, device=device)
@@ -143,8 +141,7 @@ def ensemble_run(
     seed: int = 0,
 ) -> EnsembleResult:
     """Evaluate ensembles along a finished curve run; write RUN/analyses/ensemble.{csv,json,png}."""
-    check_number("--points", points, 2, optional=False)
-    check_number("--subset", subset, 1)  # 0 gave a wrong endpoint-ensemble accuracy
+    PathSampling(points, subset)  # a subset of 0 gave a wrong endpoint-ensemble accuracy
     run = run if isinstance(run, Run) else open_run(run)
     result = ensemble_along_paths(load_curve_run(run), points, subset, device, seed)
     out = run.analyses

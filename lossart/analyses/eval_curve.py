@@ -22,11 +22,10 @@ from pathlib import Path
 
 import torch
 
+from lossart.analyses.sampling import PathSampling
 from lossart.atomic import atomic_path, write_json
-from lossart.checks import check_number
 from lossart.data import eval_subset, load_dataset
 from lossart.devices import cpu_threads, resolve_device
-from lossart.errors import LossartError
 from lossart.evaluation import ExactBN
 from lossart.geometry.curves import curve_points, segment_points
 from lossart.progress import progress
@@ -106,10 +105,7 @@ def evaluate_paths(
     bends: torch.Tensor | None = None,
 ) -> CurveEvaluation:
     """Both paths of a curve run at `points` evenly spaced t (no files written)."""
-    if points < 2:
-        raise LossartError(f"--points: expected at least 2, got {points}")
-    if subset is not None and subset < 2:
-        raise LossartError(f"--subset: expected at least 2 examples, got {subset}")
+    PathSampling(points, subset)
     ds = load_dataset(curve_run.data_spec)
     device = resolve_device(device)
     train = eval_subset(ds, "train", subset, seed=seed, device=device)
@@ -158,8 +154,7 @@ def evaluate_curve_run(
     `threads`: CPU threads; None means 1 for the built-in data on CPU (measured 17 s against 44 s
     for the default 21 points of a smallcnn run on two shared cores), torch's default otherwise.
     """
-    check_number("--points", points, 2, optional=False)
-    check_number("--subset", subset, 1)
+    PathSampling(points, subset)
     run = run if isinstance(run, Run) else open_run(run)
     cr = load_curve_run(run)
     with cpu_threads(threads, device, cr.data_spec.kind == "builtin"):

@@ -24,8 +24,10 @@ from lossart.geometry.curves import curve_points
 from lossart.geometry.plane import Plane, control_points_2d
 from lossart.geometry.weights import ParamLayout
 from lossart.grid import list_frame_grids, load_frame_grid
+from lossart.grid.config import GridConfig
 from lossart.grid.engine import EngineConfig, GridEngine
 from lossart.grid.planes import curve_window, frame_plane
+from lossart.options import check_value
 from lossart.runs import Run, open_run
 from lossart.terrain.curve2d import curve_polyline
 from lossart.training.curve_run import CurveRun, load_curve_run
@@ -91,10 +93,7 @@ def function_diversity(
     final frame (`lossart grid`'s own grid is used where it has one)."""
     if isinstance(resolution, int):
         resolution = (resolution, resolution)
-    if min(resolution) < 2:
-        raise LossartError(
-            f"--resolution {resolution[0]}x{resolution[1]}: expected at least 2 points per side"
-        )
+    check_value(GridConfig, "resolution", tuple(resolution))  # the grid's one declaration
     ds = load_dataset(curve_run.data_spec)
     if ds.task != "regression" or tuple(ds.input_shape) != (1,):
         raise LossartError(

@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 from lossart.analyses.eval_curve import PathEval, PointEval
+from lossart.analyses.sampling import PathSampling
 from lossart.atomic import atomic_path, write_json
-from lossart.checks import check_number, output_dir
+from lossart.checks import output_dir
 from lossart.data import eval_subset, load_dataset
 from lossart.devices import cpu_threads, resolve_device
-from lossart.errors import LossartError
 from lossart.evaluation import ExactBN
 from lossart.geometry.curves import segment_points
 from lossart.geometry.weights import ParamLayout
@@ -68,10 +68,7 @@ def line_points(
     seed: int = 0,
 ) -> LineEvaluation:
     """The line from checkpoint `a` to checkpoint `b` at `points` evenly spaced t (no files)."""
-    if points < 2:
-        raise LossartError(f"--points: expected at least 2, got {points}")
-    if subset is not None and subset < 2:
-        raise LossartError(f"--subset: expected at least 2 examples, got {subset}")
+    PathSampling(points, subset)
     ca = load_checkpoint(a)
     cb = load_checkpoint(b, expect_model=ca.model)
     ds = load_dataset(ca.data)
@@ -117,8 +114,7 @@ def evaluate_line(
     `threads` as for `lossart eval-curve`: None means 1 for the built-in data on CPU.
     """
     output_dir(out)
-    check_number("--points", points, 2, optional=False)
-    check_number("--subset", subset, 1)
+    PathSampling(points, subset)
     builtin = load_checkpoint(a).data.kind == "builtin"
     with cpu_threads(threads, device, builtin):
         result = line_points(a, b, points, subset, device, seed)

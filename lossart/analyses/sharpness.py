@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
+from lossart.analyses.sampling import PathSampling
 from lossart.atomic import atomic_path, write_json
-from lossart.checks import check_number
 from lossart.curvature import HessianConfig, hessian_of
 from lossart.data import eval_subset, load_dataset
 from lossart.devices import cpu_threads, resolve_device
@@ -64,7 +64,7 @@ def sharpness_along(
     show_progress: bool = True,
 ) -> Sharpness:
     """λ_max at `points` evenly spaced t on both paths of a finished curve run (no files)."""
-    check_number("--sharpness-points", points, 2, optional=False)
+    PathSampling(points=points)
     cfg = dataclasses.replace(config or HessianConfig(), k=1, trace_samples=0, smallest=False,
                               per_layer=False, density=False).check()  # fmt: skip
     run = run if isinstance(run, Run) else open_run(run)

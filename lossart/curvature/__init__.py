@@ -4,26 +4,28 @@ A stage of its own between training and grid, so that `lossart plane --around --
 hessian` (grid) and `eval-curve --sharpness` (analyses) both use it.
 """
 
-from lossart.curvature.hessian import (
-    HessianConfig,
-    HessianResult,
-    axis_scale,
-    hessian_at,
-    hessian_of,
-    plane_axes,
-)
-from lossart.curvature.lanczos import hutchinson_trace, lanczos, slq_density
-from lossart.curvature.operator import HessianOperator
+import importlib
 
-__all__ = [
-    "HessianConfig",
-    "HessianOperator",
-    "HessianResult",
-    "axis_scale",
-    "hessian_at",
-    "hessian_of",
-    "hutchinson_trace",
-    "lanczos",
-    "plane_axes",
-    "slq_density",
-]
+#: Where each name lives. `lanczos` itself is `lossart.curvature.lanczos.lanczos`: once that
+#: module is loaded, the package's `lanczos` is the module (a lazy package cannot shadow it).
+
+_WHERE = {
+    "HessianConfig": "config",
+    "HessianResult": "hessian",
+    "axis_scale": "hessian",
+    "hessian_at": "hessian",
+    "hessian_of": "hessian",
+    "plane_axes": "hessian",
+    "hutchinson_trace": "lanczos",
+    "slq_density": "lanczos",
+    "HessianOperator": "operator",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> object:
+    """Each name loads its module on first use, so that `.config` (what the command line
+    builds its flags from) imports without torch."""
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

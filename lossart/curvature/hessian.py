@@ -23,65 +23,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from lossart.checks import check_number
+from lossart.curvature.config import HessianConfig  # noqa: F401  (importable from here)
 from lossart.curvature.lanczos import Density, hutchinson_trace, lanczos, slq_density
-from lossart.curvature.operator import DTYPES, HessianOperator
+from lossart.curvature.operator import HessianOperator
 from lossart.data import eval_subset, load_dataset
 from lossart.devices import cpu_threads, resolve_device
 from lossart.errors import LossartError
-from lossart.geometry.directions import IGNORE
 from lossart.geometry.trajectory import filter_mask
 from lossart.geometry.weights import ParamLayout
 from lossart.progress import progress
 from lossart.training.checkpoint import load_checkpoint
-
-
-@dataclass(frozen=True)
-class HessianConfig:
-    """What to compute and on which subset (the fields before `device` decide the numbers)."""
-
-    k: int = 2  # top eigenpairs (the Hessian plane needs 2)
-    subset: int | None = 512  # train examples of the fixed evaluation subset (None: all)
-    subset_seed: int = 0
-    ignore: str | None = "biasbn"  # "biasbn": biases and BN held fixed, as random planes do
-    smallest: bool = False  # also the most negative eigenvalue
-    trace_samples: int = 30  # Hutchinson probes (0: no trace)
-    per_layer: bool = False  # top eigenvalue of each parameter tensor's block
-    density: bool = False  # stochastic Lanczos quadrature
-    density_probes: int = 2
-    density_steps: int = 40
-    steps: int = 80  # most Lanczos products for the top-k (and smallest)
-    layer_steps: int = 20  # most products per layer block
-    tol: float = 1e-3  # residual |Hx - λx| / λ_max at which Ritz pairs count as converged
-    dtype: str = "float32"
-    seed: int = 0  # start vector and probes
-    device: str = "cpu"
-    threads: int | None = None
-
-    def check(self) -> HessianConfig:
-        check_number("--k", self.k, 1, optional=False)
-        check_number("--subset", self.subset, 2)
-        check_number("--steps", self.steps, 2, optional=False)
-        check_number("--layer-steps", self.layer_steps, 1, optional=False)
-        check_number("--density-probes", self.density_probes, 1, optional=False)
-        check_number("--density-steps", self.density_steps, 2, optional=False)
-        check_number("--trace-samples", self.trace_samples, 0, optional=False)
-        if self.trace_samples == 1:
-            raise LossartError("--trace-samples 1: expected 0 (no trace) or at least 2")
-        if not 0 < self.tol < 1:
-            raise LossartError(f"--tol {self.tol}: expected a number in (0, 1)")
-        if self.ignore not in IGNORE:
-            raise LossartError(f"ignore={self.ignore!r}: expected 'biasbn' or None")
-        if self.dtype not in DTYPES:
-            raise LossartError(f"--dtype {self.dtype!r}: expected float32 or float64")
-        return self
-
-    def key(self) -> dict[str, Any]:
-        """The settings that make the numbers (what a stored result must match to be reused)."""
-        d = asdict(self)
-        for name in ("device", "threads"):
-            d.pop(name)
-        return d
 
 
 @dataclass

@@ -19,11 +19,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from lossart.curvature.config import HESSIAN_DTYPES
 from lossart.errors import LossartError
 from lossart.evaluation import evaluation_copy, task_loss
 from lossart.geometry.weights import ParamLayout
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {name: getattr(torch, name) for name in HESSIAN_DTYPES}
 
 
 class HessianOperator:

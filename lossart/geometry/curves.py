@@ -16,41 +16,12 @@ themselves there rather than a sum that could flip the sign of a zero).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from math import comb
-from typing import Any
 
 import torch
 
 from lossart.errors import LossartError
-
-KINDS = ("bezier", "polychain")
-
-
-@dataclass(frozen=True)
-class CurveSpec:
-    """Which family of curve, and how many trainable bends it has."""
-
-    kind: str = "bezier"
-    bends: int = 1
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise LossartError(f"--kind: expected one of {', '.join(KINDS)}, got {self.kind!r}")
-        if not isinstance(self.bends, int) or isinstance(self.bends, bool) or self.bends < 1:
-            raise LossartError(f"--bends: expected a whole number >= 1, got {self.bends!r}")
-
-    @property
-    def num_points(self) -> int:
-        """Control points including both endpoints."""
-        return self.bends + 2
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "bends": self.bends}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CurveSpec:
-        return cls(kind=str(d["kind"]), bends=int(d.get("bends", 1)))
+from lossart.geometry.specs import KINDS, CurveSpec  # noqa: F401  (importable from here)
 
 
 def coefficients(spec: CurveSpec, t: torch.Tensor) -> torch.Tensor:
@@ -102,9 +73,7 @@ def init_bends(
     """
     alphas = torch.tensor(bend_positions(spec), dtype=w1.dtype, device=w1.device).unsqueeze(1)
     bends = (1 - alphas) * w1 + alphas * w2
-    if noise:
-        if noise < 0:
-            raise LossartError(f"--init-noise: expected a number >= 0, got {noise}")
+    if noise:  # its range is CurveConfig.init_noise's (lossart.options)
         scale = noise * (w2 - w1).norm() / w1.numel() ** 0.5
         eps = torch.randn(bends.shape, generator=generator, dtype=w1.dtype, device="cpu")
         bends = bends + scale * eps.to(w1.device)

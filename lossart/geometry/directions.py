@@ -30,9 +30,8 @@ from torch import nn
 
 from lossart.errors import LossartError
 from lossart.geometry.plane import Window
+from lossart.geometry.specs import IGNORE
 from lossart.geometry.weights import ParamLayout
-
-IGNORE = ("biasbn", None)
 
 
 def _layout(model_or_layout: nn.Module | ParamLayout) -> ParamLayout:

@@ -132,6 +132,11 @@ class Window:
     x_range: tuple[float, float]
     y_range: tuple[float, float]
 
+    @property
+    def shape(self) -> float:
+        """Width over height (the adaptive picture criterion judges slopes in these units)."""
+        return (self.x_range[1] - self.x_range[0]) / (self.y_range[1] - self.y_range[0])
+
     def to_dict(self) -> dict[str, list[float]]:
         return {"x_range": list(self.x_range), "y_range": list(self.y_range)}
 
@@ -155,8 +160,6 @@ def window_around(points: np.ndarray, margin: float = 0.2) -> Window:
     One margin for both axes keeps the plane's units square; a box flatter than 10% of its width
     is grown in y to that height, so a curve still on the straight line gets terrain around it.
     """
-    if margin < 0:
-        raise LossartError(f"--margin: expected a number >= 0, got {margin}")
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     width, height = hi - lo
@@ -182,7 +185,7 @@ def fit_aspect(window: Window, aspect: float | None) -> Window:
     if aspect is None:
         return window
     if not (aspect > 0 and aspect < float("inf")):
-        raise LossartError(f"--aspect: expected a finite ratio > 0 (e.g. 16:9), got {aspect}")
+        raise LossartError(f"aspect {aspect!r}: expected a finite ratio > 0 (e.g. 16/9) or None")
     (x0, x1), (y0, y1) = window.x_range, window.y_range
     width, height = x1 - x0, y1 - y0
     if width > aspect * height:

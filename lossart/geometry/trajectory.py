@@ -78,8 +78,7 @@ def trajectory_plane(
             "expected [N, P] and [P]"
         )
     n = snapshots.shape[0]
-    if not 2 <= components:
-        raise LossartError(f"--components {components}: expected a whole number >= 2")
+    # `components` >= 2: its range is declared once, on lossart.grid.config.TrajectoryConfig
     if n < 3:
         raise LossartError(
             f"a trajectory plane needs at least 3 snapshots, got {n} (train with --snapshots 3 "

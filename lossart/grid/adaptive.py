@@ -73,6 +73,8 @@ import numpy as np
 
 from lossart.errors import LossartError
 from lossart.format.bundle import DEFAULT_RELIEF
+from lossart.grid.config import ADAPTIVE_CRITERIA, GridConfig
+from lossart.options import check_value
 
 #: Losses are floored here before the log10 (the terrain's default floor: below it the terrain
 #: is flat, so no difference there can matter).
@@ -91,7 +93,7 @@ KINK = {"spline": 16.0, "cubic": 16.0, "linear": 4.0}
 #: keeps the two equal): the picture criterion bounds the default transform's steepness with it.
 DEFAULT_EXCESS_OFFSET = 0.02
 #: Criteria a grid can be refined by (grid.json's `adaptive_criterion`; absent: "log10").
-CRITERIA = ("picture", "log10")
+CRITERIA = ADAPTIVE_CRITERIA
 
 
 @dataclass(frozen=True)
@@ -454,8 +456,7 @@ class AdaptivePlan:
     ) -> None:
         if int(width) != width or int(height) != height or min(width, height) < 2:
             raise LossartError(f"adaptive grid: expected at least 2x2 points, got {width}x{height}")
-        if not (math.isfinite(tol) and tol > 0):
-            raise LossartError(f"--adaptive {tol}: expected a positive tolerance in log10 loss")
+        check_value(GridConfig, "adaptive", tol)
         if picture is not None and picture.share != tol:
             raise LossartError(f"adaptive plan: tol {tol} and picture share {picture.share} differ")
         if interpolation not in INTERPOLATIONS:
@@ -732,8 +733,7 @@ class AdaptivePlan:
 
 def criterion_record(kind: str, share_or_tol: float, aspect: float | None) -> dict:
     """grid.json's `adaptive_criterion` for a new adaptive grid of `kind` (see CRITERIA)."""
-    if kind not in CRITERIA:
-        raise LossartError(f"--adaptive-criterion {kind!r}: expected one of {CRITERIA}")
+    check_value(GridConfig, "adaptive_criterion", kind)
     if kind == "log10":
         return {"kind": "log10"}
     return PictureTolerance(share_or_tol, aspect=aspect).to_dict()
@@ -755,6 +755,17 @@ def plan_from_record(
         raise LossartError(f"grid.json adaptive_criterion {record!r}: expected numbers") from None
     picture = PictureTolerance(tol, aspect=aspect, **extra)
     return AdaptivePlan(width, height, tol, picture=picture)
+
+
+def adaptive_plan(
+    width: int, height: int, tol: float | None, criterion: str | dict, aspect: float | None
+) -> tuple[AdaptivePlan | None, dict | None]:
+    """The plan and grid.json's `adaptive_criterion` of a grid: none without `tol`; else the
+    criterion as asked (a name: a new record) or as recorded (grid.json's dict, kept)."""
+    if tol is None:
+        return None, None
+    record = criterion if isinstance(criterion, dict) else criterion_record(criterion, tol, aspect)
+    return plan_from_record(width, height, tol, record, aspect), record
 
 
 def log_loss(loss: np.ndarray, floor: float = LOSS_FLOOR) -> np.ndarray:

@@ -24,20 +24,17 @@ import shutil
 from pathlib import Path
 
 from lossart.atomic import atomic_path
-from lossart.checks import check_number
 from lossart.curvature import HessianConfig, hessian_at
 from lossart.curvature.files import file_sha256, find_result, write_result
 from lossart.errors import LossartError
 from lossart.format.kinds import AROUND
 from lossart.geometry.directions import IGNORE, centred_window
+from lossart.grid.config import DIRECTIONS, MAX_SPAN, AroundPlane  # noqa: F401  (importable here)
 from lossart.grid.planes import AROUND_NAME
 from lossart.grid.run_grid import GridConfig, GridSummary, create_then_grid
 from lossart.runs import Run, endpoint_records, now_iso, reuse_or_claim, versions
 from lossart.training.checkpoint import load_checkpoint
 
-#: What spans the plane (`--directions`): random stays the default.
-DIRECTIONS = ("random", "hessian", "hessian-min")
-MAX_SPAN = 1000.0
 
 def create_around_run(
     checkpoint: str | Path,
@@ -55,11 +52,9 @@ def create_around_run(
     """
     if ignore not in IGNORE:
         raise LossartError(f"ignore={ignore!r}: expected 'biasbn' or None")
-    if directions not in DIRECTIONS:
-        raise LossartError(f"--directions {directions!r}: expected one of {', '.join(DIRECTIONS)}")
-    # beyond this many direction units the weights are noise (Li et al. draw span 1), and at
-    # 1e30 they overflow float32: NaN losses everywhere, silently
-    check_number("--span", span, 0.0, MAX_SPAN, lo_open=True, optional=False)
+    if span is None or directions is None:
+        raise LossartError("span and directions: expected values, not None")
+    AroundPlane(seed, span, directions)
     centred_window(span)
     path = Path(checkpoint).resolve()
     ckpt = load_checkpoint(path)

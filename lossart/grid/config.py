@@ -8,10 +8,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from lossart.errors import LossartError
-from lossart.options import check_options, option
+from lossart.frame_selection import FrameSelection
+from lossart.geometry.specs import IGNORE
+from lossart.options import OptionError, check_options, option, option_error
+from lossart.precision import DTYPES
 
 DEFAULT_RESOLUTION = 41
+FLAG = "--resolution"
+MAX_SIDE = 20000  # grid points per axis, without --force
+#: What --adaptive TOL bounds (lossart.grid.adaptive): the picture's heights, or log10 loss
+ADAPTIVE_CRITERIA = ("picture", "log10")
 #: New grids' window follows a 16:9 picture (the renders' default size), so terrain fills it.
 DEFAULT_ASPECT = 16 / 9
 
@@ -26,7 +32,7 @@ def parse_aspect(text: str) -> float:
     except (ValueError, ZeroDivisionError):
         value = float("nan")
     if not (0 < value < float("inf")):
-        raise LossartError(f"--aspect {text!r}: expected W:H (e.g. 16:9), a ratio > 0, or none")
+        raise OptionError("aspect", text, "expected W:H (e.g. 16:9), a ratio > 0, or none", "--aspect")
     return value
 
 
@@ -43,11 +49,11 @@ def parse_resolution(text: str) -> tuple[int, int]:
     try:
         parts = [int(p) for p in text.lower().split("x")]
     except ValueError:
-        raise LossartError(f"--resolution {text!r}: expected N or WxH, e.g. 41 or 64x48") from None
+        raise OptionError("resolution", text, "expected N or WxH, e.g. 41 or 64x48", FLAG) from None
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2 or min(parts) < 2:
-        raise LossartError(f"--resolution {text!r}: expected at least 2 points per side (N or WxH)")
+        raise OptionError("resolution", text, "expected at least 2 points per side (N or WxH)", FLAG)
     return parts[0], parts[1]
 
 
@@ -56,7 +62,10 @@ class GridConfig:
     """What `lossart grid` was asked. Each option is declared once (lossart.options): its range,
     help and flag; None means: the value in grid.json, else the declared fallback."""
 
-    frames: str | None = None  # "0:600:10", "3", "1,5,9"; None = every recorded frame
+    select_frames: FrameSelection | None = option(
+        help="frame indices: start:stop:step, i, or i,j,k (default: all recorded frames)",
+        metavar="A:B:S", parse=FrameSelection.parse, recorded=False,
+    )  # fmt: skip  # a string is parsed here (GridConfig(select_frames="0:600:10"))
     resolution: tuple[int, int] | None = option(
         help="grid points per side, square or WxH (default 41, or the run's grid.json)",
         metavar="N|WxH", lo=2, parse=parse_resolution, fallback=(DEFAULT_RESOLUTION,) * 2,
@@ -82,11 +91,12 @@ class GridConfig:
         metavar="R", lo=1,
     )
     device: str = "cpu"
-    # auto, float32, bfloat16, tf32; None = grid.json's, else float32 (the CLI passes auto).
-    # Resolved once per grid (lossart.precision), so it is not merged here: see _grid_run.
+    # The precision is chosen once per grid: a recorded grid keeps its own (`auto` or None ask
+    # for nothing new); a new one resolves `auto` by the hardware (lossart.precision, on rank 0).
+    # The library's default for a new grid is float32 (exact); the CLI's is auto.
     dtype: str | None = option(
-        help="evaluation precision", choices=("auto", "float32", "tf32", "bfloat16"),
-        recorded=False,
+        help="evaluation precision", choices=DTYPES,
+        defers=("auto",), fallback="float32",
     )  # fmt: skip
     batch_points: int | None = option(
         help="grid points per launch on CUDA (default: from free memory)",
@@ -106,12 +116,12 @@ class GridConfig:
         metavar="TOL", lo=0.0, lo_open=True,
     )  # fmt: skip  # refinement tolerance (adaptive_criterion's units); None = off
     #: "picture" (TOL: height error as a share of the relief; normals within 1 degree) or "log10"
-    #: (TOL in log10 loss). Recorded as grid.json's `adaptive_criterion` (a dict), so resolved
-    #: in _grid_run: None = grid.json's, else "picture".
+    #: (TOL in log10 loss); None = grid.json's (recorded as a dict: lossart.grid.adaptive.
+    #: adaptive_plan reads either), else "picture".
     adaptive_criterion: str | None = option(
         help="what --adaptive TOL bounds: picture (default for a new grid) or log10 loss at the "
         "nodes (grids made before the criterion existed)",
-        choices=("picture", "log10"), recorded=False,
+        choices=ADAPTIVE_CRITERIA, fallback="picture",
     )  # fmt: skip
     quiet: bool | None = None  # None = LOSSART_QUIET decides
 
@@ -120,5 +130,58 @@ class GridConfig:
              "tile_rows", "compile", "adaptive", "adaptive_criterion")  # fmt: skip
 
     def __post_init__(self) -> None:
-        """Ranges and finiteness before any work (a NaN margin made NaN windows, kept in grid.json)."""
+        """Ranges and finiteness before any work (a NaN margin made NaN windows, kept in grid.json);
+        a frame selection spelled as text is parsed once, here."""
+        if self.select_frames is not None:
+            self.select_frames = FrameSelection.parse(self.select_frames)
+        check_options(self)
+        w, h = self.resolution or (0, 0)
+        if max(w, h) > MAX_SIDE and not self.force:
+            raise option_error(self, "resolution", (
+                f"over {MAX_SIDE} points per side; one frame's arrays alone take "
+                f"{w * h * 8 / 2**30:.1f} GiB (pass --force to run it anyway)"
+            ))  # fmt: skip
+
+
+#: What spans the plane (`--directions`): random stays the default.
+DIRECTIONS = ("random", "hessian", "hessian-min")
+#: beyond this many direction units the weights are noise (Li et al. draw span 1), and at 1e30
+#: they overflow float32: NaN losses everywhere, silently
+MAX_SPAN = 1000.0
+
+
+@dataclass(frozen=True)
+class AroundPlane:
+    """What spans an around run's plane (`lossart plane --around`), each option declared once;
+    None: the defaults (seed 0, span 1, random)."""
+
+    seed: int | None = option(help="--around: the directions' seed (default 0)", lo=0)
+    span: float | None = option(
+        help="--around: the window [-span, span]² in units of the directions (default 1)",
+        lo=0.0, hi=MAX_SPAN, lo_open=True,
+    )  # fmt: skip
+    directions: str | None = option(
+        choices=DIRECTIONS,
+        help="--around: random (default): Li et al.'s pair; hessian: the Hessian's top two "
+        "eigenvectors; hessian-min: the top one against the most negative one (scaled to a "
+        "filter-normalized direction's length, so --span compares)",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check_options(self)
+
+
+@dataclass(frozen=True)
+class TrajectoryConfig:
+    """How the plane is found: principal directions reported, what they may move, centring."""
+
+    components: int = option(
+        2, lo=2, help="principal directions whose variance share is reported (default 2; the "
+        "plane is the first two)",
+    )  # fmt: skip
+    #: "biasbn": biases and BN parameters stay at the final values (the CLI's --keep-bn: None)
+    ignore: str | None = option("biasbn", choices=IGNORE, cli=False, help="what stays put")
+    centre: bool = True  # subtract the rows' mean before the SVD (as Li et al.'s scikit PCA)
+
+    def __post_init__(self) -> None:
         check_options(self)

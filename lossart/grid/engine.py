@@ -65,6 +65,8 @@ from lossart.devices import resolve_device
 from lossart.errors import LossartError
 from lossart.evaluation import ExactBN, batch_stats_copy, evaluation_copy, loss_and_accuracy
 from lossart.geometry.weights import ParamLayout
+from lossart.grid.config import GridConfig
+from lossart.options import check_value
 from lossart.precision import precision, resolve_dtype
 
 COMPILE_MIN_POINTS = 20000  # below this a job is over before compiling (~20-60 s) pays off
@@ -274,10 +276,7 @@ class GridEngine:
 
     def _choose_batch_points(self) -> int:
         if self.config.batch_points is not None:
-            if self.config.batch_points <= 0:
-                raise LossartError(
-                    f"--batch-points {self.config.batch_points}: expected a positive number"
-                )
+            check_value(GridConfig, "batch_points", self.config.batch_points)
             return self.config.batch_points
         per_point = self._bytes_per_sample * len(self.x) + 3 * 4 * self.layout.numel
         fits = self._budget() // per_point

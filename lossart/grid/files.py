@@ -264,43 +264,6 @@ def write_grid_meta(grids: Path, meta: GridMeta) -> None:
     write_json(grid_json_path(grids), meta.to_dict())
 
 
-# ---------------------------------------------------------------- frame selection
-
-
-def select_frames(available: list[int], text: str | None) -> list[int]:
-    """Frame indices from `--frames` (`a:b:c` as a range of indices, `i`, or `i,j,k`)."""
-    if text is None:
-        return list(available)
-    have = set(available)
-    try:
-        if ":" in text:
-            parts = [p.strip() for p in text.split(":")]
-            if len(parts) > 3:
-                raise ValueError
-            start = int(parts[0]) if parts[0] else 0
-            stop = int(parts[1]) if len(parts) > 1 and parts[1] else max(available) + 1
-            step = int(parts[2]) if len(parts) > 2 and parts[2] else 1
-            if step <= 0:
-                raise ValueError
-            chosen = [i for i in range(start, stop, step) if i in have]
-        else:
-            chosen = [int(p) for p in text.split(",")]
-            missing = [i for i in chosen if i not in have]
-            if missing:
-                raise LossartError(
-                    f"--select-frames {text!r}: frame {missing[0]} is not recorded "
-                    f"(frames {min(available)}..{max(available)})"
-                )
-    except ValueError:
-        raise LossartError(f"--select-frames {text!r}: expected start:stop:step, i, or i,j,k") from None
-    if not chosen:
-        raise LossartError(
-            f"--select-frames {text!r}: selects none of the recorded frames "
-            f"{min(available)}..{max(available)}"
-        )
-    return sorted(set(chosen))
-
-
 # ---------------------------------------------------------------- tiles
 
 

@@ -28,13 +28,20 @@ import torch
 from lossart.checks import output_dir
 from lossart.data import DataSpec, eval_subset, load_dataset
 from lossart.errors import LossartError
+from lossart.frame_selection import pick_frames
 from lossart.geometry.plane import Plane, Window, fit_aspect
 from lossart.geometry.weights import ParamLayout
-from lossart.grid.adaptive import criterion_record, plan_from_record
-from lossart.grid.adaptive_run import assemble_adaptive, compute_adaptive, evaluated_counts
+from lossart.grid.adaptive import AdaptivePlan, adaptive_plan
+from lossart.grid.adaptive_run import (
+    AdaptiveDone,
+    assemble_adaptive,
+    compute_adaptive,
+    evaluated_counts,
+)
 from lossart.grid.config import (  # noqa: F401  (importable from here as before)
     DEFAULT_ASPECT,
     DEFAULT_RESOLUTION,
+    MAX_SIDE,
     GridConfig,
     parse_aspect,
     parse_compile,
@@ -52,7 +59,6 @@ from lossart.grid.files import (
     frame_has_meta,
     grid_json_path,
     read_grid_meta,
-    select_frames,
     sweep_partial_tiles,
     tile_path,
     write_grid_meta,
@@ -61,13 +67,12 @@ from lossart.grid.files import (
 from lossart.grid.lock import GridLock
 from lossart.grid.planes import GridSource, grid_source
 from lossart.grid.workers import Workers, parse_shard
-from lossart.options import resolve_options
+from lossart.options import option_error, resolve_options
 from lossart.precision import resolve_dtype
 from lossart.progress import progress
 from lossart.runs import Run, now_iso, open_run, versions
 
 DEFAULT_SUBSET = 1024
-MAX_SIDE = 20000  # per axis, without --force
 MAX_DAYS = 7.0  # estimated time for this process's share, without --force
 
 
@@ -95,14 +100,16 @@ class GridSummary:
 
 def recorded_options(old: GridMeta | None) -> dict[str, Any] | None:
     """What grid.json recorded, by GridConfig option name (None: no grid yet, or --overwrite).
-    A recorded aspect of None (the window hugs the points) is the option's 0."""
+    A recorded aspect of None (the window hugs the points) is the option's 0; the adaptive
+    criterion is grid.json's record (a dict) where the grid was adaptive."""
     if old is None:
         return None
     return {
         "resolution": old.resolution, "subset": old.subset, "split": old.split,
         "margin": old.margin, "aspect": 0.0 if old.aspect is None else old.aspect,
-        "tile_rows": old.tile, "compile": old.compile,
+        "tile_rows": old.tile, "compile": old.compile, "dtype": old.dtype,
         "adaptive": old.adaptive,
+        "adaptive_criterion": old.adaptive_criterion if old.adaptive is not None else None,
     }  # fmt: skip
 
 
@@ -113,12 +120,9 @@ def _subset(
     n = len(ds.split(split)[0])
     if size is None:
         size = min(DEFAULT_SUBSET, n)
-    if size < 1:
-        raise LossartError(f"--subset {size}: expected at least 1 sample")
-    if size > n:
-        raise LossartError(
-            f"--subset {size}: the {split} split of {data_spec.name!r} has only {n} samples"
-        )
+    if size > n:  # the range itself is GridConfig's (lossart.options)
+        problem = f"the {split} split of {data_spec.name!r} has only {n} samples"
+        raise option_error(GridConfig, "subset", problem, size)
     x, y = eval_subset(ds, split=split, size=size, seed=0, device=device)
     return x, y, ds.task, size
 
@@ -180,16 +184,11 @@ def create_then_grid(out: str | Path, cfg: GridConfig, create: Callable[[], obje
     output_dir(out)
     workers = Workers.from_env(parse_shard(cfg.shard))
     workers.start(workers.device_name(cfg.device))
-    status = None
-    if workers.leader:
-        try:
-            create()
-        except LossartError as exc:
-            status = str(exc)
-    status = workers.broadcast(status)
-    if status:
+    try:
+        workers.lead(create)
+    except LossartError:
         workers.stop()
-        raise LossartError(status)
+        raise
     return grid_run(out, cfg)
 
 
@@ -210,164 +209,123 @@ def grid_run(run_path: str | Path | Run, cfg: GridConfig) -> GridSummary:
 def _grid_run(
     run_path: str | Path | Run, cfg: GridConfig, workers: Workers, device: str
 ) -> GridSummary:
+    """The one driver: what was asked merged with grid.json (`resolve_options`, the declared
+    options' one merge), the grid's spec, rank 0's claim, every rank's share, rank 0's assembly."""
     started = time.perf_counter()
     run = run_path if isinstance(run_path, Run) else open_run(run_path)
     source = grid_source(run)
-    frames = select_frames(source.frames, cfg.frames)
+    frames = pick_frames(source.frames, cfg.select_frames)
     old = None if cfg.overwrite else _recorded(run)
-
     got = resolve_options(cfg, recorded_options(old))
-    w, h = (int(v) for v in got["resolution"])
-    if max(w, h) > MAX_SIDE and not cfg.force:
-        raise LossartError(
-            f"--resolution {w}x{h}: over {MAX_SIDE} points per side; one frame's arrays alone "
-            f"take {w * h * 8 / 2**30:.1f} GiB (pass --force to run it anyway)"
-        )
-    # The precision is chosen once per grid: a recorded grid keeps its own (`auto` or no dtype
-    # asks for nothing new); a new one resolves `auto` on rank 0, which every rank then uses.
-    # The library's default for a new grid is float32 (exact); the CLI's is auto.
-    if old and cfg.dtype in (None, "auto"):
-        dtype = old.dtype
-    else:
-        dtype = resolve_dtype(cfg.dtype or "float32", device, quiet=not workers.leader)
-    dtype = workers.broadcast(dtype)
-    split, margin, adaptive = got["split"], got["margin"], got["adaptive"]
-    x, y, task, subset_size = _subset(source.data_spec, split, got["subset"], device)
-    aspect = got["aspect"] or None  # 0 asks for no aspect: the window hugs the points
-    window = _same_window(fit_aspect(source.window(margin), aspect), old.window if old else None)
-    rows = min(int(got["tile_rows"] or default_tile_rows(w, h)), h)
-    shape = (window.x_range[1] - window.x_range[0]) / (window.y_range[1] - window.y_range[0])
-    criterion = None
-    if adaptive is not None:
-        if cfg.adaptive_criterion is not None:
-            criterion = criterion_record(cfg.adaptive_criterion, adaptive, shape)
-        elif old is not None and old.adaptive is not None:
-            criterion = old.adaptive_criterion
-        else:
-            criterion = criterion_record("picture", adaptive, shape)
-    plan = plan_from_record(w, h, adaptive, criterion, shape) if adaptive is not None else None
-
-    layout = ParamLayout.of(source.model)
-    engine = GridEngine(
-        source.model, layout, x, y, task,
-        EngineConfig(device=device, dtype=dtype, batch_points=cfg.batch_points),
-    )  # fmt: skip
-    # Compiling is decided once per grid (then read from grid.json), so that a resumed run
-    # rounds exactly like the first one.
-    compiled = engine.plan_compile(len(frames) * w * h, force=got["compile"])
+    (w, h), aspect = got["resolution"], got["aspect"] or None  # aspect 0: the window hugs
+    dtype = workers.broadcast(resolve_dtype(got["dtype"], device, quiet=not workers.leader))
+    x, y, task, subset = _subset(source.data_spec, got["split"], got["subset"], device)
+    window = _same_window(fit_aspect(source.window(got["margin"]), aspect), old and old.window)
+    plan, criterion = adaptive_plan(w, h, got["adaptive"], got["adaptive_criterion"], window.shape)
+    engine = GridEngine(source.model, ParamLayout.of(source.model), x, y, task,
+                        EngineConfig(device=device, dtype=dtype, batch_points=cfg.batch_points))  # fmt: skip
     meta = GridMeta(
-        kind=source.kind,
-        resolution=(w, h),
-        x_range=window.x_range,
-        y_range=window.y_range,
-        subset=subset_size,
-        split=split,
-        dtype=dtype,
-        tile=rows,
+        kind=source.kind, resolution=(w, h), x_range=window.x_range, y_range=window.y_range,
+        subset=subset, split=got["split"], dtype=dtype, margin=got["margin"], aspect=aspect,
+        tile=min(int(got["tile_rows"] or default_tile_rows(w, h)), h),
         frames=sorted(set(old.frames) | set(frames)) if old else frames,
-        margin=margin,
-        aspect=aspect,
-        curve=source.curve,
-        directions=source.directions,
-        flops_per_point=engine.flops_per_point,
-        compile=compiled,
-        model=(run.read().get("model") or {}).get("name"),
+        curve=source.curve, directions=source.directions, flops_per_point=engine.flops_per_point,
+        # compiled or not is decided once (then grid.json's): a resumed run rounds alike
+        compile=engine.plan_compile(len(frames) * w * h, force=got["compile"]),
+        model=(run.read().get("model") or {}).get("name"), versions=versions(),
         created=old.created if old and old.created else now_iso(),
-        versions=versions(),
-        adaptive=adaptive,
-        adaptive_criterion=criterion,
-    )
-    spec = meta.to_dict()
-    tiles = TileLayout(w, h, rows)
-    xs = grid_axis(*window.x_range, w)
-    ys = grid_axis(*window.y_range, h)
-
-    tasks = [(f, k) for f in frames for k in range(tiles.count)]
+        adaptive=got["adaptive"], adaptive_criterion=criterion,
+    )  # fmt: skip
+    tiles = TileLayout(w, h, meta.tile)
+    xs, ys = grid_axis(*window.x_range, w), grid_axis(*window.y_range, h)
     lock = GridLock(run.grids, workers.shard)
-    status, missing = None, None
-    if workers.leader:
-        try:
-            output_dir(run.grids, "")  # a file named grids, a read-only run: before the lock
-            output_dir(lock.dir, "")
-            lock.acquire()
-            if workers.shard is None:
-                sweep_partial_tiles(run.grids)
-            if cfg.overwrite:
-                clear_grids(run.grids)
-            elif old:
-                diff = old.differences(meta)
-                if diff:
-                    raise LossartError(
-                        f"{grid_json_path(run.grids)}: existing grids were made with other settings "
-                        f"({'; '.join(diff)}); pass --overwrite to discard them"
-                    )
-            if plan is not None:  # every worker takes part in every frame's levels
-                missing = [f for f in frames if not frame_grid_path(run.grids, f).is_file()]
-                _say_resuming(len(frames) - len(missing), len(missing), "frames")
-                share = len(missing) * w * h // (workers.world * (workers.shard or (0, 1))[1])
-            else:
-                missing = [
-                    (f, k) for f, k in workers.shard_tasks(tasks)
-                    if not frame_grid_path(run.grids, f).is_file()
-                    and not tile_path(run.grids, f, k).is_file()
-                ]  # fmt: skip
-                share = -(-len(missing) // workers.world) * tiles.rows * w
-                _say_resuming(len(workers.shard_tasks(tasks)) - len(missing), len(missing), "tiles")
-            _check_time(spec, share, engine, cfg.force, source.plane(frames[0]))
-            write_grid_meta(run.grids, meta)
-            run.record_command("grid")
-        except LossartError as exc:
-            lock.release()
-            status = str(exc)
-    status, missing = workers.broadcast((status, missing))
-    if status:
-        raise LossartError(status)
-    waiting: list[int] = []
-    counts = None
+    missing = workers.lead(lambda: _claim(run, cfg, old, meta, lock, workers, engine, source,
+                                          frames, tiles, plan))  # fmt: skip
     try:
-        if plan is not None:
-            got = compute_adaptive(
-                run, engine, source, plan, missing, rows * w, xs, ys, workers, cfg.quiet
-            )
-            units, computed, waiting = got.units, got.points, got.waiting
+        if plan is not None:  # every rank takes part in every frame's levels
+            done = compute_adaptive(run, engine, source, plan, missing, tiles.rows * w, xs, ys,
+                                    workers, cfg.quiet)  # fmt: skip
         else:
-            mine = workers.rank_tasks(missing)
-            points = sum(tiles.points_of(k) for _, k in mine)
-            computed = _compute(
-                run, engine, source, mine, tiles, xs, ys, points, workers, cfg.quiet
-            )
-            units = len(mine)
+            done = _compute(run, engine, source, workers.rank_tasks(missing), tiles, xs, ys,
+                            workers, cfg.quiet)  # fmt: skip
         workers.barrier()
-        assembled, upgraded = [], []
+        assembled, upgraded, counts = [], [], None
         if workers.leader:
-            for f in frames:
-                if frame_grid_path(run.grids, f).is_file():
-                    continue
-                fm = source.frame_meta(f)
-                if plan is not None:
-                    if assemble_adaptive(run, plan, f, xs, ys, fm):
-                        assembled.append(f)
-                elif assemble_frame(run.grids, f, tiles, xs, ys, fm) is not None:
-                    assembled.append(f)
+            assembled = _assemble(run, source, plan, frames, tiles, xs, ys)
             upgraded = _add_coordinates(run, source, meta.frames)
-            if plan is not None:
-                counts = evaluated_counts(run, plan, frames)
+            counts = evaluated_counts(run, plan, frames) if plan is not None else None
         workers.barrier()
     finally:
         lock.release()
     return GridSummary(
-        frames=frames,
-        assembled=assembled,
-        tiles_computed=units,
-        points_computed=computed,
-        seconds=time.perf_counter() - started,
-        flops_per_point=engine.flops_per_point,
-        engine=engine.describe(),
-        spec=spec,
-        upgraded=upgraded,
-        adaptive=counts,
-        waiting=waiting,
-    )
+        frames=frames, assembled=assembled, tiles_computed=done.units, points_computed=done.points,
+        seconds=time.perf_counter() - started, flops_per_point=engine.flops_per_point,
+        engine=engine.describe(), spec=meta.to_dict(), upgraded=upgraded, adaptive=counts,
+        waiting=done.waiting,
+    )  # fmt: skip
+
+
+def _claim(
+    run: Run, cfg: GridConfig, old: GridMeta | None, meta: GridMeta, lock: GridLock,
+    workers: Workers, engine: GridEngine, source: GridSource, frames: list[int],
+    tiles: TileLayout, plan: AdaptivePlan | None,
+) -> list:  # fmt: skip
+    """Rank 0's claim on the grid before any work: the lock, a clean slate (partial tiles swept,
+    or every grid cleared with `overwrite`), the same settings as grid.json's, the work left
+    (frames with `plan`, else this shard's tiles) and its time, then grid.json written."""
+    try:
+        output_dir(run.grids, "")  # a file named grids, a read-only run: before the lock
+        output_dir(lock.dir, "")
+        lock.acquire()
+        if workers.shard is None:
+            sweep_partial_tiles(run.grids)
+        if cfg.overwrite:
+            clear_grids(run.grids)
+        elif old and old.differences(meta):
+            raise LossartError(
+                f"{grid_json_path(run.grids)}: existing grids were made with other settings "
+                f"({'; '.join(old.differences(meta))}); pass --overwrite to discard them"
+            )
+        w, h = meta.resolution
+        if plan is not None:  # every worker takes part in every frame's levels
+            missing: list = [f for f in frames if not frame_grid_path(run.grids, f).is_file()]
+            _say_resuming(len(frames) - len(missing), len(missing), "frames")
+            share = len(missing) * w * h // (workers.world * (workers.shard or (0, 1))[1])
+        else:
+            mine = workers.shard_tasks([(f, k) for f in frames for k in range(tiles.count)])
+            missing = [
+                (f, k) for f, k in mine
+                if not frame_grid_path(run.grids, f).is_file()
+                and not tile_path(run.grids, f, k).is_file()
+            ]  # fmt: skip
+            share = -(-len(missing) // workers.world) * tiles.rows * w
+            _say_resuming(len(mine) - len(missing), len(missing), "tiles")
+        _check_time(meta.to_dict(), share, engine, cfg.force, source.plane(frames[0]))
+        write_grid_meta(run.grids, meta)
+        run.record_command("grid")
+    except LossartError:
+        lock.release()
+        raise
+    return missing
+
+
+def _assemble(
+    run: Run, source: GridSource, plan: AdaptivePlan | None, frames: list[int],
+    tiles: TileLayout, xs: np.ndarray, ys: np.ndarray,
+) -> list[int]:  # fmt: skip
+    """Rank 0: every selected frame whose tiles (or levels) are all written, as one frame file."""
+    assembled = []
+    for f in frames:
+        if frame_grid_path(run.grids, f).is_file():
+            continue
+        fm = source.frame_meta(f)
+        if plan is not None:
+            done = assemble_adaptive(run, plan, f, xs, ys, fm)
+        else:
+            done = assemble_frame(run.grids, f, tiles, xs, ys, fm) is not None
+        if done:
+            assembled.append(f)
+    return assembled
 
 
 def _say_resuming(done: int, left: int, what: str) -> None:
@@ -397,11 +355,12 @@ def _compute(
     tiles: TileLayout,
     xs: np.ndarray,
     ys: np.ndarray,
-    points: int,
     workers: Workers,
     quiet: bool | None,
-) -> int:
-    """Evaluate this worker's tiles, writing each atomically as it finishes; returns points done."""
+) -> AdaptiveDone:
+    """Evaluate this worker's tiles, writing each atomically as it finishes; returns the tiles
+    and points done (as an adaptive run's units are counted)."""
+    points = sum(tiles.points_of(k) for _, k in mine)
     disable = quiet if quiet is not None else None
     if workers.distributed and not workers.leader:
         disable = True
@@ -435,4 +394,4 @@ def _compute(
                 refresh=False,
             )
             bar.update(res.loss.size)
-    return done
+    return AdaptiveDone(units=len(mine), points=done)

@@ -25,21 +25,13 @@ from lossart.format.kinds import TRAJECTORY
 from lossart.geometry.trajectory import filter_mask, trajectory_plane
 from lossart.geometry.weights import ParamLayout
 from lossart.grid.around import file_sha256
+from lossart.grid.config import TrajectoryConfig  # noqa: F401  (importable from here)
 from lossart.grid.planes import flat_optima
 from lossart.grid.run_grid import GridConfig, GridSummary, create_then_grid
 from lossart.grid.trajectory_files import FINAL_NAME, write_plane_file
 from lossart.runs import Run, now_iso, reuse_or_claim, versions
 from lossart.training.checkpoint import load_checkpoint
 from lossart.training.snapshots import load_snapshots
-
-
-@dataclass(frozen=True)
-class TrajectoryConfig:
-    """How the plane is found: principal directions reported, what they may move, centring."""
-
-    components: int = 2  # variance shares reported; the plane is always the first two
-    ignore: str | None = "biasbn"  # "biasbn": biases and BN parameters stay at the final values
-    centre: bool = True  # subtract the rows' mean before the SVD (as Li et al.'s scikit PCA)
 
 
 def trajectory_record(run: Run) -> dict[str, Any]:

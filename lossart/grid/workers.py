@@ -9,6 +9,7 @@ array never talk at all (each takes every n-th tile by a fixed rule).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -118,6 +119,20 @@ class Workers:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def lead(self, work: Callable[[], T]) -> T:
+        """Run `work` on rank 0 only and return its result on every rank; its one-line error
+        (LossartError) is raised on every rank, so no rank waits for a leader that failed."""
+        status, result = None, None
+        if self.leader:
+            try:
+                result = work()
+            except LossartError as exc:
+                status = str(exc)
+        status, result = self.broadcast((status, result))
+        if status:
+            raise LossartError(status)
+        return result
 
     def barrier(self) -> None:
         if self.distributed:

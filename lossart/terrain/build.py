@@ -20,6 +20,7 @@ import numpy as np
 from lossart.checks import output_dir
 from lossart.errors import LossartError
 from lossart.format.kinds import AROUND, CURVE, SAMPLED, TRAJECTORY, run_kind
+from lossart.frame_selection import FrameSelection, pick_frames
 from lossart.grid.files import (
     FrameMeta,
     GridMeta,
@@ -27,7 +28,6 @@ from lossart.grid.files import (
     grid_json_path,
     read_frame_grid,
     read_grid_meta,
-    select_frames,
 )
 from lossart.locks import working_on
 from lossart.progress import progress
@@ -225,7 +225,7 @@ def build_terrain(
     run_path: str | Path,
     config: TerrainConfig | None = None,
     out: str | Path | None = None,
-    frames: str | None = None,
+    select_frames: str | FrameSelection | None = None,
     preview: bool = False,
     export_mesh: int | None = None,
     mesh_format: str | None = None,
@@ -233,8 +233,8 @@ def build_terrain(
 ) -> TerrainResult:
     """Write RUN/terrain/ (or `out`) from the run's grids; optionally previews and one mesh.
 
-    `frames` selects grid frames like `lossart grid --frames` (`a:b:s`, `i`, `i,j,k`; default
-    all). `export_mesh` names a frame index; the mesh goes to RUN/terrain/mesh/frame_XXXXX.ply|glb|obj|stl.
+    `select_frames` picks grid frames as `lossart grid --select-frames` does (`a:b:s`, `i`,
+    `i,j,k`, or a FrameSelection; default all). `export_mesh` names a frame index; the mesh goes to RUN/terrain/mesh/frame_XXXXX.ply|glb|obj|stl.
     A plane-of-three run gives one frame, an empty path and the points w1, w2, w3; an around run
     (`lossart plane --around`) the same with the one point w at (0, 0), as a bundle of kind plane3.
     A trajectory run (`lossart trajectory`) gives a bundle of kind trajectory: one bundle frame
@@ -253,9 +253,7 @@ def build_terrain(
     row = run_kind(kind)
     if row is None:  # grid.json's reader refuses these; a guard for a caller's own GridMeta
         raise LossartError(f"{run.grids}: grids of an unknown kind {kind!r}")
-    indices = sorted(set(meta.frames))
-    if frames is not None:
-        indices = select_frames(indices, frames)
+    indices = pick_frames(sorted(set(meta.frames)), select_frames)
     if not row.many_grids and len(indices) != 1:
         raise LossartError(f"{run.grids}: a {kind} run has one frame grid, found {len(indices)}")
     if export_mesh is not None and export_mesh not in indices:

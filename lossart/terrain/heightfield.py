@@ -20,6 +20,7 @@ from lossart.checks import MAX_UPSAMPLE
 from lossart.errors import LossartError
 from lossart.format.bundle import DEFAULT_RELIEF, TRANSFORMS
 from lossart.format.bundle import sample_bilinear as sample_bilinear  # the format's one sampler
+from lossart.options import check_options, option, option_error
 
 #: Gaussian kernels are cut at this many sigmas (scipy's default), in space and across frames.
 TRUNCATE = 4.0
@@ -56,57 +57,51 @@ class TerrainConfig:
     - `path_samples`: points in each frame's dense path polyline.
     """
 
-    transform: str = "log10-excess"
-    excess_offset: float = 0.02
-    relief: float = DEFAULT_RELIEF
-    loss_floor: float = 1e-4
-    loss_cap: float | None = None
-    cap_quantile: float | None = 0.99
-    sigma: float = 1.0
-    frame_sigma: float = 0.0
-    upsample: int = 1
-    path_samples: int = 200
+    transform: str = option(
+        "log10-excess", choices=TRANSFORMS,
+        help="loss -> height: log10-excess = log10(loss - lowest loss + offset), optima as wells; "
+        "log10 = log10(loss) (default log10-excess)",
+    )  # fmt: skip
+    excess_offset: float = option(
+        0.02, lo=0.0, hi=1.0, lo_open=True, metavar="SHARE",
+        help="log10-excess: the offset as a share of the loss span; smaller = deeper wells "
+        "(default 0.02)",
+    )  # fmt: skip
+    relief: float = option(
+        DEFAULT_RELIEF, lo=0.0, hi=4.0, lo_open=True, metavar="SHARE",
+        help="drawn height of the relief as a share of the window's width "
+        f"(default {DEFAULT_RELIEF}; lossart render --height-scale multiplies it)",
+    )  # fmt: skip
+    loss_floor: float = option(
+        1e-4, flag="--floor", lo=0.0, lo_open=True, help="loss floor before the log (default 1e-4)"
+    )
+    loss_cap: float | None = option(help="clip losses above this value", lo=0.0, lo_open=True)
+    cap_quantile: float | None = option(
+        0.99, lo=0.0, hi=1.0, lo_open=True,
+        help="clip at this quantile of the finite losses of all frames, in (0, 1] (default 0.99)",
+    )  # fmt: skip
+    sigma: float = option(1.0, lo=0.0, hi=1000.0, help="Gaussian smoothing in grid cells (default 1)")
+    frame_sigma: float = option(
+        0.0, lo=0.0, hi=1000.0, help="smoothing across frames (default 0)"
+    )
+    upsample: int = option(
+        1, lo=1, hi=MAX_UPSAMPLE,
+        help=f"cubic interpolation to (n-1)*k+1 samples per axis, k <= {MAX_UPSAMPLE}",
+    )  # fmt: skip
+    path_samples: int = option(
+        200, lo=2, hi=100_000, help="points in each frame's path (default 200)"
+    )
 
     def __post_init__(self) -> None:
-        if self.transform not in TRANSFORMS:
-            raise LossartError(f"--transform: expected one of {TRANSFORMS}, got {self.transform!r}")
-        if not (math.isfinite(self.excess_offset) and 0 < self.excess_offset <= 1):
-            raise LossartError(
-                f"--excess-offset: expected a number in (0, 1], got {self.excess_offset}"
-            )
-        if not (math.isfinite(self.relief) and 0 < self.relief <= 4):
-            raise LossartError(
-                f"--relief: expected a share of the window's width in (0, 4], got {self.relief}"
-            )
-        if not (math.isfinite(self.loss_floor) and self.loss_floor > 0):
-            raise LossartError(f"--floor: expected a positive number, got {self.loss_floor}")
-        if self.loss_cap is not None and not (
-            math.isfinite(self.loss_cap) and self.loss_cap > self.loss_floor
-        ):
-            raise LossartError(
-                f"--loss-cap: expected a number above the floor {self.loss_floor}, "
-                f"got {self.loss_cap}"
-            )
+        """Ranges before any work (lossart.options); the cap must clear the floor, and one of
+        the cap and its quantile is needed."""
+        check_options(self)
+        if self.loss_cap is not None and self.loss_cap <= self.loss_floor:
+            raise option_error(self, "loss_cap", f"expected a number above the floor {self.loss_floor}")
         if self.loss_cap is None and self.cap_quantile is None:
             raise LossartError(
-                "--loss-cap or --cap-quantile: one of them is needed to clip the tail"
+                "loss_cap or cap_quantile: one of them is needed to clip the tail"
             )
-        if self.cap_quantile is not None and not (
-            math.isfinite(self.cap_quantile) and 0.0 < self.cap_quantile <= 1.0
-        ):
-            raise LossartError(
-                f"--cap-quantile: expected a number in (0, 1], got {self.cap_quantile}"
-            )
-        if not (self.sigma >= 0 and math.isfinite(self.sigma)):
-            raise LossartError(f"--sigma: expected a number >= 0, got {self.sigma}")
-        if not (self.frame_sigma >= 0 and math.isfinite(self.frame_sigma)):
-            raise LossartError(f"--frame-sigma: expected a number >= 0, got {self.frame_sigma}")
-        if int(self.upsample) != self.upsample or not 1 <= self.upsample <= MAX_UPSAMPLE:
-            raise LossartError(
-                f"--upsample: expected an integer in [1, {MAX_UPSAMPLE}], got {self.upsample}"
-            )
-        if int(self.path_samples) != self.path_samples or self.path_samples < 2:
-            raise LossartError(f"--path-samples: expected an integer >= 2, got {self.path_samples}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -33,7 +33,6 @@ import torch
 from torch.func import functional_call
 
 from lossart.atomic import atomic_path, torch_save, write_json
-from lossart.checks import check_number, output_dir
 from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
 from lossart.devices import cpu_threads, pick_device, resolve_device
 from lossart.errors import LossartError
@@ -44,9 +43,11 @@ from lossart.geometry.weights import ParamLayout
 from lossart.locks import working_on
 from lossart.models import ModelSpec, create_model
 from lossart.models.fit import build_for_data
+from lossart.options import check_value, option_error
 from lossart.precision import precision, resolve_dtype
 from lossart.runs import Run, endpoint_records, now_iso, versions
 from lossart.training.checkpoint import check_finite_weights, load_checkpoint
+from lossart.training.config import SPACINGS, CurveConfig  # noqa: F401  (importable here)
 from lossart.training.curve_run import CurveRun, FrameRecord, frames_json, load_curve_run
 from lossart.training.endpoints import learning_rate
 from lossart.training.loop import (
@@ -55,73 +56,11 @@ from lossart.training.loop import (
     check_finite,
     check_settings,
     run_loop,
-    run_option,
     settings_of,
 )
 
-SPACINGS = ("uniform", "log")
 STATE_VERSION = 1
 
-
-@dataclass
-class CurveConfig:
-    """What `lossart curve` was asked for. Defaults follow Garipov et al. (lr 0.015, wd 5e-4).
-
-    The fields that decide the result (`settings_of`: all but the `run_option` ones, with `data`
-    resolved to the dataset's spec) are recorded in run.json and state.pt; a rerun must match them.
-    """
-
-    w1: str = run_option()
-    w2: str = run_option()
-    out: str = run_option()
-    kind: str = "bezier"
-    bends: int = 1
-    epochs: int = 10
-    lr: float = 0.015
-    wd: float = 5e-4
-    momentum: float = 0.9
-    batch_size: int = 128
-    seed: int = 1
-    frames: int = 50  # how many frames to record (a count; `lossart grid --select-frames` picks)
-    frame_spacing: str = "uniform"
-    init_noise: float = 0.0
-    schedule: str = "garipov"
-    augment: bool = True
-    loss_window: int = 50
-    data: str | DataSpec | None = None  # default: the endpoints' dataset
-    device: str = run_option(default="cpu")
-    # auto, float32 or bfloat16 (forward under autocast); resolved once, kept in state.pt and
-    # run.json (`curve_dtype`); the library's default is float32, the CLI's auto
-    dtype: str = run_option(default="float32")
-    # CPU threads; None: 1 for the built-in data on CPU, else torch's
-    threads: int | None = run_option(default=None)
-    save_every_s: float = run_option(default=120.0)
-    progress: bool = run_option(default=True)
-
-    def check(self) -> None:
-        for name in ("epochs", "batch_size", "frames", "loss_window"):
-            if int(getattr(self, name)) < 1:
-                flag = "--" + name.replace("_", "-")
-                raise LossartError(
-                    f"{flag}: expected a whole number >= 1, got {getattr(self, name)}"
-                )
-        if self.frames < 2:
-            raise LossartError(
-                f"--frames: expected at least 2 (initial and final), got {self.frames}"
-            )
-        if self.frame_spacing not in SPACINGS:
-            raise LossartError(
-                f"--frame-spacing: expected uniform or log, got {self.frame_spacing!r}"
-            )
-        check_number("--lr", self.lr, 0.0, lo_open=True, optional=False)
-        check_number("--wd", self.wd, 0.0, optional=False)
-        check_number("--momentum", self.momentum, 0.0, 1.0, hi_open=True, optional=False)
-        check_number("--init-noise", self.init_noise, 0.0, optional=False)
-        check_number("--seed", self.seed, 0, optional=False)
-        check_number("--threads", self.threads, 1)
-        CurveSpec(self.kind, self.bends)
-        if self.out:
-            output_dir(self.out)
 
 def frame_steps(total_steps: int, frames: int, spacing: str = "uniform") -> list[int]:
     """`frames` distinct steps from 0 to `total_steps`, evenly or log-spaced (0 and the end always).
@@ -129,17 +68,14 @@ def frame_steps(total_steps: int, frames: int, spacing: str = "uniform") -> list
     Log spacing puts frames 1.. on a geometric sequence from step 1 to the end (rounded, then
     nudged apart), so the fast early motion of the bends gets as many frames as the slow rest.
     """
+    check_value(CurveConfig, "frames", frames)
+    check_value(CurveConfig, "frame_spacing", spacing)
     if frames > total_steps + 1:
-        raise LossartError(
-            f"--frames {frames}: more than the {total_steps + 1} steps of this training "
-            f"(steps + 1); use --frames <= {total_steps + 1} or more --epochs"
-        )
-    if frames < 2:
-        raise LossartError(f"--frames: expected at least 2, got {frames}")
+        problem = (f"more than the {total_steps + 1} steps of this training (steps + 1); "
+                   f"ask for at most {total_steps + 1} frames or more epochs")  # fmt: skip
+        raise option_error(CurveConfig, "frames", problem, frames)
     if spacing == "uniform":
         return [round(i * total_steps / (frames - 1)) for i in range(frames)]
-    if spacing != "log":
-        raise LossartError(f"--frame-spacing: expected uniform or log, got {spacing!r}")
     raw = [0] + [int(round(s)) for s in np.geomspace(1, total_steps, frames - 1)]
     raw[-1] = total_steps
     for i in range(1, frames):

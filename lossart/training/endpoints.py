@@ -17,15 +17,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from lossart.checks import check_number, output_file
-from lossart.data import Dataset, DataSpec, load_dataset, num_batches, parse_data_spec, train_loader
+from lossart.checks import output_file
+from lossart.data import Dataset, load_dataset, num_batches, parse_data_spec, train_loader
 from lossart.data.batches import normalize
 from lossart.devices import cpu_threads, pick_device, resolve_device
 from lossart.errors import LossartError
@@ -34,6 +34,7 @@ from lossart.geometry.weights import flat_params
 from lossart.locks import working_on
 from lossart.models import ModelSpec
 from lossart.models.fit import build_for_data
+from lossart.options import check_value
 from lossart.precision import precision, resolve_dtype
 from lossart.progress import progress, tqdm
 from lossart.runs import versions
@@ -43,13 +44,13 @@ from lossart.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from lossart.training.config import SCHEDULES, TrainConfig  # noqa: F401  (importable here)
 from lossart.training.loop import (
     LoopPlan,
     ResumeState,
     check_finite,
     check_settings,
     run_loop,
-    run_option,
     settings_of,
 )
 from lossart.training.snapshots import (
@@ -61,7 +62,6 @@ from lossart.training.snapshots import (
     write_snapshot,
 )
 
-SCHEDULES = ("garipov", "cosine", "constant")
 STATE_FORMAT = "lossart-train-state"
 
 
@@ -83,53 +83,8 @@ def learning_rate(schedule: str, base_lr: float, progress: float) -> float:
         return base_lr * 0.5 * (1.0 + math.cos(math.pi * p))
     if schedule == "constant":
         return base_lr
-    raise LossartError(f"--schedule {schedule!r}: expected one of {', '.join(SCHEDULES)}")
-
-
-@dataclass
-class TrainConfig:
-    """One endpoint's training. `None` fields take the dataset's defaults (`train_defaults`).
-
-    The fields that decide the result (`settings_of`) are stored in the checkpoint and compared
-    on every rerun; `run_option` fields only change how the training runs.
-    """
-
-    data: str | DataSpec = "shapes"
-    model: str | ModelSpec | None = None  # registry name, "pkg.mod:factory", or a full spec
-    model_kwargs: dict[str, Any] = run_option(default_factory=dict)  # part of `model` resolved
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    momentum: float = 0.9
-    wd: float | None = None
-    schedule: str = "garipov"
-    seed: int = 0
-    augment: bool = True
-    # weight snapshots kept along training (initial and final included); None: none
-    snapshots: int | None = None
-    device: str = run_option(default="cpu")
-    # auto, float32 or bfloat16 (forward under autocast); resolved once, kept in the resume state
-    # and the checkpoint (`extra["dtype"]`); the library's default is float32, the CLI's auto
-    dtype: str = run_option(default="float32")
-    channels_last: bool = run_option(default=False)
-    out: str | Path = run_option(default="endpoint.pt")
-    # train metrics on a fixed subset this large (un-augmented)
-    train_eval_size: int = run_option(default=10000)
-    save_every_s: float = run_option(default=120.0)
-    progress: bool = run_option(default=True)
-    # CPU threads; None: 1 for the built-in data on the CPU, else torch's default
-    threads: int | None = run_option(default=None)
-
-    def __post_init__(self) -> None:
-        """Ranges and finiteness, checked before any work (NaN lr "diverges" otherwise)."""
-        check_number("--epochs", self.epochs, 1)
-        check_number("--batch-size", self.batch_size, 1)
-        check_number("--lr", self.lr, 0.0, lo_open=True)
-        check_number("--momentum", self.momentum, 0.0, 1.0, hi_open=True, optional=False)
-        check_number("--wd", self.wd, 0.0)
-        check_number("--seed", self.seed, 0, optional=False)
-        check_number("--threads", self.threads, 1)
-        check_number("train_eval_size", self.train_eval_size, 1, optional=False)
+    check_value(TrainConfig, "schedule", schedule)
+    raise AssertionError(schedule)  # every declared schedule is handled above
 
 
 # Per-dataset defaults: (model, epochs, batch size, lr, weight decay). CIFAR-like numbers follow
@@ -179,14 +134,7 @@ def resolve(cfg: TrainConfig, ds: Dataset) -> TrainConfig:
     )
     check_count(resolved.snapshots)
     learning_rate(cfg.schedule, 1.0, 0.0)  # validates the name
-    for key in ("epochs", "batch_size"):
-        if getattr(resolved, key) < 1:
-            raise LossartError(
-                f"--{key.replace('_', '-')} {getattr(resolved, key)}: expected a positive integer"
-            )
-    if resolved.lr <= 0:
-        raise LossartError(f"--lr {resolved.lr}: expected a positive number")
-    return resolved
+    return resolved  # `replace` checked the filled-in values against the declarations
 
 
 def partial_path(out: str | Path) -> Path:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,15 +27,11 @@ import torch
 from lossart.atomic import torch_save
 from lossart.errors import LossartError
 from lossart.interrupts import deferred
+from lossart.options import run_option  # noqa: F401  (importable from here as before)
 from lossart.progress import progress
 from lossart.training.checkpoint import read_torch_file
 
 NOT_A_SETTING = {"setting": False}
-
-
-def run_option(**kw: Any) -> Any:
-    """A config field that changes how a training runs, not its result (kept out of settings)."""
-    return field(metadata=NOT_A_SETTING, **kw)
 
 
 def settings_of(cfg: Any) -> dict[str, Any]:

@@ -31,7 +31,9 @@ import torch
 
 from lossart.atomic import torch_save
 from lossart.errors import LossartError
+from lossart.options import check_value, option_error
 from lossart.training.checkpoint import Checkpoint, check_finite_weights, read_torch_file
+from lossart.training.config import TrainConfig
 
 SNAPSHOT_FORMAT = "lossart-snapshot"
 SNAPSHOT_VERSION = 1
@@ -48,21 +50,17 @@ def snapshot_path(folder: Path, index: int) -> Path:
 
 
 def check_count(count: int | None) -> None:
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 2):
-        raise LossartError(
-            f"--snapshots {count!r}: expected a whole number >= 2 (the initial and final weights "
-            "are always two of them)"
-        )
+    """The count against TrainConfig's declaration (the initial and final weights are two)."""
+    check_value(TrainConfig, "snapshots", count)
 
 
 def snapshot_steps(count: int, total: int) -> list[int]:
     """`count` evenly spaced steps from 0 to `total` inclusive (rounded; no step twice)."""
     check_count(count)
     if count > total + 1:
-        raise LossartError(
-            f"--snapshots {count}: training has only {total} steps ({total + 1} distinct "
-            "moments); ask for fewer snapshots or more --epochs"
-        )
+        problem = (f"training has only {total} steps ({total + 1} distinct moments); ask for "
+                   "fewer snapshots or more epochs")  # fmt: skip
+        raise option_error(TrainConfig, "snapshots", problem, count)
     return [round(k * total / (count - 1)) for k in range(count)]
 
 
