@@ -19,7 +19,6 @@ from collections.abc import Callable
 
 from lossart import __version__
 from lossart.checks import (
-    MAX_GRID_SIDE,
     MAX_IMAGE_SIDE,
     integer,
     nonneg_int,
@@ -1021,10 +1020,11 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     speed.add_argument("--quick", action="store_true", help="a one-minute smoke version")
     speed.add_argument("--quality", action="store_true",
                        help="bigger and prettier: more frames, finer grids, 1280x720 renders")
-    p.add_argument("--frames", type=integer(2, 100_000), help="curve frames (video length)")
-    p.add_argument("--resolution", type=integer(2, MAX_GRID_SIDE), help="grid points per side")
-    p.add_argument("--subset", type=positive_int, help="training images per grid point")
-    p.add_argument("--seed", type=nonneg_int, default=1)
+    from lossart.demo import DemoConfig, DemoSettings
+    from lossart.options import add_option_flags
+
+    add_option_flags(p, DemoSettings, list(DemoSettings.FLAGS))
+    add_option_flags(p, DemoConfig, ["seed"])
     p.add_argument("--device", type=_device_name, default="cpu", help="cpu or cuda for the compute stages")
     _dtype_flag(p, "with --subject: training and grids (default auto)")
     p.add_argument("--no-render", action="store_true", help="stop after the terrain bundle")
@@ -1036,7 +1036,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lossart.demo import DEMO_LOOK_FLAGS, DemoConfig, run_demo
+    from lossart.demo import DEMO_LOOK_FLAGS, DemoConfig, DemoSettings, run_demo
     from lossart.render.options import look_values
 
     if args.report:
@@ -1046,12 +1046,11 @@ def _run_demo(args: argparse.Namespace) -> int:
         return 0
     if args.subject:
         return _run_subject(args)
-    overrides = {k: v for k, v in {
-        "frames": args.frames, "resolution": args.resolution, "subset": args.subset,
-    }.items() if v is not None}
+    overrides = {k: getattr(args, k) for k in DemoSettings.FLAGS if getattr(args, k) is not None}
     overrides.update(look_values(args, DEMO_LOOK_FLAGS))
     preset = "quick" if args.quick else "quality" if args.quality else "default"
-    result = run_demo(DemoConfig(Path(args.out or "renders/demo"), preset, args.device, args.seed,
+    seed = 1 if args.seed is None else args.seed
+    result = run_demo(DemoConfig(Path(args.out or "renders/demo"), preset, args.device, seed,
                                  not args.no_render, overrides))
     print(f"demo ({preset}) in {result.out}:")
     for name, secs in result.stage_seconds.items():

@@ -28,7 +28,6 @@ from lossart.options import OPTION, flag_of
 NOT_FLAGS = frozenset({"progress", "quiet", "save_every_s", "train_eval_size"})
 # Flags not spelled --field-name, by (config class, field), until the config declares them.
 SPELLINGS = {
-    ("GridConfig", "frames"): "--select-frames",
     ("TrainConfig", "model_kwargs"): "--model-arg",
     ("TerrainConfig", "loss_floor"): "--floor",
 }

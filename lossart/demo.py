@@ -20,9 +20,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lossart.atomic import atomic_path
-from lossart.checks import check_number, output_dir
+from lossart.checks import MAX_GRID_SIDE, output_dir
 from lossart.commands import EvalCurveOptions, RenderOptions
 from lossart.errors import LossartError
+from lossart.options import check_options, option
 from lossart.pipeline import run_stages
 
 
@@ -33,10 +34,10 @@ class DemoSettings:
     model_width: int = 8  # smallcnn channels: the FLOPs of every grid point scale with it
     endpoint_epochs: int = 10
     curve_epochs: int = 8
-    frames: int = 30
+    frames: int = option(30, help="curve frames (video length)", lo=2, hi=100_000)
     frame_spacing: str = "log"  # the curve moves most early on: log spacing shows that
-    resolution: int = 51
-    subset: int = 128
+    resolution: int = option(51, help="grid points per side", lo=2, hi=MAX_GRID_SIDE)
+    subset: int = option(128, help="training images per grid point", lo=1)
     sigma: float = 1.0
     frame_sigma: float = 0.6
     upsample: int = 3
@@ -53,10 +54,11 @@ class DemoSettings:
     palette: str = "losslandscape"
     style: str = "hero"
 
+    #: the settings `lossart demo` offers as flags (the rest are the preset's)
+    FLAGS = ("frames", "resolution", "subset")
+
     def __post_init__(self) -> None:
-        check_number("--frames", self.frames, 2, optional=False)
-        check_number("--resolution", self.resolution, 2, optional=False)
-        check_number("--subset", self.subset, 1, optional=False)
+        check_options(self)
 
     def looks(self):
         """The still's and the video's Look (lossart.format.look), checked."""
@@ -96,9 +98,13 @@ class DemoConfig:
     out: Path = Path("renders/demo")
     preset: str = "default"
     device: str = "cpu"
-    seed: int = 1
+    seed: int = option(1, help="seed of the first endpoint (the second: seed + 1) and the curve",
+                       lo=0)
     render: bool = True
     overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_options(self)
 
     def settings(self) -> DemoSettings:
         if self.preset not in PRESETS:
@@ -134,7 +140,6 @@ def run_demo(cfg: DemoConfig, on_stage: Callable[[str], None] | None = None) -> 
     s = cfg.settings()
     output_dir(cfg.out)  # every option and the output folder are checked before any stage runs
     pick_device(cfg.device)
-    check_number("--seed", cfg.seed, 0, optional=False)
     still_look, video_look = s.looks()  # a bad look is refused now, not after the grids
     run_dir, ends = cfg.out / "run", [cfg.out / "endpoints" / f"w{k}.pt" for k in (1, 2)]
     still, video = cfg.out / "lossart-demo.png", cfg.out / "lossart-demo.mp4"

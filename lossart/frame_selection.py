@@ -51,6 +51,10 @@ class FrameSelection:
         except (ValueError, TypeError, AttributeError):
             raise _error(text, SPELLING) from None
 
+    def __str__(self) -> str:
+        """As the command line spells it (the flag's text)."""
+        return self.text
+
     def pick(self, available: list[int]) -> list[int]:
         """The selected frames among `available` (the run's recorded ones), sorted."""
         have = set(available)

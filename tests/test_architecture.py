@@ -312,10 +312,7 @@ def test_declared_options_have_one_range():
 
 
 #: Modules whose range checks still name flags, each with the reason; empty once they move.
-RANGES_PENDING = {
-    # DemoSettings moves with the one pipeline driver (lossart.demo / subjects, another branch)
-    "lossart.demo": "the demo's settings join the pipeline driver",
-}
+RANGES_PENDING: dict[str, str] = {}  # modules still to declare their ranges (none)
 
 
 def _flag_text(node: ast.AST | None) -> str | None:
