@@ -16,7 +16,6 @@ curve runs) and reuse it on resume.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -63,8 +62,8 @@ def resolve_dtype(name: str | None, device: torch.device | str, quiet: bool = Fa
     why = bfloat16_units(device)
     if why is None:
         return "bfloat16"
-    if not quiet:
-        print(f"lossart: --dtype auto: float32 ({why})", file=sys.stderr)
+    if not quiet:  # a note on the run, with its other notes (stderr is for what went wrong)
+        print(f"lossart: --dtype auto: float32 ({why})", flush=True)
     return "float32"
 
 

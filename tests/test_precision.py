@@ -133,8 +133,8 @@ def test_auto_resolves_by_the_hardware(monkeypatch, capsys):
     assert bfloat16_units(cpu) is None and resolve_dtype("auto", cpu) == "bfloat16"
     no_bf16_units(monkeypatch)
     assert resolve_dtype("auto", cpu) == "float32"
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["lossart: --dtype auto: float32 (this CPU has no AMX bfloat16 units)"]
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ["lossart: --dtype auto: float32 (this CPU has no AMX bfloat16 units)"]
     assert resolve_dtype("float32", cpu) == "float32" and resolve_dtype("bfloat16", cpu) == "bfloat16"
     assert resolve_dtype(None, cpu) == "float32"  # None means auto
     with pytest.raises(LossartError, match="^dtype 'float16'"):
@@ -168,7 +168,7 @@ def test_auto_falls_back_to_float32_with_a_note(tmp_path, monkeypatch, capsys):
     s = grid_run(run.root, GridConfig(**SMALL, select_frames="0", dtype="auto"))
     assert "float32" in s.engine
     assert json.loads((run.grids / "grid.json").read_text())["dtype"] == "float32"
-    notes = [ln for ln in capsys.readouterr().err.splitlines() if "--dtype auto" in ln]
+    notes = [ln for ln in capsys.readouterr().out.splitlines() if "--dtype auto" in ln]
     assert notes == ["lossart: --dtype auto: float32 (this CPU has no AMX bfloat16 units)"]
     # The library's default for a new grid is float32 even where bfloat16 would pay (the CLI's
     # default is auto): a GridConfig without a dtype is an exact grid.
