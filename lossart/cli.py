@@ -1023,7 +1023,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     from lossart.demo import DemoConfig, DemoSettings
     from lossart.options import add_option_flags
 
-    add_option_flags(p, DemoSettings, list(DemoSettings.FLAGS))
+    # no default: the preset's sizes unless a flag is given
+    add_option_flags(p, DemoSettings, list(DemoSettings.FLAGS),
+                     defaults=dict.fromkeys(DemoSettings.FLAGS))
     add_option_flags(p, DemoConfig, ["seed"])
     p.add_argument("--device", type=_device_name, default="cpu", help="cpu or cuda for the compute stages")
     _dtype_flag(p, "with --subject: training and grids (default auto)")

@@ -720,7 +720,7 @@ def _raises(fn: Callable[[], object], names: str) -> None:
         (lambda: __import__("lossart.terrain.heightfield", fromlist=["x"]).TerrainConfig(upsample=100000), "upsample 100000"),
         (lambda: __import__("lossart.training.curve", fromlist=["x"]).CurveConfig(
             w1="a", w2="b", out="c", init_noise=float("nan")), "init_noise nan"),
-        (lambda: __import__("lossart.demo", fromlist=["x"]).DemoSettings(resolution=0), "--resolution"),
+        (lambda: __import__("lossart.demo", fromlist=["x"]).DemoSettings(resolution=0), "resolution 0:"),
     ],
     ids=["train-lr", "train-momentum", "train-threads", "grid-margin", "grid-batch", "grid-res",
          "terrain-cap", "terrain-upsample", "curve-noise", "demo-res"],
