@@ -240,16 +240,6 @@ def test_compile_is_planned_by_job_size(setup):
     assert not engine_for(setup, strategy="vmap").plan_compile(10**9)  # only the CPU pass
 
 
-def test_compile_is_judged_by_the_jobs_flops_not_its_points():
-    from lossart.grid.engine import compile_pays
-
-    # the demo's grids: 78,030 points of a 0.05-GFLOP pass are over in seconds
-    assert not compile_pays(78_030, 50_000_000)
-    # the real subject's video grids: 166k points of a 5-GFLOP pass are most of an hour
-    assert compile_pays(166_000, 5_000_000_000)
-    assert not compile_pays(None, 10**12)
-
-
 def test_vmap_halves_its_block_when_out_of_memory(setup, monkeypatch):
     e = engine_for(setup, strategy="vmap", batch_points=4)
     real = e._evaluate_block

@@ -106,7 +106,7 @@ class GridConfig:
     overwrite: bool = False
     force: bool = False
     compile: bool | None = option(
-        help="torch.compile the CPU pass (auto: jobs of 50+ TFLOP; kept in grid.json)",
+        help="torch.compile the CPU pass (auto: grids of 20000+ points; kept in grid.json)",
         metavar="{auto,on,off}", parse=parse_compile,
     )  # fmt: skip  # None = grid.json's, else by job size
     adaptive: float | None = option(

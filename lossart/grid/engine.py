@@ -69,10 +69,7 @@ from lossart.grid.config import GridConfig
 from lossart.options import check_value
 from lossart.precision import precision, resolve_dtype
 
-#: Compiling costs ~20-60 s and gains 1.1-1.3x (smallcnn, resnet20-noskip): it pays from about
-#: 200 s of eager work, ~50 TFLOP on a 2-core CPU. Judged in FLOPs, not points: the demo's
-#: 78,030 points of a small net (4 TFLOP) are over in seconds, a real net's 20,000 are not.
-COMPILE_MIN_FLOP = 50e12
+COMPILE_MIN_POINTS = 20000  # below this a job is over before compiling (~20-60 s) pays off
 STRATEGIES = ("auto", "point", "vmap")
 
 
@@ -383,12 +380,16 @@ class GridEngine:
         """Compile the per-point pass when it pays; returns whether the engine is compiled.
 
         `force` (else `config.compile`) decides; where both are None, a CPU job of at least
-        `COMPILE_MIN_FLOP` (its points times the pass's FLOPs) compiles. Compiled and eager passes round differently (by a
+        `COMPILE_MIN_POINTS` points compiles. Compiled and eager passes round differently (by a
         few float32 ulps), so callers decide once per grid, not by how much work is left.
         """
         wanted = force if force is not None else self.config.compile
         if wanted is None:
-            wanted = self.device.type == "cpu" and compile_pays(job_points, self.flops_per_point)
+            wanted = (
+                self.device.type == "cpu"
+                and job_points is not None
+                and job_points >= COMPILE_MIN_POINTS
+            )
         if not wanted or self.strategy != "point" or self.chunk or self.compiled:
             return self.compiled
         params, x, y, task = self._params, self.x, self.y, self.task
@@ -446,11 +447,6 @@ def grid_axis(lo: float, hi: float, n: int) -> np.ndarray:
     out = lo + j * (hi - lo) / (n - 1)
     out[-1] = hi
     return out
-
-
-def compile_pays(job_points: int | None, flops_per_point: int) -> bool:
-    """Whether a CPU job is long enough for compiling its pass to pay (COMPILE_MIN_FLOP)."""
-    return job_points is not None and job_points * flops_per_point >= COMPILE_MIN_FLOP
 
 
 def effective_gflops(flops_per_point: int, points_per_second: float) -> float:
