@@ -20,7 +20,7 @@ STAGES = (
     # what lossart and the add-on share (copied into the extension zip): imports only itself
     ("format", ("lossart.format",)),
     ("core", ("lossart", "lossart.errors", "lossart.atomic", "lossart.progress", "lossart.runs",
-              "lossart.locks", "lossart.checks", "lossart.swap", "lossart.interrupts",
+              "lossart.locks", "lossart.checks", "lossart.swap", "lossart.interrupts", "lossart.lazy",
               "lossart.options", "lossart.frame_selection")),
     ("data", ("lossart.data",)),
     ("models", ("lossart.models",)),

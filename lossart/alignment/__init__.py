@@ -5,7 +5,7 @@
 `align_checkpoints(AlignConfig)` does all of it for checkpoint files (`lossart align`).
 """
 
-import importlib
+from lossart.lazy import lazy_names
 
 _WHERE = {
     "AlignConfig": "config",
@@ -27,10 +27,4 @@ _WHERE = {
 }
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> object:
-    """Each name loads its module on first use, so that `.config` (what the command line
-    builds its flags from) imports without torch."""
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _WHERE)  # each name loads its module on first use

@@ -4,7 +4,7 @@ A stage of its own between training and grid, so that `lossart plane --around --
 hessian` (grid) and `eval-curve --sharpness` (analyses) both use it.
 """
 
-import importlib
+from lossart.lazy import lazy_names
 
 #: Where each name lives. `lanczos` itself is `lossart.curvature.lanczos.lanczos`: once that
 #: module is loaded, the package's `lanczos` is the module (a lazy package cannot shadow it).
@@ -22,10 +22,4 @@ _WHERE = {
 }
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> object:
-    """Each name loads its module on first use, so that `.config` (what the command line
-    builds its flags from) imports without torch."""
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _WHERE)  # each name loads its module on first use
