@@ -9,7 +9,10 @@ of `sensor_mm` fitted to the longer side of the picture (Blender's "Auto" sensor
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +32,44 @@ class ViewTargets:
     ground: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     watch: np.ndarray | None = None
     sights: list | None = None
+
+
+def _digest(h, value) -> None:
+    """Feed a value made of arrays, numbers, strings, lists, tuples and dicts into a hash."""
+    if isinstance(value, np.ndarray):
+        h.update(f"a{value.dtype}{value.shape}".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, (list, tuple)):
+        h.update(f"({len(value)}".encode())
+        for v in value:
+            _digest(h, v)
+    elif isinstance(value, dict):
+        _digest(h, list(value.items()))
+    else:
+        h.update(f"{type(value).__name__}:{value!r};".encode())
+
+
+def remembered(fn):
+    """Keep the last few results of a pure function of arrays and numbers. A camera search
+    takes seconds, and the scene asks again with the same inputs: after an import and the
+    render settings applied at the same size, on every palette or glow change in the panel."""
+    cache: OrderedDict = OrderedDict()
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        h = hashlib.sha1()
+        _digest(h, [args, sorted(kwargs.items())])
+        key = h.digest()
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        value = cache[key] = fn(*args, **kwargs)
+        while len(cache) > 8:
+            cache.popitem(last=False)
+        return value
+
+    wrapper.cache_clear = cache.clear
+    return wrapper
 
 
 def view_direction(elevation_deg: float, azimuth_deg: float) -> np.ndarray:
@@ -195,27 +236,6 @@ def hidden_share(
     return float((clearance(pts, eye, heights, xs, ys, steps) < 0).mean())
 
 
-class _Projection:
-    """Points in a camera's basis (right, up, towards the camera), computed once, so their
-    picture can be measured at many distances cheaply."""
-
-    def __init__(self, points, aim, direction) -> None:
-        right, up = camera_basis(direction)
-        rel = np.asarray(points, dtype=np.float64).reshape(-1, 3) - np.asarray(aim, dtype=np.float64)
-        self.x, self.y = rel @ right, rel @ up
-        self.along = rel @ np.asarray(direction, dtype=np.float64)
-
-    def spans(self, distance: float, tan_x: float, tan_y: float):
-        depth = distance - self.along
-        u, v = self.x / depth / tan_x, self.y / depth / tan_y
-        return (
-            0.5 * (u.max() + u.min()),
-            0.5 * (v.max() + v.min()),
-            0.5 * (u.max() - u.min()),
-            0.5 * (v.max() - v.min()),
-        )
-
-
 def fit_centred(
     points: np.ndarray,
     aim: np.ndarray,
@@ -229,16 +249,44 @@ def fit_centred(
 
     Returns (distance, centre_u, centre_v): the shift, in units of the half-width and
     half-height, that puts the projected points' centre in the middle of the picture."""
-    d = np.asarray(direction, dtype=np.float64)
-    proj = _Projection(points, aim, d)
-    hi = fit_distance(points, aim, d, tan_x, tan_y, fill)
-    lo = float(proj.along.max()) + 1e-3 * hi  # every point stays in front of the camera
+    return fit_centred_many(points, aim, [direction], tan_x, tan_y, fill)[0]
+
+
+def fit_centred_many(
+    points: np.ndarray,
+    aim: np.ndarray,
+    directions,
+    tan_x: float,
+    tan_y: float,
+    fill: float = 0.9,
+) -> list[tuple[float, float, float]]:
+    """`fit_centred` for several directions at once (an orbit's sweep): the same bisection,
+    run on all of them together, so a judged view costs one pass instead of one per angle."""
+    dirs = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
+    rel = np.asarray(points, dtype=np.float64).reshape(-1, 3) - np.asarray(aim, dtype=np.float64)
+    bases = [camera_basis(d) for d in dirs]
+    x = np.stack([rel @ right for right, _ in bases])  # [directions, points]
+    y = np.stack([rel @ up for _, up in bases])
+    along = np.stack([rel @ d for d in dirs])
+
+    def spans(distance: np.ndarray):
+        depth = distance[:, None] - along
+        u, v = x / depth / tan_x, y / depth / tan_y
+        umax, umin, vmax, vmin = u.max(axis=1), u.min(axis=1), v.max(axis=1), v.min(axis=1)
+        return 0.5 * (umax + umin), 0.5 * (vmax + vmin), 0.5 * (umax - umin), 0.5 * (vmax - vmin)
+
+    # the farthest any point needs (closed form per point, as fit_distance)
+    need_x = along + np.abs(x) / (tan_x * fill)
+    need_y = along + np.abs(y) / (tan_y * fill)
+    hi = np.maximum(np.maximum(need_x.max(axis=1), need_y.max(axis=1)), 1e-3)
+    lo = along.max(axis=1) + 1e-3 * hi  # every point stays in front of the camera
     for _ in range(24):  # the spans shrink as the camera backs away: bisect (to 1e-7)
         mid = 0.5 * (lo + hi)
-        _, _, su, sv = proj.spans(mid, tan_x, tan_y)
-        lo, hi = (mid, hi) if max(su, sv) > fill else (lo, mid)
-    cu, cv, _, _ = proj.spans(hi, tan_x, tan_y)
-    return hi, cu, cv
+        _, _, su, sv = spans(mid)
+        wide = np.maximum(su, sv) > fill
+        lo, hi = np.where(wide, mid, lo), np.where(wide, hi, mid)
+    cu, cv, _, _ = spans(hi)
+    return [(float(h), float(a), float(b)) for h, a, b in zip(hi, cu, cv, strict=True)]
 
 
 def surroundings(
@@ -333,6 +381,7 @@ class FillView:
     hidden: float
 
 
+@remembered
 def choose_fill_view(
     framed: np.ndarray,
     aims: list[np.ndarray],
@@ -377,7 +426,7 @@ def choose_fill_view(
         dirs = [view_direction(el, az + a) for a in sweep]
         # re-centred with a lens shift (the camera's, fixed over an orbit: the mean of the
         # sweep's, from the farthest distance any angle needs)
-        fits = [fit_centred(framed, aim, d, tx, ty, fill) for d in dirs]
+        fits = fit_centred_many(framed, aim, dirs, tx, ty, fill)
         dist = max(f[0] for f in fits)
         cu = float(np.mean([f[1] for f in fits]))
         cv = float(np.mean([f[2] for f in fits]))

@@ -19,6 +19,7 @@ from .framing import (
     ground_coverage,
     hidden_share,
     pixel_rays,
+    remembered,
     view_direction,
 )
 
@@ -102,6 +103,7 @@ def judge_glide(glide: Glide, sights, marks, tangents, inset: float) -> GlideChe
     return GlideCheck(coverage, hidden, inside)
 
 
+@remembered
 def choose_glide(
     end_framed: np.ndarray,
     start_framed: np.ndarray,

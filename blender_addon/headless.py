@@ -97,6 +97,10 @@ def main(job_path: str) -> None:
     try:
         job = RenderJob.from_dict(raw)
         scene = bpy.context.scene
+        # the picture's size first: the import frames the camera for it, and the refresh after
+        # the render settings finds that framing remembered (a camera search takes seconds)
+        scene.render.resolution_x, scene.render.resolution_y = (int(v) for v in job.look.size)
+        scene.render.resolution_percentage = 100
         bundle = import_landscape(scene, job.bundle, job.look)
         device = apply_look(scene, job.look)
         refresh(scene)  # fit the cameras to the render size's aspect ratio

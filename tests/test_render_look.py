@@ -333,6 +333,41 @@ def test_fit_centred_fills_the_tighter_side_and_centres_it():
     assert half == pytest.approx(0.9, abs=1e-6)
 
 
+def test_fit_centred_many_fits_each_direction_on_its_own():
+    """The sweep's directions are bisected together; each must come out as if fitted alone:
+    the tighter side spans the fill exactly and the shift centres the points."""
+    corners = framing.box_corners([-5, -2.5, -0.1], [5, 2.5, 1.6])
+    aim = corners.mean(axis=0)
+    tx, ty = framing.half_fov_tangents(50.0, 36.0, 480, 270)
+    dirs = [framing.view_direction(el, az) for el, az in ((20.0, -116.0), (45.0, -30.0), (70.0, 80.0))]
+    fits = framing.fit_centred_many(corners, aim, dirs, tx, ty, fill=0.8)
+    assert len({round(f[0], 6) for f in fits}) == 3  # three different distances
+    for d, (dist, cu, cv) in zip(dirs, fits, strict=True):
+        u, v = _project(corners, aim, d, dist, tx, ty)
+        assert 0.5 * (u.max() + u.min()) == pytest.approx(cu)
+        assert 0.5 * (v.max() + v.min()) == pytest.approx(cv)
+        assert max(0.5 * np.ptp(u), 0.5 * np.ptp(v)) == pytest.approx(0.8, abs=1e-6)
+
+
+def test_remembered_answers_the_same_question_once_and_a_new_one_again():
+    calls = []
+
+    @framing.remembered
+    def search(points, lenses, need=0.9):
+        calls.append(1)
+        return float(points.sum()) * need + sum(lenses)
+
+    pts = np.arange(6.0).reshape(2, 3)
+    first = search(pts, (50.0, 70.0), need=0.9)
+    assert search(pts.copy(), (50.0, 70.0), need=0.9) == first and len(calls) == 1
+    moved = pts.copy()
+    moved[1, 2] += 1e-9  # any change of any input is a new question
+    search(moved, (50.0, 70.0), need=0.9)
+    search(pts, (50.0, 35.0), need=0.9)
+    search(pts, (50.0, 70.0), need=0.93)
+    assert len(calls) == 4
+
+
 @bpy_needed
 def test_a_plane_around_one_optimum_is_framed_wide():
     """A random plane around one optimum has no path: framing the optimum's surroundings alone
