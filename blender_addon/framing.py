@@ -64,7 +64,7 @@ def remembered(fn):
             cache.move_to_end(key)
             return cache[key]
         value = cache[key] = fn(*args, **kwargs)
-        while len(cache) > 8:
+        while len(cache) > 128:  # a crane's search asks its inner view search ~50 times
             cache.popitem(last=False)
         return value
 
