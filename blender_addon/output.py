@@ -8,6 +8,7 @@ video render resumes where it stopped.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 import bpy
@@ -154,14 +155,32 @@ def render_frames(
     for stale in folder.glob(".tmp_frame_*.png"):  # left by a killed render
         stale.unlink()
     done = []
-    for f in frames:
-        out = frame_file(folder, f)
-        skipped = out.is_file()
-        if not skipped:
-            tmp = folder / f".tmp_frame_{f:05d}.png"
-            render_picture(scene, tmp, frame=f)
-            tmp.replace(out)
-        done.append(out)
-        if on_frame is not None:
-            on_frame(f, skipped)
+    with _frame_sequence(scene):
+        for f in frames:
+            out = frame_file(folder, f)
+            skipped = out.is_file()
+            if not skipped:
+                tmp = folder / f".tmp_frame_{f:05d}.png"
+                render_picture(scene, tmp, frame=f)
+                tmp.replace(out)
+            done.append(out)
+            if on_frame is not None:
+                on_frame(f, skipped)
     return done
+
+
+@contextmanager
+def _frame_sequence(scene: bpy.types.Scene):
+    """Settings for rendering many frames in a row, restored afterwards. Persistent data: Cycles
+    keeps the scene between frames and syncs only what changed (the terrain, the path), the
+    same pictures. The denoiser's balanced quality: on this 2-core CPU the high one took about
+    60% of a 400x224 video frame at 3 samples; balanced takes about half as long, and its
+    frames differ from high's by under 1/255 on average, as the motion hides."""
+    r, c = scene.render, scene.cycles
+    before = r.use_persistent_data, c.denoising_quality
+    r.use_persistent_data = True
+    c.denoising_quality = "BALANCED"
+    try:
+        yield
+    finally:
+        r.use_persistent_data, c.denoising_quality = before
