@@ -119,6 +119,18 @@ def import_landscape(
     return bundle
 
 
+def hide_marks(scene: bpy.types.Scene) -> None:
+    """Hide the path, the markers and the bends from every kind of ray, their light included:
+    a render of the terrain alone, to measure what the terrain's own shading does (the frame
+    handler toggles `hide_render`, so the rays' visibility is what is switched off here)."""
+    s = scene.lossart
+    for obj in s.collection.objects:
+        if obj.type in {"LIGHT", "CAMERA"} or obj == s.terrain:
+            continue
+        for ray in ("camera", "diffuse", "glossy", "transmission", "volume_scatter", "shadow"):
+            setattr(obj, f"visible_{ray}", False)
+
+
 def remove_landscape(scene: bpy.types.Scene) -> None:
     """Delete the landscape's objects and their data, leaving the rest of the scene alone."""
     s = getattr(scene, "lossart", None)

@@ -564,3 +564,34 @@ def test_a_transparent_frame_is_flattened_onto_the_style_background():
     assert flat.mode == "RGB"
     assert flat.getpixel((0, 0)) == (200, 100, 50)
     assert flat.getpixel((3, 1)) == background_rgb("hero")
+
+
+def test_near_white_counts_bright_unsaturated_terrain_pixels_only():
+    from lossart.render.highlights import near_white_share
+
+    rgba = np.zeros((4, 5, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[0, :, :3] = 240  # a white row: 5 of 20 terrain pixels
+    rgba[1, :, :3] = (255, 200, 40)  # bright but saturated (the palette's orange): not white
+    rgba[3, :, 3] = 0  # not terrain: its white does not count
+    rgba[3, :, :3] = 255
+    assert near_white_share(rgba) == pytest.approx(5 / 15)
+    assert near_white_share(rgba.astype(np.float32) / 255) == pytest.approx(5 / 15)
+    with pytest.raises(ValueError, match="RGBA"):
+        near_white_share(rgba[..., :3])
+
+
+@bpy_needed
+@pytest.mark.blender
+def test_the_hero_light_leaves_no_white_smear_on_the_terrain(blender, bundles, tmp_path):
+    """Issue 22: under 1% of the terrain's pixels near white once the path, the markers and
+    their light are hidden (the key light's highlight must not bleach the palette)."""
+    from lossart.addon.landscape import hide_marks
+    from lossart.render.highlights import near_white_share
+
+    scene = _styled(blender, bundles["curve"], (120, 68), transparent=True)
+    scene.cycles.samples = 8
+    hide_marks(scene)
+    rgba = _look_render(scene, tmp_path)
+    assert (rgba[..., 3] > 127).mean() > 0.8  # the terrain is there to be judged
+    assert near_white_share(rgba) < 0.01
