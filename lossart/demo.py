@@ -34,7 +34,7 @@ class DemoSettings:
     model_width: int = 8  # smallcnn channels: the FLOPs of every grid point scale with it
     endpoint_epochs: int = 10
     curve_epochs: int = 8
-    frames: int = option(30, help="curve frames (video length)", lo=2, hi=100_000)
+    frames: int = option(20, help="curve frames (video length)", lo=2, hi=100_000)
     frame_spacing: str = "log"  # the curve moves most early on: log spacing shows that
     resolution: int = option(51, help="grid points per side", lo=2, hi=MAX_GRID_SIDE)
     subset: int = option(128, help="training images per grid point", lo=1)
