@@ -55,6 +55,13 @@ class PipelineResult:
     results: dict = field(default_factory=dict)
 
 
+def _agrees(recorded: dict, settings: dict) -> bool:
+    """The run's recorded settings agree with these: every recorded one has the same value. A
+    setting the record lacks was added to lossart after the run began; it takes its value now,
+    which only the stages not yet done use (the record is rewritten with it)."""
+    return set(recorded) <= set(settings) and all(recorded[k] == settings[k] for k in recorded)
+
+
 def run_stages(out: Path, kind: str, name: str, settings: dict, stages: list[Stage], *,
                run: dict | None = None, threads: int | None = None,
                on_stage: Callable[[str], None] | None = None,
@@ -67,7 +74,8 @@ def run_stages(out: Path, kind: str, name: str, settings: dict, stages: list[Sta
     path = out / "demo.json"
     record = read_record(path)
     settings = _plain(settings)
-    if record and (record["kind"], record["name"], record["settings"]) != (kind, name, settings):
+    if record and ((record["kind"], record["name"]) != (kind, name)
+                   or not _agrees(record["settings"], settings)):
         raise LossartError(f"--out {out}: holds a {record['kind']} run ({record['name']}) with "
                            "other settings; use another --out, or remove its demo.json to redo "
                            "every stage")

@@ -59,6 +59,19 @@ def test_other_settings_are_refused_in_one_line(tmp_path):
         assert "\n" not in str(err.value)
 
 
+def test_a_setting_added_after_the_run_began_takes_its_value_now(tmp_path):
+    run_stages(tmp_path, "subject", "s", {"frames": 25}, _stages([]))
+    calls: list[str] = []
+    done = run_stages(tmp_path, "subject", "s", {"frames": 25, "interpolate": 2}, _stages(calls))
+    assert done.ran == [] and calls == []  # the finished stages stay finished
+    assert read_record(tmp_path / "demo.json")["settings"] == {"frames": 25, "interpolate": 2}
+    for settings in ({"frames": 25, "interpolate": 1},  # now recorded: another value is refused
+                     {"frames": 24, "interpolate": 2},
+                     {"interpolate": 2}):  # a recorded setting may not go missing
+        with pytest.raises(LossartError, match="other settings"):
+            run_stages(tmp_path, "subject", "s", settings, _stages([]))
+
+
 def test_an_old_subject_record_resumes_its_finished_stages(tmp_path):
     settings = {"model": "resnet20-noskip", "video_resolution": [109, 61], "frames": 25}
     old = {"format": "lossart-subject", "version": 1, "subject": "resnet20-noskip", "device": "cpu",
