@@ -149,11 +149,12 @@ def main() -> None:
         pictures[name] = luminance(png)
         print(f"{name}: {png} ({time.perf_counter() - t0:.0f} s)")
     a, b = pictures["adaptive"], pictures["full"]
-    print(f"pictures: SSIM {ssim(a, b):.4f}, mean |difference| {np.abs(a - b).mean():.2f}/255")
+    similarity = ssim(a, b)
+    print(f"pictures: SSIM {similarity:.4f}, mean |difference| {np.abs(a - b).mean():.2f}/255")
     print(f"adaptive/points_saved {w * h / stats.points:.2f}")
     print(f"adaptive/max_height_share {share:.5f}")
     print(f"adaptive/p99_normal_deg {p99:.3f}")
-    print(f"adaptive/render_ssim {ssim(a, b):.4f}")
+    print(f"adaptive/render_ssim {similarity:.4f}")
 
 
 if __name__ == "__main__":

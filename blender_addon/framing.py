@@ -68,7 +68,6 @@ def remembered(fn):
             cache.popitem(last=False)
         return value
 
-    wrapper.cache_clear = cache.clear
     return wrapper
 
 
@@ -275,10 +274,7 @@ def fit_centred_many(
         umax, umin, vmax, vmin = u.max(axis=1), u.min(axis=1), v.max(axis=1), v.min(axis=1)
         return 0.5 * (umax + umin), 0.5 * (vmax + vmin), 0.5 * (umax - umin), 0.5 * (vmax - vmin)
 
-    # the farthest any point needs (closed form per point, as fit_distance)
-    need_x = along + np.abs(x) / (tan_x * fill)
-    need_y = along + np.abs(y) / (tan_y * fill)
-    hi = np.maximum(np.maximum(need_x.max(axis=1), need_y.max(axis=1)), 1e-3)
+    hi = np.array([fit_distance(points, aim, d, tan_x, tan_y, fill) for d in dirs])
     lo = along.max(axis=1) + 1e-3 * hi  # every point stays in front of the camera
     for _ in range(24):  # the spans shrink as the camera backs away: bisect (to 1e-7)
         mid = 0.5 * (lo + hi)
